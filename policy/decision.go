@@ -1,0 +1,192 @@
+package policy
+
+// Request holds the few facts of an HTTP request that CORS depends on.
+// Header values are as received; an empty string means the header is absent.
+type Request struct {
+	Method string
+	// Host is the request authority (HTTP/2 :authority or Host), used to
+	// select a policy by Match.Hosts.
+	Host string
+	// Path is the request path; a query string is ignored.
+	Path string
+	// Policy, when not empty, names the policy to apply and skips Match
+	// (Envoy sets it per route as the cors_policy context extension).
+	Policy string
+
+	Origin                string // Origin
+	RequestMethod         string // Access-Control-Request-Method
+	RequestHeaders        string // Access-Control-Request-Headers
+	RequestPrivateNetwork string // Access-Control-Request-Private-Network
+}
+
+// Kind is what sort of answer a Decision is.
+type Kind uint8
+
+const (
+	// KindNotCORS: no Origin, or no policy applies; the request goes on untouched.
+	KindNotCORS Kind = iota
+	// KindPreflightAllowed: answer the preflight directly with 204 and the headers.
+	KindPreflightAllowed
+	// KindPreflightRejected: answer the preflight directly with 403.
+	KindPreflightRejected
+	// KindActualAllowed: pass on; add the headers to the response.
+	KindActualAllowed
+	// KindActualDisallowed: the origin is not allowed; pass on with only
+	// Vary, or answer 403 when Status says so.
+	KindActualDisallowed
+)
+
+var kindNames = [...]string{
+	KindNotCORS:           "not_cors",
+	KindPreflightAllowed:  "preflight_allowed",
+	KindPreflightRejected: "preflight_rejected",
+	KindActualAllowed:     "actual_allowed",
+	KindActualDisallowed:  "actual_disallowed",
+}
+
+// String returns a stable snake_case name, fit for logs and metric labels.
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "unknown"
+}
+
+// Header is one response header a Decision asks for.
+type Header struct {
+	Name  string
+	Value string
+	// Append is true for headers that must be appended to any value the
+	// upstream sets (Vary); the others replace it (Access-Control-*), so a
+	// response never carries two different CORS answers.
+	Append bool
+}
+
+// Decision is the CORS answer for one Request.
+//
+// Its strings are shared with the Engine and the Request: read them, never
+// modify them. A Decision costs no allocation; see [Decision.AppendHeaders].
+type Decision struct {
+	Kind Kind
+	// Status is the HTTP status of a direct answer (204 or 403); 0 means
+	// the request goes on upstream.
+	Status int
+	// Policy is the name of the policy that applied, or empty.
+	Policy string
+	// ReportOnly means the policy only reports: the gateway must pass the
+	// request on untouched whatever Kind and Status say.
+	ReportOnly bool
+	// Reason says why, in a few words; [Engine.Explain] says more.
+	Reason Reason
+	// Detail is the offending value for a rejection (the method or header
+	// name that is not allowed), taken from the request.
+	Detail string
+
+	allowOrigin  string
+	allowMethod  string
+	allowHeaders string
+	fixed        []Header
+}
+
+// Direct reports whether the gateway must answer the request itself with
+// Status instead of passing it on.
+func (d *Decision) Direct() bool { return d.Status != 0 && !d.ReportOnly }
+
+// AppendHeaders appends the response headers of the decision to dst and
+// returns the extended slice; with a large enough dst it does not allocate.
+// For a direct answer they are the answer's headers; otherwise they are to
+// be added to the upstream's response. A report-only decision has headers
+// too (they are what would have been sent), and the gateway must not send them.
+func (d *Decision) AppendHeaders(dst []Header) []Header {
+	if d.allowOrigin != "" {
+		dst = append(dst, Header{Name: HeaderAllowOrigin, Value: d.allowOrigin})
+	}
+	if d.allowMethod != "" {
+		dst = append(dst, Header{Name: HeaderAllowMethods, Value: d.allowMethod})
+	}
+	if d.allowHeaders != "" {
+		dst = append(dst, Header{Name: HeaderAllowHeaders, Value: d.allowHeaders})
+	}
+	return append(dst, d.fixed...)
+}
+
+// MaxHeaders is the most headers a Decision can carry; a dst of this
+// capacity makes [Decision.AppendHeaders] allocation-free.
+const MaxHeaders = 8
+
+// Canonical header names, as written on responses.
+const (
+	HeaderOrigin                = "Origin"
+	HeaderVary                  = "Vary"
+	HeaderAllowOrigin           = "Access-Control-Allow-Origin"
+	HeaderAllowCredentials      = "Access-Control-Allow-Credentials"
+	HeaderAllowMethods          = "Access-Control-Allow-Methods"
+	HeaderAllowHeaders          = "Access-Control-Allow-Headers"
+	HeaderAllowPrivateNetwork   = "Access-Control-Allow-Private-Network"
+	HeaderMaxAge                = "Access-Control-Max-Age"
+	HeaderExposeHeaders         = "Access-Control-Expose-Headers"
+	HeaderRequestMethod         = "Access-Control-Request-Method"
+	HeaderRequestHeaders        = "Access-Control-Request-Headers"
+	HeaderRequestPrivateNetwork = "Access-Control-Request-Private-Network"
+)
+
+// Reason is why a Decision came out as it did.
+type Reason uint8
+
+const (
+	ReasonNoOrigin Reason = iota
+	ReasonNoPolicy
+	ReasonOriginAllowed
+	ReasonAnyOrigin
+	ReasonOriginNotAllowed
+	ReasonOriginTooLong
+	ReasonMethodNotAllowed
+	ReasonMethodInvalid
+	ReasonHeaderNotAllowed
+	ReasonHeaderInvalid
+	ReasonHeadersTooLong
+)
+
+var reasonText = [...]string{
+	ReasonNoOrigin:         "no Origin header: not a CORS request",
+	ReasonNoPolicy:         "no policy applies to this host and path",
+	ReasonOriginAllowed:    "origin is allowed",
+	ReasonAnyOrigin:        "policy allows any origin",
+	ReasonOriginNotAllowed: "origin is not allowed",
+	ReasonOriginTooLong:    "origin is longer than 2048 bytes or its host longer than 253",
+	ReasonMethodNotAllowed: "requested method is not allowed",
+	ReasonMethodInvalid:    "requested method is not a valid method name",
+	ReasonHeaderNotAllowed: "requested header is not allowed",
+	ReasonHeaderInvalid:    "Access-Control-Request-Headers holds an invalid header name",
+	ReasonHeadersTooLong:   "Access-Control-Request-Headers is longer than the limit",
+}
+
+var reasonNames = [...]string{
+	ReasonNoOrigin:         "no_origin",
+	ReasonNoPolicy:         "no_policy",
+	ReasonOriginAllowed:    "origin_allowed",
+	ReasonAnyOrigin:        "any_origin",
+	ReasonOriginNotAllowed: "origin_not_allowed",
+	ReasonOriginTooLong:    "origin_too_long",
+	ReasonMethodNotAllowed: "method_not_allowed",
+	ReasonMethodInvalid:    "method_invalid",
+	ReasonHeaderNotAllowed: "header_not_allowed",
+	ReasonHeaderInvalid:    "header_invalid",
+	ReasonHeadersTooLong:   "headers_too_long",
+}
+
+// String returns a stable snake_case name, fit for logs and metric labels.
+func (r Reason) String() string {
+	if int(r) < len(reasonNames) {
+		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// Text returns a short sentence for people.
+func (r Reason) Text() string {
+	if int(r) < len(reasonText) {
+		return reasonText[r]
+	}
+	return "unknown reason"
+}
