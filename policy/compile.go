@@ -1,0 +1,449 @@
+package policy
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/corsauthz/corsauthz/policy/internal/httpsyntax"
+	"github.com/corsauthz/corsauthz/policy/internal/origin"
+)
+
+// Limits on what a policy may configure.
+const (
+	// MaxAgeLimitInSeconds is the largest max_age_seconds accepted: a day,
+	// Firefox's cap.
+	MaxAgeLimitInSeconds = 86400
+	// MaxAgeChromiumCapInSeconds is where Chromium caps max-age; larger
+	// values are accepted with a warning.
+	MaxAgeChromiumCapInSeconds = 7200
+)
+
+var policyNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+
+// Compile checks cfg and compiles it into an Engine. It returns every
+// problem at once, joined with errors.Join (each a *FieldError; see
+// [FieldErrors]), and no Engine if there is any. Warnings are remarks on a
+// configuration that is accepted, such as an origin normalised to what
+// browsers send.
+func Compile(cfg *Config) (*Engine, []*FieldError, error) {
+	c := compiler{}
+	e := c.compile(cfg)
+	if len(c.errs) > 0 {
+		errs := make([]error, len(c.errs))
+		for i, fe := range c.errs {
+			errs[i] = fe
+		}
+		return nil, c.warnings, errors.Join(errs...)
+	}
+	e.hash = hashConfig(&e.config)
+	e.warnings = c.warnings
+	return e, c.warnings, nil
+}
+
+type compiler struct {
+	errs     []*FieldError
+	warnings []*FieldError
+}
+
+func (c *compiler) errorf(path, format string, args ...any) {
+	c.errs = append(c.errs, &FieldError{Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+func (c *compiler) warnf(path, format string, args ...any) {
+	c.warnings = append(c.warnings, &FieldError{Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+func (c *compiler) compile(cfg *Config) *Engine {
+	e := &Engine{
+		byName: make(map[string]*compiledPolicy, len(cfg.Policies)),
+		routes: routeTable{
+			exactHosts:    make(map[string][]route),
+			wildcardHosts: make(map[string][]route),
+			empty:         true,
+		},
+	}
+	if len(cfg.Policies) == 0 {
+		c.errorf("policies", "no policies: write at least one policy with a name and allowed_origins")
+	}
+	firstIndex := make(map[string]int)
+	for i := range cfg.Policies {
+		path := fmt.Sprintf("policies[%d]", i)
+		np, cp := c.compilePolicy(path, cfg.Policies[i])
+		cp.index = i
+		if np.Name != "" {
+			if j, dup := firstIndex[np.Name]; dup {
+				c.errorf(path+".name", "duplicate policy name %q (policies[%d] has it already): names must be unique", np.Name, j)
+			} else {
+				firstIndex[np.Name] = i
+				e.byName[np.Name] = cp
+			}
+		}
+		e.policies = append(e.policies, cp)
+		e.config.Policies = append(e.config.Policies, np)
+		e.routes.add(cp, np.Match)
+	}
+	if cfg.DefaultPolicy != "" {
+		e.config.DefaultPolicy = cfg.DefaultPolicy
+		e.defaultPolicy = e.byName[cfg.DefaultPolicy]
+		if e.defaultPolicy == nil {
+			c.errorf("default_policy", "default_policy %q names no policy: write one of %s, or leave it out", cfg.DefaultPolicy, quotedList(slices.Collect(maps.Keys(firstIndex))))
+		}
+	}
+	return e
+}
+
+// compilePolicy checks one policy, returning its normalised form and its
+// compiled form.
+func (c *compiler) compilePolicy(path string, p Policy) (Policy, *compiledPolicy) {
+	cp := &compiledPolicy{
+		name:         p.Name,
+		reportOnly:   p.ReportOnly,
+		reject:       p.RejectDisallowedOrigins,
+		credentials:  p.AllowCredentials,
+		allowPrivNet: p.AllowPrivateNetwork,
+		exactOrigins: make(map[string]struct{}),
+		headers:      make(map[string]struct{}),
+	}
+	switch {
+	case p.Name == "":
+		c.errorf(path+".name", "name is required: write a short name such as \"orders\" ([a-z0-9][a-z0-9_-]{0,63})")
+	case !policyNameRE.MatchString(p.Name):
+		c.errorf(path+".name", "invalid name %q: use 1 to 64 lower-case letters, digits, '-' or '_', starting with a letter or digit", p.Name)
+	}
+	p.Match = c.checkMatch(path+".match", p.Match)
+	p.AllowedOrigins = c.compileOrigins(path, p, cp)
+	p.AllowedMethods = c.compileMethods(path+".allowed_methods", p.AllowedMethods, cp)
+	p.AllowedHeaders = c.compileAllowedHeaders(path+".allowed_headers", p.AllowedHeaders, cp)
+	p.ExposedHeaders = c.compileExposedHeaders(path+".exposed_headers", p, cp)
+
+	switch {
+	case p.MaxAgeInSeconds < 0:
+		c.errorf(path+".max_age_seconds", "max_age_seconds is %d: write 0 to send no Access-Control-Max-Age, or a number of seconds up to %d", p.MaxAgeInSeconds, MaxAgeLimitInSeconds)
+	case p.MaxAgeInSeconds > MaxAgeLimitInSeconds:
+		c.errorf(path+".max_age_seconds", "max_age_seconds %d is more than a day (%d): browsers cap it lower (Chromium at %d); write %d or less", p.MaxAgeInSeconds, MaxAgeLimitInSeconds, MaxAgeChromiumCapInSeconds, MaxAgeChromiumCapInSeconds)
+	case p.MaxAgeInSeconds > MaxAgeChromiumCapInSeconds:
+		c.warnf(path+".max_age_seconds", "max_age_seconds %d is more than Chromium's cap of %d: Chromium-based browsers will cache preflights for %d seconds only", p.MaxAgeInSeconds, MaxAgeChromiumCapInSeconds, MaxAgeChromiumCapInSeconds)
+	}
+	if p.AllowPrivateNetwork && cp.anyOrigin {
+		c.errorf(path+".allow_private_network", "allow_private_network with allowed_origins \"*\" would open the private network to every web site: list the origins exactly")
+	}
+	cp.buildHeaders(p)
+	return p, cp
+}
+
+func (c *compiler) checkMatch(path string, m Match) Match {
+	var out Match
+	for i, h := range m.Hosts {
+		hp := fmt.Sprintf("%s.hosts[%d]", path, i)
+		lower := strings.ToLower(h)
+		if err := checkMatchHost(lower); err != nil {
+			c.errorf(hp, "%v", err)
+			continue
+		}
+		out.Hosts = append(out.Hosts, lower)
+	}
+	for i, prefix := range m.PathPrefixes {
+		pp := fmt.Sprintf("%s.path_prefixes[%d]", path, i)
+		if !strings.HasPrefix(prefix, "/") {
+			c.errorf(pp, "path prefix %q must start with '/': did you mean %q?", prefix, "/"+prefix)
+			continue
+		}
+		if strings.ContainsAny(prefix, "?#") {
+			c.errorf(pp, "path prefix %q holds a query or fragment; prefixes match the path only", prefix)
+			continue
+		}
+		out.PathPrefixes = append(out.PathPrefixes, prefix)
+	}
+	return out
+}
+
+func checkMatchHost(h string) error {
+	if h == "" {
+		return fmt.Errorf("empty host: write a host name such as \"api.example.com\"")
+	}
+	if strings.Contains(h, "://") || strings.ContainsAny(h, "/?#@") {
+		return fmt.Errorf("host %q must be a host name (and optional port), not a URL", h)
+	}
+	name := h
+	wildcard := false
+	if rest, ok := strings.CutPrefix(h, "*."); ok {
+		name, wildcard = rest, true
+	}
+	if strings.Contains(name, "*") {
+		return fmt.Errorf("host %q has a wildcard that is not the whole first label: write \"*.example.com\"", h)
+	}
+	if strings.HasPrefix(name, "[") {
+		if wildcard {
+			return fmt.Errorf("host %q puts a wildcard on an IP address", h)
+		}
+		return nil
+	}
+	if i := strings.LastIndexByte(name, ':'); i >= 0 {
+		if wildcard {
+			return fmt.Errorf("host %q: a wildcard host matches any port; leave the port out", h)
+		}
+		port, err := strconv.Atoi(name[i+1:])
+		if err != nil || port < 1 || port > 65535 {
+			return fmt.Errorf("host %q has an invalid port: write a number from 1 to 65535", h)
+		}
+		name = name[:i]
+	}
+	for _, label := range strings.Split(name, ".") {
+		if !origin.IsLabel(label) {
+			return fmt.Errorf("host %q is not a valid host name", h)
+		}
+	}
+	return nil
+}
+
+func (c *compiler) compileOrigins(path string, p Policy, cp *compiledPolicy) []string {
+	fp := path + ".allowed_origins"
+	if len(p.AllowedOrigins) == 0 {
+		c.errorf(fp, "allowed_origins is empty: list the origins allowed to read responses, such as \"https://app.example.com\"")
+		return nil
+	}
+	if len(p.AllowedOrigins) == 1 && p.AllowedOrigins[0] == "*" {
+		if p.AllowCredentials {
+			c.errorf(fp+"[0]", "allowed_origins \"*\" cannot be used with allow_credentials: browsers refuse \"Access-Control-Allow-Origin: *\" on credentialed requests, and allowing every origin with cookies would expose your users; list the origins exactly")
+			return nil
+		}
+		cp.anyOrigin = true
+		cp.originList = []string{"*"}
+		return []string{"*"}
+	}
+	var out []string
+	for i, o := range p.AllowedOrigins {
+		op := fmt.Sprintf("%s[%d]", fp, i)
+		if o == "*" {
+			c.errorf(op, "\"*\" allows every origin, so it must be the only entry: remove the other origins or the \"*\"")
+			continue
+		}
+		if o == "null" {
+			if p.AllowCredentials {
+				c.errorf(op, "\"null\" with allow_credentials lets any sandboxed iframe or file page read credentialed responses: remove \"null\" or allow_credentials")
+				continue
+			}
+			c.addOrigin(op, "null", cp, &out)
+			continue
+		}
+		if strings.EqualFold(o, "null") {
+			c.errorf(op, "%q is not how browsers write the opaque origin: did you mean \"null\"?", o)
+			continue
+		}
+		pat, notes, err := origin.Parse(o)
+		if err != nil {
+			c.errorf(op, "%v", err)
+			continue
+		}
+		norm := pat.String()
+		for _, n := range notes {
+			c.warnf(op, "%s; write %q", n, norm)
+		}
+		if p.AllowCredentials {
+			if pat.IsPublicSuffixWildcard() {
+				c.errorf(op, "%q puts a wildcard directly on the public suffix %q, so anyone who registers a domain there would get credentialed access: write the origins of your own domain, such as %q", o, pat.Host, pat.Scheme+"://*.example."+pat.Host)
+				continue
+			}
+			if pat.Scheme == "http" && !pat.IsLoopback() {
+				c.errorf(op, "%q is plain http with allow_credentials: anyone on the network can impersonate it; write %q (http is accepted only for localhost and loopback addresses)", o, strings.Replace(norm, "http://", "https://", 1))
+				continue
+			}
+		} else if pat.IsPublicSuffixWildcard() {
+			c.warnf(op, "%q puts a wildcard directly on the public suffix %q: any site registered there matches", o, pat.Host)
+		}
+		if pat.Wildcard {
+			if slices.Contains(out, norm) {
+				c.warnf(op, "origin %q is listed twice", norm)
+				continue
+			}
+			cp.wildcards.Add(pat)
+			out = append(out, norm)
+			cp.originList = append(cp.originList, norm)
+			continue
+		}
+		c.addOrigin(op, norm, cp, &out)
+	}
+	return out
+}
+
+func (c *compiler) addOrigin(path, o string, cp *compiledPolicy, out *[]string) {
+	if _, dup := cp.exactOrigins[o]; dup {
+		c.warnf(path, "origin %q is listed twice", o)
+		return
+	}
+	cp.exactOrigins[o] = struct{}{}
+	cp.originList = append(cp.originList, o)
+	*out = append(*out, o)
+}
+
+// Methods the Fetch standard forbids scripts to use.
+var forbiddenMethods = map[string]bool{"CONNECT": true, "TRACE": true, "TRACK": true}
+
+// normalizedMethods are upper-cased by browsers whatever case a page uses;
+// all others are sent exactly as written.
+var normalizedMethods = map[string]bool{"DELETE": true, "GET": true, "HEAD": true, "OPTIONS": true, "POST": true, "PUT": true}
+
+func (c *compiler) compileMethods(path string, methods []string, cp *compiledPolicy) []string {
+	var out []string
+	for i, m := range methods {
+		mp := fmt.Sprintf("%s[%d]", path, i)
+		upper := strings.ToUpper(m)
+		switch {
+		case m == "*":
+			c.errorf(mp, "\"*\" is not accepted in allowed_methods: list the methods by name, such as [PUT, PATCH, DELETE]")
+			continue
+		case !httpsyntax.IsToken(m):
+			c.errorf(mp, "%q is not a valid method name (letters, digits and !#$%%&'*+-.^_`|~ only)", m)
+			continue
+		case forbiddenMethods[upper]:
+			c.errorf(mp, "%s is a forbidden method: browsers never send it from scripts, and allowing it only helps attacks; remove it", m)
+			continue
+		case normalizedMethods[upper] && m != upper:
+			c.warnf(mp, "browsers send %q as %q; write %q", m, upper, upper)
+			m = upper
+		case m != upper:
+			c.warnf(mp, "methods are case-sensitive and browsers send %q exactly as the page writes it; most pages write %q", m, upper)
+		}
+		if slices.Contains(out, m) {
+			continue
+		}
+		out = append(out, m)
+		switch m {
+		case "GET", "HEAD", "POST":
+			// Always allowed; no need to look them up.
+		default:
+			cp.methods = append(cp.methods, m)
+		}
+	}
+	return out
+}
+
+// forbiddenRequestHeaders are request headers scripts cannot set (Fetch
+// standard), so a preflight never asks for them.
+var forbiddenRequestHeaders = map[string]bool{
+	"accept-charset": true, "accept-encoding": true, "access-control-request-headers": true,
+	"access-control-request-method": true, "access-control-request-private-network": true,
+	"connection": true, "content-length": true, "cookie": true, "cookie2": true, "date": true,
+	"dnt": true, "expect": true, "host": true, "keep-alive": true, "origin": true, "referer": true,
+	"set-cookie": true, "te": true, "trailer": true, "transfer-encoding": true, "upgrade": true, "via": true,
+}
+
+func (c *compiler) checkHeaderName(path, h string) bool {
+	switch {
+	case !httpsyntax.IsToken(h):
+		c.errorf(path, "%q is not a valid header name (letters, digits and !#$%%&'*+-.^_`|~, no spaces or colons)", h)
+	case len(h) > maxHeaderNameLen:
+		c.errorf(path, "header name is longer than %d bytes", maxHeaderNameLen)
+	default:
+		return true
+	}
+	return false
+}
+
+func (c *compiler) compileAllowedHeaders(path string, headers []string, cp *compiledPolicy) []string {
+	var out []string
+	for i, h := range headers {
+		hp := fmt.Sprintf("%s[%d]", path, i)
+		if h == "*" {
+			cp.anyHeader = true
+			out = append(out, h)
+			continue
+		}
+		if !c.checkHeaderName(hp, h) {
+			continue
+		}
+		lower := strings.ToLower(h)
+		switch {
+		case strings.HasPrefix(lower, "access-control-allow-") || lower == "access-control-expose-headers" || lower == "access-control-max-age":
+			c.errorf(hp, "%s is a response header; allowed_headers lists request headers a page may send (use exposed_headers for headers it may read)", h)
+			continue
+		case forbiddenRequestHeaders[lower] || strings.HasPrefix(lower, "sec-") || strings.HasPrefix(lower, "proxy-"):
+			c.errorf(hp, "%s is a forbidden request header: browsers set it themselves and never ask to send it; remove it (cookies need allow_credentials instead)", h)
+			continue
+		}
+		if _, dup := cp.headers[lower]; dup {
+			continue
+		}
+		cp.headers[lower] = struct{}{}
+		out = append(out, h)
+	}
+	return out
+}
+
+func (c *compiler) compileExposedHeaders(path string, p Policy, cp *compiledPolicy) []string {
+	fp := path + ".exposed_headers"
+	var out []string
+	seen := map[string]bool{}
+	for i, h := range p.ExposedHeaders {
+		hp := fmt.Sprintf("%s[%d]", fp, i)
+		if h == "*" {
+			if p.AllowCredentials {
+				c.errorf(hp, "exposed_headers \"*\" with allow_credentials is taken literally by browsers (a header named \"*\"), so it exposes nothing: list the headers by name")
+				continue
+			}
+		} else if !c.checkHeaderName(hp, h) {
+			continue
+		}
+		lower := strings.ToLower(h)
+		if lower == "set-cookie" || lower == "set-cookie2" {
+			c.errorf(hp, "%s can never be exposed: browsers hide it from scripts whatever the server says; remove it", h)
+			continue
+		}
+		if seen[lower] {
+			continue
+		}
+		seen[lower] = true
+		out = append(out, h)
+	}
+	cp.exposeHeaders = strings.Join(out, ", ")
+	return out
+}
+
+// buildHeaders prepares every fixed header list the policy can answer with.
+func (cp *compiledPolicy) buildHeaders(p Policy) {
+	var common []Header
+	if cp.credentials {
+		common = append(common, Header{Name: HeaderAllowCredentials, Value: "true"})
+	}
+	cp.actualAllowed = slices.Clone(common)
+	if cp.exposeHeaders != "" {
+		cp.actualAllowed = append(cp.actualAllowed, Header{Name: HeaderExposeHeaders, Value: cp.exposeHeaders})
+	}
+	if !cp.anyOrigin {
+		cp.actualAllowed = append(cp.actualAllowed, Header{Name: HeaderVary, Value: varyActual, Append: true})
+	}
+	cp.actualDisallowed = []Header{{Name: HeaderVary, Value: varyActual, Append: true}}
+
+	pre := slices.Clone(common)
+	if p.MaxAgeInSeconds > 0 {
+		pre = append(pre, Header{Name: HeaderMaxAge, Value: strconv.Itoa(p.MaxAgeInSeconds)})
+	}
+	vary := Header{Name: HeaderVary, Value: varyPreflight, Append: true}
+	cp.preflightAllowed = append(slices.Clone(pre), vary)
+	cp.preflightPrivNet = append(slices.Clone(pre), Header{Name: HeaderAllowPrivateNetwork, Value: "true"}, vary)
+	cp.preflightRejected = []Header{vary}
+}
+
+func hashConfig(cfg *Config) string {
+	sum := sha256.Sum256(fmt.Appendf(nil, "%#v", *cfg))
+	return hex.EncodeToString(sum[:])
+}
+
+func quotedList(names []string) string {
+	if len(names) == 0 {
+		return "(no policies are configured)"
+	}
+	slices.Sort(names)
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = strconv.Quote(n)
+	}
+	return strings.Join(q, ", ")
+}

@@ -1,0 +1,250 @@
+package policy
+
+import (
+	"strings"
+	"sync/atomic"
+
+	"github.com/corsauthz/corsauthz/policy/internal/acrh"
+	"github.com/corsauthz/corsauthz/policy/internal/httpsyntax"
+	"github.com/corsauthz/corsauthz/policy/internal/origin"
+)
+
+// Engine is a compiled configuration. It is immutable and safe for
+// concurrent use; build one with [Compile] or [Load].
+type Engine struct {
+	policies      []*compiledPolicy // in file order
+	byName        map[string]*compiledPolicy
+	defaultPolicy *compiledPolicy
+	routes        routeTable
+	hash          string
+	source        string
+	config        Config // the normalised configuration, for Explain and listing
+	warnings      []*FieldError
+}
+
+// compiledPolicy is a Policy prepared for the request path: every set is a
+// map or a short slice, and every header the policy can write is built here
+// once, so deciding an actual request does not allocate.
+type compiledPolicy struct {
+	name       string
+	index      int
+	reportOnly bool
+	reject     bool
+
+	anyOrigin     bool
+	exactOrigins  map[string]struct{}
+	wildcards     origin.WildcardMatcher
+	originList    []string // normalised allowed_origins, for Explain
+	methods       []string
+	anyHeader     bool
+	headers       map[string]struct{} // lower case
+	credentials   bool
+	allowPrivNet  bool
+	exposeHeaders string
+
+	actualAllowed     []Header
+	actualDisallowed  []Header
+	preflightAllowed  []Header
+	preflightPrivNet  []Header
+	preflightRejected []Header
+}
+
+// Holder holds the Engine in force and lets a reload replace it atomically:
+// each request reads the pointer once and sees exactly one configuration.
+type Holder struct{ p atomic.Pointer[Engine] }
+
+// NewHolder returns a Holder holding e.
+func NewHolder(e *Engine) *Holder {
+	h := &Holder{}
+	h.p.Store(e)
+	return h
+}
+
+// Load returns the Engine in force (nil if none was stored).
+func (h *Holder) Load() *Engine { return h.p.Load() }
+
+// Store puts e in force for every request that starts after it returns.
+func (h *Holder) Store(e *Engine) { h.p.Store(e) }
+
+// Hash is a hex SHA-256 of the configuration the engine was compiled from:
+// its source bytes when loaded from a file, its normalised form otherwise.
+func (e *Engine) Hash() string { return e.hash }
+
+// Source names where the configuration came from (a file name), if known.
+func (e *Engine) Source() string { return e.source }
+
+// Config returns a copy of the normalised configuration in force.
+func (e *Engine) Config() Config {
+	c := e.config
+	c.Policies = append([]Policy(nil), c.Policies...)
+	return c
+}
+
+// Warnings returns the remarks made when compiling the configuration.
+func (e *Engine) Warnings() []*FieldError { return append([]*FieldError(nil), e.warnings...) }
+
+// PolicyNames lists the configured policies in file order.
+func (e *Engine) PolicyNames() []string {
+	names := make([]string, len(e.policies))
+	for i, p := range e.policies {
+		names[i] = p.name
+	}
+	return names
+}
+
+// Vary values. A preflight's answer depends on all three request headers;
+// an actual response only on Origin.
+const (
+	varyPreflight = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"
+	varyActual    = "Origin"
+)
+
+// Decide returns the CORS decision for r. The only error is a request that
+// names a policy the configuration does not have ([ErrUnknownPolicy]); every
+// other outcome, rejections included, is a Decision.
+func (e *Engine) Decide(r *Request) (Decision, error) {
+	p, err := e.selectPolicy(r)
+	if err != nil {
+		return Decision{}, err
+	}
+	if r.Origin == "" {
+		d := Decision{Kind: KindNotCORS, Reason: ReasonNoOrigin}
+		if p != nil {
+			d.Policy = p.name
+		}
+		return d, nil
+	}
+	if p == nil {
+		return Decision{Kind: KindNotCORS, Reason: ReasonNoPolicy}, nil
+	}
+	if r.Method == "OPTIONS" && r.RequestMethod != "" {
+		return p.preflight(r), nil
+	}
+	return p.actual(r), nil
+}
+
+func (p *compiledPolicy) actual(r *Request) Decision {
+	d := Decision{Policy: p.name, ReportOnly: p.reportOnly}
+	allowed, reason := p.matchOrigin(r.Origin)
+	d.Reason = reason
+	if !allowed {
+		d.Kind = KindActualDisallowed
+		d.fixed = p.actualDisallowed
+		if p.reject {
+			d.Status = 403
+		}
+		return d
+	}
+	d.Kind = KindActualAllowed
+	d.allowOrigin = p.allowOriginValue(r.Origin)
+	d.fixed = p.actualAllowed
+	return d
+}
+
+func (p *compiledPolicy) preflight(r *Request) Decision {
+	d := Decision{Kind: KindPreflightRejected, Status: 403, Policy: p.name, ReportOnly: p.reportOnly, fixed: p.preflightRejected}
+	allowed, reason := p.matchOrigin(r.Origin)
+	d.Reason = reason
+	if !allowed {
+		return d
+	}
+	if !httpsyntax.IsToken(r.RequestMethod) {
+		d.Reason, d.Detail = ReasonMethodInvalid, r.RequestMethod
+		return d
+	}
+	if !p.allowsMethod(r.RequestMethod) {
+		d.Reason, d.Detail = ReasonMethodNotAllowed, r.RequestMethod
+		return d
+	}
+	if ok, reason, bad := p.checkRequestHeaders(r.RequestHeaders); !ok {
+		d.Reason, d.Detail = reason, bad
+		return d
+	}
+	d.Kind, d.Status = KindPreflightAllowed, 204
+	d.allowOrigin = p.allowOriginValue(r.Origin)
+	d.allowMethod = r.RequestMethod
+	// Echo the requested headers: each was checked above, and the
+	// contract lets the answer list exactly what was asked for.
+	d.allowHeaders = strings.Trim(r.RequestHeaders, " \t")
+	d.fixed = p.preflightAllowed
+	if p.allowPrivNet && r.RequestPrivateNetwork == "true" {
+		d.fixed = p.preflightPrivNet
+	}
+	return d
+}
+
+func (p *compiledPolicy) allowOriginValue(o string) string {
+	if p.anyOrigin {
+		return "*"
+	}
+	return o
+}
+
+// matchOrigin reports whether the request's Origin value is allowed.
+func (p *compiledPolicy) matchOrigin(o string) (bool, Reason) {
+	if p.anyOrigin {
+		return true, ReasonAnyOrigin
+	}
+	if len(o) > origin.MaxLen {
+		return false, ReasonOriginTooLong
+	}
+	if _, ok := p.exactOrigins[o]; ok {
+		return true, ReasonOriginAllowed
+	}
+	if p.wildcards.Match(o) {
+		return true, ReasonOriginAllowed
+	}
+	return false, ReasonOriginNotAllowed
+}
+
+// allowsMethod compares case-sensitively, as the Fetch standard does for
+// all but the safelisted methods (browsers upper-case only those).
+func (p *compiledPolicy) allowsMethod(m string) bool {
+	switch m {
+	case "GET", "HEAD", "POST":
+		return true
+	}
+	for _, allowed := range p.methods {
+		if m == allowed {
+			return true
+		}
+	}
+	return false
+}
+
+// maxHeaderNameLen bounds the names looked up; longer configured names are
+// refused at compile time, so a longer requested one can never be allowed.
+const maxHeaderNameLen = 256
+
+// checkRequestHeaders reports whether every header named in the
+// Access-Control-Request-Headers value v is allowed; if not, it returns the
+// reason and the first offending element.
+func (p *compiledPolicy) checkRequestHeaders(v string) (ok bool, reason Reason, bad string) {
+	if len(v) > acrh.MaxLen {
+		return false, ReasonHeadersTooLong, ""
+	}
+	var buf [maxHeaderNameLen]byte
+	for elem, i, more := acrh.Next(v, 0); more; elem, i, more = acrh.Next(v, i) {
+		if !httpsyntax.IsToken(elem) {
+			return false, ReasonHeaderInvalid, elem
+		}
+		if len(elem) > maxHeaderNameLen {
+			return false, ReasonHeaderNotAllowed, elem
+		}
+		var listed, isAuthorization bool
+		if httpsyntax.HasUpper(elem) {
+			lower := httpsyntax.AppendLower(buf[:0], elem)
+			// Indexing with string(bytes) does not allocate.
+			_, listed = p.headers[string(lower)]
+			isAuthorization = string(lower) == "authorization"
+		} else {
+			_, listed = p.headers[elem]
+			isAuthorization = elem == "authorization"
+		}
+		if listed || (p.anyHeader && !isAuthorization) {
+			continue
+		}
+		return false, ReasonHeaderNotAllowed, elem
+	}
+	return true, 0, ""
+}

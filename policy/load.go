@@ -1,0 +1,364 @@
+package policy
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// LoadFile reads, checks and compiles the configuration file at path.
+func LoadFile(path string) (*Engine, []*FieldError, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return Load(path, data)
+}
+
+// Load checks and compiles a configuration file's contents (YAML, or JSON,
+// which is YAML too). filename is only used to locate problems. Every
+// problem is returned at once, each a *FieldError with its line, column and
+// field path; unknown fields are problems too.
+func Load(filename string, data []byte) (*Engine, []*FieldError, error) {
+	p := parser{file: filename, pos: map[string]position{}}
+	cfg := p.parse(data)
+
+	e, warnings, err := Compile(cfg)
+	for _, w := range warnings {
+		p.locate(w)
+	}
+	errs := p.errs
+	for _, fe := range FieldErrors(err) {
+		if p.underBadField(fe.Path) {
+			continue // already reported, more precisely, by the parser
+		}
+		p.locate(fe)
+		errs = append(errs, fe)
+	}
+	if len(errs) > 0 {
+		slices.SortStableFunc(errs, func(a, b *FieldError) int {
+			return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column))
+		})
+		joined := make([]error, len(errs))
+		for i, fe := range errs {
+			joined[i] = fe
+		}
+		return nil, warnings, errors.Join(joined...)
+	}
+	sum := sha256.Sum256(data)
+	e.hash = hex.EncodeToString(sum[:])
+	e.source = filename
+	return e, warnings, nil
+}
+
+type position struct{ line, column int }
+
+// parser turns a YAML document into a Config by walking its node tree, so
+// that it can refuse unknown fields and wrong types with positions, keep
+// going after each problem, and remember where every value was written.
+type parser struct {
+	file string
+	pos  map[string]position
+	bad  []string // paths the parser reported problems for
+	errs []*FieldError
+}
+
+func (p *parser) errorf(n *yaml.Node, path, format string, args ...any) {
+	fe := &FieldError{File: p.file, Path: path, Message: fmt.Sprintf(format, args...)}
+	if n != nil {
+		fe.Line, fe.Column = n.Line, n.Column
+	}
+	p.errs = append(p.errs, fe)
+	p.bad = append(p.bad, path)
+}
+
+// locate fills in the file position of a problem found after parsing,
+// from the field path or, for a field that is missing, its parent.
+func (p *parser) locate(fe *FieldError) {
+	fe.File = p.file
+	for path := fe.Path; path != ""; path = parentPath(path) {
+		if at, ok := p.pos[path]; ok {
+			fe.Line, fe.Column = at.line, at.column
+			return
+		}
+	}
+	if at, ok := p.pos[""]; ok {
+		fe.Line, fe.Column = at.line, at.column
+	}
+}
+
+func (p *parser) underBadField(path string) bool {
+	for _, bad := range p.bad {
+		if path == bad || strings.HasPrefix(path, bad+".") || strings.HasPrefix(path, bad+"[") {
+			return true
+		}
+	}
+	return false
+}
+
+func parentPath(path string) string {
+	i := strings.LastIndexAny(path, ".[")
+	if i < 0 {
+		return ""
+	}
+	return path[:i]
+}
+
+var yamlLineRE = regexp.MustCompile(`line (\d+)`)
+
+func (p *parser) parse(data []byte) *Config {
+	cfg := &Config{}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		fe := &FieldError{File: p.file, Message: "invalid YAML: " + msg}
+		if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+			fe.Line, _ = strconv.Atoi(m[1])
+			fe.Column = 1
+		}
+		p.errs = append(p.errs, fe)
+		p.bad = append(p.bad, "policies", "default_policy")
+		return cfg
+	}
+	if doc.Kind == 0 || len(doc.Content) == 0 {
+		return cfg // empty file: Compile says there are no policies
+	}
+	root := resolve(doc.Content[0])
+	p.pos[""] = position{root.Line, root.Column}
+	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
+		return cfg
+	}
+	p.mapping(root, "", rootFields, func(key string, v *yaml.Node, path string) {
+		switch key {
+		case "policies":
+			p.policies(v, path, cfg)
+		case "default_policy":
+			cfg.DefaultPolicy, _ = p.str(v, path)
+		}
+	})
+	return cfg
+}
+
+var (
+	rootFields   = []string{"policies", "default_policy"}
+	policyFields = []string{
+		"name", "match", "allowed_origins", "allowed_methods", "allowed_headers",
+		"exposed_headers", "allow_credentials", "max_age_seconds",
+		"allow_private_network", "reject_disallowed_origins", "report_only",
+	}
+	matchFields = []string{"hosts", "path_prefixes"}
+)
+
+func (p *parser) policies(n *yaml.Node, path string, cfg *Config) {
+	if n.Kind != yaml.SequenceNode {
+		if isNull(n) {
+			return
+		}
+		p.errorf(n, path, "policies must be a list of policies (each item starting with \"- name: ...\")")
+		return
+	}
+	for i, item := range n.Content {
+		item = resolve(item)
+		ip := fmt.Sprintf("%s[%d]", path, i)
+		p.pos[ip] = position{item.Line, item.Column}
+		var pol Policy
+		p.mapping(item, ip, policyFields, func(key string, v *yaml.Node, fp string) {
+			switch key {
+			case "name":
+				pol.Name, _ = p.str(v, fp)
+			case "match":
+				p.mapping(v, fp, matchFields, func(key string, v *yaml.Node, mp string) {
+					switch key {
+					case "hosts":
+						pol.Match.Hosts = p.strList(v, mp)
+					case "path_prefixes":
+						pol.Match.PathPrefixes = p.strList(v, mp)
+					}
+				})
+			case "allowed_origins":
+				pol.AllowedOrigins = p.strList(v, fp)
+			case "allowed_methods":
+				pol.AllowedMethods = p.strList(v, fp)
+			case "allowed_headers":
+				pol.AllowedHeaders = p.strList(v, fp)
+			case "exposed_headers":
+				pol.ExposedHeaders = p.strList(v, fp)
+			case "allow_credentials":
+				pol.AllowCredentials = p.boolean(v, fp)
+			case "max_age_seconds":
+				pol.MaxAgeInSeconds = p.integer(v, fp)
+			case "allow_private_network":
+				pol.AllowPrivateNetwork = p.boolean(v, fp)
+			case "reject_disallowed_origins":
+				pol.RejectDisallowedOrigins = p.boolean(v, fp)
+			case "report_only":
+				pol.ReportOnly = p.boolean(v, fp)
+			}
+		})
+		cfg.Policies = append(cfg.Policies, pol)
+	}
+}
+
+// mapping walks a mapping node, refusing unknown and repeated keys, and
+// calls field for each known one with its value and path.
+func (p *parser) mapping(n *yaml.Node, path string, known []string, field func(key string, v *yaml.Node, path string)) {
+	n = resolve(n)
+	if n.Kind != yaml.MappingNode {
+		if isNull(n) {
+			return
+		}
+		what := "a mapping of fields"
+		if path == "" {
+			what = "a mapping with a \"policies\" list"
+		}
+		p.errorf(n, path, "must be %s, not %s", what, describe(n))
+		return
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], resolve(n.Content[i+1])
+		fp := k.Value
+		if path != "" {
+			fp = path + "." + k.Value
+		}
+		if k.Value == "<<" {
+			p.errorf(k, fp, "YAML merge keys are not supported: write the fields out")
+			continue
+		}
+		if !slices.Contains(known, k.Value) {
+			msg := fmt.Sprintf("unknown field %q", k.Value)
+			if s := closest(k.Value, known); s != "" {
+				msg += fmt.Sprintf(": did you mean %q?", s)
+			} else {
+				msg += ": valid fields are " + strings.Join(known, ", ")
+			}
+			p.errorf(k, fp, "%s", msg)
+			continue
+		}
+		if seen[k.Value] {
+			p.errorf(k, fp, "field %q is set twice: keep one", k.Value)
+			continue
+		}
+		seen[k.Value] = true
+		p.pos[fp] = position{v.Line, v.Column}
+		field(k.Value, v, fp)
+	}
+}
+
+func (p *parser) str(n *yaml.Node, path string) (string, bool) {
+	if n.Kind != yaml.ScalarNode || (n.Tag != "!!str" && !(n.Tag == "!!null" && n.Value == "null")) {
+		p.errorf(n, path, "must be a string, not %s", describe(n))
+		return "", false
+	}
+	return n.Value, true
+}
+
+func (p *parser) strList(n *yaml.Node, path string) []string {
+	if n.Kind != yaml.SequenceNode {
+		if n.Kind == yaml.ScalarNode && n.Tag == "!!str" {
+			p.errorf(n, path, "must be a list: write [%s]", strconv.Quote(n.Value))
+			return nil
+		}
+		if isNull(n) {
+			return nil
+		}
+		p.errorf(n, path, "must be a list of strings, not %s", describe(n))
+		return nil
+	}
+	out := make([]string, 0, len(n.Content))
+	for i, item := range n.Content {
+		item = resolve(item)
+		ip := fmt.Sprintf("%s[%d]", path, i)
+		p.pos[ip] = position{item.Line, item.Column}
+		if s, ok := p.str(item, ip); ok {
+			out = append(out, s)
+		} else {
+			out = append(out, "") // keep indexes aligned with positions
+		}
+	}
+	return out
+}
+
+func (p *parser) boolean(n *yaml.Node, path string) bool {
+	var b bool
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" || n.Decode(&b) != nil {
+		p.errorf(n, path, "must be true or false, not %s", describe(n))
+	}
+	return b
+}
+
+func (p *parser) integer(n *yaml.Node, path string) int {
+	var v int
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!int" || n.Decode(&v) != nil {
+		p.errorf(n, path, "must be a whole number, not %s", describe(n))
+	}
+	return v
+}
+
+func resolve(n *yaml.Node) *yaml.Node {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	return n
+}
+
+func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!!null" }
+
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		switch n.Tag {
+		case "!!null":
+			return "empty"
+		case "!!str":
+			return strconv.Quote(n.Value)
+		}
+		return n.Value
+	}
+	return "this value"
+}
+
+// closest returns the known name nearest to s, if it is near enough to be
+// a likely typo.
+func closest(s string, known []string) string {
+	best, bestDist := "", 4
+	for _, k := range known {
+		if d := levenshtein(s, k); d < bestDist {
+			best, bestDist = k, d
+		}
+	}
+	return best
+}
+
+func levenshtein(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
