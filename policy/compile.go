@@ -121,7 +121,7 @@ func (c *compiler) compilePolicy(path string, p Policy) (Policy, *compiledPolicy
 	p.AllowedOrigins = c.compileOrigins(path, p, cp)
 	p.AllowedMethods = c.compileMethods(path+".allowed_methods", p.AllowedMethods, cp)
 	p.AllowedHeaders = c.compileAllowedHeaders(path+".allowed_headers", p.AllowedHeaders, cp)
-	p.ExposedHeaders = c.compileExposedHeaders(path+".exposed_headers", p, cp)
+	p.ExposedHeaders = c.compileExposedHeaders(path, p, cp)
 
 	switch {
 	case p.MaxAgeInSeconds < 0:

@@ -120,10 +120,11 @@ func (p *parser) parse(data []byte) *Config {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		msg := strings.TrimPrefix(err.Error(), "yaml: ")
-		fe := &FieldError{File: p.file, Message: "invalid YAML: " + msg}
+		// The YAML library names no line for a problem on the first line
+		// (or in the bytes themselves, such as a control character).
+		fe := &FieldError{File: p.file, Line: 1, Column: 1, Message: "invalid YAML: " + msg}
 		if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
 			fe.Line, _ = strconv.Atoi(m[1])
-			fe.Column = 1
 		}
 		p.errs = append(p.errs, fe)
 		p.bad = append(p.bad, "policies", "default_policy")

@@ -169,10 +169,10 @@ func Parse(s string) (p Pattern, notes []string, err error) {
 		if err != nil || !a.Is6() || a.Zone() != "" {
 			return p, nil, fmt.Errorf("origin %q has an invalid IPv6 address %s", s, host)
 		}
-		if a.String() != host[1:len(host)-1] {
-			notes = append(notes, fmt.Sprintf("IPv6 address %s normalised to [%s], as browsers send it", host, a.String()))
+		if norm := ipv6String(a); norm != host[1:len(host)-1] {
+			notes = append(notes, fmt.Sprintf("IPv6 address %s normalised to [%s], as browsers send it", host, norm))
 		}
-		p.Host, p.IP = a.String(), true
+		p.Host, p.IP = ipv6String(a), true
 		return p, notes, nil
 	}
 
@@ -206,11 +206,37 @@ func Parse(s string) (p Pattern, notes []string, err error) {
 		p.Host, p.IP = a.String(), true
 		return p, notes, nil
 	}
+	if endsInNumber(ascii) {
+		return p, nil, fmt.Errorf("origin %q has a host that ends in a number but is not an IPv4 address in dotted-decimal form: browsers rewrite such a host as an IPv4 address or refuse it; write the address as four decimal numbers, such as \"https://192.0.2.1\"", s)
+	}
 	if err := checkHostName(ascii); err != nil {
 		return p, nil, fmt.Errorf("origin %q: %v", s, err)
 	}
 	p.Host = ascii
 	return p, notes, nil
+}
+
+// ipv6String serializes an IPv6 address as browsers do: RFC 5952, except
+// that an IPv4-mapped address is written in hexadecimal ("::ffff:7f00:1"),
+// never with a dotted IPv4 part.
+func ipv6String(a netip.Addr) string {
+	if !a.Is4In6() {
+		return a.String()
+	}
+	b := a.As16()
+	return fmt.Sprintf("::ffff:%x:%x", uint16(b[12])<<8|uint16(b[13]), uint16(b[14])<<8|uint16(b[15]))
+}
+
+// endsInNumber reports whether the last label of a lower-case host is a
+// number (decimal, or hexadecimal with "0x"): the URL standard then parses
+// the whole host as an IPv4 address, so a browser never sends it as written
+// unless it is already in dotted-decimal form.
+func endsInNumber(h string) bool {
+	last := h[strings.LastIndexByte(h, '.')+1:]
+	if hex, ok := strings.CutPrefix(last, "0x"); ok {
+		return strings.Trim(hex, "0123456789abcdef") == ""
+	}
+	return last != "" && strings.Trim(last, "0123456789") == ""
 }
 
 func splitHostPort(authority string) (host, port string, hasPort bool, err error) {

@@ -1,0 +1,392 @@
+package deploy_test
+
+import (
+	"bytes"
+	"fmt"
+	"path"
+	"slices"
+	"sync"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+	sigsyaml "sigs.k8s.io/yaml"
+
+	"github.com/corsauthz/corsauthz/deploy"
+)
+
+const kustomizeDir = "kubernetes"
+
+// k8sObjects is the output of `kustomize build deploy/kubernetes`, each
+// object decoded strictly into its k8s.io/api type.
+type k8sObjects struct {
+	namespaces      []*corev1.Namespace
+	serviceAccounts []*corev1.ServiceAccount
+	deployments     []*appsv1.Deployment
+	services        []*corev1.Service
+	configMaps      []*corev1.ConfigMap
+	hpas            []*autoscalingv2.HorizontalPodAutoscaler
+	pdbs            []*policyv1.PodDisruptionBudget
+	// namespaceOf holds every namespaced object's namespace, by "Kind/name".
+	namespaceOf map[string]string
+}
+
+// buildKustomization runs kustomize once for all the tests.
+var buildKustomization = sync.OnceValues(func() (*k8sObjects, error) {
+	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
+	resources, err := k.Run(filesys.MakeFsOnDisk(), kustomizeDir)
+	if err != nil {
+		return nil, fmt.Errorf("kustomize build %s: %w", kustomizeDir, err)
+	}
+	objs := &k8sObjects{namespaceOf: make(map[string]string)}
+	for _, r := range resources.Resources() {
+		js, err := r.MarshalJSON()
+		if err != nil {
+			return nil, err
+		}
+		apiVersion, kind := r.GetApiVersion(), r.GetKind()
+		var target any
+		switch gvk := apiVersion + " " + kind; gvk {
+		case "v1 Namespace":
+			objs.namespaces = append(objs.namespaces, new(corev1.Namespace))
+			target = objs.namespaces[len(objs.namespaces)-1]
+		case "v1 ServiceAccount":
+			objs.serviceAccounts = append(objs.serviceAccounts, new(corev1.ServiceAccount))
+			target = objs.serviceAccounts[len(objs.serviceAccounts)-1]
+		case "apps/v1 Deployment":
+			objs.deployments = append(objs.deployments, new(appsv1.Deployment))
+			target = objs.deployments[len(objs.deployments)-1]
+		case "v1 Service":
+			objs.services = append(objs.services, new(corev1.Service))
+			target = objs.services[len(objs.services)-1]
+		case "v1 ConfigMap":
+			objs.configMaps = append(objs.configMaps, new(corev1.ConfigMap))
+			target = objs.configMaps[len(objs.configMaps)-1]
+		case "autoscaling/v2 HorizontalPodAutoscaler":
+			objs.hpas = append(objs.hpas, new(autoscalingv2.HorizontalPodAutoscaler))
+			target = objs.hpas[len(objs.hpas)-1]
+		case "policy/v1 PodDisruptionBudget":
+			objs.pdbs = append(objs.pdbs, new(policyv1.PodDisruptionBudget))
+			target = objs.pdbs[len(objs.pdbs)-1]
+		default:
+			return nil, fmt.Errorf("%s %s: no test decodes this kind; add it", gvk, r.GetName())
+		}
+		// Strict: an unknown or misplaced field (a typo, or a field at the
+		// wrong level) is an error, as with `kubectl apply --validate=strict`.
+		if err := sigsyaml.UnmarshalStrict(js, target); err != nil {
+			return nil, fmt.Errorf("%s %s: %w", kind, r.GetName(), err)
+		}
+		if kind != "Namespace" {
+			objs.namespaceOf[kind+"/"+r.GetName()] = r.GetNamespace()
+		}
+	}
+	return objs, nil
+})
+
+func loadKustomization(t *testing.T) *k8sObjects {
+	t.Helper()
+	objs, err := buildKustomization()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return objs
+}
+
+// only returns the single element of s, failing the test otherwise.
+func only[T any](t *testing.T, what string, s []T) T {
+	t.Helper()
+	if len(s) != 1 {
+		t.Fatalf("kustomize build produced %d %s, want 1", len(s), what)
+	}
+	return s[0]
+}
+
+// k8sNamespace is the namespace everything is deployed in.
+func k8sNamespace(t *testing.T) string {
+	t.Helper()
+	return only(t, "Namespaces", loadKustomization(t).namespaces).Name
+}
+
+func TestKubernetesPolicyCopy(t *testing.T) {
+	t.Parallel()
+	if !bytes.Equal(readFile(t, kustomizeDir+"/corsauthz.yaml"), deploy.ExampleConfig) {
+		t.Error("deploy/kubernetes/corsauthz.yaml differs from deploy/corsauthz.yaml; run\n" +
+			"\tcp deploy/corsauthz.yaml deploy/kubernetes/corsauthz.yaml")
+	}
+}
+
+func TestKubernetesNamespaces(t *testing.T) {
+	t.Parallel()
+	objs := loadKustomization(t)
+	ns := k8sNamespace(t)
+	for obj, got := range objs.namespaceOf {
+		if got != ns {
+			t.Errorf("%s is in namespace %q, want %q", obj, got, ns)
+		}
+	}
+	if len(objs.namespaceOf) == 0 {
+		t.Error("no namespaced objects")
+	}
+}
+
+func TestKubernetesDeployment(t *testing.T) {
+	t.Parallel()
+	objs := loadKustomization(t)
+	d := only(t, "Deployments", objs.deployments)
+	pod := d.Spec.Template.Spec
+
+	if d.Spec.Replicas == nil || *d.Spec.Replicas < 2 {
+		t.Errorf("replicas = %v, want at least 2", d.Spec.Replicas)
+	}
+	if ru := d.Spec.Strategy.RollingUpdate; ru == nil || ru.MaxUnavailable == nil || ru.MaxUnavailable.IntValue() != 0 {
+		t.Error("rolling update must have maxUnavailable: 0 so a bad config never takes a serving pod down")
+	}
+	sel, err := labels.ValidatedSelectorFromSet(d.Spec.Selector.MatchLabels)
+	if err != nil || !sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+		t.Errorf("selector %v does not match the pod labels %v", d.Spec.Selector.MatchLabels, d.Spec.Template.Labels)
+	}
+
+	c := only(t, "containers", pod.Containers)
+	if !slices.Equal(c.Args, serveArgs) {
+		t.Errorf("args = %q, want %q", c.Args, serveArgs)
+	}
+	if c.Command != nil {
+		t.Errorf("command = %q overrides the image's ENTRYPOINT", c.Command)
+	}
+	if c.Image != "corsauthz:dev" {
+		t.Errorf("image = %q, want corsauthz:dev (from kustomization images:)", c.Image)
+	}
+
+	// Ports and probes.
+	grpcPortName := ""
+	for _, p := range c.Ports {
+		if p.ContainerPort == grpcPort {
+			grpcPortName = p.Name
+		}
+	}
+	if grpcPortName == "" {
+		t.Errorf("no container port %d", grpcPort)
+	}
+	for _, tt := range []struct {
+		name        string
+		probe       *corev1.Probe
+		wantService []string // any of these
+	}{
+		{"readinessProbe", c.ReadinessProbe, []string{"", "envoy.service.auth.v3.Authorization"}},
+		{"livenessProbe", c.LivenessProbe, []string{""}},
+	} {
+		if tt.probe == nil || tt.probe.GRPC == nil {
+			t.Errorf("%s is not a grpc probe", tt.name)
+			continue
+		}
+		if tt.probe.GRPC.Port != grpcPort {
+			t.Errorf("%s probes port %d, want %d", tt.name, tt.probe.GRPC.Port, grpcPort)
+		}
+		service := ""
+		if tt.probe.GRPC.Service != nil {
+			service = *tt.probe.GRPC.Service
+		}
+		if !slices.Contains(tt.wantService, service) {
+			t.Errorf("%s asks for health of service %q, want one of %q", tt.name, service, tt.wantService)
+		}
+	}
+	if p := c.StartupProbe; p != nil && (p.GRPC == nil || p.GRPC.Port != grpcPort) {
+		t.Error("startupProbe is not a grpc probe on the gRPC port")
+	}
+
+	// Resources: requests and limits for both CPU and memory, limits >= requests.
+	for _, res := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+		req, hasReq := c.Resources.Requests[res]
+		lim, hasLim := c.Resources.Limits[res]
+		if !hasReq || !hasLim {
+			t.Errorf("%s: request set %v, limit set %v; want both", res, hasReq, hasLim)
+			continue
+		}
+		if lim.Cmp(req) < 0 {
+			t.Errorf("%s: limit %s below request %s", res, lim.String(), req.String())
+		}
+	}
+
+	// Security: what the pod or the container says, the container winning.
+	psc, csc := pod.SecurityContext, c.SecurityContext
+	if psc == nil {
+		psc = &corev1.PodSecurityContext{}
+	}
+	if csc == nil {
+		t.Fatal("container has no securityContext")
+	}
+	pick := func(c, p *bool) bool {
+		if c != nil {
+			return *c
+		}
+		return p != nil && *p
+	}
+	if !pick(csc.RunAsNonRoot, psc.RunAsNonRoot) {
+		t.Error("runAsNonRoot is not true")
+	}
+	uid := csc.RunAsUser
+	if uid == nil {
+		uid = psc.RunAsUser
+	}
+	if uid == nil || *uid != 65532 {
+		t.Errorf("runAsUser = %v, want 65532 (distroless nonroot)", uid)
+	}
+	if csc.ReadOnlyRootFilesystem == nil || !*csc.ReadOnlyRootFilesystem {
+		t.Error("readOnlyRootFilesystem is not true")
+	}
+	if csc.AllowPrivilegeEscalation == nil || *csc.AllowPrivilegeEscalation {
+		t.Error("allowPrivilegeEscalation is not false")
+	}
+	if csc.Capabilities == nil || !slices.Equal(csc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(csc.Capabilities.Add) > 0 {
+		t.Errorf("capabilities = %+v, want drop [ALL] and nothing added", csc.Capabilities)
+	}
+	seccomp := csc.SeccompProfile
+	if seccomp == nil {
+		seccomp = psc.SeccompProfile
+	}
+	if seccomp == nil || seccomp.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("seccompProfile = %+v, want RuntimeDefault", seccomp)
+	}
+	if pod.AutomountServiceAccountToken == nil || *pod.AutomountServiceAccountToken {
+		t.Error("the service account token is mounted; corsauthz never calls the API server")
+	}
+	if sa := pod.ServiceAccountName; sa != "" {
+		if !slices.ContainsFunc(objs.serviceAccounts, func(s *corev1.ServiceAccount) bool { return s.Name == sa }) {
+			t.Errorf("serviceAccountName %q is not created", sa)
+		}
+	}
+
+	// The config: the --config file must be the generated ConfigMap's
+	// corsauthz.yaml, mounted as a directory, holding the example policies.
+	configFlag := flagValue(c.Args, "--config")
+	dir, file := path.Split(configFlag)
+	var volumeName string
+	for _, m := range c.VolumeMounts {
+		if path.Clean(m.MountPath) == path.Clean(dir) {
+			volumeName = m.Name
+			if m.SubPath != "" || m.SubPathExpr != "" {
+				t.Errorf("volume %q is mounted with a subPath; ConfigMap updates would never reach the pod", m.Name)
+			}
+			if !m.ReadOnly {
+				t.Errorf("volume %q is mounted read-write", m.Name)
+			}
+		}
+	}
+	if volumeName == "" {
+		t.Fatalf("nothing is mounted at %s, where --config %s points", dir, configFlag)
+	}
+	var cmName string
+	for _, v := range pod.Volumes {
+		if v.Name == volumeName && v.ConfigMap != nil {
+			cmName = v.ConfigMap.Name
+			if len(v.ConfigMap.Items) > 0 {
+				t.Errorf("volume %q selects items; mount the whole ConfigMap", v.Name)
+			}
+		}
+	}
+	if cmName == "" {
+		t.Fatalf("volume %q is not a ConfigMap volume", volumeName)
+	}
+	i := slices.IndexFunc(objs.configMaps, func(cm *corev1.ConfigMap) bool { return cm.Name == cmName })
+	if i < 0 {
+		t.Fatalf("ConfigMap %q (mounted at %s) is not in the build", cmName, dir)
+	}
+	if got, ok := objs.configMaps[i].Data[file]; !ok {
+		t.Errorf("ConfigMap %q has no key %q, the file --config names", cmName, file)
+	} else if got != string(deploy.ExampleConfig) {
+		t.Errorf("ConfigMap %q key %q is not deploy/corsauthz.yaml", cmName, file)
+	}
+}
+
+func TestKubernetesService(t *testing.T) {
+	t.Parallel()
+	objs := loadKustomization(t)
+	svc := only(t, "Services", objs.services)
+	d := only(t, "Deployments", objs.deployments)
+	c := only(t, "containers", d.Spec.Template.Spec.Containers)
+
+	if !labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(d.Spec.Template.Labels)) || len(svc.Spec.Selector) == 0 {
+		t.Errorf("Service selector %v does not select the pods (labels %v)", svc.Spec.Selector, d.Spec.Template.Labels)
+	}
+	// containerPort resolves a Service targetPort against the container.
+	containerPort := func(tp intstr.IntOrString) int32 {
+		if tp.Type == intstr.Int {
+			return tp.IntVal
+		}
+		for _, p := range c.Ports {
+			if p.Name == tp.StrVal {
+				return p.ContainerPort
+			}
+		}
+		return -1
+	}
+	ports := make(map[int32]corev1.ServicePort)
+	for _, p := range svc.Spec.Ports {
+		ports[p.Port] = p
+		if got := containerPort(p.TargetPort); got != p.Port {
+			t.Errorf("Service port %d (%s) targets container port %d", p.Port, p.Name, got)
+		}
+	}
+	g, ok := ports[grpcPort]
+	switch {
+	case !ok:
+		t.Errorf("Service has no port %d", grpcPort)
+	case g.Name != "grpc":
+		t.Errorf("Service port %d is named %q, want grpc", grpcPort, g.Name)
+	case g.AppProtocol == nil || *g.AppProtocol != "grpc":
+		t.Errorf("Service port %d has appProtocol %v, want grpc", grpcPort, g.AppProtocol)
+	}
+	if _, ok := ports[adminPort]; !ok {
+		t.Errorf("Service has no port %d", adminPort)
+	}
+}
+
+func TestKubernetesAvailability(t *testing.T) {
+	t.Parallel()
+	objs := loadKustomization(t)
+	d := only(t, "Deployments", objs.deployments)
+	podLabels := labels.Set(d.Spec.Template.Labels)
+
+	hpa := only(t, "HorizontalPodAutoscalers", objs.hpas)
+	if ref := hpa.Spec.ScaleTargetRef; ref.Kind != "Deployment" || ref.Name != d.Name || ref.APIVersion != "apps/v1" {
+		t.Errorf("HPA scales %+v, want the Deployment %q", ref, d.Name)
+	}
+	if hpa.Spec.MinReplicas == nil || *hpa.Spec.MinReplicas < 2 {
+		t.Errorf("HPA minReplicas = %v, want at least 2", hpa.Spec.MinReplicas)
+	}
+	if d.Spec.Replicas != nil && hpa.Spec.MinReplicas != nil && *d.Spec.Replicas != *hpa.Spec.MinReplicas {
+		t.Errorf("Deployment replicas %d differ from HPA minReplicas %d", *d.Spec.Replicas, *hpa.Spec.MinReplicas)
+	}
+	if hpa.Spec.MaxReplicas <= *hpa.Spec.MinReplicas {
+		t.Errorf("HPA maxReplicas %d leaves no room above minReplicas", hpa.Spec.MaxReplicas)
+	}
+	cpu := slices.ContainsFunc(hpa.Spec.Metrics, func(m autoscalingv2.MetricSpec) bool {
+		return m.Type == autoscalingv2.ResourceMetricSourceType && m.Resource != nil && m.Resource.Name == corev1.ResourceCPU &&
+			m.Resource.Target.AverageUtilization != nil
+	})
+	if !cpu {
+		t.Error("HPA does not scale on CPU utilization")
+	}
+
+	pdb := only(t, "PodDisruptionBudgets", objs.pdbs)
+	sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
+	if err != nil || !sel.Matches(podLabels) {
+		t.Errorf("PDB selector does not select the pods: %v", err)
+	}
+	switch {
+	case pdb.Spec.MinAvailable != nil:
+		if pdb.Spec.MinAvailable.IntValue() < 1 || pdb.Spec.MinAvailable.IntValue() >= int(*d.Spec.Replicas) {
+			t.Errorf("PDB minAvailable %v must be at least 1 and below the %d replicas, or drains block", pdb.Spec.MinAvailable, *d.Spec.Replicas)
+		}
+	case pdb.Spec.MaxUnavailable != nil:
+	default:
+		t.Error("PDB sets neither minAvailable nor maxUnavailable")
+	}
+}

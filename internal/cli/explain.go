@@ -1,0 +1,194 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+
+	"github.com/corsauthz/corsauthz/policy"
+)
+
+// headerFlags collects repeated -H 'Name: value' flags, as curl takes them.
+type headerFlags []string
+
+func (h *headerFlags) String() string     { return strings.Join(*h, ", ") }
+func (h *headerFlags) Set(v string) error { *h = append(*h, v); return nil }
+
+func runExplain(args []string, io IO) int {
+	fs := newFlagSet("explain", io)
+	config := fs.String("config", "", "configuration file (default: the built-in example)")
+	policyName := fs.String("policy", "", "apply this policy, as Envoy's cors_policy context extension would")
+	method := fs.String("X", "", "request method (default GET, or OPTIONS when Access-Control-Request-Method is given)")
+	var headers headerFlags
+	fs.Var(&headers, "H", "request header 'Name: value' (repeatable)")
+	asJSON := fs.Bool("json", false, "print the decision as JSON")
+	fs.Usage = func() {
+		fmt.Fprint(io.Stderr, `Usage: corsauthz explain [--config FILE] [--policy NAME] [-X METHOD] [-H 'Name: value']... [--json] URL
+
+Decides one request the way curl would describe it and says why. Examples:
+  corsauthz explain -H 'Origin: https://app.example.com' https://api.example.com/v1/orders
+  corsauthz explain -X OPTIONS -H 'Origin: https://app.example.com' \
+      -H 'Access-Control-Request-Method: PUT' -H 'Access-Control-Request-Headers: content-type' \
+      https://api.example.com/v1/orders
+
+`)
+		fs.PrintDefaults()
+	}
+	positional, err := parseInterspersed(fs, args)
+	if err != nil {
+		return 2
+	}
+	if err := applyEnv(fs, io.Env); err != nil {
+		fmt.Fprintf(io.Stderr, "corsauthz explain: %v\n", err)
+		return 2
+	}
+	if len(positional) != 1 {
+		fmt.Fprintln(io.Stderr, "corsauthz explain: give exactly one URL, such as https://api.example.com/v1/orders")
+		return 2
+	}
+	req, err := buildRequest(positional[0], *method, headers)
+	if err != nil {
+		fmt.Fprintf(io.Stderr, "corsauthz explain: %v\n", err)
+		return 2
+	}
+	req.Policy = *policyName
+
+	e, err := loadConfig(*config, io)
+	if err != nil {
+		printConfigError(io.Stderr, *config, err)
+		return 1
+	}
+	x, err := e.Explain(req)
+	if err != nil {
+		if errors.Is(err, policy.ErrUnknownPolicy) {
+			fmt.Fprintf(io.Stderr, "corsauthz explain: %v; configured policies: %s\n", err, strings.Join(e.PolicyNames(), ", "))
+			return 1
+		}
+		fmt.Fprintf(io.Stderr, "corsauthz explain: %v\n", err)
+		return 1
+	}
+	if *asJSON {
+		writeJSON(io.Stdout, &x)
+	} else {
+		writeText(io.Stdout, &x)
+	}
+	return 0
+}
+
+// buildRequest turns a curl-like description into a policy.Request.
+func buildRequest(rawURL, method string, headers []string) (*policy.Request, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("invalid URL %q: %v", rawURL, err)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("URL %q has no host: write it in full, such as https://api.example.com/v1/orders", rawURL)
+	}
+	r := &policy.Request{Host: u.Host, Path: u.EscapedPath()}
+	if r.Path == "" {
+		r.Path = "/"
+	}
+	if u.RawQuery != "" {
+		r.Path += "?" + u.RawQuery
+	}
+	for _, h := range headers {
+		name, value, ok := strings.Cut(h, ":")
+		if !ok {
+			return nil, fmt.Errorf("header %q: write it as 'Name: value'", h)
+		}
+		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+		switch strings.ToLower(name) {
+		case "origin":
+			r.Origin = value
+		case "access-control-request-method":
+			r.RequestMethod = value
+		case "access-control-request-headers":
+			r.RequestHeaders = value
+		case "access-control-request-private-network":
+			r.RequestPrivateNetwork = value
+		case "host", ":authority":
+			r.Host = value
+		}
+	}
+	r.Method = method
+	if r.Method == "" {
+		r.Method = "GET"
+		if r.RequestMethod != "" {
+			r.Method = "OPTIONS"
+		}
+	}
+	return r, nil
+}
+
+func writeText(w io.Writer, x *policy.Explanation) {
+	d := &x.Decision
+	fmt.Fprintln(w, x.Verdict())
+	if len(x.Headers) > 0 {
+		fmt.Fprintln(w)
+		switch {
+		case d.ReportOnly:
+			fmt.Fprintln(w, "Headers it would send (report only: none are sent):")
+		case d.Direct():
+			fmt.Fprintf(w, "HTTP %d, headers:\n", d.Status)
+		default:
+			fmt.Fprintln(w, "Headers added to the response:")
+		}
+		for _, h := range x.Headers {
+			fmt.Fprintf(w, "  %s: %s\n", h.Name, h.Value)
+		}
+	} else if d.Direct() {
+		fmt.Fprintf(w, "\nHTTP %d, no headers\n", d.Status)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Why:")
+	for _, r := range x.Reasons {
+		fmt.Fprintf(w, "  - %s\n", r)
+	}
+}
+
+type jsonHeader struct {
+	Name   string `json:"name"`
+	Value  string `json:"value"`
+	Append bool   `json:"append,omitempty"`
+}
+
+type jsonExplanation struct {
+	Verdict           string       `json:"verdict"`
+	Kind              string       `json:"kind"`
+	Status            int          `json:"status,omitempty"`
+	Policy            string       `json:"policy,omitempty"`
+	ReportOnly        bool         `json:"report_only,omitempty"`
+	Reason            string       `json:"reason"`
+	Headers           []jsonHeader `json:"headers"`
+	Reasons           []string     `json:"reasons"`
+	ClosestOrigin     string       `json:"closest_origin,omitempty"`
+	OriginDifferences []string     `json:"origin_differences,omitempty"`
+}
+
+func writeJSON(w io.Writer, x *policy.Explanation) {
+	d := &x.Decision
+	out := jsonExplanation{
+		Verdict:           x.Verdict(),
+		Kind:              d.Kind.String(),
+		Status:            d.Status,
+		Policy:            d.Policy,
+		ReportOnly:        d.ReportOnly,
+		Reason:            d.Reason.String(),
+		Headers:           []jsonHeader{},
+		Reasons:           x.Reasons,
+		ClosestOrigin:     x.ClosestOrigin,
+		OriginDifferences: x.OriginDifferences,
+	}
+	for _, h := range x.Headers {
+		out.Headers = append(out.Headers, jsonHeader(h))
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(out)
+}
+
+var _ flag.Value = (*headerFlags)(nil)

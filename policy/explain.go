@@ -1,0 +1,376 @@
+package policy
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/corsauthz/corsauthz/policy/internal/acrh"
+	"github.com/corsauthz/corsauthz/policy/internal/origin"
+)
+
+// Explanation is a Decision with the reasons spelled out for a person. It is
+// built on the slow path (the CLI's explain command, the decision API), never
+// for every request.
+type Explanation struct {
+	Decision Decision
+	// Headers are the response headers of the decision, in order.
+	Headers []Header
+	// Reasons say, one sentence each, how the policy was chosen and which
+	// rule matched or failed.
+	Reasons []string
+	// ClosestOrigin is, for a rejected origin, the allowed origin most like
+	// it, and OriginDifferences what differs between them.
+	ClosestOrigin     string
+	OriginDifferences []string
+}
+
+// Verdict is a one-line summary of the decision.
+func (x *Explanation) Verdict() string {
+	d := &x.Decision
+	var s string
+	switch d.Kind {
+	case KindNotCORS:
+		s = "NOT CORS: pass on untouched"
+	case KindPreflightAllowed:
+		s = "PREFLIGHT ALLOWED: answer 204 with the CORS headers"
+	case KindPreflightRejected:
+		s = "PREFLIGHT REJECTED: answer 403 without CORS headers"
+	case KindActualAllowed:
+		s = "ACTUAL REQUEST ALLOWED: pass on; add the CORS headers to the response"
+	case KindActualDisallowed:
+		if d.Status == 403 {
+			s = "ACTUAL REQUEST REJECTED: answer 403 (origin not allowed)"
+		} else {
+			s = "ACTUAL REQUEST NOT ALLOWED: pass on; the browser will hide the response (only Vary added)"
+		}
+	}
+	if d.Policy != "" {
+		s += fmt.Sprintf(" (policy %q)", d.Policy)
+	}
+	if d.ReportOnly {
+		s = "REPORT ONLY, request passes untouched; would be: " + s
+	}
+	return s
+}
+
+// Explain decides r like [Engine.Decide] and says why.
+func (e *Engine) Explain(r *Request) (Explanation, error) {
+	d, err := e.Decide(r)
+	if err != nil {
+		return Explanation{}, err
+	}
+	x := Explanation{Decision: d, Headers: d.AppendHeaders(nil)}
+	p := e.byName[d.Policy]
+	x.Reasons = append(x.Reasons, e.explainSelection(r, p))
+	if r.Origin == "" {
+		x.Reasons = append(x.Reasons, "the request has no Origin header, so it is not a CORS request")
+		return x, nil
+	}
+	if p == nil {
+		return x, nil
+	}
+	preflight := r.Method == "OPTIONS" && r.RequestMethod != ""
+	if preflight {
+		x.Reasons = append(x.Reasons, fmt.Sprintf("OPTIONS with Origin and Access-Control-Request-Method: a preflight asking for %s", r.RequestMethod))
+	} else {
+		x.Reasons = append(x.Reasons, fmt.Sprintf("%s with Origin: an actual cross-origin request", orDash(r.Method)))
+	}
+	x.explainOrigin(p, r.Origin)
+	if d.Reason == ReasonOriginNotAllowed || d.Reason == ReasonOriginTooLong {
+		if !preflight && !p.reject {
+			x.Reasons = append(x.Reasons, "reject_disallowed_origins is off, so the request goes on; without Access-Control-Allow-Origin the browser keeps the response from the page")
+		}
+	} else if preflight {
+		x.explainMethod(p, r.RequestMethod, d)
+		if d.Reason != ReasonMethodNotAllowed && d.Reason != ReasonMethodInvalid {
+			x.explainHeaders(p, r.RequestHeaders, d)
+		}
+		if d.Kind == KindPreflightAllowed {
+			x.explainPrivateNetwork(p, r.RequestPrivateNetwork)
+		}
+	}
+	if d.Kind == KindActualAllowed || d.Kind == KindPreflightAllowed {
+		if p.credentials {
+			x.Reasons = append(x.Reasons, "allow_credentials is on: cookies and Authorization may be sent, and the page may read the response")
+		}
+	}
+	if d.ReportOnly {
+		x.Reasons = append(x.Reasons, "the policy is report_only: the decision is logged and counted, and the gateway changes nothing")
+	}
+	return x, nil
+}
+
+func (e *Engine) explainSelection(r *Request, p *compiledPolicy) string {
+	switch {
+	case r.Policy != "":
+		return fmt.Sprintf("policy %q was named by the gateway (cors_policy context extension)", r.Policy)
+	case p == nil:
+		return fmt.Sprintf("no policy matches host %q and path %q, and there is no default_policy", r.Host, r.Path)
+	case p == e.defaultPolicy && !e.matchedByRoute(r, p):
+		return fmt.Sprintf("no policy matches host %q and path %q; default_policy %q applies", r.Host, r.Path, p.name)
+	}
+	m := e.config.Policies[p.index].Match
+	var why []string
+	if len(m.Hosts) > 0 {
+		why = append(why, fmt.Sprintf("host %q matches %s", r.Host, quoteAll(m.Hosts)))
+	}
+	if prefix := longestPrefix(m.PathPrefixes, r.Path); prefix != "" {
+		why = append(why, fmt.Sprintf("path %q starts with %q", r.Path, prefix))
+	}
+	return fmt.Sprintf("policy %q was selected: %s", p.name, strings.Join(why, " and "))
+}
+
+func (e *Engine) matchedByRoute(r *Request, p *compiledPolicy) bool {
+	return !e.routes.empty && e.routes.lookup(r.Host, r.Path) == p
+}
+
+func longestPrefix(prefixes []string, path string) string {
+	best := ""
+	for _, prefix := range prefixes {
+		if len(prefix) > len(best) && strings.HasPrefix(path, prefix) {
+			best = prefix
+		}
+	}
+	return best
+}
+
+func (x *Explanation) explainOrigin(p *compiledPolicy, o string) {
+	switch {
+	case p.anyOrigin:
+		x.Reasons = append(x.Reasons, "the policy allows any origin (\"*\"), so Access-Control-Allow-Origin is \"*\"")
+		return
+	case len(o) > origin.MaxLen:
+		x.Reasons = append(x.Reasons, fmt.Sprintf("origin is %d bytes long, more than the %d a real origin can be: it matches nothing", len(o), origin.MaxLen))
+		return
+	}
+	if _, ok := p.exactOrigins[o]; ok {
+		x.Reasons = append(x.Reasons, fmt.Sprintf("origin %q is listed in allowed_origins", o))
+		return
+	}
+	for _, allowed := range p.originList {
+		if strings.Contains(allowed, "*.") && matchesPattern(allowed, o) {
+			x.Reasons = append(x.Reasons, fmt.Sprintf("origin %q matches %q (one or more labels before the domain)", o, allowed))
+			return
+		}
+	}
+	x.Reasons = append(x.Reasons, fmt.Sprintf("origin %q is not allowed: it is neither listed nor matched by a pattern (origins are compared byte for byte with what browsers send)", o))
+	x.ClosestOrigin, x.OriginDifferences = closestOrigin(p.originList, o)
+	if x.ClosestOrigin != "" {
+		x.Reasons = append(x.Reasons, fmt.Sprintf("closest allowed origin: %q; %s", x.ClosestOrigin, strings.Join(x.OriginDifferences, "; ")))
+	}
+}
+
+func matchesPattern(pattern, o string) bool {
+	pat, _, err := origin.Parse(pattern)
+	if err != nil {
+		return false
+	}
+	var m origin.WildcardMatcher
+	m.Add(pat)
+	return m.Match(o)
+}
+
+func (x *Explanation) explainMethod(p *compiledPolicy, m string, d Decision) {
+	switch d.Reason {
+	case ReasonMethodInvalid:
+		x.Reasons = append(x.Reasons, fmt.Sprintf("Access-Control-Request-Method %q is not a valid method name", m))
+		return
+	case ReasonMethodNotAllowed:
+		msg := fmt.Sprintf("method %q is not allowed; allowed_methods: %s (GET, HEAD and POST are always allowed)", m, listOrNone(p.methods))
+		if upper := strings.ToUpper(m); upper != m && (slices.Contains(p.methods, upper) || upper == "GET" || upper == "HEAD" || upper == "POST") {
+			msg += fmt.Sprintf("; methods are case-sensitive: the page sent %q, the policy allows %q", m, upper)
+		}
+		x.Reasons = append(x.Reasons, msg)
+		return
+	}
+	switch m {
+	case "GET", "HEAD", "POST":
+		x.Reasons = append(x.Reasons, fmt.Sprintf("method %s is always allowed", m))
+	default:
+		x.Reasons = append(x.Reasons, fmt.Sprintf("method %s is in allowed_methods", m))
+	}
+}
+
+func (x *Explanation) explainHeaders(p *compiledPolicy, v string, d Decision) {
+	switch d.Reason {
+	case ReasonHeadersTooLong:
+		x.Reasons = append(x.Reasons, fmt.Sprintf("Access-Control-Request-Headers is %d bytes, over the limit of %d", len(v), acrh.MaxLen))
+		return
+	case ReasonHeaderInvalid:
+		x.Reasons = append(x.Reasons, fmt.Sprintf("Access-Control-Request-Headers holds %q, which is not a header name", d.Detail))
+		return
+	case ReasonHeaderNotAllowed:
+		msg := fmt.Sprintf("requested header %q is not allowed; allowed_headers: %s", d.Detail, listOrNone(p.allowedHeaderNames()))
+		if p.anyHeader && strings.EqualFold(d.Detail, "authorization") {
+			msg += "; \"*\" never covers Authorization: list it by name"
+		}
+		x.Reasons = append(x.Reasons, msg)
+		return
+	}
+	var names []string
+	for elem, i, ok := acrh.Next(v, 0); ok; elem, i, ok = acrh.Next(v, i) {
+		names = append(names, strings.ToLower(elem))
+	}
+	if len(names) == 0 {
+		x.Reasons = append(x.Reasons, "no headers were requested")
+		return
+	}
+	x.Reasons = append(x.Reasons, fmt.Sprintf("requested headers %s are allowed", strings.Join(names, ", ")))
+}
+
+func (p *compiledPolicy) allowedHeaderNames() []string {
+	names := make([]string, 0, len(p.headers)+1)
+	if p.anyHeader {
+		names = append(names, "*")
+	}
+	for h := range p.headers {
+		names = append(names, h)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func (x *Explanation) explainPrivateNetwork(p *compiledPolicy, v string) {
+	if v != "true" {
+		return
+	}
+	if p.allowPrivNet {
+		x.Reasons = append(x.Reasons, "private network access was requested and allow_private_network is on")
+	} else {
+		x.Reasons = append(x.Reasons, "private network access was requested but allow_private_network is off: the preflight is answered without Access-Control-Allow-Private-Network, so the browser blocks the private-network request")
+	}
+}
+
+// closestOrigin finds the allowed origin (or pattern) most like o and says
+// what differs: scheme, host or port.
+func closestOrigin(allowed []string, o string) (string, []string) {
+	best, bestDist := "", -1
+	for _, a := range allowed {
+		d := levenshtein(strings.ToLower(stripWildcard(a)), strings.ToLower(o))
+		if bestDist < 0 || d < bestDist {
+			best, bestDist = a, d
+		}
+	}
+	if best == "" {
+		return "", nil
+	}
+	return best, originDifferences(best, o)
+}
+
+func stripWildcard(o string) string { return strings.Replace(o, "*.", "", 1) }
+
+type originParts struct {
+	scheme, host, port string
+}
+
+// splitOrigin splits an origin loosely; it never fails, so that anything a
+// client sends can be compared.
+func splitOrigin(o string) originParts {
+	var p originParts
+	rest := o
+	if i := strings.Index(o, "://"); i >= 0 {
+		p.scheme, rest = o[:i], o[i+3:]
+	}
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		rest = rest[:i]
+	}
+	if i := strings.LastIndexByte(rest, ':'); i >= 0 && !strings.Contains(rest[i:], "]") {
+		p.host, p.port = rest[:i], rest[i+1:]
+	} else {
+		p.host = rest
+	}
+	return p
+}
+
+func defaultPort(scheme string) string {
+	switch scheme {
+	case "https", "wss":
+		return "443"
+	case "http", "ws":
+		return "80"
+	}
+	return ""
+}
+
+func originDifferences(allowed, o string) []string {
+	a, r := splitOrigin(allowed), splitOrigin(o)
+	var diffs []string
+	if o == "null" {
+		return []string{"the request's Origin is \"null\" (a sandboxed iframe, a file page or a redirect across origins); it matches only a listed \"null\""}
+	}
+	if r.scheme != a.scheme {
+		if strings.EqualFold(r.scheme, a.scheme) {
+			diffs = append(diffs, fmt.Sprintf("scheme differs only in case (%q): browsers send it in lower case", r.scheme))
+		} else {
+			diffs = append(diffs, fmt.Sprintf("scheme differs: the request has %q, the policy %q", r.scheme, a.scheme))
+		}
+	}
+	wildcard := strings.HasPrefix(a.host, "*.")
+	domain := strings.TrimPrefix(a.host, "*.")
+	switch {
+	case strings.EqualFold(r.host, a.host) && r.host != a.host:
+		diffs = append(diffs, fmt.Sprintf("host differs only in case (%q): browsers send it in lower case, and origins are compared byte for byte", r.host))
+	case strings.TrimSuffix(r.host, ".") == a.host && r.host != a.host:
+		diffs = append(diffs, "host has a trailing dot, which the policy's origin does not")
+	case wildcard && r.host == domain:
+		diffs = append(diffs, fmt.Sprintf("host %q is the apex: %q matches subdomains only; list %q too", r.host, allowed, a.scheme+"://"+domain))
+	case wildcard && strings.HasSuffix(r.host, domain) && !strings.HasSuffix(r.host, "."+domain):
+		diffs = append(diffs, fmt.Sprintf("host %q only ends with %q; it is not a subdomain of it", r.host, domain))
+	case wildcard && strings.HasSuffix(r.host, "."+domain):
+		// the host fits the pattern; something else differs
+	case !wildcard && strings.HasSuffix(r.host, "."+a.host):
+		diffs = append(diffs, fmt.Sprintf("host %q is a subdomain of %q, which is listed exactly; add it, or a pattern such as %q", r.host, a.host, a.scheme+"://*."+a.host))
+	case !wildcard && strings.HasSuffix(a.host, "."+r.host):
+		diffs = append(diffs, fmt.Sprintf("host %q is a parent domain of the allowed %q", r.host, a.host))
+	case r.host != a.host && !wildcard:
+		diffs = append(diffs, fmt.Sprintf("host differs: the request has %q, the policy %q", r.host, a.host))
+	case wildcard:
+		diffs = append(diffs, fmt.Sprintf("host %q is not a subdomain of %q", r.host, domain))
+	}
+	if r.port != a.port {
+		switch {
+		case r.port == defaultPort(r.scheme) && a.port == "":
+			diffs = append(diffs, fmt.Sprintf("the request names the default port %s, which browsers never send", r.port))
+		default:
+			diffs = append(diffs, fmt.Sprintf("port differs: the request has %s, the policy %s", portOrDefault(r.port), portOrDefault(a.port)))
+		}
+	}
+	if len(diffs) == 0 {
+		diffs = append(diffs, "the request's Origin is not a serialized origin as browsers send it")
+	}
+	return diffs
+}
+
+func portOrDefault(p string) string {
+	if p == "" {
+		return "the default port"
+	}
+	if _, err := strconv.Atoi(p); err != nil {
+		return strconv.Quote(p)
+	}
+	return p
+}
+
+func quoteAll(s []string) string {
+	q := make([]string, len(s))
+	for i, v := range s {
+		q[i] = strconv.Quote(v)
+	}
+	return strings.Join(q, ", ")
+}
+
+func listOrNone(s []string) string {
+	if len(s) == 0 {
+		return "(none)"
+	}
+	return strings.Join(s, ", ")
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

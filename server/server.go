@@ -1,0 +1,373 @@
+package server
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/corsauthz/corsauthz/policy"
+)
+
+// Defaults for [Options].
+const (
+	DefaultGRPCAddr     = "127.0.0.1:9001"
+	DefaultAdminAddr    = "127.0.0.1:9002"
+	DefaultDrainTimeout = 15 * time.Second
+)
+
+// gRPC server settings. Envoy keeps few long-lived HTTP/2 connections to
+// the service and may ping them, so pings are permitted every few seconds;
+// MaxConnectionAge makes clients reconnect now and then, which spreads the
+// load over new replicas.
+const (
+	maxRecvMsgSize        = 1 << 20 // a CheckRequest is a few KiB
+	maxConcurrentStreams  = 1024
+	maxConnectionAge      = 5 * time.Minute
+	maxConnectionAgeGrace = 30 * time.Second
+	keepaliveMinTime      = 5 * time.Second
+	keepaliveTime         = time.Minute
+	keepaliveTimeout      = 20 * time.Second
+)
+
+// Admin HTTP server timeouts.
+const (
+	adminReadHeaderTimeout = 5 * time.Second
+	adminReadTimeout       = 10 * time.Second
+	adminWriteTimeout      = 30 * time.Second
+	adminIdleTimeout       = 2 * time.Minute
+	adminShutdownTimeout   = 5 * time.Second
+)
+
+// watchDrainWait bounds how long a health Watch stream is kept open at
+// shutdown for its NOT_SERVING update to go out.
+const watchDrainWait = time.Second
+
+// authorizationService is the health service name of the ext_authz API.
+var authorizationService = authv3.Authorization_ServiceDesc.ServiceName
+
+// Options configure a Server. The zero value is usable.
+type Options struct {
+	// GRPCAddr is the gRPC listen address (default DefaultGRPCAddr); use
+	// port 0 for any free port, then ask Server.GRPCAddr.
+	GRPCAddr string
+	// AdminAddr is the listen address of /healthz, /readyz and /metrics
+	// (default DefaultAdminAddr).
+	AdminAddr string
+	// Logger receives the server's logs (nil: none).
+	Logger *slog.Logger
+	// Registry holds the metrics /metrics serves; the server registers its
+	// own on it. Nil means a new registry with the Go and process
+	// collectors; a registry passed in gets only the server's metrics.
+	Registry *prometheus.Registry
+	// DrainTimeout bounds how long Serve waits for in-flight calls after
+	// its context is cancelled, before closing them (default
+	// DefaultDrainTimeout).
+	DrainTimeout time.Duration
+	// GRPCServerOptions are appended to the server's own gRPC options (for
+	// transport credentials or interceptors).
+	GRPCServerOptions []grpc.ServerOption
+}
+
+// Server is the process's listeners: one gRPC server with the ext_authz
+// API, grpc.health.v1.Health and reflection, and an admin HTTP server.
+type Server struct {
+	engines      *policy.Holder
+	logger       *slog.Logger
+	metrics      *Metrics
+	drainTimeout time.Duration
+
+	grpc     *grpc.Server
+	health   *health.Server
+	admin    *http.Server
+	grpcLis  net.Listener
+	adminLis net.Listener
+	started  atomic.Bool
+	draining atomic.Bool
+	drainCh  chan struct{} // closed when draining starts
+}
+
+// New builds a Server deciding with the engine engines holds, and binds
+// both listeners, so that an address in use is reported here rather than
+// by Serve. Call Serve to serve.
+func New(engines *policy.Holder, opts Options) (*Server, error) {
+	if engines == nil {
+		return nil, errors.New("server: nil policy holder")
+	}
+	s := &Server{
+		engines:      engines,
+		logger:       opts.Logger,
+		drainTimeout: opts.DrainTimeout,
+		drainCh:      make(chan struct{}),
+	}
+	if s.logger == nil {
+		s.logger = slog.New(slog.DiscardHandler)
+	}
+	if s.drainTimeout <= 0 {
+		s.drainTimeout = DefaultDrainTimeout
+	}
+	reg := opts.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	grpcAddr := cmp.Or(opts.GRPCAddr, DefaultGRPCAddr)
+	adminAddr := cmp.Or(opts.AdminAddr, DefaultAdminAddr)
+
+	var err error
+	if s.grpcLis, err = listen(grpcAddr, "gRPC"); err != nil {
+		return nil, err
+	}
+	if s.adminLis, err = listen(adminAddr, "the admin HTTP server"); err != nil {
+		s.grpcLis.Close()
+		return nil, err
+	}
+
+	s.metrics = NewMetrics(reg)
+	s.metrics.SetConfig(engines.Load())
+
+	serverOpts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(maxRecvMsgSize),
+		grpc.MaxConcurrentStreams(maxConcurrentStreams),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime:             keepaliveMinTime,
+			PermitWithoutStream: true,
+		}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionAge:      maxConnectionAge,
+			MaxConnectionAgeGrace: maxConnectionAgeGrace,
+			Time:                  keepaliveTime,
+			Timeout:               keepaliveTimeout,
+		}),
+		grpc.ChainStreamInterceptor(s.endWatchOnDrain),
+	}
+	s.grpc = grpc.NewServer(append(serverOpts, opts.GRPCServerOptions...)...)
+	authv3.RegisterAuthorizationServer(s.grpc, NewAuthz(engines, s.logger, s.metrics))
+	s.health = health.NewServer()
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+	s.syncHealth()
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	s.admin = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: adminReadHeaderTimeout,
+		ReadTimeout:       adminReadTimeout,
+		WriteTimeout:      adminWriteTimeout,
+		IdleTimeout:       adminIdleTimeout,
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+// listen binds addr, with an error that says which listener failed and
+// why, such as "listen on 127.0.0.1:9001 for gRPC: address already in use".
+func listen(addr, what string) (net.Listener, error) {
+	lis, err := net.Listen("tcp", addr)
+	if err == nil {
+		return lis, nil
+	}
+	cause := err
+	var sysErr *os.SyscallError
+	var opErr *net.OpError
+	switch {
+	case errors.As(err, &sysErr):
+		cause = sysErr.Err
+	case errors.As(err, &opErr):
+		cause = opErr.Err
+	}
+	return nil, fmt.Errorf("listen on %s for %s: %w", addr, what, cause)
+}
+
+// GRPCAddr is the address the gRPC listener is bound to.
+func (s *Server) GRPCAddr() net.Addr { return s.grpcLis.Addr() }
+
+// AdminAddr is the address the admin HTTP listener is bound to.
+func (s *Server) AdminAddr() net.Addr { return s.adminLis.Addr() }
+
+// ready reports whether the server should get traffic: a configuration is
+// loaded and it is not shutting down.
+func (s *Server) ready() bool {
+	return !s.draining.Load() && s.engines.Load() != nil
+}
+
+// syncHealth sets the gRPC health status from the holder. After shutdown
+// has begun the health server ignores it and stays NOT_SERVING.
+func (s *Server) syncHealth() {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if s.ready() {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	s.health.SetServingStatus("", st)
+	s.health.SetServingStatus(authorizationService, st)
+}
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	switch {
+	case s.draining.Load():
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "not ready: shutting down")
+	case s.engines.Load() == nil:
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "not ready: no configuration loaded")
+	default:
+		fmt.Fprintln(w, "ready")
+	}
+}
+
+// Serve serves both listeners until ctx is cancelled, then shuts down:
+// health goes NOT_SERVING (and /readyz 503), the gRPC listener closes,
+// in-flight calls get up to DrainTimeout to finish before they are cut,
+// and the admin server stops last. It returns nil after a shutdown asked
+// for by ctx, or the error of a listener that failed. Serve may be called
+// once.
+func (s *Server) Serve(ctx context.Context) error {
+	if !s.started.CompareAndSwap(false, true) {
+		return errors.New("server: Serve called twice")
+	}
+	errc := make(chan error, 2)
+	go func() {
+		if err := s.grpc.Serve(s.grpcLis); err != nil {
+			errc <- fmt.Errorf("serve gRPC on %s: %w", s.grpcLis.Addr(), err)
+			return
+		}
+		errc <- nil
+	}()
+	go func() {
+		if err := s.admin.Serve(s.adminLis); !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("serve admin HTTP on %s: %w", s.adminLis.Addr(), err)
+			return
+		}
+		errc <- nil
+	}()
+	s.logger.Info("serving",
+		slog.String("grpc_addr", s.grpcLis.Addr().String()),
+		slog.String("admin_addr", s.adminLis.Addr().String()))
+
+	var err error
+	pending := 2
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		pending--
+		if err == nil {
+			err = errors.New("server: a listener stopped before shutdown")
+		}
+		s.logger.Error("listener failed: shutting down", slog.String("error", err.Error()))
+	}
+	s.shutdown()
+	for ; pending > 0; pending-- {
+		if e := <-errc; err == nil {
+			err = e
+		}
+	}
+	return err
+}
+
+func (s *Server) shutdown() {
+	s.draining.Store(true)
+	s.health.Shutdown() // NOT_SERVING for every service, from now on
+	close(s.drainCh)
+	s.logger.Info("shutting down: draining gRPC calls", slog.Duration("timeout", s.drainTimeout))
+
+	stopped := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(stopped)
+	}()
+	timer := time.NewTimer(s.drainTimeout)
+	select {
+	case <-stopped:
+		timer.Stop()
+	case <-timer.C:
+		s.logger.Warn("drain timeout: closing the remaining gRPC calls", slog.Duration("timeout", s.drainTimeout))
+		s.grpc.Stop()
+		<-stopped
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), adminShutdownTimeout)
+	defer cancel()
+	if err := s.admin.Shutdown(ctx); err != nil {
+		s.admin.Close()
+	}
+	s.logger.Info("shut down")
+}
+
+// endWatchOnDrain ends health Watch streams once shutdown has begun and
+// their NOT_SERVING update has been sent: GracefulStop waits for every
+// stream, and a watcher would otherwise hold it for the whole DrainTimeout.
+func (s *Server) endWatchOnDrain(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if info.FullMethod != healthpb.Health_Watch_FullMethodName {
+		return handler(srv, ss)
+	}
+	ctx, cancel := context.WithCancel(ss.Context())
+	defer cancel()
+	w := &watchStream{ServerStream: ss, ctx: ctx, notServingSent: make(chan struct{}, 1)}
+	go func() {
+		select {
+		case <-s.drainCh:
+		case <-ctx.Done():
+			return
+		}
+		timer := time.NewTimer(watchDrainWait)
+		defer timer.Stop()
+		select {
+		case <-w.notServingSent:
+		case <-timer.C:
+		case <-ctx.Done():
+		}
+		cancel()
+	}()
+	return handler(srv, w)
+}
+
+// watchStream is a health Watch stream whose context ends at shutdown, and
+// which tells when the last status it sent was not SERVING.
+type watchStream struct {
+	grpc.ServerStream
+	ctx            context.Context
+	notServingSent chan struct{} // holds a token while the last status sent is not SERVING
+}
+
+func (w *watchStream) Context() context.Context { return w.ctx }
+
+func (w *watchStream) SendMsg(m any) error {
+	err := w.ServerStream.SendMsg(m)
+	if resp, ok := m.(*healthpb.HealthCheckResponse); ok && err == nil {
+		if resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+			select {
+			case <-w.notServingSent:
+			default:
+			}
+		} else {
+			select {
+			case w.notServingSent <- struct{}{}:
+			default:
+			}
+		}
+	}
+	return err
+}

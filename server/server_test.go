@@ -1,0 +1,341 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/corsauthz/corsauthz/policy"
+	"github.com/corsauthz/corsauthz/server"
+)
+
+const authorizationService = "envoy.service.auth.v3.Authorization"
+
+func TestHealth(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		desc   string
+		engine *policy.Engine
+		want   healthpb.HealthCheckResponse_ServingStatus
+	}{
+		{"configuration loaded", loadEngine(t, testConfig), healthpb.HealthCheckResponse_SERVING},
+		{"no configuration", nil, healthpb.HealthCheckResponse_NOT_SERVING},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			t.Parallel()
+			ts := startServer(t, policy.NewHolder(tc.engine), server.Options{})
+			client := healthpb.NewHealthClient(ts.conn)
+			for _, service := range []string{"", authorizationService} {
+				resp, err := client.Check(ctxTimeout(t), &healthpb.HealthCheckRequest{Service: service})
+				if err != nil {
+					t.Fatalf("Health.Check(%q): %v", service, err)
+				}
+				if resp.GetStatus() != tc.want {
+					t.Errorf("Health.Check(%q) = %v, want %v", service, resp.GetStatus(), tc.want)
+				}
+			}
+		})
+	}
+}
+
+func TestReflection(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, policy.NewHolder(loadEngine(t, testConfig)), server.Options{})
+	stream, err := reflectionpb.NewServerReflectionClient(ts.conn).ServerReflectionInfo(ctxTimeout(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = stream.Send(&reflectionpb.ServerReflectionRequest{
+		MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range resp.GetListServicesResponse().GetService() {
+		got = append(got, s.GetName())
+	}
+	slices.Sort(got)
+	want := []string{
+		authorizationService,
+		"grpc.health.v1.Health",
+		"grpc.reflection.v1.ServerReflection",
+		"grpc.reflection.v1alpha.ServerReflection",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("services = %q, want %q", got, want)
+	}
+}
+
+func TestNewPortTaken(t *testing.T) {
+	t.Parallel()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	addr := taken.Addr().String()
+	holder := policy.NewHolder(loadEngine(t, testConfig))
+	for _, tc := range []struct {
+		desc string
+		opts server.Options
+		want string
+	}{
+		{"gRPC", server.Options{GRPCAddr: addr, AdminAddr: "127.0.0.1:0"}, "listen on " + addr + " for gRPC: address already in use"},
+		{"admin", server.Options{GRPCAddr: "127.0.0.1:0", AdminAddr: addr}, "listen on " + addr + " for the admin HTTP server: address already in use"},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			srv, err := server.New(holder, tc.opts)
+			if err == nil {
+				t.Fatalf("New succeeded (gRPC on %v, admin on %v)", srv.GRPCAddr(), srv.AdminAddr())
+			}
+			if err.Error() != tc.want {
+				t.Errorf("error = %q\nwant    %q", err, tc.want)
+			}
+			if !errors.Is(err, syscall.EADDRINUSE) {
+				t.Errorf("errors.Is(%v, EADDRINUSE) = false", err)
+			}
+		})
+	}
+}
+
+func TestNewBadAddress(t *testing.T) {
+	t.Parallel()
+	_, err := server.New(policy.NewHolder(nil), server.Options{GRPCAddr: "127.0.0.1", AdminAddr: "127.0.0.1:0"})
+	if err == nil || !strings.HasPrefix(err.Error(), "listen on 127.0.0.1 for gRPC: ") {
+		t.Errorf("New with an address without port: error = %v", err)
+	}
+}
+
+func TestAdminHTTP(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		desc       string
+		engine     *policy.Engine
+		path       string
+		wantStatus int
+		wantBody   string // exact, or with a leading "~" a substring
+	}{
+		{"healthz", loadEngine(t, testConfig), "/healthz", 200, "ok\n"},
+		{"healthz without configuration", nil, "/healthz", 200, "ok\n"},
+		{"readyz", loadEngine(t, testConfig), "/readyz", 200, "ready\n"},
+		{"readyz without configuration", nil, "/readyz", 503, "not ready: no configuration loaded\n"},
+		{"metrics", loadEngine(t, testConfig), "/metrics", 200, "~\ncorsauthz_build_info{goversion=\"go"},
+		{"unknown path", nil, "/debug/pprof/", 404, "~not found"},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			t.Parallel()
+			ts := startServer(t, policy.NewHolder(tc.engine), server.Options{})
+			status, body := ts.get(t, tc.path)
+			if status != tc.wantStatus {
+				t.Errorf("GET %s: status %d, want %d", tc.path, status, tc.wantStatus)
+			}
+			if sub, ok := strings.CutPrefix(tc.wantBody, "~"); ok {
+				if !strings.Contains(body, sub) {
+					t.Errorf("GET %s: body does not contain %q:\n%s", tc.path, sub, body)
+				}
+			} else if body != tc.wantBody {
+				t.Errorf("GET %s: body %q, want %q", tc.path, body, tc.wantBody)
+			}
+		})
+	}
+}
+
+func TestAdminHTTPMethodNotAllowed(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, policy.NewHolder(nil), server.Options{})
+	resp, err := http.Post("http://"+ts.srv.AdminAddr().String()+"/healthz", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("POST /healthz: status %d, want 405", resp.StatusCode)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	engine := loadEngine(t, testConfig)
+	ts := startServer(t, policy.NewHolder(engine), server.Options{})
+	client := ts.authz()
+	ctx := ctxTimeout(t)
+	calls := []struct {
+		method, host, origin, corsPolicy string
+	}{
+		{"GET", "api.example.com", app, ""},
+		{"GET", "api.example.com", app, ""},
+		{"GET", "api.example.com", evil, ""},
+		{"GET", "shadow.example.com", evil, ""},
+		{"GET", "api.example.com", "", ""},
+		{"GET", "api.example.com", app, "no-such-policy-from-the-gateway"},
+	}
+	for _, c := range calls {
+		h := hdrs{}
+		if c.origin != "" {
+			h["origin"] = c.origin
+		}
+		_, _ = client.Check(ctx, checkRequest(c.method, c.host, "/", h, c.corsPolicy))
+	}
+	_, _ = client.Check(ctx, checkRequest("OPTIONS", "api.example.com", "/", hdrs{"origin": app, "access-control-request-method": "PATCH"}, ""))
+
+	status, body := ts.get(t, "/metrics")
+	if status != 200 {
+		t.Fatalf("GET /metrics: status %d", status)
+	}
+	for _, want := range []string{
+		`corsauthz_decisions_total{kind="actual_allowed",policy="api"} 2`,
+		`corsauthz_decisions_total{kind="actual_disallowed",policy="api"} 1`,
+		`corsauthz_decisions_total{kind="actual_disallowed",policy="shadow"} 1`,
+		`corsauthz_decisions_total{kind="not_cors",policy="api"} 1`,
+		`corsauthz_decisions_total{kind="preflight_rejected",policy="api"} 1`,
+		`corsauthz_check_errors_total{code="FailedPrecondition"} 1`,
+		`corsauthz_check_duration_seconds_count 7`,
+		`corsauthz_check_duration_seconds_bucket{le="1e-05"}`,
+		`corsauthz_config_info{hash="` + engine.Hash() + `"} 1`,
+	} {
+		if !strings.Contains(body, want+"\n") && !strings.Contains(body, want+" ") {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if strings.Contains(body, "no-such-policy") || strings.Contains(body, "evil") {
+		t.Errorf("/metrics holds a value taken from a request:\n%s", body)
+	}
+}
+
+// blockingCheck is an interceptor that holds Check calls until released.
+type blockingCheck struct {
+	entered chan struct{}
+	release chan struct{}
+}
+
+func newBlockingCheck() *blockingCheck {
+	return &blockingCheck{entered: make(chan struct{}, 1), release: make(chan struct{})}
+}
+
+func (b *blockingCheck) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if info.FullMethod == "/"+authorizationService+"/Check" {
+		b.entered <- struct{}{}
+		select {
+		case <-b.release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return handler(ctx, req)
+}
+
+func TestGracefulShutdown(t *testing.T) {
+	t.Parallel()
+	block := newBlockingCheck()
+	ts := startServer(t, policy.NewHolder(loadEngine(t, testConfig)), server.Options{
+		DrainTimeout:      time.Minute, // never reached: the test would time out first
+		GRPCServerOptions: []grpc.ServerOption{grpc.UnaryInterceptor(block.intercept)},
+	})
+	ctx := ctxTimeout(t)
+
+	watch, err := healthpb.NewHealthClient(ts.conn).Watch(ctx, &healthpb.HealthCheckRequest{Service: authorizationService})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := watch.Recv(); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("Watch before shutdown: %v, %v; want SERVING", resp, err)
+	}
+
+	type result struct {
+		resp any
+		err  error
+	}
+	inFlight := make(chan result, 1)
+	go func() {
+		resp, err := ts.authz().Check(ctx, checkRequest("GET", "api.example.com", "/", hdrs{"origin": app}, ""))
+		inFlight <- result{resp, err}
+	}()
+	<-block.entered
+
+	served := ts.shutdown()
+
+	// Health says NOT_SERVING to watchers, then ends their streams so
+	// that they do not hold the drain.
+	if resp, err := watch.Recv(); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("Watch during shutdown: %v, %v; want NOT_SERVING", resp, err)
+	}
+	if _, err := watch.Recv(); err == nil {
+		t.Errorf("Watch stream still open during shutdown")
+	}
+	if status, body := ts.get(t, "/readyz"); status != 503 || body != "not ready: shutting down\n" {
+		t.Errorf("/readyz during shutdown: %d %q, want 503", status, body)
+	}
+	select {
+	case err := <-served:
+		t.Fatalf("Serve returned (%v) with a call in flight", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+
+	close(block.release)
+	r := <-inFlight
+	if r.err != nil {
+		t.Errorf("in-flight Check failed: %v", r.err)
+	}
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return after the last call finished")
+	}
+	if _, err := net.DialTimeout("tcp", ts.srv.GRPCAddr().String(), time.Second); err == nil {
+		t.Errorf("gRPC port still accepts connections after Serve returned")
+	}
+}
+
+func TestDrainTimeout(t *testing.T) {
+	t.Parallel()
+	block := newBlockingCheck()
+	defer close(block.release)
+	ts := startServer(t, policy.NewHolder(loadEngine(t, testConfig)), server.Options{
+		DrainTimeout:      100 * time.Millisecond,
+		GRPCServerOptions: []grpc.ServerOption{grpc.UnaryInterceptor(block.intercept)},
+	})
+	inFlight := make(chan error, 1)
+	go func() {
+		_, err := ts.authz().Check(ctxTimeout(t), checkRequest("GET", "api.example.com", "/", nil, ""))
+		inFlight <- err
+	}()
+	<-block.entered
+	start := time.Now()
+	if err := <-ts.shutdown(); err != nil {
+		t.Errorf("Serve: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Serve took %v to return with a drain timeout of 100ms", d)
+	}
+	if err := <-inFlight; status.Code(err) != codes.Unavailable {
+		t.Errorf("call cut by the drain timeout: %v, want Unavailable", err)
+	}
+}
+
+func TestServeTwice(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, policy.NewHolder(nil), server.Options{})
+	if err := ts.srv.Serve(context.Background()); err == nil {
+		t.Error("second Serve returned nil")
+	}
+}
