@@ -131,12 +131,17 @@ func (p *parser) parse(data []byte) *Config {
 		return cfg
 	}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
+		p.pos[""] = position{1, 1}
 		return cfg // empty file: Compile says there are no policies
 	}
 	root := resolve(doc.Content[0])
 	p.pos[""] = position{root.Line, root.Column}
 	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
 		return cfg
+	}
+	if root.Kind != yaml.MappingNode {
+		// mapping reports it; "no policies" would only repeat it.
+		p.bad = append(p.bad, rootFields...)
 	}
 	p.mapping(root, "", rootFields, func(key string, v *yaml.Node, path string) {
 		switch key {

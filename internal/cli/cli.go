@@ -133,10 +133,10 @@ func loadConfig(path string, io IO) (*policy.Engine, error) {
 }
 
 // printConfigError prints a load error: every problem on its own line.
-func printConfigError(w io.Writer, path string, err error) {
+func printConfigError(w io.Writer, err error) {
 	problems := policy.FieldErrors(err)
 	if len(problems) == 0 {
-		fmt.Fprintf(w, "%s: %v\n", orExample(path), err)
+		fmt.Fprintf(w, "corsauthz: %v\n", err)
 		return
 	}
 	for _, fe := range problems {

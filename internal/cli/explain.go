@@ -59,7 +59,7 @@ Decides one request the way curl would describe it and says why. Examples:
 
 	e, err := loadConfig(*config, io)
 	if err != nil {
-		printConfigError(io.Stderr, *config, err)
+		printConfigError(io.Stderr, err)
 		return 1
 	}
 	x, err := e.Explain(req)

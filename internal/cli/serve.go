@@ -49,7 +49,7 @@ func runServe(ctx context.Context, args []string, io IO) int {
 	e, err := loadConfig(*config, io)
 	if err != nil {
 		fmt.Fprintf(io.Stderr, "corsauthz serve: the configuration %s is invalid:\n", orExample(*config))
-		printConfigError(io.Stderr, *config, err)
+		printConfigError(io.Stderr, err)
 		return 1
 	}
 

@@ -26,7 +26,7 @@ func runValidate(args []string, io IO) int {
 	}
 	e, err := loadConfig(*config, io)
 	if err != nil {
-		printConfigError(io.Stderr, *config, err)
+		printConfigError(io.Stderr, err)
 		return 1
 	}
 	fmt.Fprintf(io.Stdout, "%s: valid (%d policies)\n", *config, len(e.PolicyNames()))

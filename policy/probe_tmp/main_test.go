@@ -14,10 +14,10 @@ func TestProbe(t *testing.T) {
 		_, warns, err := policy.LoadFile(f)
 		fmt.Printf("== %s\n", f)
 		for _, fe := range policy.FieldErrors(err) {
-			fmt.Printf("E %q\n", fe.Error())
+			fmt.Printf("\t\t%q,\n", fe.Error())
 		}
 		for _, w := range warns {
-			fmt.Printf("W %q\n", w.Error())
+			fmt.Printf("W\t\t%q,\n", w.Error())
 		}
 	}
 }

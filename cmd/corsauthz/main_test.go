@@ -1,0 +1,155 @@
+package main_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// buildBinary builds the real corsauthz binary once for the tests here.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "corsauthz")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestBinary runs the built binary as an operator would: validate's exit
+// codes, and serve answering Check until SIGTERM, then exiting 0.
+func TestBinary(t *testing.T) {
+	bin := buildBinary(t)
+
+	t.Run("validate exit codes", func(t *testing.T) {
+		good := filepath.Join(t.TempDir(), "good.yaml")
+		bad := filepath.Join(t.TempDir(), "bad.yaml")
+		os.WriteFile(good, []byte("policies:\n  - name: a\n    allowed_origins: [https://app.example.com]\n"), 0o600)
+		os.WriteFile(bad, []byte("policies:\n  - name: a\n    allowed_origins: [https://app.example.com/]\n"), 0o600)
+		if out, err := exec.Command(bin, "validate", "--config", good).CombinedOutput(); err != nil {
+			t.Errorf("validate good: %v\n%s", err, out)
+		}
+		out, err := exec.Command(bin, "validate", "--config", bad).CombinedOutput()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+			t.Errorf("validate bad: err = %v, want exit status 1", err)
+		}
+		want := bad + `:3:23: policies[0].allowed_origins[0]: origin "https://app.example.com/" has a trailing slash, which browsers never send: did you mean "https://app.example.com"?` + "\n"
+		if string(out) != want {
+			t.Errorf("validate bad printed %q, want %q", out, want)
+		}
+	})
+
+	t.Run("serve until SIGTERM", func(t *testing.T) {
+		grpcAddr, adminAddr := freeAddr(t), freeAddr(t)
+		cmd := exec.Command(bin, "serve")
+		cmd.Env = append(os.Environ(), "CORSAUTHZ_GRPC_ADDR="+grpcAddr, "CORSAUTHZ_ADMIN_ADDR="+adminAddr)
+		var stderr lockedBuffer
+		pr, pw, _ := os.Pipe()
+		cmd.Stderr = pw
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		pw.Close()
+		ready := make(chan struct{})
+		go func() {
+			var once sync.Once
+			sc := bufio.NewScanner(pr)
+			for sc.Scan() {
+				stderr.WriteString(sc.Text() + "\n")
+				if strings.Contains(sc.Text(), "msg=serving") {
+					once.Do(func() { close(ready) })
+				}
+			}
+		}()
+		select {
+		case <-ready:
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+			t.Fatalf("serve never logged that it was serving:\n%s", stderr.String())
+		}
+
+		conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		resp, err := authv3.NewAuthorizationClient(conn).Check(ctx, &authv3.CheckRequest{
+			Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+				Method: "OPTIONS", Host: "api.example.com", Path: "/v1/orders",
+				Headers: map[string]string{
+					"origin":                        "https://app.example.com",
+					"access-control-request-method": "PUT",
+				},
+			}}},
+		})
+		if err != nil {
+			t.Fatalf("Check: %v", err)
+		}
+		if got := resp.GetDeniedResponse().GetStatus().GetCode(); resp.GetStatus().GetCode() != int32(codes.PermissionDenied) || got != 204 {
+			t.Errorf("preflight answered %v / %d, want PERMISSION_DENIED / 204", resp.GetStatus(), got)
+		}
+
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("after SIGTERM: %v, want exit 0\n%s", err, stderr.String())
+			}
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+			t.Fatal("serve did not exit after SIGTERM")
+		}
+	})
+}
+
+// lockedBuffer collects a child's log from one goroutine while the test
+// reads it from another.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) WriteString(s string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.WriteString(s)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

@@ -1,0 +1,415 @@
+package cli_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/corsauthz/corsauthz/internal/cli"
+)
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func run(t *testing.T, env map[string]string, args ...string) result {
+	t.Helper()
+	return runCtx(t, context.Background(), env, args...)
+}
+
+func runCtx(t *testing.T, ctx context.Context, env map[string]string, args ...string) result {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := cli.Main(ctx, args, cli.IO{
+		Stdout: &stdout,
+		Stderr: &stderr,
+		Env: func(name string) (string, bool) {
+			v, ok := env[name]
+			return v, ok
+		},
+	})
+	return result{code, stdout.String(), stderr.String()}
+}
+
+func TestValidate(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		desc       string
+		args       []string
+		env        map[string]string
+		wantCode   int
+		wantStdout string
+		wantStderr []string // exact lines, in order
+	}{
+		{
+			desc:       "valid file",
+			args:       []string{"validate", "--config", "testdata/valid.yaml"},
+			wantStdout: "testdata/valid.yaml: valid (1 policies)\n",
+		},
+		{
+			desc:       "config from the environment",
+			args:       []string{"validate"},
+			env:        map[string]string{"CORSAUTHZ_CONFIG": "testdata/valid.yaml"},
+			wantStdout: "testdata/valid.yaml: valid (1 policies)\n",
+		},
+		{
+			desc:       "the command line wins over the environment",
+			args:       []string{"validate", "--config", "testdata/valid.yaml"},
+			env:        map[string]string{"CORSAUTHZ_CONFIG": "testdata/invalid.yaml"},
+			wantStdout: "testdata/valid.yaml: valid (1 policies)\n",
+		},
+		{
+			desc:       "warnings are printed and the file is still valid",
+			args:       []string{"validate", "--config", "testdata/warnings.yaml"},
+			wantStdout: "testdata/warnings.yaml: valid (1 policies)\n",
+			wantStderr: []string{
+				`warning: testdata/warnings.yaml:3:23: policies[0].allowed_origins[0]: default port 443 removed: browsers leave it out of Origin; write "https://app.example.com"`,
+				`warning: testdata/warnings.yaml:3:23: policies[0].allowed_origins[0]: host "App.example.com" normalised to "app.example.com": browsers send host names in lower case; write "https://app.example.com"`,
+				`warning: testdata/warnings.yaml:4:22: policies[0].max_age_seconds: max_age_seconds 10000 is more than Chromium's cap of 7200: Chromium-based browsers will cache preflights for 7200 seconds only`,
+			},
+		},
+		{
+			desc:     "every problem, one a line, in file order",
+			args:     []string{"validate", "--config", "testdata/invalid.yaml"},
+			wantCode: 1,
+			wantStderr: []string{
+				`testdata/invalid.yaml:3:23: policies[0].allowed_origins[0]: "*" allows every origin, so it must be the only entry: remove the other origins or the "*"`,
+				`testdata/invalid.yaml:3:28: policies[0].allowed_origins[1]: origin "https://app.example.com/" has a trailing slash, which browsers never send: did you mean "https://app.example.com"?`,
+				`testdata/invalid.yaml:4:23: policies[0].allowed_methods[0]: CONNECT is a forbidden method: browsers never send it from scripts, and allowing it only helps attacks; remove it`,
+				`testdata/invalid.yaml:6:22: policies[0].max_age_seconds: max_age_seconds is -1: write 0 to send no Access-Control-Max-Age, or a number of seconds up to 86400`,
+				`testdata/invalid.yaml:7:11: policies[1].name: duplicate policy name "orders" (policies[0] has it already): names must be unique`,
+				`testdata/invalid.yaml:8:22: policies[1].allowed_origins: allowed_origins is empty: list the origins allowed to read responses, such as "https://app.example.com"`,
+				`testdata/invalid.yaml:9:5: policies[1].alowed_headers: unknown field "alowed_headers": did you mean "allowed_headers"?`,
+				`testdata/invalid.yaml:10:17: default_policy: default_policy "missing" names no policy: write one of "orders", or leave it out`,
+			},
+		},
+		{
+			desc:       "missing file",
+			args:       []string{"validate", "--config", "testdata/nope.yaml"},
+			wantCode:   1,
+			wantStderr: []string{"corsauthz: open testdata/nope.yaml: no such file or directory"},
+		},
+		{
+			desc:       "no --config",
+			args:       []string{"validate"},
+			wantCode:   2,
+			wantStderr: []string{"corsauthz validate: --config FILE is required"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.desc, func(t *testing.T) {
+			t.Parallel()
+			got := run(t, tt.env, tt.args...)
+			if got.code != tt.wantCode {
+				t.Errorf("exit code = %d, want %d\nstderr:\n%s", got.code, tt.wantCode, got.stderr)
+			}
+			if got.stdout != tt.wantStdout {
+				t.Errorf("stdout = %q, want %q", got.stdout, tt.wantStdout)
+			}
+			gotLines := lines(got.stderr)
+			if strings.Join(gotLines, "\n") != strings.Join(tt.wantStderr, "\n") {
+				t.Errorf("stderr lines:\n%s\nwant:\n%s", strings.Join(gotLines, "\n"), strings.Join(tt.wantStderr, "\n"))
+			}
+		})
+	}
+}
+
+func lines(s string) []string {
+	s = strings.TrimRight(s, "\n")
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
+}
+
+func TestExplainText(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		desc     string
+		args     []string
+		wantCode int
+		// wantFirst is the exact first line; wantContains are lines
+		// that must appear somewhere after it.
+		wantFirst    string
+		wantContains []string
+	}{
+		{
+			desc:      "allowed preflight against the built-in example",
+			args:      []string{"-X", "OPTIONS", "-H", "Origin: https://app.example.com", "-H", "Access-Control-Request-Method: PUT", "-H", "Access-Control-Request-Headers: content-type, authorization", "https://api.example.com/v1/orders"},
+			wantFirst: `PREFLIGHT ALLOWED: answer 204 with the CORS headers (policy "api")`,
+			wantContains: []string{
+				"HTTP 204, headers:",
+				"  Access-Control-Allow-Origin: https://app.example.com",
+				"  Access-Control-Allow-Methods: PUT",
+				"  Access-Control-Allow-Headers: content-type, authorization",
+				"  Access-Control-Allow-Credentials: true",
+				"  Access-Control-Max-Age: 600",
+				"  Vary: Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
+				`  - policy "api" was selected: host "api.example.com" matches "api.example.com"`,
+				"  - method PUT is in allowed_methods",
+			},
+		},
+		{
+			desc:      "a preflight is recognised without -X, and flags may follow the URL",
+			args:      []string{"https://api.example.com/v1/orders", "-H", "Origin: https://app.example.com", "-H", "Access-Control-Request-Method: patch"},
+			wantFirst: `PREFLIGHT REJECTED: answer 403 without CORS headers (policy "api")`,
+			wantContains: []string{
+				"HTTP 403, headers:",
+				"  Vary: Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
+				`  - method "patch" is not allowed; allowed_methods: PUT, PATCH, DELETE (GET, HEAD and POST are always allowed); methods are case-sensitive: the page sent "patch", the policy allows "PATCH"`,
+			},
+		},
+		{
+			desc:      "rejected origin names the closest allowed one and what differs",
+			args:      []string{"-H", "Origin: http://app.example.com", "https://api.example.com/v1/orders"},
+			wantFirst: `ACTUAL REQUEST NOT ALLOWED: pass on; the browser will hide the response (only Vary added) (policy "api")`,
+			wantContains: []string{
+				"  Vary: Origin",
+				`  - closest allowed origin: "https://app.example.com"; scheme differs: the request has "http", the policy "https"`,
+			},
+		},
+		{
+			desc:      "subdomain of an exactly listed origin",
+			args:      []string{"-H", "Origin: https://admin.app.example.com", "https://fs.example.com/f/1"},
+			wantFirst: `ACTUAL REQUEST NOT ALLOWED: pass on; the browser will hide the response (only Vary added) (policy "files")`,
+			wantContains: []string{
+				`  - closest allowed origin: "https://app.example.com"; host "admin.app.example.com" is a subdomain of "app.example.com", which is listed exactly; add it, or a pattern such as "https://*.app.example.com"`,
+			},
+		},
+		{
+			desc:      "apex of a wildcard pattern",
+			args:      []string{"-H", "Origin: https://preview.example.com", "https://api.example.com/v1/orders"},
+			wantFirst: `ACTUAL REQUEST NOT ALLOWED: pass on; the browser will hide the response (only Vary added) (policy "api")`,
+			wantContains: []string{
+				`  - closest allowed origin: "https://*.preview.example.com"; host "preview.example.com" is the apex: "https://*.preview.example.com" matches subdomains only; list "https://preview.example.com" too`,
+			},
+		},
+		{
+			desc:      "wildcard match",
+			args:      []string{"-H", "Origin: https://pr-42.preview.example.com", "https://api.example.com/v1/orders"},
+			wantFirst: `ACTUAL REQUEST ALLOWED: pass on; add the CORS headers to the response (policy "api")`,
+			wantContains: []string{
+				"  Access-Control-Allow-Origin: https://pr-42.preview.example.com",
+				`  - origin "https://pr-42.preview.example.com" matches "https://*.preview.example.com" (one or more labels before the domain)`,
+			},
+		},
+		{
+			desc:      "no Origin",
+			args:      []string{"https://api.example.com/v1/orders"},
+			wantFirst: `NOT CORS: pass on untouched (policy "api")`,
+		},
+		{
+			desc:      "no policy for the host",
+			args:      []string{"-H", "Origin: https://app.example.com", "https://other.example.com/"},
+			wantFirst: "NOT CORS: pass on untouched",
+			wantContains: []string{
+				`  - no policy matches host "other.example.com" and path "/", and there is no default_policy`,
+			},
+		},
+		{
+			desc:      "--policy picks the policy as cors_policy would",
+			args:      []string{"--policy", "public", "-H", "Origin: https://anyone.test", "https://other.example.com/"},
+			wantFirst: `ACTUAL REQUEST ALLOWED: pass on; add the CORS headers to the response (policy "public")`,
+			wantContains: []string{
+				"  Access-Control-Allow-Origin: *",
+				`  - policy "public" was named by the gateway (cors_policy context extension)`,
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.desc, func(t *testing.T) {
+			t.Parallel()
+			got := run(t, nil, append([]string{"explain"}, tt.args...)...)
+			if got.code != tt.wantCode {
+				t.Fatalf("exit code = %d, want %d; stderr:\n%s", got.code, tt.wantCode, got.stderr)
+			}
+			out := lines(got.stdout)
+			if len(out) == 0 || out[0] != tt.wantFirst {
+				t.Fatalf("first line:\n%q\nwant:\n%q\nfull output:\n%s", first(out), tt.wantFirst, got.stdout)
+			}
+			for _, want := range tt.wantContains {
+				if !contains(out, want) {
+					t.Errorf("output lacks line %q; output:\n%s", want, got.stdout)
+				}
+			}
+		})
+	}
+}
+
+func first(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return s[0]
+}
+
+func contains(lines []string, want string) bool {
+	for _, l := range lines {
+		if l == want {
+			return true
+		}
+	}
+	return false
+}
+
+func TestExplainJSON(t *testing.T) {
+	t.Parallel()
+	got := run(t, nil, "explain", "--json", "-X", "OPTIONS",
+		"-H", "Origin: https://app.example.com", "-H", "Access-Control-Request-Method: DELETE",
+		"https://fs.example.com/files/1")
+	if got.code != 0 {
+		t.Fatalf("exit %d: %s", got.code, got.stderr)
+	}
+	var out struct {
+		Kind    string `json:"kind"`
+		Status  int    `json:"status"`
+		Policy  string `json:"policy"`
+		Headers []struct {
+			Name, Value string
+			Append      bool
+		} `json:"headers"`
+		Reasons []string `json:"reasons"`
+	}
+	if err := json.Unmarshal([]byte(got.stdout), &out); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, got.stdout)
+	}
+	if out.Kind != "preflight_allowed" || out.Status != 204 || out.Policy != "files" {
+		t.Errorf("kind, status, policy = %q, %d, %q; want preflight_allowed, 204, files", out.Kind, out.Status, out.Policy)
+	}
+	headers := map[string]string{}
+	for _, h := range out.Headers {
+		headers[h.Name] = h.Value
+		if (h.Name == "Vary") != h.Append {
+			t.Errorf("header %s: append = %v", h.Name, h.Append)
+		}
+	}
+	if headers["Access-Control-Allow-Methods"] != "DELETE" || headers["Access-Control-Max-Age"] != "3600" {
+		t.Errorf("headers = %v", headers)
+	}
+	if len(out.Reasons) == 0 {
+		t.Error("no reasons")
+	}
+}
+
+func TestExplainErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		desc       string
+		args       []string
+		wantCode   int
+		wantStderr string
+	}{
+		{"no URL", []string{"explain", "-H", "Origin: https://a.test"}, 2, "corsauthz explain: give exactly one URL, such as https://api.example.com/v1/orders\n"},
+		{"URL without host", []string{"explain", "/v1/orders"}, 2, "corsauthz explain: URL \"/v1/orders\" has no host: write it in full, such as https://api.example.com/v1/orders\n"},
+		{"malformed header", []string{"explain", "-H", "Origin", "https://api.example.com/"}, 2, "corsauthz explain: header \"Origin\": write it as 'Name: value'\n"},
+		{"unknown policy", []string{"explain", "--policy", "nope", "https://api.example.com/"}, 1, "corsauthz explain: policy \"nope\" is not configured (the gateway's cors_policy names a policy this configuration does not have); configured policies: api, public, files\n"},
+		{"invalid config", []string{"explain", "--config", "testdata/invalid.yaml", "https://api.example.com/"}, 1, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.desc, func(t *testing.T) {
+			t.Parallel()
+			got := run(t, nil, tt.args...)
+			if got.code != tt.wantCode {
+				t.Errorf("exit code = %d, want %d; stderr: %s", got.code, tt.wantCode, got.stderr)
+			}
+			if tt.wantStderr != "" && got.stderr != tt.wantStderr {
+				t.Errorf("stderr = %q, want %q", got.stderr, tt.wantStderr)
+			}
+			if tt.wantStderr == "" && !strings.Contains(got.stderr, "testdata/invalid.yaml:3:23: ") {
+				t.Errorf("stderr does not list the configuration's problems: %s", got.stderr)
+			}
+		})
+	}
+}
+
+func TestServeRefusesInvalidConfig(t *testing.T) {
+	t.Parallel()
+	got := run(t, nil, "serve", "--config", "testdata/invalid.yaml", "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0")
+	if got.code != 1 {
+		t.Fatalf("exit code = %d, want 1", got.code)
+	}
+	if !strings.Contains(got.stderr, "the configuration testdata/invalid.yaml is invalid:\n") ||
+		!strings.Contains(got.stderr, "testdata/invalid.yaml:10:17: default_policy: ") {
+		t.Errorf("stderr does not say why:\n%s", got.stderr)
+	}
+}
+
+func TestServeRefusesTakenPort(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for _, flagName := range []string{"--grpc-addr", "--admin-addr"} {
+		args := []string{"serve", "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", flagName, l.Addr().String()}
+		got := run(t, nil, args...)
+		if got.code != 1 {
+			t.Errorf("%s taken: exit code = %d, want 1", flagName, got.code)
+		}
+		if !strings.Contains(got.stderr, l.Addr().String()) || !strings.Contains(got.stderr, "address already in use") {
+			t.Errorf("%s taken: stderr does not say which address is taken:\n%s", flagName, got.stderr)
+		}
+	}
+}
+
+func TestServeBuiltInExampleUntilCancelled(t *testing.T) {
+	t.Parallel()
+	grpcAddr, adminAddr := freeAddr(t), freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan result, 1)
+	go func() {
+		done <- runCtx(t, ctx, nil, "serve", "--grpc-addr", grpcAddr, "--admin-addr", adminAddr)
+	}()
+
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	health := healthpb.NewHealthClient(conn)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := health.Check(ctx, &healthpb.HealthCheckRequest{Service: "envoy.service.auth.v3.Authorization"})
+		if err == nil && resp.Status == healthpb.HealthCheckResponse_SERVING {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("service never became SERVING: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case got := <-done:
+		if got.code != 0 {
+			t.Errorf("exit code = %d, want 0; stderr:\n%s", got.code, got.stderr)
+		}
+		if !strings.Contains(got.stderr, "built-in example") {
+			t.Errorf("log does not say the built-in example is served:\n%s", got.stderr)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not return after cancellation")
+	}
+}
+
+// freeAddr returns a loopback address that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
