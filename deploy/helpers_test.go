@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
+	kjson "sigs.k8s.io/json"
 	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/corsauthz/corsauthz/deploy"
@@ -105,6 +106,17 @@ func strictProtoJSON(js []byte, m proto.Message) error {
 		return fmt.Errorf("decode %s: %w", m.ProtoReflect().Descriptor().FullName(), err)
 	}
 	return nil
+}
+
+// decodeStrictJSON decodes js into v the way the Kubernetes API server does
+// with strict field validation: field names match case-sensitively (unlike
+// encoding/json), and unknown or duplicate fields are errors.
+func decodeStrictJSON(js []byte, v any) error {
+	strictErrs, err := kjson.UnmarshalStrict(js, v)
+	if err != nil {
+		return err
+	}
+	return errors.Join(strictErrs...)
 }
 
 // validator is what protoc-gen-validate generates for every Envoy message.

@@ -3,8 +3,10 @@ package deploy_test
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"path"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -17,7 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
-	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/corsauthz/corsauthz/deploy"
 )
@@ -40,10 +41,15 @@ type k8sObjects struct {
 
 // buildKustomization runs kustomize once for all the tests.
 var buildKustomization = sync.OnceValues(func() (*k8sObjects, error) {
+	return buildObjects(filesys.MakeFsOnDisk(), kustomizeDir)
+})
+
+// buildObjects runs `kustomize build dir` and decodes every object strictly.
+func buildObjects(fs filesys.FileSystem, dir string) (*k8sObjects, error) {
 	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
-	resources, err := k.Run(filesys.MakeFsOnDisk(), kustomizeDir)
+	resources, err := k.Run(fs, dir)
 	if err != nil {
-		return nil, fmt.Errorf("kustomize build %s: %w", kustomizeDir, err)
+		return nil, fmt.Errorf("kustomize build %s: %w", dir, err)
 	}
 	objs := &k8sObjects{namespaceOf: make(map[string]string)}
 	for _, r := range resources.Resources() {
@@ -78,9 +84,10 @@ var buildKustomization = sync.OnceValues(func() (*k8sObjects, error) {
 		default:
 			return nil, fmt.Errorf("%s %s: no test decodes this kind; add it", gvk, r.GetName())
 		}
-		// Strict: an unknown or misplaced field (a typo, or a field at the
-		// wrong level) is an error, as with `kubectl apply --validate=strict`.
-		if err := sigsyaml.UnmarshalStrict(js, target); err != nil {
+		// Strict: an unknown or misplaced field (a typo, a wrong case, or a
+		// field at the wrong level) is an error, as with
+		// `kubectl apply --validate=strict`.
+		if err := decodeStrictJSON(js, target); err != nil {
 			return nil, fmt.Errorf("%s %s: %w", kind, r.GetName(), err)
 		}
 		if kind != "Namespace" {
@@ -88,7 +95,7 @@ var buildKustomization = sync.OnceValues(func() (*k8sObjects, error) {
 		}
 	}
 	return objs, nil
-})
+}
 
 func loadKustomization(t *testing.T) *k8sObjects {
 	t.Helper()
@@ -388,5 +395,80 @@ func TestKubernetesAvailability(t *testing.T) {
 	case pdb.Spec.MaxUnavailable != nil:
 	default:
 		t.Error("PDB sets neither minAvailable nor maxUnavailable")
+	}
+}
+
+// TestKubernetesDecoderIsStrict makes sure buildObjects catches the mistakes
+// kubectl's strict validation would: each case breaks one manifest.
+func TestKubernetesDecoderIsStrict(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		desc      string
+		file      string
+		old, new  string
+		wantInErr string
+	}{
+		{
+			desc:      "field name in the wrong case",
+			file:      "deployment.yaml",
+			old:       "readOnlyRootFilesystem: true",
+			new:       "readonlyRootFilesystem: true",
+			wantInErr: "readonlyRootFilesystem",
+		},
+		{
+			desc:      "unknown field",
+			file:      "deployment.yaml",
+			old:       "imagePullPolicy: IfNotPresent",
+			new:       "pullPolicy: IfNotPresent",
+			wantInErr: "pullPolicy",
+		},
+		{
+			desc:      "field at the wrong level",
+			file:      "service.yaml",
+			old:       "  type: ClusterIP",
+			new:       "  type: ClusterIP\n  appProtocol: grpc",
+			wantInErr: "appProtocol",
+		},
+		{
+			desc:      "wrong API version for the kind",
+			file:      "hpa.yaml",
+			old:       "apiVersion: autoscaling/v2",
+			new:       "apiVersion: autoscaling/v1",
+			wantInErr: "autoscaling/v1",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.desc, func(t *testing.T) {
+			t.Parallel()
+			fs := filesys.MakeFsInMemory()
+			entries, err := os.ReadDir(kustomizeDir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			found := false
+			for _, e := range entries {
+				data := readFile(t, kustomizeDir+"/"+e.Name())
+				if e.Name() == tt.file {
+					if !bytes.Contains(data, []byte(tt.old)) {
+						t.Fatalf("%s no longer contains %q; update this test", tt.file, tt.old)
+					}
+					data, found = bytes.Replace(data, []byte(tt.old), []byte(tt.new), 1), true
+				}
+				if err := fs.WriteFile("/k/"+e.Name(), data); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !found {
+				t.Fatalf("no %s in %s", tt.file, kustomizeDir)
+			}
+			_, err = buildObjects(fs, "/k")
+			if err == nil {
+				t.Fatal("the broken manifest was accepted")
+			}
+			if !strings.Contains(err.Error(), tt.wantInErr) {
+				t.Errorf("error %q does not mention %q", err, tt.wantInErr)
+			}
+			t.Logf("rejected as expected: %v", err)
+		})
 	}
 }

@@ -102,354 +102,354 @@ func sortedHeaders(hs ...policy.Header) []policy.Header {
 	return hs
 }
 
-// TestDecide covers every row of the decision table.
+// decideCases cover every row of the decision table.
+var decideCases = []struct {
+	desc       string
+	req        policy.Request
+	kind       policy.Kind
+	status     int
+	reason     policy.Reason
+	detail     string
+	reportOnly bool
+	headers    []policy.Header
+}{
+	// no Origin
+	{
+		desc:   "no Origin: not CORS, no headers",
+		req:    actual("creds", "GET", ""),
+		kind:   policy.KindNotCORS,
+		reason: policy.ReasonNoOrigin,
+	},
+	{
+		desc:   "OPTIONS with Access-Control-Request-Method but no Origin is not a preflight",
+		req:    preflight("creds", "", "PUT", "content-type"),
+		kind:   policy.KindNotCORS,
+		reason: policy.ReasonNoOrigin,
+	},
+
+	// preflight allowed
+	{
+		desc:   "preflight allowed: origin, method, headers, credentials, max-age",
+		req:    preflight("creds", "https://app.example.com", "PUT", "content-type,x-request-id"),
+		kind:   policy.KindPreflightAllowed,
+		status: 204,
+		reason: policy.ReasonOriginAllowed,
+		headers: []policy.Header{
+			hdr("Access-Control-Allow-Origin", "https://app.example.com"),
+			hdr("Access-Control-Allow-Methods", "PUT"),
+			hdr("Access-Control-Allow-Headers", "content-type,x-request-id"),
+			hdr("Access-Control-Allow-Credentials", "true"),
+			hdr("Access-Control-Max-Age", "600"),
+			varyPreflight,
+		},
+	},
+	{
+		desc:   "preflight allowed without requested headers leaves Access-Control-Allow-Headers out",
+		req:    preflight("creds", "https://app.example.com", "DELETE", ""),
+		kind:   policy.KindPreflightAllowed,
+		status: 204,
+		reason: policy.ReasonOriginAllowed,
+		headers: []policy.Header{
+			hdr("Access-Control-Allow-Origin", "https://app.example.com"),
+			hdr("Access-Control-Allow-Methods", "DELETE"),
+			hdr("Access-Control-Allow-Credentials", "true"),
+			hdr("Access-Control-Max-Age", "600"),
+			varyPreflight,
+		},
+	},
+	{
+		desc:   "preflight allowed from a wildcard-matched origin echoes that origin",
+		req:    preflight("creds", "https://pr-42.preview.example.com", "PATCH", "Authorization"),
+		kind:   policy.KindPreflightAllowed,
+		status: 204,
+		reason: policy.ReasonOriginAllowed,
+		headers: []policy.Header{
+			hdr("Access-Control-Allow-Origin", "https://pr-42.preview.example.com"),
+			hdr("Access-Control-Allow-Methods", "PATCH"),
+			hdr("Access-Control-Allow-Headers", "Authorization"),
+			hdr("Access-Control-Allow-Credentials", "true"),
+			hdr("Access-Control-Max-Age", "600"),
+			varyPreflight,
+		},
+	},
+	{
+		desc:   "preflight for GET is allowed although allowed_methods is empty; no credentials, no max-age",
+		req:    preflight("exact", "https://app.example.com", "GET", ""),
+		kind:   policy.KindPreflightAllowed,
+		status: 204,
+		reason: policy.ReasonOriginAllowed,
+		headers: []policy.Header{
+			hdr("Access-Control-Allow-Origin", "https://app.example.com"),
+			hdr("Access-Control-Allow-Methods", "GET"),
+			varyPreflight,
+		},
+	},
+	{
+		desc: "preflight asking for private network access from a policy that allows it",
+		req: policy.Request{
+			Method: "OPTIONS", Policy: "creds", Origin: "http://localhost:3000",
+			RequestMethod: "PUT", RequestPrivateNetwork: "true",
+		},
+		kind:   policy.KindPreflightAllowed,
+		status: 204,
+		reason: policy.ReasonOriginAllowed,
+		headers: []policy.Header{
+			hdr("Access-Control-Allow-Origin", "http://localhost:3000"),
+			hdr("Access-Control-Allow-Methods", "PUT"),
+			hdr("Access-Control-Allow-Credentials", "true"),
+			hdr("Access-Control-Max-Age", "600"),
+			hdr("Access-Control-Allow-Private-Network", "true"),
+			varyPreflight,
+		},
+	},
+	{
+		desc: "Access-Control-Request-Private-Network other than \"true\" gets no private-network header",
+		req: policy.Request{
+			Method: "OPTIONS", Policy: "creds", Origin: "https://app.example.com",
+			RequestMethod: "PUT", RequestPrivateNetwork: "TRUE",
+		},
+		kind:   policy.KindPreflightAllowed,
+		status: 204,
+		reason: policy.ReasonOriginAllowed,
+		headers: []policy.Header{
+			hdr("Access-Control-Allow-Origin", "https://app.example.com"),
+			hdr("Access-Control-Allow-Methods", "PUT"),
+			hdr("Access-Control-Allow-Credentials", "true"),
+			hdr("Access-Control-Max-Age", "600"),
+			varyPreflight,
+		},
+	},
+	{
+		desc: "private network requested but not allowed: still 204, without the header",
+		req: policy.Request{
+			Method: "OPTIONS", Policy: "exact", Origin: "https://app.example.com",
+			RequestMethod: "POST", RequestPrivateNetwork: "true",
+		},
+		kind:   policy.KindPreflightAllowed,
+		status: 204,
+		reason: policy.ReasonOriginAllowed,
+		headers: []policy.Header{
+			hdr("Access-Control-Allow-Origin", "https://app.example.com"),
+			hdr("Access-Control-Allow-Methods", "POST"),
+			varyPreflight,
+		},
+	},
+	{
+		desc:   "preflight to a * policy answers Access-Control-Allow-Origin: *",
+		req:    preflight("public", "https://anyone.test", "PUT", "x-custom,content-type"),
+		kind:   policy.KindPreflightAllowed,
+		status: 204,
+		reason: policy.ReasonAnyOrigin,
+		headers: []policy.Header{
+			hdr("Access-Control-Allow-Origin", "*"),
+			hdr("Access-Control-Allow-Methods", "PUT"),
+			hdr("Access-Control-Allow-Headers", "x-custom,content-type"),
+			varyPreflight,
+		},
+	},
+	{
+		desc:   "preflight to a * policy from Origin: null",
+		req:    preflight("public", "null", "PUT", ""),
+		kind:   policy.KindPreflightAllowed,
+		status: 204,
+		reason: policy.ReasonAnyOrigin,
+		headers: []policy.Header{
+			hdr("Access-Control-Allow-Origin", "*"),
+			hdr("Access-Control-Allow-Methods", "PUT"),
+			varyPreflight,
+		},
+	},
+
+	// preflight rejected
+	{
+		desc:    "preflight from an origin not allowed: 403, only Vary",
+		req:     preflight("creds", "https://evil.example.net", "PUT", "content-type"),
+		kind:    policy.KindPreflightRejected,
+		status:  403,
+		reason:  policy.ReasonOriginNotAllowed,
+		headers: []policy.Header{varyPreflight},
+	},
+	{
+		desc:    "preflight for a method not allowed: 403, only Vary",
+		req:     preflight("exact", "https://app.example.com", "PUT", ""),
+		kind:    policy.KindPreflightRejected,
+		status:  403,
+		reason:  policy.ReasonMethodNotAllowed,
+		detail:  "PUT",
+		headers: []policy.Header{varyPreflight},
+	},
+	{
+		desc:    "methods are case-sensitive: patch is not PATCH",
+		req:     preflight("creds", "https://app.example.com", "patch", ""),
+		kind:    policy.KindPreflightRejected,
+		status:  403,
+		reason:  policy.ReasonMethodNotAllowed,
+		detail:  "patch",
+		headers: []policy.Header{varyPreflight},
+	},
+	{
+		desc:    "a requested method that is not a token",
+		req:     preflight("creds", "https://app.example.com", "GE T", ""),
+		kind:    policy.KindPreflightRejected,
+		status:  403,
+		reason:  policy.ReasonMethodInvalid,
+		detail:  "GE T",
+		headers: []policy.Header{varyPreflight},
+	},
+	{
+		desc:    "preflight for a header not allowed: 403, only Vary",
+		req:     preflight("creds", "https://app.example.com", "PUT", "content-type,x-other"),
+		kind:    policy.KindPreflightRejected,
+		status:  403,
+		reason:  policy.ReasonHeaderNotAllowed,
+		detail:  "x-other",
+		headers: []policy.Header{varyPreflight},
+	},
+	{
+		desc:    "a requested header name that is not a token",
+		req:     preflight("anyheader", "https://app.example.com", "GET", "content-type,x y"),
+		kind:    policy.KindPreflightRejected,
+		status:  403,
+		reason:  policy.ReasonHeaderInvalid,
+		detail:  "x y",
+		headers: []policy.Header{varyPreflight},
+	},
+	{
+		desc:    "allowed_headers * does not cover Authorization",
+		req:     preflight("anyheader", "https://app.example.com", "GET", "x-anything,authorization"),
+		kind:    policy.KindPreflightRejected,
+		status:  403,
+		reason:  policy.ReasonHeaderNotAllowed,
+		detail:  "authorization",
+		headers: []policy.Header{varyPreflight},
+	},
+	{
+		desc:    "Access-Control-Request-Headers of 10,000 bytes fails fast, even with allowed_headers *",
+		req:     preflight("anyheader", "https://app.example.com", "GET", strings.Repeat("x-a,", 2500)),
+		kind:    policy.KindPreflightRejected,
+		status:  403,
+		reason:  policy.ReasonHeadersTooLong,
+		headers: []policy.Header{varyPreflight},
+	},
+	{
+		desc:    "a rejected preflight to a * policy has no Access-Control-Allow-Origin either",
+		req:     preflight("public", "https://anyone.test", "DELETE", ""),
+		kind:    policy.KindPreflightRejected,
+		status:  403,
+		reason:  policy.ReasonMethodNotAllowed,
+		detail:  "DELETE",
+		headers: []policy.Header{varyPreflight},
+	},
+
+	// actual request, origin allowed
+	{
+		desc:   "actual request allowed: origin, credentials, exposed headers, Vary: Origin",
+		req:    actual("creds", "GET", "https://app.example.com"),
+		kind:   policy.KindActualAllowed,
+		reason: policy.ReasonOriginAllowed,
+		headers: []policy.Header{
+			hdr("Access-Control-Allow-Origin", "https://app.example.com"),
+			hdr("Access-Control-Allow-Credentials", "true"),
+			hdr("Access-Control-Expose-Headers", "X-Request-Id, ETag"),
+			varyOrigin,
+		},
+	},
+	{
+		desc:   "actual request allowed without credentials or exposed headers",
+		req:    actual("exact", "POST", "https://app.example.com"),
+		kind:   policy.KindActualAllowed,
+		reason: policy.ReasonOriginAllowed,
+		headers: []policy.Header{
+			hdr("Access-Control-Allow-Origin", "https://app.example.com"),
+			varyOrigin,
+		},
+	},
+	{
+		desc:   "OPTIONS without Access-Control-Request-Method is an actual request",
+		req:    actual("exact", "OPTIONS", "https://app.example.com"),
+		kind:   policy.KindActualAllowed,
+		reason: policy.ReasonOriginAllowed,
+		headers: []policy.Header{
+			hdr("Access-Control-Allow-Origin", "https://app.example.com"),
+			varyOrigin,
+		},
+	},
+	{
+		desc:   "actual request to a * policy: Access-Control-Allow-Origin: * and no Vary",
+		req:    actual("public", "GET", "https://anyone.test"),
+		kind:   policy.KindActualAllowed,
+		reason: policy.ReasonAnyOrigin,
+		headers: []policy.Header{
+			hdr("Access-Control-Allow-Origin", "*"),
+			hdr("Access-Control-Expose-Headers", "X-Total"),
+		},
+	},
+
+	// actual request, origin not allowed
+	{
+		desc:    "actual request from an origin not allowed: pass on with only Vary: Origin",
+		req:     actual("creds", "GET", "https://evil.example.net"),
+		kind:    policy.KindActualDisallowed,
+		reason:  policy.ReasonOriginNotAllowed,
+		headers: []policy.Header{varyOrigin},
+	},
+	{
+		desc:    "actual request from an origin not allowed, with reject_disallowed_origins: 403",
+		req:     actual("strict", "GET", "https://evil.example.net"),
+		kind:    policy.KindActualDisallowed,
+		status:  403,
+		reason:  policy.ReasonOriginNotAllowed,
+		headers: []policy.Header{varyOrigin},
+	},
+	{
+		desc:   "reject_disallowed_origins changes nothing for an allowed origin",
+		req:    actual("strict", "GET", "https://app.example.com"),
+		kind:   policy.KindActualAllowed,
+		reason: policy.ReasonOriginAllowed,
+		headers: []policy.Header{
+			hdr("Access-Control-Allow-Origin", "https://app.example.com"),
+			varyOrigin,
+		},
+	},
+
+	// report_only
+	{
+		desc:       "report_only: an allowed preflight is reported, not answered",
+		req:        preflight("report", "https://app.example.com", "PUT", ""),
+		kind:       policy.KindPreflightAllowed,
+		status:     204,
+		reason:     policy.ReasonOriginAllowed,
+		reportOnly: true,
+		headers: []policy.Header{
+			hdr("Access-Control-Allow-Origin", "https://app.example.com"),
+			hdr("Access-Control-Allow-Methods", "PUT"),
+			varyPreflight,
+		},
+	},
+	{
+		desc:       "report_only: a rejected preflight is reported, not answered",
+		req:        preflight("report", "https://evil.example.net", "PUT", ""),
+		kind:       policy.KindPreflightRejected,
+		status:     403,
+		reason:     policy.ReasonOriginNotAllowed,
+		reportOnly: true,
+		headers:    []policy.Header{varyPreflight},
+	},
+	{
+		desc:       "report_only: an actual request from an origin not allowed",
+		req:        actual("report", "GET", "https://evil.example.net"),
+		kind:       policy.KindActualDisallowed,
+		reason:     policy.ReasonOriginNotAllowed,
+		reportOnly: true,
+		headers:    []policy.Header{varyOrigin},
+	},
+}
+
+// TestDecide runs decideCases.
 func TestDecide(t *testing.T) {
 	t.Parallel()
 	e := mustLoad(t, decideConfig)
-	tooLong := strings.Repeat("x-a,", 2500) // 10,000 bytes
-
-	cases := []struct {
-		desc       string
-		req        policy.Request
-		kind       policy.Kind
-		status     int
-		reason     policy.Reason
-		detail     string
-		reportOnly bool
-		headers    []policy.Header
-	}{
-		// no Origin
-		{
-			desc:   "no Origin: not CORS, no headers",
-			req:    actual("creds", "GET", ""),
-			kind:   policy.KindNotCORS,
-			reason: policy.ReasonNoOrigin,
-		},
-		{
-			desc:   "OPTIONS with Access-Control-Request-Method but no Origin is not a preflight",
-			req:    preflight("creds", "", "PUT", "content-type"),
-			kind:   policy.KindNotCORS,
-			reason: policy.ReasonNoOrigin,
-		},
-
-		// preflight allowed
-		{
-			desc:   "preflight allowed: origin, method, headers, credentials, max-age",
-			req:    preflight("creds", "https://app.example.com", "PUT", "content-type,x-request-id"),
-			kind:   policy.KindPreflightAllowed,
-			status: 204,
-			reason: policy.ReasonOriginAllowed,
-			headers: []policy.Header{
-				hdr("Access-Control-Allow-Origin", "https://app.example.com"),
-				hdr("Access-Control-Allow-Methods", "PUT"),
-				hdr("Access-Control-Allow-Headers", "content-type,x-request-id"),
-				hdr("Access-Control-Allow-Credentials", "true"),
-				hdr("Access-Control-Max-Age", "600"),
-				varyPreflight,
-			},
-		},
-		{
-			desc:   "preflight allowed without requested headers leaves Access-Control-Allow-Headers out",
-			req:    preflight("creds", "https://app.example.com", "DELETE", ""),
-			kind:   policy.KindPreflightAllowed,
-			status: 204,
-			reason: policy.ReasonOriginAllowed,
-			headers: []policy.Header{
-				hdr("Access-Control-Allow-Origin", "https://app.example.com"),
-				hdr("Access-Control-Allow-Methods", "DELETE"),
-				hdr("Access-Control-Allow-Credentials", "true"),
-				hdr("Access-Control-Max-Age", "600"),
-				varyPreflight,
-			},
-		},
-		{
-			desc:   "preflight allowed from a wildcard-matched origin echoes that origin",
-			req:    preflight("creds", "https://pr-42.preview.example.com", "PATCH", "Authorization"),
-			kind:   policy.KindPreflightAllowed,
-			status: 204,
-			reason: policy.ReasonOriginAllowed,
-			headers: []policy.Header{
-				hdr("Access-Control-Allow-Origin", "https://pr-42.preview.example.com"),
-				hdr("Access-Control-Allow-Methods", "PATCH"),
-				hdr("Access-Control-Allow-Headers", "Authorization"),
-				hdr("Access-Control-Allow-Credentials", "true"),
-				hdr("Access-Control-Max-Age", "600"),
-				varyPreflight,
-			},
-		},
-		{
-			desc:   "preflight for GET is allowed although allowed_methods is empty; no credentials, no max-age",
-			req:    preflight("exact", "https://app.example.com", "GET", ""),
-			kind:   policy.KindPreflightAllowed,
-			status: 204,
-			reason: policy.ReasonOriginAllowed,
-			headers: []policy.Header{
-				hdr("Access-Control-Allow-Origin", "https://app.example.com"),
-				hdr("Access-Control-Allow-Methods", "GET"),
-				varyPreflight,
-			},
-		},
-		{
-			desc: "preflight asking for private network access from a policy that allows it",
-			req: policy.Request{
-				Method: "OPTIONS", Policy: "creds", Origin: "http://localhost:3000",
-				RequestMethod: "PUT", RequestPrivateNetwork: "true",
-			},
-			kind:   policy.KindPreflightAllowed,
-			status: 204,
-			reason: policy.ReasonOriginAllowed,
-			headers: []policy.Header{
-				hdr("Access-Control-Allow-Origin", "http://localhost:3000"),
-				hdr("Access-Control-Allow-Methods", "PUT"),
-				hdr("Access-Control-Allow-Credentials", "true"),
-				hdr("Access-Control-Max-Age", "600"),
-				hdr("Access-Control-Allow-Private-Network", "true"),
-				varyPreflight,
-			},
-		},
-		{
-			desc: "Access-Control-Request-Private-Network other than \"true\" gets no private-network header",
-			req: policy.Request{
-				Method: "OPTIONS", Policy: "creds", Origin: "https://app.example.com",
-				RequestMethod: "PUT", RequestPrivateNetwork: "TRUE",
-			},
-			kind:   policy.KindPreflightAllowed,
-			status: 204,
-			reason: policy.ReasonOriginAllowed,
-			headers: []policy.Header{
-				hdr("Access-Control-Allow-Origin", "https://app.example.com"),
-				hdr("Access-Control-Allow-Methods", "PUT"),
-				hdr("Access-Control-Allow-Credentials", "true"),
-				hdr("Access-Control-Max-Age", "600"),
-				varyPreflight,
-			},
-		},
-		{
-			desc: "private network requested but not allowed: still 204, without the header",
-			req: policy.Request{
-				Method: "OPTIONS", Policy: "exact", Origin: "https://app.example.com",
-				RequestMethod: "POST", RequestPrivateNetwork: "true",
-			},
-			kind:   policy.KindPreflightAllowed,
-			status: 204,
-			reason: policy.ReasonOriginAllowed,
-			headers: []policy.Header{
-				hdr("Access-Control-Allow-Origin", "https://app.example.com"),
-				hdr("Access-Control-Allow-Methods", "POST"),
-				varyPreflight,
-			},
-		},
-		{
-			desc:   "preflight to a * policy answers Access-Control-Allow-Origin: *",
-			req:    preflight("public", "https://anyone.test", "PUT", "x-custom,content-type"),
-			kind:   policy.KindPreflightAllowed,
-			status: 204,
-			reason: policy.ReasonAnyOrigin,
-			headers: []policy.Header{
-				hdr("Access-Control-Allow-Origin", "*"),
-				hdr("Access-Control-Allow-Methods", "PUT"),
-				hdr("Access-Control-Allow-Headers", "x-custom,content-type"),
-				varyPreflight,
-			},
-		},
-		{
-			desc:   "preflight to a * policy from Origin: null",
-			req:    preflight("public", "null", "PUT", ""),
-			kind:   policy.KindPreflightAllowed,
-			status: 204,
-			reason: policy.ReasonAnyOrigin,
-			headers: []policy.Header{
-				hdr("Access-Control-Allow-Origin", "*"),
-				hdr("Access-Control-Allow-Methods", "PUT"),
-				varyPreflight,
-			},
-		},
-
-		// preflight rejected
-		{
-			desc:    "preflight from an origin not allowed: 403, only Vary",
-			req:     preflight("creds", "https://evil.example.net", "PUT", "content-type"),
-			kind:    policy.KindPreflightRejected,
-			status:  403,
-			reason:  policy.ReasonOriginNotAllowed,
-			headers: []policy.Header{varyPreflight},
-		},
-		{
-			desc:    "preflight for a method not allowed: 403, only Vary",
-			req:     preflight("exact", "https://app.example.com", "PUT", ""),
-			kind:    policy.KindPreflightRejected,
-			status:  403,
-			reason:  policy.ReasonMethodNotAllowed,
-			detail:  "PUT",
-			headers: []policy.Header{varyPreflight},
-		},
-		{
-			desc:    "methods are case-sensitive: patch is not PATCH",
-			req:     preflight("creds", "https://app.example.com", "patch", ""),
-			kind:    policy.KindPreflightRejected,
-			status:  403,
-			reason:  policy.ReasonMethodNotAllowed,
-			detail:  "patch",
-			headers: []policy.Header{varyPreflight},
-		},
-		{
-			desc:    "a requested method that is not a token",
-			req:     preflight("creds", "https://app.example.com", "GE T", ""),
-			kind:    policy.KindPreflightRejected,
-			status:  403,
-			reason:  policy.ReasonMethodInvalid,
-			detail:  "GE T",
-			headers: []policy.Header{varyPreflight},
-		},
-		{
-			desc:    "preflight for a header not allowed: 403, only Vary",
-			req:     preflight("creds", "https://app.example.com", "PUT", "content-type,x-other"),
-			kind:    policy.KindPreflightRejected,
-			status:  403,
-			reason:  policy.ReasonHeaderNotAllowed,
-			detail:  "x-other",
-			headers: []policy.Header{varyPreflight},
-		},
-		{
-			desc:    "a requested header name that is not a token",
-			req:     preflight("anyheader", "https://app.example.com", "GET", "content-type,x y"),
-			kind:    policy.KindPreflightRejected,
-			status:  403,
-			reason:  policy.ReasonHeaderInvalid,
-			detail:  "x y",
-			headers: []policy.Header{varyPreflight},
-		},
-		{
-			desc:    "allowed_headers * does not cover Authorization",
-			req:     preflight("anyheader", "https://app.example.com", "GET", "x-anything,authorization"),
-			kind:    policy.KindPreflightRejected,
-			status:  403,
-			reason:  policy.ReasonHeaderNotAllowed,
-			detail:  "authorization",
-			headers: []policy.Header{varyPreflight},
-		},
-		{
-			desc:    "Access-Control-Request-Headers of 10,000 bytes fails fast, even with allowed_headers *",
-			req:     preflight("anyheader", "https://app.example.com", "GET", tooLong),
-			kind:    policy.KindPreflightRejected,
-			status:  403,
-			reason:  policy.ReasonHeadersTooLong,
-			headers: []policy.Header{varyPreflight},
-		},
-		{
-			desc:    "a rejected preflight to a * policy has no Access-Control-Allow-Origin either",
-			req:     preflight("public", "https://anyone.test", "DELETE", ""),
-			kind:    policy.KindPreflightRejected,
-			status:  403,
-			reason:  policy.ReasonMethodNotAllowed,
-			detail:  "DELETE",
-			headers: []policy.Header{varyPreflight},
-		},
-
-		// actual request, origin allowed
-		{
-			desc:   "actual request allowed: origin, credentials, exposed headers, Vary: Origin",
-			req:    actual("creds", "GET", "https://app.example.com"),
-			kind:   policy.KindActualAllowed,
-			reason: policy.ReasonOriginAllowed,
-			headers: []policy.Header{
-				hdr("Access-Control-Allow-Origin", "https://app.example.com"),
-				hdr("Access-Control-Allow-Credentials", "true"),
-				hdr("Access-Control-Expose-Headers", "X-Request-Id, ETag"),
-				varyOrigin,
-			},
-		},
-		{
-			desc:   "actual request allowed without credentials or exposed headers",
-			req:    actual("exact", "POST", "https://app.example.com"),
-			kind:   policy.KindActualAllowed,
-			reason: policy.ReasonOriginAllowed,
-			headers: []policy.Header{
-				hdr("Access-Control-Allow-Origin", "https://app.example.com"),
-				varyOrigin,
-			},
-		},
-		{
-			desc:   "OPTIONS without Access-Control-Request-Method is an actual request",
-			req:    actual("exact", "OPTIONS", "https://app.example.com"),
-			kind:   policy.KindActualAllowed,
-			reason: policy.ReasonOriginAllowed,
-			headers: []policy.Header{
-				hdr("Access-Control-Allow-Origin", "https://app.example.com"),
-				varyOrigin,
-			},
-		},
-		{
-			desc:   "actual request to a * policy: Access-Control-Allow-Origin: * and no Vary",
-			req:    actual("public", "GET", "https://anyone.test"),
-			kind:   policy.KindActualAllowed,
-			reason: policy.ReasonAnyOrigin,
-			headers: []policy.Header{
-				hdr("Access-Control-Allow-Origin", "*"),
-				hdr("Access-Control-Expose-Headers", "X-Total"),
-			},
-		},
-
-		// actual request, origin not allowed
-		{
-			desc:    "actual request from an origin not allowed: pass on with only Vary: Origin",
-			req:     actual("creds", "GET", "https://evil.example.net"),
-			kind:    policy.KindActualDisallowed,
-			reason:  policy.ReasonOriginNotAllowed,
-			headers: []policy.Header{varyOrigin},
-		},
-		{
-			desc:    "actual request from an origin not allowed, with reject_disallowed_origins: 403",
-			req:     actual("strict", "GET", "https://evil.example.net"),
-			kind:    policy.KindActualDisallowed,
-			status:  403,
-			reason:  policy.ReasonOriginNotAllowed,
-			headers: []policy.Header{varyOrigin},
-		},
-		{
-			desc:   "reject_disallowed_origins changes nothing for an allowed origin",
-			req:    actual("strict", "GET", "https://app.example.com"),
-			kind:   policy.KindActualAllowed,
-			reason: policy.ReasonOriginAllowed,
-			headers: []policy.Header{
-				hdr("Access-Control-Allow-Origin", "https://app.example.com"),
-				varyOrigin,
-			},
-		},
-
-		// report_only
-		{
-			desc:       "report_only: an allowed preflight is reported, not answered",
-			req:        preflight("report", "https://app.example.com", "PUT", ""),
-			kind:       policy.KindPreflightAllowed,
-			status:     204,
-			reason:     policy.ReasonOriginAllowed,
-			reportOnly: true,
-			headers: []policy.Header{
-				hdr("Access-Control-Allow-Origin", "https://app.example.com"),
-				hdr("Access-Control-Allow-Methods", "PUT"),
-				varyPreflight,
-			},
-		},
-		{
-			desc:       "report_only: a rejected preflight is reported, not answered",
-			req:        preflight("report", "https://evil.example.net", "PUT", ""),
-			kind:       policy.KindPreflightRejected,
-			status:     403,
-			reason:     policy.ReasonOriginNotAllowed,
-			reportOnly: true,
-			headers:    []policy.Header{varyPreflight},
-		},
-		{
-			desc:       "report_only: an actual request from an origin not allowed",
-			req:        actual("report", "GET", "https://evil.example.net"),
-			kind:       policy.KindActualDisallowed,
-			reason:     policy.ReasonOriginNotAllowed,
-			reportOnly: true,
-			headers:    []policy.Header{varyOrigin},
-		},
-	}
-	for _, tc := range cases {
+	for _, tc := range decideCases {
 		t.Run(tc.desc, func(t *testing.T) {
 			t.Parallel()
 			d, err := e.Decide(&tc.req)
@@ -473,90 +473,94 @@ func TestDecide(t *testing.T) {
 	}
 }
 
-// TestOriginMatching checks the byte-for-byte comparison, wildcard label
-// boundaries, null, the length limits and the * policy, through actual
-// requests.
+// Hosts of exactly 253 and 254 bytes under a wildcard, and an Origin of
+// more than 2048 bytes.
+var (
+	host253    = "b" + strings.Repeat(".a", 120) + ".example.com"
+	host254    = "bb" + strings.Repeat(".a", 120) + ".example.com"
+	longOrigin = "https://" + strings.Repeat("a", 2030) + ".example.com"
+)
+
+// originCases check the byte-for-byte comparison, wildcard label
+// boundaries, null, the length limits and the * policy.
+var originCases = []struct {
+	desc    string
+	policy  string
+	origin  string
+	allowed bool
+}{
+	{desc: "exact origin", policy: "exact", origin: "https://app.example.com", allowed: true},
+	{desc: "upper-case host", policy: "exact", origin: "https://APP.example.com"},
+	{desc: "upper-case scheme", policy: "exact", origin: "HTTPS://app.example.com"},
+	{desc: "explicit default port", policy: "exact", origin: "https://app.example.com:443"},
+	{desc: "other port", policy: "exact", origin: "https://app.example.com:8443"},
+	{desc: "trailing dot", policy: "exact", origin: "https://app.example.com."},
+	{desc: "trailing slash", policy: "exact", origin: "https://app.example.com/"},
+	{desc: "path", policy: "exact", origin: "https://app.example.com/app"},
+	{desc: "other scheme", policy: "exact", origin: "http://app.example.com"},
+	{desc: "surrounding space", policy: "exact", origin: " https://app.example.com"},
+	{desc: "subdomain of an exact origin", policy: "exact", origin: "https://a.app.example.com"},
+	{desc: "http localhost with port", policy: "exact", origin: "http://localhost:3000", allowed: true},
+	{desc: "localhost without the port", policy: "exact", origin: "http://localhost"},
+	{desc: "localhost with another port", policy: "exact", origin: "http://localhost:3001"},
+	{desc: "compressed IPv6", policy: "exact", origin: "https://[::1]:8443", allowed: true},
+	{desc: "uncompressed IPv6", policy: "exact", origin: "https://[0:0:0:0:0:0:0:1]:8443"},
+	{desc: "Punycode host", policy: "exact", origin: "https://xn--bcher-kva.example", allowed: true},
+	{desc: "Unicode host", policy: "exact", origin: "https://bücher.example"},
+	{desc: "null not listed", policy: "exact", origin: "null"},
+
+	{desc: "wildcard: one label", policy: "wild", origin: "https://a.example.com", allowed: true},
+	{desc: "wildcard: two labels", policy: "wild", origin: "https://a.b.example.com", allowed: true},
+	{desc: "wildcard: hyphen, underscore, digits", policy: "wild", origin: "https://a-1_b.example.com", allowed: true},
+	{desc: "wildcard: Punycode label", policy: "wild", origin: "https://xn--bcher-kva.example.com", allowed: true},
+	{desc: "wildcard: never the apex", policy: "wild", origin: "https://example.com"},
+	{desc: "wildcard: empty label", policy: "wild", origin: "https://.example.com"},
+	{desc: "wildcard: empty inner label", policy: "wild", origin: "https://a..example.com"},
+	{desc: "wildcard: suffix without a dot boundary", policy: "wild", origin: "https://evilexample.com"},
+	{desc: "wildcard: label ending in the domain name", policy: "wild", origin: "https://a.evilexample.com"},
+	{desc: "wildcard: domain as a prefix of another", policy: "wild", origin: "https://a.example.com.evil.net"},
+	{desc: "wildcard: http instead of https", policy: "wild", origin: "http://a.example.com"},
+	{desc: "wildcard: other scheme", policy: "wild", origin: "wss://a.example.com"},
+	{desc: "wildcard: explicit default port", policy: "wild", origin: "https://a.example.com:443"},
+	{desc: "wildcard: other port", policy: "wild", origin: "https://a.example.com:8443"},
+	{desc: "wildcard: upper-case label", policy: "wild", origin: "https://A.example.com"},
+	{desc: "wildcard: upper-case domain", policy: "wild", origin: "https://a.EXAMPLE.com"},
+	{desc: "wildcard: upper-case scheme", policy: "wild", origin: "HTTPS://a.example.com"},
+	{desc: "wildcard: trailing dot", policy: "wild", origin: "https://a.example.com."},
+	{desc: "wildcard: trailing slash", policy: "wild", origin: "https://a.example.com/"},
+	{desc: "wildcard: path", policy: "wild", origin: "https://a.example.com/x"},
+	{desc: "wildcard: userinfo", policy: "wild", origin: "https://user@a.example.com"},
+	{desc: "wildcard: space in label", policy: "wild", origin: "https://a b.example.com"},
+	{desc: "wildcard: literal star", policy: "wild", origin: "https://*.example.com"},
+	{desc: "wildcard: Unicode label", policy: "wild", origin: "https://bücher.example.com"},
+	{desc: "wildcard: no scheme", policy: "wild", origin: "a.example.com"},
+	{desc: "wildcard: host of 253 bytes", policy: "wild", origin: "https://" + host253, allowed: true},
+	{desc: "wildcard: host longer than 253 bytes", policy: "wild", origin: "https://" + host254},
+	{desc: "wildcard: Origin longer than 2048 bytes", policy: "wild", origin: longOrigin},
+	{desc: "wildcard with port: same port", policy: "wildport", origin: "https://a.example.com:8443", allowed: true},
+	{desc: "wildcard with port: no port", policy: "wildport", origin: "https://a.example.com"},
+	{desc: "wildcard with port: other port", policy: "wildport", origin: "https://a.example.com:443"},
+	{desc: "wildcard with port: port with a leading zero", policy: "wildport", origin: "https://a.example.com:08443"},
+	{desc: "wildcard with port: apex", policy: "wildport", origin: "https://example.com:8443"},
+
+	{desc: "null listed", policy: "nulls", origin: "null", allowed: true},
+	{desc: "null listed, upper case", policy: "nulls", origin: "NULL"},
+	{desc: "null listed, capitalised", policy: "nulls", origin: "Null"},
+
+	{desc: "* policy: serialized origin", policy: "public", origin: "https://app.example.com", allowed: true},
+	{desc: "* policy: null", policy: "public", origin: "null", allowed: true},
+	{desc: "* policy: not a serialized origin", policy: "public", origin: "https://APP.example.com:443/", allowed: true},
+	{desc: "* policy: garbage", policy: "public", origin: "garbage \x01", allowed: true},
+}
+
+// TestOriginMatching runs originCases through actual requests.
 func TestOriginMatching(t *testing.T) {
 	t.Parallel()
 	e := mustLoad(t, decideConfig)
-	// Hosts of exactly 253 and 254 bytes under a wildcard.
-	host253 := "b" + strings.Repeat(".a", 120) + ".example.com"
-	host254 := "bb" + strings.Repeat(".a", 120) + ".example.com"
-	if len(host253) != 253 || len(host254) != 254 {
-		t.Fatalf("test hosts are %d and %d bytes", len(host253), len(host254))
+	if len(host253) != 253 || len(host254) != 254 || len(longOrigin) <= 2048 {
+		t.Fatalf("test values are %d, %d and %d bytes", len(host253), len(host254), len(longOrigin))
 	}
-	long := "https://" + strings.Repeat("a", 2030) + ".example.com" // > 2048 bytes
-
-	cases := []struct {
-		desc    string
-		policy  string
-		origin  string
-		allowed bool
-	}{
-		{desc: "exact origin", policy: "exact", origin: "https://app.example.com", allowed: true},
-		{desc: "upper-case host", policy: "exact", origin: "https://APP.example.com"},
-		{desc: "upper-case scheme", policy: "exact", origin: "HTTPS://app.example.com"},
-		{desc: "explicit default port", policy: "exact", origin: "https://app.example.com:443"},
-		{desc: "other port", policy: "exact", origin: "https://app.example.com:8443"},
-		{desc: "trailing dot", policy: "exact", origin: "https://app.example.com."},
-		{desc: "trailing slash", policy: "exact", origin: "https://app.example.com/"},
-		{desc: "path", policy: "exact", origin: "https://app.example.com/app"},
-		{desc: "other scheme", policy: "exact", origin: "http://app.example.com"},
-		{desc: "surrounding space", policy: "exact", origin: " https://app.example.com"},
-		{desc: "subdomain of an exact origin", policy: "exact", origin: "https://a.app.example.com"},
-		{desc: "http localhost with port", policy: "exact", origin: "http://localhost:3000", allowed: true},
-		{desc: "localhost without the port", policy: "exact", origin: "http://localhost"},
-		{desc: "localhost with another port", policy: "exact", origin: "http://localhost:3001"},
-		{desc: "compressed IPv6", policy: "exact", origin: "https://[::1]:8443", allowed: true},
-		{desc: "uncompressed IPv6", policy: "exact", origin: "https://[0:0:0:0:0:0:0:1]:8443"},
-		{desc: "Punycode host", policy: "exact", origin: "https://xn--bcher-kva.example", allowed: true},
-		{desc: "Unicode host", policy: "exact", origin: "https://bücher.example"},
-		{desc: "null not listed", policy: "exact", origin: "null"},
-
-		{desc: "wildcard: one label", policy: "wild", origin: "https://a.example.com", allowed: true},
-		{desc: "wildcard: two labels", policy: "wild", origin: "https://a.b.example.com", allowed: true},
-		{desc: "wildcard: hyphen, underscore, digits", policy: "wild", origin: "https://a-1_b.example.com", allowed: true},
-		{desc: "wildcard: Punycode label", policy: "wild", origin: "https://xn--bcher-kva.example.com", allowed: true},
-		{desc: "wildcard: never the apex", policy: "wild", origin: "https://example.com"},
-		{desc: "wildcard: empty label", policy: "wild", origin: "https://.example.com"},
-		{desc: "wildcard: empty inner label", policy: "wild", origin: "https://a..example.com"},
-		{desc: "wildcard: suffix without a dot boundary", policy: "wild", origin: "https://evilexample.com"},
-		{desc: "wildcard: label ending in the domain name", policy: "wild", origin: "https://a.evilexample.com"},
-		{desc: "wildcard: domain as a prefix of another", policy: "wild", origin: "https://a.example.com.evil.net"},
-		{desc: "wildcard: http instead of https", policy: "wild", origin: "http://a.example.com"},
-		{desc: "wildcard: other scheme", policy: "wild", origin: "wss://a.example.com"},
-		{desc: "wildcard: explicit default port", policy: "wild", origin: "https://a.example.com:443"},
-		{desc: "wildcard: other port", policy: "wild", origin: "https://a.example.com:8443"},
-		{desc: "wildcard: upper-case label", policy: "wild", origin: "https://A.example.com"},
-		{desc: "wildcard: upper-case domain", policy: "wild", origin: "https://a.EXAMPLE.com"},
-		{desc: "wildcard: upper-case scheme", policy: "wild", origin: "HTTPS://a.example.com"},
-		{desc: "wildcard: trailing dot", policy: "wild", origin: "https://a.example.com."},
-		{desc: "wildcard: trailing slash", policy: "wild", origin: "https://a.example.com/"},
-		{desc: "wildcard: path", policy: "wild", origin: "https://a.example.com/x"},
-		{desc: "wildcard: userinfo", policy: "wild", origin: "https://user@a.example.com"},
-		{desc: "wildcard: space in label", policy: "wild", origin: "https://a b.example.com"},
-		{desc: "wildcard: literal star", policy: "wild", origin: "https://*.example.com"},
-		{desc: "wildcard: Unicode label", policy: "wild", origin: "https://bücher.example.com"},
-		{desc: "wildcard: no scheme", policy: "wild", origin: "a.example.com"},
-		{desc: "wildcard: host of 253 bytes", policy: "wild", origin: "https://" + host253, allowed: true},
-		{desc: "wildcard: host longer than 253 bytes", policy: "wild", origin: "https://" + host254},
-		{desc: "wildcard: Origin longer than 2048 bytes", policy: "wild", origin: long},
-		{desc: "wildcard with port: same port", policy: "wildport", origin: "https://a.example.com:8443", allowed: true},
-		{desc: "wildcard with port: no port", policy: "wildport", origin: "https://a.example.com"},
-		{desc: "wildcard with port: other port", policy: "wildport", origin: "https://a.example.com:443"},
-		{desc: "wildcard with port: port with a leading zero", policy: "wildport", origin: "https://a.example.com:08443"},
-		{desc: "wildcard with port: apex", policy: "wildport", origin: "https://example.com:8443"},
-
-		{desc: "null listed", policy: "nulls", origin: "null", allowed: true},
-		{desc: "null listed, upper case", policy: "nulls", origin: "NULL"},
-		{desc: "null listed, capitalised", policy: "nulls", origin: "Null"},
-
-		{desc: "* policy: serialized origin", policy: "public", origin: "https://app.example.com", allowed: true},
-		{desc: "* policy: null", policy: "public", origin: "null", allowed: true},
-		{desc: "* policy: not a serialized origin", policy: "public", origin: "https://APP.example.com:443/", allowed: true},
-		{desc: "* policy: garbage", policy: "public", origin: "garbage \x01", allowed: true},
-	}
-	for _, tc := range cases {
+	for _, tc := range originCases {
 		t.Run(tc.desc, func(t *testing.T) {
 			t.Parallel()
 			req := actual(tc.policy, "GET", tc.origin)
@@ -600,34 +604,35 @@ func TestOriginTooLongReason(t *testing.T) {
 	}
 }
 
+var methodCases = []struct {
+	desc    string
+	policy  string
+	method  string
+	allowed bool
+}{
+	{desc: "listed", policy: "creds", method: "PUT", allowed: true},
+	{desc: "listed PATCH", policy: "creds", method: "PATCH", allowed: true},
+	{desc: "lower case of a listed method", policy: "creds", method: "patch"},
+	{desc: "mixed case of a listed method", policy: "creds", method: "Patch"},
+	{desc: "lower-case put", policy: "creds", method: "put"},
+	{desc: "GET always allowed", policy: "creds", method: "GET", allowed: true},
+	{desc: "HEAD always allowed", policy: "creds", method: "HEAD", allowed: true},
+	{desc: "POST always allowed", policy: "creds", method: "POST", allowed: true},
+	{desc: "lower-case get is another method", policy: "creds", method: "get"},
+	{desc: "not listed", policy: "creds", method: "OPTIONS"},
+	{desc: "forbidden method", policy: "creds", method: "CONNECT"},
+	{desc: "custom method", policy: "creds", method: "PROPFIND"},
+	{desc: "listed in lower case: the lower-case one", policy: "lowercase-method", method: "patch", allowed: true},
+	{desc: "listed in lower case: not the upper-case one", policy: "lowercase-method", method: "PATCH"},
+	{desc: "not a token", policy: "creds", method: "PUT,PATCH"},
+	{desc: "* policy: listed", policy: "public", method: "PUT", allowed: true},
+	{desc: "* policy: not listed", policy: "public", method: "DELETE"},
+}
+
 func TestMethodMatching(t *testing.T) {
 	t.Parallel()
 	e := mustLoad(t, decideConfig)
-	cases := []struct {
-		desc    string
-		policy  string
-		method  string
-		allowed bool
-	}{
-		{desc: "listed", policy: "creds", method: "PUT", allowed: true},
-		{desc: "listed PATCH", policy: "creds", method: "PATCH", allowed: true},
-		{desc: "lower case of a listed method", policy: "creds", method: "patch"},
-		{desc: "mixed case of a listed method", policy: "creds", method: "Patch"},
-		{desc: "lower-case put", policy: "creds", method: "put"},
-		{desc: "GET always allowed", policy: "creds", method: "GET", allowed: true},
-		{desc: "HEAD always allowed", policy: "creds", method: "HEAD", allowed: true},
-		{desc: "POST always allowed", policy: "creds", method: "POST", allowed: true},
-		{desc: "lower-case get is another method", policy: "creds", method: "get"},
-		{desc: "not listed", policy: "creds", method: "OPTIONS"},
-		{desc: "forbidden method", policy: "creds", method: "CONNECT"},
-		{desc: "custom method", policy: "creds", method: "PROPFIND"},
-		{desc: "listed in lower case: the lower-case one", policy: "lowercase-method", method: "patch", allowed: true},
-		{desc: "listed in lower case: not the upper-case one", policy: "lowercase-method", method: "PATCH"},
-		{desc: "not a token", policy: "creds", method: "PUT,PATCH"},
-		{desc: "* policy: listed", policy: "public", method: "PUT", allowed: true},
-		{desc: "* policy: not listed", policy: "public", method: "DELETE"},
-	}
-	for _, tc := range cases {
+	for _, tc := range methodCases {
 		t.Run(tc.desc, func(t *testing.T) {
 			t.Parallel()
 			origin := "https://app.example.com"
@@ -649,48 +654,52 @@ func TestMethodMatching(t *testing.T) {
 	}
 }
 
+// maxLenHeaders is a valid Access-Control-Request-Headers value of exactly
+// acrh.MaxLen bytes.
+var maxLenHeaders = strings.Repeat("x-a,", acrh.MaxLen/4)
+
+var requestHeadersCases = []struct {
+	desc    string
+	policy  string
+	headers string
+	allowed bool
+}{
+	{desc: "none requested", policy: "creds", headers: "", allowed: true},
+	{desc: "browser form: lower case, sorted, no spaces", policy: "creds", headers: "content-type,x-request-id", allowed: true},
+	{desc: "configured case", policy: "creds", headers: "Content-Type,X-Request-Id", allowed: true},
+	{desc: "upper case", policy: "creds", headers: "CONTENT-TYPE,X-REQUEST-ID", allowed: true},
+	{desc: "any order", policy: "creds", headers: "x-request-id,authorization,content-type", allowed: true},
+	{desc: "spaces around commas", policy: "creds", headers: "content-type , x-request-id", allowed: true},
+	{desc: "tabs around commas", policy: "creds", headers: "content-type\t,\tx-request-id", allowed: true},
+	{desc: "leading and trailing whitespace", policy: "creds", headers: " \tcontent-type \t", allowed: true},
+	{desc: "empty elements", policy: "creds", headers: ",content-type,,x-request-id,", allowed: true},
+	{desc: "only separators", policy: "creds", headers: " , ,\t", allowed: true},
+	{desc: "duplicates", policy: "creds", headers: "content-type,Content-Type,CONTENT-TYPE", allowed: true},
+	{desc: "Authorization listed by name", policy: "creds", headers: "Authorization", allowed: true},
+	{desc: "one not listed", policy: "creds", headers: "content-type,x-other"},
+	{desc: "space inside an element", policy: "creds", headers: "content-type x-request-id"},
+	{desc: "semicolon separator", policy: "creds", headers: "content-type;x-request-id"},
+	{desc: "name longer than any configured one", policy: "creds", headers: strings.Repeat("x", 300)},
+	{desc: "*: any name", policy: "anyheader", headers: "x-anything,content-type,x-other", allowed: true},
+	{desc: "*: not authorization", policy: "anyheader", headers: "authorization"},
+	{desc: "*: not Authorization in any case", policy: "anyheader", headers: "x-a,AUTHORIZATION"},
+	{desc: "*: not authorization with spaces", policy: "anyheader", headers: "x-a , authorization "},
+	{desc: "*: name not a token", policy: "anyheader", headers: "x-a,x(b)"},
+	{desc: "* and Authorization by name", policy: "anyheader-auth", headers: "x-anything,authorization", allowed: true},
+	{desc: "exactly acrh.MaxLen bytes", policy: "anyheader", headers: maxLenHeaders, allowed: true},
+	{desc: "one byte over acrh.MaxLen", policy: "anyheader", headers: maxLenHeaders + "b"},
+	{desc: "10,000 bytes", policy: "anyheader", headers: strings.Repeat("x-a,", 2500)},
+	{desc: "10,000 bytes of separators", policy: "anyheader", headers: strings.Repeat(",", 10000)},
+	{desc: "no policy headers listed", policy: "exact", headers: "content-type"},
+}
+
 func TestRequestHeadersMatching(t *testing.T) {
 	t.Parallel()
 	e := mustLoad(t, decideConfig)
-	maxLen := strings.Repeat("x-a,", acrh.MaxLen/4)
-	if len(maxLen) != acrh.MaxLen {
-		t.Fatalf("test value is %d bytes", len(maxLen))
+	if len(maxLenHeaders) != acrh.MaxLen {
+		t.Fatalf("test value is %d bytes", len(maxLenHeaders))
 	}
-	cases := []struct {
-		desc    string
-		policy  string
-		headers string
-		allowed bool
-	}{
-		{desc: "none requested", policy: "creds", headers: "", allowed: true},
-		{desc: "browser form: lower case, sorted, no spaces", policy: "creds", headers: "content-type,x-request-id", allowed: true},
-		{desc: "configured case", policy: "creds", headers: "Content-Type,X-Request-Id", allowed: true},
-		{desc: "upper case", policy: "creds", headers: "CONTENT-TYPE,X-REQUEST-ID", allowed: true},
-		{desc: "any order", policy: "creds", headers: "x-request-id,authorization,content-type", allowed: true},
-		{desc: "spaces around commas", policy: "creds", headers: "content-type , x-request-id", allowed: true},
-		{desc: "tabs around commas", policy: "creds", headers: "content-type\t,\tx-request-id", allowed: true},
-		{desc: "leading and trailing whitespace", policy: "creds", headers: " \tcontent-type \t", allowed: true},
-		{desc: "empty elements", policy: "creds", headers: ",content-type,,x-request-id,", allowed: true},
-		{desc: "only separators", policy: "creds", headers: " , ,\t", allowed: true},
-		{desc: "duplicates", policy: "creds", headers: "content-type,Content-Type,CONTENT-TYPE", allowed: true},
-		{desc: "Authorization listed by name", policy: "creds", headers: "Authorization", allowed: true},
-		{desc: "one not listed", policy: "creds", headers: "content-type,x-other"},
-		{desc: "space inside an element", policy: "creds", headers: "content-type x-request-id"},
-		{desc: "semicolon separator", policy: "creds", headers: "content-type;x-request-id"},
-		{desc: "name longer than any configured one", policy: "creds", headers: strings.Repeat("x", 300)},
-		{desc: "*: any name", policy: "anyheader", headers: "x-anything,content-type,x-other", allowed: true},
-		{desc: "*: not authorization", policy: "anyheader", headers: "authorization"},
-		{desc: "*: not Authorization in any case", policy: "anyheader", headers: "x-a,AUTHORIZATION"},
-		{desc: "*: not authorization with spaces", policy: "anyheader", headers: "x-a , authorization "},
-		{desc: "*: name not a token", policy: "anyheader", headers: "x-a,x(b)"},
-		{desc: "* and Authorization by name", policy: "anyheader-auth", headers: "x-anything,authorization", allowed: true},
-		{desc: "exactly acrh.MaxLen bytes", policy: "anyheader", headers: maxLen, allowed: true},
-		{desc: "one byte over acrh.MaxLen", policy: "anyheader", headers: maxLen + "b"},
-		{desc: "10,000 bytes", policy: "anyheader", headers: strings.Repeat("x-a,", 2500)},
-		{desc: "10,000 bytes of separators", policy: "anyheader", headers: strings.Repeat(",", 10000)},
-		{desc: "no policy headers listed", policy: "exact", headers: "content-type"},
-	}
-	for _, tc := range cases {
+	for _, tc := range requestHeadersCases {
 		t.Run(tc.desc, func(t *testing.T) {
 			t.Parallel()
 			req := preflight(tc.policy, "https://app.example.com", "GET", tc.headers)
