@@ -150,7 +150,7 @@ func TestKubernetesDeployment(t *testing.T) {
 	pod := d.Spec.Template.Spec
 
 	if d.Spec.Replicas == nil || *d.Spec.Replicas < 2 {
-		t.Errorf("replicas = %v, want at least 2", d.Spec.Replicas)
+		t.Errorf("replicas = %s, want at least 2", ptrString(d.Spec.Replicas))
 	}
 	if ru := d.Spec.Strategy.RollingUpdate; ru == nil || ru.MaxUnavailable == nil || ru.MaxUnavailable.IntValue() != 0 {
 		t.Error("rolling update must have maxUnavailable: 0 so a bad config never takes a serving pod down")
@@ -243,7 +243,7 @@ func TestKubernetesDeployment(t *testing.T) {
 		uid = psc.RunAsUser
 	}
 	if uid == nil || *uid != 65532 {
-		t.Errorf("runAsUser = %v, want 65532 (distroless nonroot)", uid)
+		t.Errorf("runAsUser = %s, want 65532 (distroless nonroot)", ptrString(uid))
 	}
 	if csc.ReadOnlyRootFilesystem == nil || !*csc.ReadOnlyRootFilesystem {
 		t.Error("readOnlyRootFilesystem is not true")
@@ -276,6 +276,9 @@ func TestKubernetesDeployment(t *testing.T) {
 	dir, file := path.Split(configFlag)
 	var volumeName string
 	for _, m := range c.VolumeMounts {
+		if path.Clean(m.MountPath) == path.Clean(configFlag) {
+			t.Errorf("volume %q is mounted on the file %s (subPath %q); mount the directory so ConfigMap updates reach the pod", m.Name, m.MountPath, m.SubPath)
+		}
 		if path.Clean(m.MountPath) == path.Clean(dir) {
 			volumeName = m.Name
 			if m.SubPath != "" || m.SubPathExpr != "" {
@@ -348,7 +351,7 @@ func TestKubernetesService(t *testing.T) {
 	case g.Name != "grpc":
 		t.Errorf("Service port %d is named %q, want grpc", grpcPort, g.Name)
 	case g.AppProtocol == nil || *g.AppProtocol != "grpc":
-		t.Errorf("Service port %d has appProtocol %v, want grpc", grpcPort, g.AppProtocol)
+		t.Errorf("Service port %d has appProtocol %s, want grpc", grpcPort, ptrString(g.AppProtocol))
 	}
 	if _, ok := ports[adminPort]; !ok {
 		t.Errorf("Service has no port %d", adminPort)
@@ -366,7 +369,7 @@ func TestKubernetesAvailability(t *testing.T) {
 		t.Errorf("HPA scales %+v, want the Deployment %q", ref, d.Name)
 	}
 	if hpa.Spec.MinReplicas == nil || *hpa.Spec.MinReplicas < 2 {
-		t.Errorf("HPA minReplicas = %v, want at least 2", hpa.Spec.MinReplicas)
+		t.Fatalf("HPA minReplicas = %s, want at least 2", ptrString(hpa.Spec.MinReplicas))
 	}
 	if d.Spec.Replicas != nil && hpa.Spec.MinReplicas != nil && *d.Spec.Replicas != *hpa.Spec.MinReplicas {
 		t.Errorf("Deployment replicas %d differ from HPA minReplicas %d", *d.Spec.Replicas, *hpa.Spec.MinReplicas)
@@ -382,6 +385,9 @@ func TestKubernetesAvailability(t *testing.T) {
 		t.Error("HPA does not scale on CPU utilization")
 	}
 
+	if d.Spec.Replicas == nil {
+		t.Fatal("Deployment sets no replicas")
+	}
 	pdb := only(t, "PodDisruptionBudgets", objs.pdbs)
 	sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
 	if err != nil || !sel.Matches(podLabels) {
@@ -471,4 +477,11 @@ func TestKubernetesDecoderIsStrict(t *testing.T) {
 			t.Logf("rejected as expected: %v", err)
 		})
 	}
+}
+
+func ptrString[T any](p *T) string {
+	if p == nil {
+		return "unset"
+	}
+	return fmt.Sprint(*p)
 }
