@@ -43,7 +43,7 @@ func startBrowser(t *testing.T) context.Context {
 	if path == "" {
 		msg := fmt.Sprintf("no Chromium found (looked for %v): install one, e.g. apt-get install chromium", browserNames)
 		if os.Getenv(browserEnv) == "require" {
-			t.Fatalf("%s, or unset %s=require", msg, browserEnv)
+			t.Fatalf("%s (%s=require makes this a failure instead of a skip)", msg, browserEnv)
 		}
 		t.Skipf("%s; set %s=require to make this a failure", msg, browserEnv)
 	}
@@ -142,14 +142,16 @@ type tab struct {
 	corsErrors []network.CorsError // from Network.loadingFailed, in order
 }
 
+// tabTimeout bounds everything one tab does.
+const tabTimeout = 30 * time.Second
+
 // openTab opens a new tab in browser on pageURL, recording the CORS
-// errors Chromium reports for it.
-func openTab(t *testing.T, browser context.Context, pageURL string) *tab {
-	t.Helper()
-	ctx, cancel := chromedp.NewContext(browser)
-	t.Cleanup(cancel)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 30*time.Second)
-	t.Cleanup(cancelTimeout)
+// errors Chromium reports for it. Closing it is the caller's, with the
+// cancel func returned.
+func openTab(browser context.Context, pageURL string) (*tab, context.CancelFunc, error) {
+	ctx, cancelTab := chromedp.NewContext(browser)
+	ctx, cancelTimeout := context.WithTimeout(ctx, tabTimeout)
+	cancel := func() { cancelTimeout(); cancelTab() }
 	tb := &tab{ctx: ctx}
 	err := chromedp.Listen(ctx, func(ev any) {
 		if ev, ok := ev.(*network.EventLoadingFailed); ok && ev.CorsErrorStatus != nil {
@@ -159,30 +161,29 @@ func openTab(t *testing.T, browser context.Context, pageURL string) *tab {
 		}
 	})
 	if err != nil {
-		t.Fatalf("open a tab: %v", err)
+		return nil, cancel, fmt.Errorf("open a tab: %w", err)
 	}
 	if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
-		t.Fatalf("enable network events: %v", err)
+		return nil, cancel, fmt.Errorf("enable network events: %w", err)
 	}
 	if err := chromedp.Do(ctx, chromedp.Navigate(pageURL)); err != nil {
-		t.Fatalf("navigate to %s: %v", pageURL, err)
+		return nil, cancel, fmt.Errorf("navigate to %s: %w", pageURL, err)
 	}
-	return tb
+	return tb, cancel, nil
 }
 
 // fetch runs the calls in the page and returns what its script saw.
-func (tb *tab) fetch(t *testing.T, calls []fetchCall) []fetchResult {
-	t.Helper()
+func (tb *tab) fetch(calls []fetchCall) ([]fetchResult, error) {
 	arg, err := json.Marshal(calls)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	res, err := chromedp.Run(tb.ctx, chromedp.Evaluate[[]fetchResult](
 		"("+fetchScript+")("+string(arg)+")", chromedp.EvalAwaitPromise))
 	if err != nil {
-		t.Fatalf("run the page's fetch script: %v", err)
+		return nil, fmt.Errorf("run the page's fetch script: %w", err)
 	}
-	return res
+	return res, nil
 }
 
 // waitCORSErrors returns the CORS errors Chromium reported, waiting a

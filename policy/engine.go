@@ -156,16 +156,19 @@ func (p *compiledPolicy) preflight(r *Request) Decision {
 		d.Reason, d.Detail = ReasonMethodNotAllowed, r.RequestMethod
 		return d
 	}
-	if ok, reason, bad := p.checkRequestHeaders(r.RequestHeaders); !ok {
+	n, reason, bad := p.checkRequestHeaders(r.RequestHeaders)
+	if n < 0 {
 		d.Reason, d.Detail = reason, bad
 		return d
 	}
 	d.Kind, d.Status = KindPreflightAllowed, 204
 	d.allowOrigin = p.allowOriginValue(r.Origin)
 	d.allowMethod = r.RequestMethod
-	// Echo the requested headers: each was checked above, and the
-	// contract lets the answer list exactly what was asked for.
-	d.allowHeaders = strings.Trim(r.RequestHeaders, " \t")
+	if n > 0 {
+		// Echo the requested headers: each was checked above, and the
+		// contract lets the answer list exactly what was asked for.
+		d.allowHeaders = strings.Trim(r.RequestHeaders, " \t")
+	}
 	d.fixed = p.preflightAllowed
 	if p.allowPrivNet && r.RequestPrivateNetwork == "true" {
 		d.fixed = p.preflightPrivNet
@@ -216,20 +219,24 @@ func (p *compiledPolicy) allowsMethod(m string) bool {
 // refused at compile time, so a longer requested one can never be allowed.
 const maxHeaderNameLen = 256
 
-// checkRequestHeaders reports whether every header named in the
-// Access-Control-Request-Headers value v is allowed; if not, it returns the
-// reason and the first offending element.
-func (p *compiledPolicy) checkRequestHeaders(v string) (ok bool, reason Reason, bad string) {
+// checkRequestHeaders returns how many header names the
+// Access-Control-Request-Headers value v holds when every one is allowed;
+// otherwise -1, the reason and the first offending element.
+func (p *compiledPolicy) checkRequestHeaders(v string) (n int, reason Reason, bad string) {
 	if len(v) > acrh.MaxLen {
-		return false, ReasonHeadersTooLong, ""
+		return -1, ReasonHeadersTooLong, ""
 	}
 	var buf [maxHeaderNameLen]byte
 	for elem, i, more := acrh.Next(v, 0); more; elem, i, more = acrh.Next(v, i) {
 		if !httpsyntax.IsToken(elem) {
-			return false, ReasonHeaderInvalid, elem
+			return -1, ReasonHeaderInvalid, elem
 		}
 		if len(elem) > maxHeaderNameLen {
-			return false, ReasonHeaderNotAllowed, elem
+			if p.anyHeader {
+				n++ // "*" allows it, and it is not Authorization
+				continue
+			}
+			return -1, ReasonHeaderNotAllowed, elem
 		}
 		var listed, isAuthorization bool
 		if httpsyntax.HasUpper(elem) {
@@ -242,9 +249,10 @@ func (p *compiledPolicy) checkRequestHeaders(v string) (ok bool, reason Reason, 
 			isAuthorization = elem == "authorization"
 		}
 		if listed || (p.anyHeader && !isAuthorization) {
+			n++
 			continue
 		}
-		return false, ReasonHeaderNotAllowed, elem
+		return -1, ReasonHeaderNotAllowed, elem
 	}
-	return true, 0, ""
+	return n, 0, ""
 }

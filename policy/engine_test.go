@@ -96,6 +96,16 @@ func headersOf(d *policy.Decision) []policy.Header {
 	return hs
 }
 
+// headerValue returns the value of the header named name in hs, or "".
+func headerValue(hs []policy.Header, name string) string {
+	for _, h := range hs {
+		if h.Name == name {
+			return h.Value
+		}
+	}
+	return ""
+}
+
 func sortedHeaders(hs ...policy.Header) []policy.Header {
 	hs = slices.Clone(hs)
 	slices.SortStableFunc(hs, func(a, b policy.Header) int { return strings.Compare(a.Name, b.Name) })
@@ -571,12 +581,7 @@ func TestOriginMatching(t *testing.T) {
 			if got := d.Kind == policy.KindActualAllowed; got != tc.allowed {
 				t.Fatalf("Origin %q allowed = %t (%v, %v), want %t", tc.origin, got, d.Kind, d.Reason, tc.allowed)
 			}
-			var acao string
-			for _, h := range d.AppendHeaders(nil) {
-				if h.Name == policy.HeaderAllowOrigin {
-					acao = h.Value
-				}
-			}
+			acao := headerValue(d.AppendHeaders(nil), policy.HeaderAllowOrigin)
 			want := ""
 			switch {
 			case tc.allowed && tc.policy == "public":
@@ -680,6 +685,7 @@ var requestHeadersCases = []struct {
 	{desc: "space inside an element", policy: "creds", headers: "content-type x-request-id"},
 	{desc: "semicolon separator", policy: "creds", headers: "content-type;x-request-id"},
 	{desc: "name longer than any configured one", policy: "creds", headers: strings.Repeat("x", 300)},
+	{desc: "*: name longer than any that can be configured", policy: "anyheader", headers: "x-a," + strings.Repeat("x", 300), allowed: true},
 	{desc: "*: any name", policy: "anyheader", headers: "x-anything,content-type,x-other", allowed: true},
 	{desc: "*: not authorization", policy: "anyheader", headers: "authorization"},
 	{desc: "*: not Authorization in any case", policy: "anyheader", headers: "x-a,AUTHORIZATION"},
@@ -713,14 +719,12 @@ func TestRequestHeadersMatching(t *testing.T) {
 			if !tc.allowed {
 				return
 			}
-			var allow string
-			for _, h := range d.AppendHeaders(nil) {
-				if h.Name == policy.HeaderAllowHeaders {
-					allow = h.Value
-				}
-			}
+			allow := headerValue(d.AppendHeaders(nil), policy.HeaderAllowHeaders)
 			if missing := notCovered(tc.headers, allow); len(missing) > 0 {
 				t.Errorf("Access-Control-Allow-Headers %.60q does not cover %q", allow, missing)
+			}
+			if strings.Trim(tc.headers, " ,\t") == "" && allow != "" {
+				t.Errorf("no header was requested, yet Access-Control-Allow-Headers is %q", allow)
 			}
 		})
 	}
@@ -815,6 +819,7 @@ func TestPolicySelection(t *testing.T) {
 		{desc: "wildcard host: a label that is the next wildcard's domain", host: "eu.api.example.com", path: "/", want: "tenants"},
 		{desc: "wildcard host: never the apex", host: "api.example.com.evil.net", path: "/", want: "fallback"},
 		{desc: "wildcard host: label boundary", host: "evilapi.example.com", path: "/", want: "fallback"},
+		{desc: "wildcard host: empty first label", host: ".api.example.com", path: "/", want: "fallback"},
 		{desc: "host rules come before path-only rules", host: "api.example.com", path: "/static/app.js", want: "api"},
 		{desc: "path-only rule", host: "www.example.com", path: "/static/app.js", want: "static"},
 		{desc: "path-only rule, longest prefix", host: "www.example.com", path: "/static/fonts/a.woff2", want: "static-fonts"},

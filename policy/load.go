@@ -340,6 +340,11 @@ func describe(n *yaml.Node) string {
 // closest returns the known name nearest to s, if it is near enough to be
 // a likely typo.
 func closest(s string, known []string) string {
+	for _, k := range known {
+		if len(s) >= 3 && strings.HasPrefix(k, s) {
+			return k // an abbreviation, such as max_age for max_age_seconds
+		}
+	}
 	best, bestDist := "", 4
 	for _, k := range known {
 		if d := levenshtein(s, k); d < bestDist {

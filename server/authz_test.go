@@ -1,8 +1,11 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -191,6 +194,10 @@ var checkCases = []struct {
 	req:  rawCheckRequest("GET", "api.example.com", "/", [][2]string{{"origin", app}, {"origin", app}}),
 	want: okResponse(appendTo("Vary", "Origin")),
 }, {
+	desc: "header_map: an Origin that is not UTF-8 matches nothing",
+	req:  rawCheckRequest("GET", "api.example.com", "/", [][2]string{{"origin", "https://app.example.com\xff"}}),
+	want: okResponse(appendTo("Vary", "Origin")),
+}, {
 	desc: "header_map: repeated Access-Control-Request-Headers are joined",
 	req: rawCheckRequest("OPTIONS", "api.example.com", "/", [][2]string{
 		{"origin", app},
@@ -327,6 +334,81 @@ func TestCheckErrors(t *testing.T) {
 				t.Errorf("message = %q\nwant      %q", st.Message(), tc.message)
 			}
 		})
+	}
+}
+
+func TestCheckLogs(t *testing.T) {
+	t.Parallel()
+	holder := policy.NewHolder(loadEngine(t, testConfig))
+	for _, tc := range []struct {
+		desc  string
+		level slog.Level
+		req   *authv3.CheckRequest
+		want  string // the log output, with the time left out
+	}{{
+		desc:  "allowed actual request: nothing at info",
+		level: slog.LevelInfo,
+		req:   checkRequest("GET", "api.example.com", "/", hdrs{"origin": app}, ""),
+		want:  "",
+	}, {
+		desc:  "allowed actual request at debug",
+		level: slog.LevelDebug,
+		req:   checkRequest("GET", "api.example.com", "/v1/orders?token=secret", hdrs{"origin": app, "authorization": "Bearer secret"}, ""),
+		want:  `level=DEBUG msg="cors decision" policy=api kind=actual_allowed reason=origin_allowed detail="" status=0 report_only=false origin=https://app.example.com method=GET host=api.example.com path=/v1/orders` + "\n",
+	}, {
+		desc:  "rejected preflight at info",
+		level: slog.LevelInfo,
+		req:   checkRequest("OPTIONS", "api.example.com", "/", hdrs{"origin": app, "access-control-request-method": "PATCH"}, ""),
+		want:  `level=INFO msg="preflight rejected" policy=api kind=preflight_rejected reason=method_not_allowed detail=PATCH status=403 report_only=false origin=https://app.example.com method=OPTIONS host=api.example.com path=/` + "\n",
+	}, {
+		desc:  "disallowed origin at info, report-only",
+		level: slog.LevelInfo,
+		req:   checkRequest("GET", "shadow.example.com", "/", hdrs{"origin": evil}, ""),
+		want:  `level=INFO msg="origin not allowed" policy=shadow kind=actual_disallowed reason=origin_not_allowed detail="" status=403 report_only=true origin=https://evil.example method=GET host=shadow.example.com path=/` + "\n",
+	}, {
+		desc:  "unreadable request",
+		level: slog.LevelInfo,
+		req:   &authv3.CheckRequest{},
+		want:  `level=WARN msg="check refused: unreadable request" error="` + strings.ReplaceAll(noHTTP, `"`, `\"`) + `"` + "\n",
+	}} {
+		t.Run(tc.desc, func(t *testing.T) {
+			t.Parallel()
+			var buf bytes.Buffer
+			logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{
+				Level: tc.level,
+				ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+					if a.Key == slog.TimeKey && len(groups) == 0 {
+						return slog.Attr{}
+					}
+					return a
+				},
+			}))
+			a := server.NewAuthz(holder, logger, nil)
+			_, _ = a.Check(context.Background(), tc.req)
+			if got := buf.String(); got != tc.want {
+				t.Errorf("log:\n%s\nwant:\n%s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestCheckUnknownPolicyLogs(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewJSONHandler(&buf, nil))
+	engine := loadEngine(t, testConfig)
+	a := server.NewAuthz(policy.NewHolder(engine), logger, nil)
+	_, err := a.Check(context.Background(), checkRequest("GET", "api.example.com", "/", nil, "nope"))
+	var rec struct {
+		Level, Msg, Error string
+		ConfigHash        string `json:"config_hash"`
+	}
+	if jerr := json.Unmarshal(buf.Bytes(), &rec); jerr != nil {
+		t.Fatalf("log %q: %v", buf.String(), jerr)
+	}
+	want := status.Convert(err).Message()
+	if rec.Level != "ERROR" || rec.Msg != "check refused: configuration mismatch" || rec.Error != want || rec.ConfigHash != engine.Hash() {
+		t.Errorf("log record = %+v, want an ERROR with error %q and the config hash", rec, want)
 	}
 }
 

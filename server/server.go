@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/corsauthz/corsauthz/policy"
+	corsauthzv1 "github.com/corsauthz/corsauthz/proto/gen/corsauthz/v1"
 )
 
 // Defaults for [Options].
@@ -59,8 +60,12 @@ const (
 // shutdown for its NOT_SERVING update to go out.
 const watchDrainWait = time.Second
 
-// authorizationService is the health service name of the ext_authz API.
-var authorizationService = authv3.Authorization_ServiceDesc.ServiceName
+// healthServices are the names grpc.health.v1.Health answers for besides
+// "" (the whole server): the decision APIs.
+var healthServices = []string{
+	authv3.Authorization_ServiceDesc.ServiceName,
+	corsauthzv1.DecisionService_ServiceDesc.ServiceName,
+}
 
 // Options configure a Server. The zero value is usable.
 type Options struct {
@@ -86,7 +91,8 @@ type Options struct {
 }
 
 // Server is the process's listeners: one gRPC server with the ext_authz
-// API, grpc.health.v1.Health and reflection, and an admin HTTP server.
+// API, the decision API (corsauthz.v1.DecisionService),
+// grpc.health.v1.Health and reflection, and an admin HTTP server.
 type Server struct {
 	engines      *policy.Holder
 	logger       *slog.Logger
@@ -127,6 +133,11 @@ func New(engines *policy.Holder, opts Options) (*Server, error) {
 		reg = prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
+	// Registering panics on a registry that has the metrics already: a
+	// programming error, caught before any port is bound.
+	s.metrics = NewMetrics(reg)
+	s.metrics.SetConfig(engines.Load())
+
 	grpcAddr := cmp.Or(opts.GRPCAddr, DefaultGRPCAddr)
 	adminAddr := cmp.Or(opts.AdminAddr, DefaultAdminAddr)
 
@@ -138,9 +149,6 @@ func New(engines *policy.Holder, opts Options) (*Server, error) {
 		s.grpcLis.Close()
 		return nil, err
 	}
-
-	s.metrics = NewMetrics(reg)
-	s.metrics.SetConfig(engines.Load())
 
 	serverOpts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
@@ -159,6 +167,7 @@ func New(engines *policy.Holder, opts Options) (*Server, error) {
 	}
 	s.grpc = grpc.NewServer(append(serverOpts, opts.GRPCServerOptions...)...)
 	authv3.RegisterAuthorizationServer(s.grpc, NewAuthz(engines, s.logger, s.metrics))
+	corsauthzv1.RegisterDecisionServiceServer(s.grpc, NewDecisions(engines, s.logger, s.metrics))
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
@@ -221,7 +230,9 @@ func (s *Server) syncHealth() {
 		st = healthpb.HealthCheckResponse_SERVING
 	}
 	s.health.SetServingStatus("", st)
-	s.health.SetServingStatus(authorizationService, st)
+	for _, name := range healthServices {
+		s.health.SetServingStatus(name, st)
+	}
 }
 
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
@@ -250,7 +261,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	errc := make(chan error, 2)
 	go func() {
-		if err := s.grpc.Serve(s.grpcLis); err != nil {
+		err := s.grpc.Serve(s.grpcLis)
+		if errors.Is(err, grpc.ErrServerStopped) && s.draining.Load() {
+			err = nil // ctx was cancelled before Serve began
+		}
+		if err != nil {
 			errc <- fmt.Errorf("serve gRPC on %s: %w", s.grpcLis.Addr(), err)
 			return
 		}

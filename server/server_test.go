@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -18,10 +19,14 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/corsauthz/corsauthz/policy"
+	corsauthzv1 "github.com/corsauthz/corsauthz/proto/gen/corsauthz/v1"
 	"github.com/corsauthz/corsauthz/server"
 )
 
-const authorizationService = "envoy.service.auth.v3.Authorization"
+const (
+	authorizationService = "envoy.service.auth.v3.Authorization"
+	decisionService      = "corsauthz.v1.DecisionService"
+)
 
 func TestHealth(t *testing.T) {
 	t.Parallel()
@@ -37,7 +42,7 @@ func TestHealth(t *testing.T) {
 			t.Parallel()
 			ts := startServer(t, policy.NewHolder(tc.engine), server.Options{})
 			client := healthpb.NewHealthClient(ts.conn)
-			for _, service := range []string{"", authorizationService} {
+			for _, service := range []string{"", authorizationService, decisionService} {
 				resp, err := client.Check(ctxTimeout(t), &healthpb.HealthCheckRequest{Service: service})
 				if err != nil {
 					t.Fatalf("Health.Check(%q): %v", service, err)
@@ -71,15 +76,31 @@ func TestReflection(t *testing.T) {
 	for _, s := range resp.GetListServicesResponse().GetService() {
 		got = append(got, s.GetName())
 	}
-	slices.Sort(got)
-	want := []string{
+	for _, want := range []string{
 		authorizationService,
+		decisionService,
 		"grpc.health.v1.Health",
 		"grpc.reflection.v1.ServerReflection",
-		"grpc.reflection.v1alpha.ServerReflection",
+	} {
+		if !slices.Contains(got, want) {
+			t.Errorf("reflection lists %q, not %q", got, want)
+		}
 	}
-	if !slices.Equal(got, want) {
-		t.Errorf("services = %q, want %q", got, want)
+}
+
+// TestDecisionServiceServed checks that the decision API shares the port
+// and the engine of ext_authz.
+func TestDecisionServiceServed(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, policy.NewHolder(loadEngine(t, testConfig)), server.Options{})
+	resp, err := corsauthzv1.NewDecisionServiceClient(ts.conn).Decide(ctxTimeout(t), &corsauthzv1.DecideRequest{
+		Method: "GET", Host: "strict.example.com", Path: "/", Origin: evil,
+	})
+	if err != nil {
+		t.Fatalf("Decide: %v", err)
+	}
+	if resp.GetAction() != corsauthzv1.Action_ACTION_RESPOND || resp.GetHttpStatus() != 403 || resp.GetPolicy() != "strict" {
+		t.Errorf("Decide = %v, want a 403 answer from policy strict", resp)
 	}
 }
 
@@ -154,6 +175,34 @@ func TestAdminHTTP(t *testing.T) {
 				t.Errorf("GET %s: body %q, want %q", tc.path, body, tc.wantBody)
 			}
 		})
+	}
+}
+
+func TestDefaultRegistry(t *testing.T) {
+	t.Parallel()
+	srv, err := server.New(policy.NewHolder(nil), server.Options{GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	resp, err := http.Get("http://" + srv.AdminAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"\ngo_goroutines ", "\nprocess_", "\ncorsauthz_build_info{"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics of the default registry lacks %q", want)
+		}
 	}
 }
 
@@ -301,7 +350,8 @@ func TestGracefulShutdown(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Serve did not return after the last call finished")
 	}
-	if _, err := net.DialTimeout("tcp", ts.srv.GRPCAddr().String(), time.Second); err == nil {
+	if c, err := net.DialTimeout("tcp", ts.srv.GRPCAddr().String(), time.Second); err == nil {
+		c.Close()
 		t.Errorf("gRPC port still accepts connections after Serve returned")
 	}
 }
@@ -332,9 +382,29 @@ func TestDrainTimeout(t *testing.T) {
 	}
 }
 
+func TestServeCancelled(t *testing.T) {
+	t.Parallel()
+	srv, err := server.New(policy.NewHolder(nil), server.Options{GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := srv.Serve(ctx); err != nil {
+		t.Errorf("Serve with a cancelled context: %v", err)
+	}
+	for _, addr := range []net.Addr{srv.GRPCAddr(), srv.AdminAddr()} {
+		if c, err := net.DialTimeout("tcp", addr.String(), time.Second); err == nil {
+			c.Close()
+			t.Errorf("%v still accepts connections after Serve returned", addr)
+		}
+	}
+}
+
 func TestServeTwice(t *testing.T) {
 	t.Parallel()
 	ts := startServer(t, policy.NewHolder(nil), server.Options{})
+	ts.get(t, "/healthz") // the first Serve is serving
 	if err := ts.srv.Serve(context.Background()); err == nil {
 		t.Error("second Serve returned nil")
 	}

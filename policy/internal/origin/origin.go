@@ -77,7 +77,9 @@ func (p Pattern) IsLoopback() bool {
 // on a public suffix (https://*.com, https://*.co.uk, https://*.github.io),
 // which lets anyone who can register a domain match it.
 func (p Pattern) IsPublicSuffixWildcard() bool {
-	if !p.Wildcard || p.IP {
+	if !p.Wildcard || p.IP || p.IsLoopback() {
+		// *.localhost is not on the public suffix list, so the list's
+		// default rule would call it one; but only this machine serves it.
 		return false
 	}
 	suffix, _ := publicsuffix.PublicSuffix(p.Host)

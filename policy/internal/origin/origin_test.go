@@ -220,6 +220,7 @@ func TestIsPublicSuffixWildcard(t *testing.T) {
 		{"https://*.example.com", false},
 		{"https://*.example.co.uk", false},
 		{"https://*.app.github.io", false},
+		{"http://*.localhost", false}, // not on the list, but only this machine serves it
 		{"https://com", false},
 		{"https://co.uk", false},
 	}
