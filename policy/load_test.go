@@ -589,7 +589,7 @@ func TestLoadJSON(t *testing.T) {
 	_, _, err = policy.Load("in.json", []byte(`{"policies": [{"name": "api", "allowed_origins": ["https://app.example.com/"], "max_age": 5}]}`))
 	wantErrs := []string{
 		`in.json:1:51: policies[0].allowed_origins[0]: origin "https://app.example.com/" has a trailing slash, which browsers never send: did you mean "https://app.example.com"?`,
-		`in.json:1:80: policies[0].max_age: unknown field "max_age": valid fields are name, match, allowed_origins, allowed_methods, allowed_headers, exposed_headers, allow_credentials, max_age_seconds, allow_private_network, reject_disallowed_origins, report_only`,
+		`in.json:1:80: policies[0].max_age: unknown field "max_age": did you mean "max_age_seconds"?`,
 	}
 	var got []string
 	for _, fe := range policy.FieldErrors(err) {
