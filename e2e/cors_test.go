@@ -37,9 +37,11 @@ import (
 // treats as potentially trustworthy. The page and the API differ in host
 // and port, so every call is cross-origin; they share the site
 // corsauthz.localhost (as app.example.com and api.example.com would), so
-// the API's cookies are first-party: Chromium blocks third-party cookies
-// ("UserPreferences"), and only a same-site API can show a cookie going
-// out and coming back. evil.localhost is another site altogether.
+// the API's cookies are first-party. That matters: headless Chromium
+// blocks third-party cookies (it drops a cross-site Set-Cookie with the
+// reason "UserPreferences", SameSite=None; Secure or not), so only a
+// same-site API can show a cookie going out and coming back.
+// evil.localhost is another site altogether.
 type stack struct {
 	app    string // http://app.corsauthz.localhost:PAGE1, the origin the policies list
 	tenant string // http://tenant.corsauthz.localhost:PAGE1, matched only by the wildcard
@@ -739,6 +741,14 @@ func (s *stack) scenarios() []scenario {
 				{0, "Access-Control-Allow-Origin", nil},
 				{0, "Vary", []string{"Accept-Encoding"}},
 			},
+		},
+		{
+			desc:       "report_only: a preflight goes upstream too, which does not answer CORS",
+			page:       s.app,
+			calls:      []fetchCall{s.call("PUT", "/report/put", nil)},
+			want:       []fetchResult{blocked},
+			corsErrors: []network.CorsError{network.CorsErrorPreflightMissingAllowOriginHeader},
+			exchanges:  []string{"OPTIONS /report/put from app asking PUT: upstream 200"},
 		},
 		{
 			desc:       "a route naming a policy the service does not have fails closed",

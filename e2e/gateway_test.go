@@ -80,18 +80,18 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		g.answer(w, x, status, d.GetHeaders(), d.GetBody())
 	default:
-		ok := x.resp.GetOkResponse()
+		okResp := x.resp.GetOkResponse()
 		proxy := &httputil.ReverseProxy{
 			Rewrite: func(pr *httputil.ProxyRequest) {
 				pr.SetURL(g.upstream)
 				pr.Out.Host = pr.In.Host
-				applyHeaders(pr.Out.Header, ok.GetHeaders())
-				for _, name := range ok.GetHeadersToRemove() {
+				applyHeaders(pr.Out.Header, okResp.GetHeaders())
+				for _, name := range okResp.GetHeadersToRemove() {
 					pr.Out.Header.Del(name)
 				}
 			},
 			ModifyResponse: func(resp *http.Response) error {
-				applyHeaders(resp.Header, ok.GetResponseHeadersToAdd())
+				applyHeaders(resp.Header, okResp.GetResponseHeadersToAdd())
 				x.upstream, x.status, x.header = true, resp.StatusCode, resp.Header.Clone()
 				g.record(x)
 				return nil
