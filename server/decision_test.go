@@ -8,6 +8,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/corsauthz/corsauthz/policy"
 	corsauthzv1 "github.com/corsauthz/corsauthz/proto/gen/corsauthz/v1"
@@ -115,9 +116,9 @@ func TestDecideAgreesWithCheck(t *testing.T) {
 			t.Parallel()
 			fromC := fromCheck(ts.authz().Check(ctxTimeout(t), asCheckRequest(tt.req)))
 			for _, omit := range []bool{false, true} {
-				req := *tt.req
+				req := proto.CloneOf(tt.req)
 				req.OmitReasons = omit
-				fromD := fromDecide(decisions.Decide(ctxTimeout(t), &req))
+				fromD := fromDecide(decisions.Decide(ctxTimeout(t), req))
 				if fromC.code != fromD.code || fromC.action != fromD.action || fromC.status != fromD.status ||
 					strings.Join(fromC.headers, "\n") != strings.Join(fromD.headers, "\n") {
 					t.Errorf("omit_reasons=%t:\nCheck:  %+v\nDecide: %+v", omit, fromC, fromD)
