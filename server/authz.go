@@ -54,6 +54,9 @@ type Authz struct {
 	engines *policy.Holder
 	logger  *slog.Logger
 	metrics *Metrics
+	// Decision log lines are rate-limited per level, so that a flood of
+	// rejected requests cannot fill a disk (see logDecision).
+	infoLogs, debugLogs *logLimiter
 }
 
 var _ authv3.AuthorizationServer = (*Authz)(nil)
@@ -65,26 +68,53 @@ func NewAuthz(engines *policy.Holder, logger *slog.Logger, metrics *Metrics) *Au
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Authz{engines: engines, logger: logger, metrics: metrics}
+	a := &Authz{engines: engines, logger: logger, metrics: metrics}
+	a.limitDecisionLogs(DefaultDecisionLogRate)
+	return a
 }
 
-// Check implements authv3.AuthorizationServer.
+// limitDecisionLogs lets each decision log level write rate lines a
+// second (burst: as many); rate <= 0 removes the limit.
+func (a *Authz) limitDecisionLogs(rate float64) {
+	a.infoLogs, a.debugLogs = newLogLimiter(rate), newLogLimiter(rate)
+}
+
+// Check implements authv3.AuthorizationServer. The server itself serves
+// Check on a fast path that reads and writes the messages' wire form
+// (fastpath.go) and answers the same, byte for byte.
 func (a *Authz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	start := time.Now()
 	var r policy.Request
 	if msg := readRequest(req, &r); msg != "" {
-		a.logger.LogAttrs(ctx, slog.LevelWarn, "check refused: unreadable request", slog.String("error", msg))
-		return nil, a.fail(codes.InvalidArgument, msg, start)
+		return nil, a.refuseUnreadable(ctx, msg, start)
 	}
+	d, err := a.decide(ctx, &r, start)
+	if err != nil {
+		return nil, err
+	}
+	return checkResponse(&d), nil
+}
+
+// refuseUnreadable logs, counts and returns the error for a request
+// readRequest refused with msg.
+func (a *Authz) refuseUnreadable(ctx context.Context, msg string, start time.Time) error {
+	a.logger.LogAttrs(ctx, slog.LevelWarn, "check refused: unreadable request", slog.String("error", msg))
+	return a.fail(codes.InvalidArgument, msg, start)
+}
+
+// decide decides r with the engine in force, counts and logs the
+// decision, or returns the error Check answers with. Check and the fast
+// path both decide here.
+func (a *Authz) decide(ctx context.Context, r *policy.Request, start time.Time) (policy.Decision, error) {
 	var e *policy.Engine
 	if a.engines != nil {
 		e = a.engines.Load()
 	}
 	if e == nil {
 		a.logger.LogAttrs(ctx, slog.LevelError, "check refused: no configuration loaded")
-		return nil, a.fail(codes.Unavailable, "corsauthz has no configuration loaded", start)
+		return policy.Decision{}, a.fail(codes.Unavailable, "corsauthz has no configuration loaded", start)
 	}
-	d, err := e.Decide(&r)
+	d, err := e.Decide(r)
 	if err != nil {
 		code := codes.Internal
 		if errors.Is(err, policy.ErrUnknownPolicy) {
@@ -92,11 +122,11 @@ func (a *Authz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.Ch
 		}
 		a.logger.LogAttrs(ctx, slog.LevelError, "check refused: configuration mismatch",
 			slog.String("error", err.Error()), slog.String("config_hash", e.Hash()))
-		return nil, a.fail(code, err.Error(), start)
+		return policy.Decision{}, a.fail(code, err.Error(), start)
 	}
 	a.metrics.decision(&d, start)
-	a.logDecision(ctx, &r, &d)
-	return checkResponse(&d), nil
+	a.logDecision(ctx, r, &d)
+	return d, nil
 }
 
 func (a *Authz) fail(code codes.Code, msg string, start time.Time) error {
@@ -110,21 +140,15 @@ func readRequest(req *authv3.CheckRequest, r *policy.Request) string {
 	attrs := req.GetAttributes()
 	h := attrs.GetRequest().GetHttp()
 	if h == nil {
-		return "CheckRequest has no attributes.request.http: corsauthz decides on HTTP requests " +
-			"(use Envoy's HTTP ext_authz filter, envoy.filters.http.ext_authz, not the network filter)"
+		return msgNoHTTP
 	}
 	r.Method, r.Host, r.Path = h.GetMethod(), h.GetHost(), h.GetPath()
-	switch {
-	case len(r.Method) > MaxMethodLen:
-		return fmt.Sprintf("attributes.request.http.method is %d bytes long, more than the limit of %d", len(r.Method), MaxMethodLen)
-	case len(r.Host) > MaxHostLen:
-		return fmt.Sprintf("attributes.request.http.host is %d bytes long, more than the limit of %d", len(r.Host), MaxHostLen)
-	case len(r.Path) > MaxPathLen:
-		return fmt.Sprintf("attributes.request.http.path is %d bytes long, more than the limit of %d", len(r.Path), MaxPathLen)
+	if msg := sizeProblem(len(r.Method), len(r.Host), len(r.Path)); msg != "" {
+		return msg
 	}
 	if headers := h.GetHeaders(); len(headers) > 0 {
 		if len(headers) > MaxHeaderCount {
-			return fmt.Sprintf("attributes.request.http.headers has %d entries, more than the limit of %d", len(headers), MaxHeaderCount)
+			return headerCountProblem("headers", len(headers))
 		}
 		// Envoy writes the keys in lower case.
 		r.Origin = headers["origin"]
@@ -133,12 +157,36 @@ func readRequest(req *authv3.CheckRequest, r *policy.Request) string {
 		r.RequestPrivateNetwork = headers["access-control-request-private-network"]
 	} else if raw := h.GetHeaderMap().GetHeaders(); len(raw) > 0 {
 		if len(raw) > MaxHeaderCount {
-			return fmt.Sprintf("attributes.request.http.header_map has %d entries, more than the limit of %d", len(raw), MaxHeaderCount)
+			return headerCountProblem("header_map", len(raw))
 		}
 		readHeaderMap(raw, r)
 	}
 	r.Policy = attrs.GetContextExtensions()[ContextExtensionPolicy]
 	return ""
+}
+
+// msgNoHTTP is readRequest's message for a request without HTTP attributes.
+const msgNoHTTP = "CheckRequest has no attributes.request.http: corsauthz decides on HTTP requests " +
+	"(use Envoy's HTTP ext_authz filter, envoy.filters.http.ext_authz, not the network filter)"
+
+// sizeProblem returns "" or readRequest's message for a method, host or
+// path of these lengths beyond the limits.
+func sizeProblem(methodLen, hostLen, pathLen int) string {
+	switch {
+	case methodLen > MaxMethodLen:
+		return fmt.Sprintf("attributes.request.http.method is %d bytes long, more than the limit of %d", methodLen, MaxMethodLen)
+	case hostLen > MaxHostLen:
+		return fmt.Sprintf("attributes.request.http.host is %d bytes long, more than the limit of %d", hostLen, MaxHostLen)
+	case pathLen > MaxPathLen:
+		return fmt.Sprintf("attributes.request.http.path is %d bytes long, more than the limit of %d", pathLen, MaxPathLen)
+	}
+	return ""
+}
+
+// headerCountProblem is readRequest's message for n entries in
+// attributes.request.http.<field>, more than MaxHeaderCount.
+func headerCountProblem(field string, n int) string {
+	return fmt.Sprintf("attributes.request.http.%s has %d entries, more than the limit of %d", field, n, MaxHeaderCount)
 }
 
 // readHeaderMap reads the header_map that Envoy sends instead of headers
@@ -174,14 +222,30 @@ func readHeaderMap(raw []*corev3.HeaderValue, r *policy.Request) {
 }
 
 // logDecision logs every decision at debug level, and rejected preflights
-// and disallowed origins at info. It logs the few request values CORS
-// reads, never the headers map, and the path without its query.
+// and disallowed origins at info; a report_only policy's line is the one
+// it would have written, with report_only=true. It logs the few
+// request values CORS reads, never the headers map, and the path without
+// its query.
+//
+// Each level is rate-limited (a token bucket, DefaultDecisionLogRate lines
+// a second unless the server was given another rate): lines beyond it are
+// dropped, counted in corsauthz_decision_logs_suppressed_total, and at
+// most once a second a warning says how many were dropped.
 func (a *Authz) logDecision(ctx context.Context, r *policy.Request, d *policy.Decision) {
-	level := slog.LevelDebug
+	level, limit, levelName := slog.LevelDebug, a.debugLogs, "debug"
 	if d.Kind == policy.KindPreflightRejected || d.Kind == policy.KindActualDisallowed {
-		level = slog.LevelInfo
+		level, limit, levelName = slog.LevelInfo, a.infoLogs, "info"
 	}
 	if !a.logger.Enabled(ctx, level) {
+		return
+	}
+	ok, dropped := limit.allow(time.Now())
+	if dropped > 0 {
+		a.logger.LogAttrs(ctx, slog.LevelWarn, "decision log lines suppressed by the rate limit",
+			slog.Int("suppressed", dropped), slog.String("log_level", levelName))
+	}
+	if !ok {
+		a.metrics.logSuppressed(levelName, 1)
 		return
 	}
 	msg := "cors decision"

@@ -28,6 +28,13 @@ type Metrics struct {
 	configInfo  *prometheus.GaugeVec
 	buildInfo   *prometheus.GaugeVec
 
+	reloads           *prometheus.CounterVec
+	reloadSuccessful  prometheus.Gauge
+	reloadSuccessTime prometheus.Gauge
+	logsSuppressed    *prometheus.CounterVec
+	tlsReloads        *prometheus.CounterVec
+	tlsNotAfter       prometheus.Gauge
+
 	// decisionCounters caches the children of decisions so the hot path
 	// does one map lookup and no allocation. It is copied on write; its
 	// keys are bounded by the configured policy names times the kinds.
@@ -75,10 +82,56 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "corsauthz_build_info",
 			Help: "Build information: always 1.",
 		}, []string{"version", "goversion"}),
+		reloads: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "corsauthz_config_reloads_total",
+			Help: "Configuration reloads attempted after the first load, by result (success, failure). Content identical to the configuration in force is not a reload.",
+		}, []string{"result"}),
+		reloadSuccessful: f.NewGauge(prometheus.GaugeOpts{
+			Name: "corsauthz_config_last_reload_successful",
+			Help: "1 when the last configuration load succeeded, 0 when it failed and the previous configuration stayed in force.",
+		}),
+		reloadSuccessTime: f.NewGauge(prometheus.GaugeOpts{
+			Name: "corsauthz_config_last_reload_success_timestamp_seconds",
+			Help: "When the configuration in force was loaded, in seconds since the Unix epoch.",
+		}),
+		logsSuppressed: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "corsauthz_decision_logs_suppressed_total",
+			Help: "Decision log lines dropped by the rate limit, by the level they would have had (info: rejections, debug: every decision).",
+		}, []string{"level"}),
+		tlsReloads: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "corsauthz_tls_certificate_reloads_total",
+			Help: "Reloads of the gRPC listener's certificate files after they changed, by result (success, failure: the previous certificate stays in use).",
+		}, []string{"result"}),
+		tlsNotAfter: f.NewGauge(prometheus.GaugeOpts{
+			Name: "corsauthz_tls_certificate_not_after_timestamp_seconds",
+			Help: "When the gRPC listener's certificate in use expires, in seconds since the Unix epoch (0 without TLS).",
+		}),
 	}
 	m.decisionCounters.Store(&map[decisionKey]prometheus.Counter{})
 	m.buildInfo.WithLabelValues(buildVersion(), runtime.Version()).Set(1)
+	for _, result := range []string{resultSuccess, resultFailure} {
+		m.reloads.WithLabelValues(result)
+		m.tlsReloads.WithLabelValues(result)
+	}
+	for _, level := range []string{"info", "debug"} {
+		m.logsSuppressed.WithLabelValues(level)
+	}
 	return m
+}
+
+// Values of the result label.
+const (
+	resultSuccess = "success"
+	resultFailure = "failure"
+)
+
+// setVersion replaces the version label of corsauthz_build_info.
+func (m *Metrics) setVersion(version string) {
+	if m == nil || version == "" {
+		return
+	}
+	m.buildInfo.Reset()
+	m.buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 }
 
 // buildVersion is the main module's version as the Go toolchain recorded
@@ -90,7 +143,8 @@ func buildVersion() string {
 	return "unknown"
 }
 
-// SetConfig records e as the configuration in force (nil: none).
+// SetConfig records e as the configuration in force (nil: none), loaded
+// successfully now.
 func (m *Metrics) SetConfig(e *policy.Engine) {
 	if m == nil {
 		return
@@ -100,7 +154,65 @@ func (m *Metrics) SetConfig(e *policy.Engine) {
 	m.configInfo.Reset()
 	if e != nil {
 		m.configInfo.WithLabelValues(e.Hash()).Set(1)
+		m.reloadSuccessful.Set(1)
+		m.reloadSuccessTime.Set(float64(time.Now().UnixNano()) / 1e9)
 	}
+}
+
+// reloaded counts a reload: on success, e is the configuration now in
+// force; on failure, the one in force is unchanged.
+func (m *Metrics) reloaded(e *policy.Engine, ok bool) {
+	if m == nil {
+		return
+	}
+	// The state first, then the count: a scrape that sees the new count
+	// sees the state that goes with it.
+	if !ok {
+		m.reloadSuccessful.Set(0)
+		m.reloads.WithLabelValues(resultFailure).Inc()
+		return
+	}
+	m.SetConfig(e)
+	m.reloads.WithLabelValues(resultSuccess).Inc()
+}
+
+// configMatches records that the file holds the configuration in force
+// again, after a failed reload: the last load is no longer a failure.
+func (m *Metrics) configMatches() {
+	if m == nil {
+		return
+	}
+	m.reloadSuccessful.Set(1)
+}
+
+// logSuppressed counts decision log lines dropped at level.
+func (m *Metrics) logSuppressed(level string, n int) {
+	if m == nil || n == 0 {
+		return
+	}
+	m.logsSuppressed.WithLabelValues(level).Add(float64(n))
+}
+
+// tlsReloaded counts a certificate reload and, on success, records when
+// the certificate now in use expires.
+func (m *Metrics) tlsReloaded(ok bool, notAfter time.Time) {
+	if m == nil {
+		return
+	}
+	if !ok {
+		m.tlsReloads.WithLabelValues(resultFailure).Inc()
+		return
+	}
+	m.tlsLoaded(notAfter)
+	m.tlsReloads.WithLabelValues(resultSuccess).Inc()
+}
+
+// tlsLoaded records when the certificate in use expires.
+func (m *Metrics) tlsLoaded(notAfter time.Time) {
+	if m == nil {
+		return
+	}
+	m.tlsNotAfter.Set(float64(notAfter.Unix()))
 }
 
 // decision counts one decision and how long it took.

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,15 +38,15 @@ const (
 // gRPC server settings. Envoy keeps few long-lived HTTP/2 connections to
 // the service and may ping them, so pings are permitted every few seconds;
 // MaxConnectionAge makes clients reconnect now and then, which spreads the
-// load over new replicas.
+// load over new replicas. The Default ones can be changed with [Options].
 const (
-	maxRecvMsgSize        = 1 << 20 // a CheckRequest is a few KiB
-	maxConcurrentStreams  = 1024
-	maxConnectionAge      = 5 * time.Minute
-	maxConnectionAgeGrace = 30 * time.Second
-	keepaliveMinTime      = 5 * time.Second
-	keepaliveTime         = time.Minute
-	keepaliveTimeout      = 20 * time.Second
+	DefaultMaxRecvMsgSize        = 1 << 20 // a CheckRequest is a few KiB
+	DefaultMaxConcurrentStreams  = 1024    // per connection
+	DefaultMaxConnectionAge      = 5 * time.Minute
+	DefaultMaxConnectionAgeGrace = 30 * time.Second
+	keepaliveMinTime             = 5 * time.Second
+	keepaliveTime                = time.Minute
+	keepaliveTimeout             = 20 * time.Second
 )
 
 // Admin HTTP server timeouts.
@@ -88,16 +90,44 @@ type Options struct {
 	// GRPCServerOptions are appended to the server's own gRPC options (for
 	// transport credentials or interceptors).
 	GRPCServerOptions []grpc.ServerOption
+
+	// TLS, when set, serves gRPC over TLS (mutual TLS with a client CA),
+	// rereading the files when they change.
+	TLS *TLSOptions
+	// ShutdownDelay is how long, once shutdown begins, the server keeps
+	// serving while health says NOT_SERVING, so that load balancers and
+	// gateways stop sending before the listener closes (default 0).
+	ShutdownDelay time.Duration
+	// MaxRecvMsgSize bounds a request message in bytes (default
+	// DefaultMaxRecvMsgSize); MaxConcurrentStreams the calls in flight on
+	// one connection (default DefaultMaxConcurrentStreams).
+	MaxRecvMsgSize       int
+	MaxConcurrentStreams uint32
+	// MaxConnectionAge closes connections after about that long (with a
+	// random jitter of ±10%), so that clients reconnect and load spreads
+	// to new replicas; calls in flight then get MaxConnectionAgeGrace to
+	// finish. Defaults DefaultMaxConnectionAge and
+	// DefaultMaxConnectionAgeGrace; a negative value means never.
+	MaxConnectionAge, MaxConnectionAgeGrace time.Duration
+	// DecisionLogRate bounds the decision log lines written per second at
+	// each level (burst: as many); 0 means DefaultDecisionLogRate, a
+	// negative value no limit.
+	DecisionLogRate float64
+	// Version is the version corsauthz_build_info reports (default: the
+	// module version the binary was built from).
+	Version string
 }
 
 // Server is the process's listeners: one gRPC server with the ext_authz
 // API, the decision API (corsauthz.v1.DecisionService),
 // grpc.health.v1.Health and reflection, and an admin HTTP server.
 type Server struct {
-	engines      *policy.Holder
-	logger       *slog.Logger
-	metrics      *Metrics
-	drainTimeout time.Duration
+	engines       *policy.Holder
+	logger        *slog.Logger
+	metrics       *Metrics
+	drainTimeout  time.Duration
+	shutdownDelay time.Duration
+	reloadMu      sync.Mutex // serialises Reload
 
 	grpc     *grpc.Server
 	health   *health.Server
@@ -117,10 +147,11 @@ func New(engines *policy.Holder, opts Options) (*Server, error) {
 		return nil, errors.New("server: nil policy holder")
 	}
 	s := &Server{
-		engines:      engines,
-		logger:       opts.Logger,
-		drainTimeout: opts.DrainTimeout,
-		drainCh:      make(chan struct{}),
+		engines:       engines,
+		logger:        opts.Logger,
+		drainTimeout:  opts.DrainTimeout,
+		shutdownDelay: max(opts.ShutdownDelay, 0),
+		drainCh:       make(chan struct{}),
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
@@ -137,6 +168,16 @@ func New(engines *policy.Holder, opts Options) (*Server, error) {
 	// programming error, caught before any port is bound.
 	s.metrics = NewMetrics(reg)
 	s.metrics.SetConfig(engines.Load())
+	s.metrics.setVersion(opts.Version)
+
+	var tlsCreds []grpc.ServerOption
+	if opts.TLS != nil {
+		certs, err := newCertReloader(*opts.TLS, s.logger, s.metrics)
+		if err != nil {
+			return nil, err
+		}
+		tlsCreds = append(tlsCreds, grpc.Creds(certs.credentials()))
+	}
 
 	grpcAddr := cmp.Or(opts.GRPCAddr, DefaultGRPCAddr)
 	adminAddr := cmp.Or(opts.AdminAddr, DefaultAdminAddr)
@@ -151,22 +192,30 @@ func New(engines *policy.Holder, opts Options) (*Server, error) {
 	}
 
 	serverOpts := []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(maxRecvMsgSize),
-		grpc.MaxConcurrentStreams(maxConcurrentStreams),
+		grpc.MaxRecvMsgSize(cmp.Or(opts.MaxRecvMsgSize, DefaultMaxRecvMsgSize)),
+		grpc.MaxConcurrentStreams(cmp.Or(opts.MaxConcurrentStreams, DefaultMaxConcurrentStreams)),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
 			MinTime:             keepaliveMinTime,
 			PermitWithoutStream: true,
 		}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
-			MaxConnectionAge:      maxConnectionAge,
-			MaxConnectionAgeGrace: maxConnectionAgeGrace,
+			MaxConnectionAge:      orDefaultAge(opts.MaxConnectionAge, DefaultMaxConnectionAge),
+			MaxConnectionAgeGrace: orDefaultAge(opts.MaxConnectionAgeGrace, DefaultMaxConnectionAgeGrace),
 			Time:                  keepaliveTime,
 			Timeout:               keepaliveTimeout,
 		}),
 		grpc.ChainStreamInterceptor(s.endWatchOnDrain),
 	}
+	// The ext_authz fast path's codec and the transport settings measured
+	// with cmd/loadbench (fastpath.go).
+	serverOpts = append(serverOpts, fastPathServerOptions()...)
+	serverOpts = append(serverOpts, tlsCreds...)
 	s.grpc = grpc.NewServer(append(serverOpts, opts.GRPCServerOptions...)...)
-	authv3.RegisterAuthorizationServer(s.grpc, NewAuthz(engines, s.logger, s.metrics))
+	authz := NewAuthz(engines, s.logger, s.metrics)
+	if opts.DecisionLogRate != 0 {
+		authz.limitDecisionLogs(opts.DecisionLogRate)
+	}
+	registerAuthorization(s.grpc, authz)
 	corsauthzv1.RegisterDecisionServiceServer(s.grpc, NewDecisions(engines, s.logger, s.metrics))
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
@@ -189,6 +238,18 @@ func New(engines *policy.Holder, opts Options) (*Server, error) {
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
 	}
 	return s, nil
+}
+
+// orDefaultAge returns d, def when d is 0, or "never" (the largest
+// duration, which gRPC reads as infinite) when d is negative.
+func orDefaultAge(d, def time.Duration) time.Duration {
+	switch {
+	case d == 0:
+		return def
+	case d < 0:
+		return time.Duration(math.MaxInt64)
+	}
+	return d
 }
 
 // listen binds addr, with an error that says which listener failed and
@@ -306,6 +367,12 @@ func (s *Server) shutdown() {
 	s.draining.Store(true)
 	s.health.Shutdown() // NOT_SERVING for every service, from now on
 	close(s.drainCh)
+	if s.shutdownDelay > 0 {
+		// Still serving, while health says NOT_SERVING, so that gateways
+		// stop sending before the listener closes.
+		s.logger.Info("shutting down: health is NOT_SERVING; still serving during the shutdown delay", slog.Duration("delay", s.shutdownDelay))
+		time.Sleep(s.shutdownDelay)
+	}
 	s.logger.Info("shutting down: draining gRPC calls", slog.Duration("timeout", s.drainTimeout))
 
 	stopped := make(chan struct{})

@@ -4,12 +4,17 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"os/signal"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/corsauthz/corsauthz/internal/configwatch"
 	"github.com/corsauthz/corsauthz/policy"
 	"github.com/corsauthz/corsauthz/server"
 )
@@ -22,6 +27,18 @@ func runServe(ctx context.Context, args []string, io IO) int {
 	drain := fs.Duration("drain-timeout", 10*time.Second, "on SIGTERM, how long in-flight calls may take before they are cut")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error (debug logs every decision)")
 	logFormat := fs.String("log-format", "text", "text or json")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the serving process to this file (for performance work)")
+	checkInterval := fs.Duration("config-check-interval", configwatch.DefaultInterval, "with --config: how often the file is reread even without filesystem events (0: only on events and SIGHUP)")
+	shutdownDelay := fs.Duration("shutdown-delay", 0, "on SIGTERM, how long to keep serving while health says NOT_SERVING, before the listener closes (so load balancers notice)")
+	tlsCert := fs.String("tls-cert-file", "", "PEM certificate (chain) for TLS on the gRPC listener; reread when it changes")
+	tlsKey := fs.String("tls-key-file", "", "PEM private key of --tls-cert-file")
+	tlsClientCA := fs.String("tls-client-ca-file", "", "PEM CA bundle: require client certificates signed by it (mutual TLS)")
+	tlsReload := fs.Duration("tls-reload-interval", server.DefaultTLSReloadInterval, "how often, at most, the TLS files are checked for a change")
+	maxConnAge := fs.Duration("max-connection-age", server.DefaultMaxConnectionAge, "close gRPC connections after about this long so load spreads to new replicas (0: never)")
+	maxConnAgeGrace := fs.Duration("max-connection-age-grace", server.DefaultMaxConnectionAgeGrace, "time calls in flight get to finish on a connection closed for its age (0: unbounded)")
+	maxStreams := fs.Uint("max-concurrent-streams", server.DefaultMaxConcurrentStreams, "calls in flight allowed on one gRPC connection")
+	maxMsg := fs.Int("max-recv-msg-size", server.DefaultMaxRecvMsgSize, "largest gRPC request message accepted, in bytes")
+	logRate := fs.Float64("decision-log-rate", server.DefaultDecisionLogRate, "decision log lines per second, per level, before lines are dropped and counted (0: no limit)")
 	fs.Usage = func() {
 		fmt.Fprint(io.Stderr, "Usage: corsauthz serve [--config FILE] [--grpc-addr ADDR] [--admin-addr ADDR]\n\n")
 		fs.PrintDefaults()
@@ -42,6 +59,15 @@ func runServe(ctx context.Context, args []string, io IO) int {
 		fmt.Fprintf(io.Stderr, "corsauthz serve: %v\n", err)
 		return 2
 	}
+	tlsOpts, err := tlsOptions(*tlsCert, *tlsKey, *tlsClientCA, *tlsReload)
+	if err != nil {
+		fmt.Fprintf(io.Stderr, "corsauthz serve: %v\n", err)
+		return 2
+	}
+	if *maxStreams == 0 || *maxStreams > 1<<31 || *maxMsg <= 0 || *logRate < 0 {
+		fmt.Fprintln(io.Stderr, "corsauthz serve: --max-concurrent-streams and --max-recv-msg-size must be positive, --decision-log-rate 0 or more")
+		return 2
+	}
 
 	if *config == "" {
 		logger.Warn("no --config given: serving the built-in example configuration", "config", orExample(""))
@@ -56,11 +82,19 @@ func runServe(ctx context.Context, args []string, io IO) int {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := server.New(policy.NewHolder(e), server.Options{
-		GRPCAddr:     *grpcAddr,
-		AdminAddr:    *adminAddr,
-		Logger:       logger,
-		Registry:     reg,
-		DrainTimeout: *drain,
+		GRPCAddr:              *grpcAddr,
+		AdminAddr:             *adminAddr,
+		Logger:                logger,
+		Registry:              reg,
+		DrainTimeout:          *drain,
+		ShutdownDelay:         *shutdownDelay,
+		TLS:                   tlsOpts,
+		MaxConnectionAge:      zeroIsNever(*maxConnAge),
+		MaxConnectionAgeGrace: zeroIsNever(*maxConnAgeGrace),
+		MaxConcurrentStreams:  uint32(*maxStreams),
+		MaxRecvMsgSize:        *maxMsg,
+		DecisionLogRate:       zeroIsNoLimit(*logRate),
+		Version:               Version(),
 	})
 	if err != nil {
 		fmt.Fprintf(io.Stderr, "corsauthz serve: %v\n", err)
@@ -73,12 +107,88 @@ func runServe(ctx context.Context, args []string, io IO) int {
 		"config_hash", e.Hash(),
 		"policies", strings.Join(e.PolicyNames(), ","),
 		"version", Version())
+	stopProfile, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		fmt.Fprintf(io.Stderr, "corsauthz serve: %v\n", err)
+		return 1
+	}
+	defer stopProfile()
+	if *config != "" {
+		stopWatch := watchConfig(ctx, srv, *config, e.Hash(), *checkInterval, logger)
+		defer stopWatch()
+	}
 	if err := srv.Serve(ctx); err != nil {
 		fmt.Fprintf(io.Stderr, "corsauthz serve: %v\n", err)
 		return 1
 	}
 	logger.Info("stopped")
 	return 0
+}
+
+// watchConfig reloads the configuration file into srv when it changes and
+// on SIGHUP, until the returned function is called; that function returns
+// once the watch has stopped.
+func watchConfig(ctx context.Context, srv *server.Server, path, hash string, interval time.Duration, logger *slog.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	if interval == 0 {
+		interval = -1 // configwatch: no periodic check
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		_ = configwatch.Watch(ctx, path, configwatch.Options{
+			Interval:    interval,
+			Trigger:     hup,
+			InitialHash: hash,
+			Logger:      logger,
+		}, func(ctx context.Context, c configwatch.Change) {
+			if c.Err != nil {
+				srv.ReloadFailed(ctx, path, c.Err)
+				return
+			}
+			if c.Forced {
+				logger.Info("SIGHUP: reloading the configuration", "config", path)
+			}
+			_ = srv.Reload(ctx, path, c.Data) // logged and counted by Reload
+		})
+	})
+	logger.Info("watching the configuration file for changes; SIGHUP reloads it",
+		"config", path, "check_interval", max(interval, 0))
+	return func() {
+		signal.Stop(hup)
+		cancel()
+		wg.Wait()
+	}
+}
+
+// tlsOptions checks the TLS flags: none, or a certificate and its key,
+// with or without a client CA.
+func tlsOptions(cert, key, clientCA string, reload time.Duration) (*server.TLSOptions, error) {
+	switch {
+	case cert == "" && key == "" && clientCA == "":
+		return nil, nil
+	case cert == "" || key == "":
+		return nil, fmt.Errorf("TLS needs both --tls-cert-file and --tls-key-file")
+	}
+	return &server.TLSOptions{CertFile: cert, KeyFile: key, ClientCAFile: clientCA, ReloadInterval: reload}, nil
+}
+
+// zeroIsNever maps a flag's 0 ("never") to server.Options' negative value.
+func zeroIsNever(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
+
+// zeroIsNoLimit maps --decision-log-rate 0 ("no limit") to
+// server.Options' negative value.
+func zeroIsNoLimit(rate float64) float64 {
+	if rate == 0 {
+		return -1
+	}
+	return rate
 }
 
 func newLogger(io IO, level, format string) (*slog.Logger, error) {

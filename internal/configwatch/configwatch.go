@@ -1,0 +1,289 @@
+// Package configwatch notices when a configuration file changes and hands
+// its new content to a reload function. It knows nothing of what the file
+// means, and nothing of gRPC.
+//
+// Three things make it look at the file:
+//
+//   - filesystem events (fsnotify) in the file's directory, so that both an
+//     editor's write-to-temporary-then-rename and a Kubernetes ConfigMap
+//     update are seen: a mounted ConfigMap's file is a symlink through
+//     "..data", which the kubelet swaps atomically to a new timestamped
+//     directory, an event on "..data" rather than on the file itself.
+//     Events are debounced: a burst of them is one look.
+//   - a timer, every Options.Interval, as a safety net for filesystems
+//     without events (some network and overlay mounts) and for events
+//     lost to an overflowing queue.
+//   - Options.Trigger, such as SIGHUP from signal.Notify.
+//
+// Each look reads the file and compares the SHA-256 of its content with
+// that of the content last handed over: only different content is handed
+// to reload, so an unchanged file is never a reload, and an invalid file
+// is reported once rather than at every tick. A trigger hands the content
+// over even when it is unchanged, so that an operator's SIGHUP always gets
+// an answer in the log.
+package configwatch
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// Defaults for [Options].
+const (
+	DefaultInterval    = 5 * time.Second
+	DefaultDebounce    = 100 * time.Millisecond
+	DefaultMaxDebounce = time.Second
+)
+
+// Options tune [Watch]. The zero value is usable.
+type Options struct {
+	// Interval is how often the file is read even without events; 0
+	// means DefaultInterval, a negative value no periodic check.
+	Interval time.Duration
+	// Debounce is how long the directory must be quiet after an event
+	// before the file is read (0: DefaultDebounce). MaxDebounce bounds the
+	// wait under a steady stream of events (0: DefaultMaxDebounce).
+	Debounce, MaxDebounce time.Duration
+	// NoEvents turns filesystem events off, leaving the periodic check
+	// and the trigger: for filesystems whose events are unreliable.
+	NoEvents bool
+	// Trigger makes Watch read the file and hand it over, changed or not,
+	// each time it receives (such as SIGHUP, with signal.Notify).
+	Trigger <-chan os.Signal
+	// InitialHash is the hex SHA-256 of the content already in force, as
+	// [Hash] computes it. Watch reads the file once it is watching, and
+	// hands the content over if it differs, so that a change between the
+	// first load and the start of Watch is not missed.
+	InitialHash string
+	// Logger receives what Watch notices (nil: nothing is logged).
+	Logger *slog.Logger
+}
+
+// Func receives the file's content when it may have changed. Watch makes
+// one call at a time, from its own goroutine.
+type Func func(ctx context.Context, c Change)
+
+// Change is what Watch hands to a [Func]: the file's whole content and its
+// [Hash], or the error that kept it from being read.
+type Change struct {
+	Data   []byte
+	Hash   string
+	Err    error  // the file could not be read; Data and Hash are empty
+	Forced bool   // a Trigger asked, whether or not the content changed
+	Cause  string // "initial", "event", "interval" or "trigger", for logs
+}
+
+// Hash is the hex SHA-256 of data: the hash Watch compares, and the one
+// policy.Engine.Hash reports for a loaded file.
+func Hash(data []byte) string {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
+
+// Watch watches the file at path until ctx is done and calls reload, one
+// call at a time, whenever its content may have changed (see the package
+// documentation). It returns nil when ctx is done; it returns an error at
+// once only when path is empty or reload nil. When filesystem events
+// cannot be had (an inotify limit, say), it logs a warning and relies on
+// the periodic check and the trigger.
+func Watch(ctx context.Context, path string, opts Options, reload Func) error {
+	if path == "" {
+		return errors.New("configwatch: empty path")
+	}
+	if reload == nil {
+		return errors.New("configwatch: nil reload function")
+	}
+	w := &watcher{
+		path:     filepath.Clean(path),
+		opts:     opts,
+		reload:   reload,
+		lastHash: opts.InitialHash,
+		logger:   opts.Logger,
+	}
+	if w.logger == nil {
+		w.logger = slog.New(slog.DiscardHandler)
+	}
+	if w.opts.Interval == 0 {
+		w.opts.Interval = DefaultInterval
+	}
+	if w.opts.Debounce <= 0 {
+		w.opts.Debounce = DefaultDebounce
+	}
+	if w.opts.MaxDebounce <= 0 {
+		w.opts.MaxDebounce = DefaultMaxDebounce
+	}
+	w.run(ctx)
+	return nil
+}
+
+type watcher struct {
+	path     string
+	opts     Options
+	reload   Func
+	logger   *slog.Logger
+	lastHash string // of the content last handed over, or "error: ..." after a read error
+
+	fs      *fsnotify.Watcher
+	dirs    map[string]bool // watched directories
+	targets map[string]bool // base names, per directory, that matter: "dir\x00name"
+}
+
+func (w *watcher) run(ctx context.Context) {
+	var events <-chan fsnotify.Event
+	var fsErrors <-chan error
+	if w.opts.NoEvents {
+		// Only the timer and the trigger.
+	} else if fw, err := fsnotify.NewWatcher(); err != nil {
+		w.logger.Warn("configuration watch: no filesystem events, relying on the periodic check",
+			slog.String("config", w.path), slog.String("error", err.Error()))
+	} else {
+		w.fs = fw
+		defer fw.Close()
+		w.dirs = map[string]bool{}
+		w.watchDirs()
+		events, fsErrors = fw.Events, fw.Errors
+	}
+
+	var tick <-chan time.Time
+	if w.opts.Interval > 0 {
+		t := time.NewTicker(w.opts.Interval)
+		defer t.Stop()
+		tick = t.C
+	}
+
+	// The debounce timer runs only while events are pending.
+	debounce := time.NewTimer(time.Hour)
+	debounce.Stop()
+	defer debounce.Stop()
+	var firstPending time.Time
+
+	w.look(ctx, "initial", false)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+				continue
+			}
+			if !w.matters(ev) {
+				continue
+			}
+			now := time.Now()
+			if firstPending.IsZero() {
+				firstPending = now
+			}
+			wait := w.opts.Debounce
+			if left := firstPending.Add(w.opts.MaxDebounce).Sub(now); left < wait {
+				wait = max(left, 0)
+			}
+			debounce.Reset(wait)
+		case <-debounce.C:
+			firstPending = time.Time{}
+			w.look(ctx, "event", false)
+		case err, ok := <-fsErrors:
+			if !ok {
+				fsErrors = nil
+				continue
+			}
+			// An overflowing queue loses events: look now rather than at the next tick.
+			w.logger.Warn("configuration watch: filesystem event error", slog.String("config", w.path), slog.String("error", err.Error()))
+			w.look(ctx, "event", false)
+		case <-tick:
+			w.look(ctx, "interval", false)
+		case <-w.opts.Trigger:
+			w.look(ctx, "trigger", true)
+		}
+	}
+}
+
+// look reads the file and hands it over when it changed, or when forced.
+func (w *watcher) look(ctx context.Context, cause string, forced bool) {
+	if ctx.Err() != nil {
+		return
+	}
+	w.watchDirs() // the symlink may point somewhere new
+	data, err := os.ReadFile(w.path)
+	c := Change{Forced: forced, Cause: cause}
+	key := ""
+	if err != nil {
+		c.Err = err
+		key = "error: " + err.Error()
+	} else {
+		c.Data, c.Hash = data, Hash(data)
+		key = c.Hash
+	}
+	if key == w.lastHash && !forced {
+		return
+	}
+	w.lastHash = key
+	w.reload(ctx, c)
+}
+
+// watchDirs watches the directory of the path and, when the path is a
+// symlink, the directory of the file it resolves to, so that a change to
+// either is an event. Directories no longer relevant are dropped, except
+// the path's own.
+func (w *watcher) watchDirs() {
+	if w.fs == nil {
+		return
+	}
+	want := map[string]string{filepath.Dir(w.path): filepath.Base(w.path)}
+	if real, err := filepath.EvalSymlinks(w.path); err == nil && real != w.path {
+		if _, ok := want[filepath.Dir(real)]; !ok {
+			want[filepath.Dir(real)] = filepath.Base(real)
+		}
+	}
+	w.targets = map[string]bool{}
+	for dir, name := range want {
+		w.targets[dir+"\x00"+name] = true
+		if w.dirs[dir] {
+			continue
+		}
+		if err := w.fs.Add(dir); err != nil {
+			w.logger.Warn("configuration watch: cannot watch directory; relying on the periodic check",
+				slog.String("dir", dir), slog.String("error", err.Error()))
+			continue
+		}
+		w.dirs[dir] = true
+	}
+	for dir := range w.dirs {
+		if _, ok := want[dir]; !ok {
+			_ = w.fs.Remove(dir) // fails when the directory is gone already
+			delete(w.dirs, dir)
+		}
+	}
+}
+
+// matters reports whether ev may change what the path reads: an event on
+// the file's name itself, on the resolved file, or on a Kubernetes
+// "..data"-style entry of the directory.
+func (w *watcher) matters(ev fsnotify.Event) bool {
+	if ev.Op == fsnotify.Chmod {
+		return false
+	}
+	dir, name := filepath.Dir(ev.Name), filepath.Base(ev.Name)
+	if w.targets[dir+"\x00"+name] {
+		return true
+	}
+	return dir == filepath.Dir(w.path) && strings.HasPrefix(name, "..")
+}
+
+// String describes a Change for logs.
+func (c Change) String() string {
+	if c.Err != nil {
+		return fmt.Sprintf("%s: %v", c.Cause, c.Err)
+	}
+	return fmt.Sprintf("%s: %d bytes, sha256 %s", c.Cause, len(c.Data), c.Hash)
+}
