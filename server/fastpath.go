@@ -2,7 +2,10 @@ package server
 
 import (
 	"context"
+	"os"
 	"runtime"
+	"runtime/debug"
+	"strings"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -100,10 +103,26 @@ func (c wireCodec) Unmarshal(data mem.BufferSlice, v any) error {
 //     of a new one per call, whose stack grows (runtime.morestack and
 //     copystack) on every call.
 func fastPathServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{
+	opts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(newWireCodec()),
-		grpc.NumStreamWorkers(streamWorkers()),
 	}
+	x := os.Getenv("CORSAUTHZ_EXPERIMENT")
+	if !strings.Contains(x, "noworkers") {
+		opts = append(opts, grpc.NumStreamWorkers(streamWorkers()))
+	}
+	if strings.Contains(x, "window") {
+		opts = append(opts, grpc.InitialWindowSize(1<<20), grpc.InitialConnWindowSize(1<<20))
+	}
+	if strings.Contains(x, "shared") {
+		opts = append(opts, grpc.SharedWriteBuffer(true))
+	}
+	if strings.Contains(x, "gc200") {
+		debug.SetGCPercent(200)
+	}
+	if strings.Contains(x, "gc400") {
+		debug.SetGCPercent(400)
+	}
+	return opts
 }
 
 // streamWorkers is the number of goroutines serving calls: a Check never

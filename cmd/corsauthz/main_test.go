@@ -76,6 +76,8 @@ func TestBinary(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		// A failing test must not leave the server running.
+		t.Cleanup(func() { cmd.Process.Kill() })
 		pw.Close()
 		ready := make(chan struct{})
 		go func() {

@@ -89,6 +89,8 @@ func TestBinaryReloadAndShutdownUnderLoad(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// A failing test must not leave the server running.
+	t.Cleanup(func() { cmd.Process.Kill() })
 	pw.Close()
 	exited := make(chan struct{})
 	var waitErr error

@@ -315,7 +315,7 @@ func TestWatchUnreadableFile(t *testing.T) {
 		t.Errorf("change for a removed file = %+v, want ErrNotExist", c)
 	}
 	w.none(t, 200*time.Millisecond) // reported once, not at every tick
-	writeFile(t, path, "b\n")
+	renameOver(t, path, "b\n")      // whole: a tick could read a file half written in place
 	if c := w.next(t); string(c.Data) != "b\n" || c.Err != nil {
 		t.Errorf("change for the file back = %+v, want %q", c, "b\n")
 	}
