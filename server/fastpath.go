@@ -2,10 +2,7 @@ package server
 
 import (
 	"context"
-	"os"
 	"runtime"
-	"runtime/debug"
-	"strings"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -20,21 +17,22 @@ import (
 // The ext_authz fast path. A Check served the standard way costs more in
 // protobuf than in deciding: the codec builds the whole CheckRequest (a map
 // of every request header, a string for each value, the peers, the
-// timestamp) for the five values CORS reads, and reflects over the
-// response to serialize it. The fast path registers the Authorization
-// service with its own handler, which has the server's codec
+// timestamp) for the few values CORS reads, and reflects over the response
+// to serialize it. The server registers the Authorization service with its
+// own handler (checkHandler), and its codec (wireCodec)
 //
-//   - read the CheckRequest straight from its wire form into a wireCheck
-//     (wire.go): the values CORS reads, copied out in one allocation, with
-//     every other field checked but not built;
-//   - send a wireResponse: the CheckResponse for the decision, serialized
-//     directly (wire_response.go), or shared and serialized once for the
-//     answers that never change.
+//   - reads the CheckRequest straight from its wire form into a wireCheck
+//     (wire.go): the values CORS reads, copied out in one allocation, every
+//     other field checked as proto.Unmarshal checks it but not built;
+//   - sends a wireResponse: the CheckResponse for the decision, serialized
+//     directly (wire_response.go), or, for the answer that never changes,
+//     serialized once and shared.
 //
 // The answers are the ones Authz.Check gives, byte for byte (TestFastPath
-// checks them over gRPC), and the decision, metrics and logs are the same
-// code: Authz.decide. Every other message of the server (health,
-// reflection, the decision API) goes through the standard codec.
+// checks them over gRPC against Authz served the standard way), and the
+// decision, metrics and logs are the same code: Authz.decide. Every other
+// message of the server (health, reflection, the decision API) goes
+// through the standard codec.
 //
 // With a unary interceptor installed (Options.GRPCServerOptions), Check is
 // served the standard way, so that interceptors see the
@@ -71,6 +69,7 @@ func (c wireCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if !ok {
 		return c.std.Unmarshal(data, v)
 	}
+	*in = wireCheck{}
 	var b []byte
 	if len(data) == 1 {
 		b = data[0].ReadOnlyData()
@@ -95,39 +94,21 @@ func (c wireCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	return nil
 }
 
-// fastPathServerOptions are the gRPC server options the fast path needs
-// (its codec) and the transport settings that make a Check cheaper, each
-// measured with cmd/loadbench:
-//
-//   - stream workers: a Check is handled on a long-lived goroutine instead
-//     of a new one per call, whose stack grows (runtime.morestack and
-//     copystack) on every call.
+// fastPathServerOptions are the gRPC server options of the fast path: its
+// codec, and stream workers. With workers, a call is served on a
+// long-lived goroutine when one is free, instead of on a new goroutine
+// whose stack grows on every call (runtime.morestack and copystack take
+// 5-10% of the CPU in a profile under load without them).
 func fastPathServerOptions() []grpc.ServerOption {
-	opts := []grpc.ServerOption{
+	return []grpc.ServerOption{
 		grpc.ForceServerCodecV2(newWireCodec()),
+		grpc.NumStreamWorkers(streamWorkers()),
 	}
-	x := os.Getenv("CORSAUTHZ_EXPERIMENT")
-	if !strings.Contains(x, "noworkers") {
-		opts = append(opts, grpc.NumStreamWorkers(streamWorkers()))
-	}
-	if strings.Contains(x, "window") {
-		opts = append(opts, grpc.InitialWindowSize(1<<20), grpc.InitialConnWindowSize(1<<20))
-	}
-	if strings.Contains(x, "shared") {
-		opts = append(opts, grpc.SharedWriteBuffer(true))
-	}
-	if strings.Contains(x, "gc200") {
-		debug.SetGCPercent(200)
-	}
-	if strings.Contains(x, "gc400") {
-		debug.SetGCPercent(400)
-	}
-	return opts
 }
 
-// streamWorkers is the number of goroutines serving calls: a Check never
-// blocks, so a few per processor keep them all busy; calls beyond start a
-// goroutine of their own, as without workers.
+// streamWorkers is the number of worker goroutines: with cmd/loadbench, a
+// few per processor do as well as many; calls beyond them get a goroutine
+// of their own, as without workers.
 func streamWorkers() uint32 {
 	return uint32(4 * runtime.GOMAXPROCS(0))
 }

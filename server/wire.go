@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -39,9 +40,9 @@ import (
 //
 // Fields may come in any order, as in any protobuf message.
 
-// errWireDepth and errWireDecode stand for the protobuf runtime's errors:
-// the fast path answers them as grpc-go answers a message the codec cannot
-// unmarshal (codes.Internal).
+// The reader's errors, named after the protobuf runtime's. Callers never
+// see them: on any error the codec has the standard codec read the
+// message, and answers with its error (see wireCodec.Unmarshal).
 var (
 	errWireDecode = errors.New("cannot parse invalid wire-format data")
 	errWireUTF8   = errors.New("string field contains invalid UTF-8")
@@ -84,6 +85,12 @@ const (
 	fieldMapEntryValue          = 2  // and value
 )
 
+// The tags of a map entry's key and value, both length-delimited.
+const (
+	mapEntryKeyTag   = fieldMapEntryKey<<3 | byte(protowire.BytesType)
+	mapEntryValueTag = fieldMapEntryValue<<3 | byte(protowire.BytesType)
+)
+
 // maxWireDepth is proto.Unmarshal's default nesting limit.
 const maxWireDepth = protowire.DefaultRecursionLimit
 
@@ -119,9 +126,42 @@ func decodeCheckRequest(b []byte, w *wireRequest) error {
 	return w.checkRequest(b, maxWireDepth)
 }
 
-// consumeTag reads a field's tag as the protobuf runtime does for a
-// message's fields: the field number must be in [1, MaxValidNumber].
-func consumeTag(b []byte) (protowire.Number, protowire.Type, int, error) {
+// The varints of a CheckRequest are almost all one byte (tags, and the
+// lengths of header names and values), so each reader below has that case
+// inline and calls protowire for the others.
+
+// consumeBytes is protowire.ConsumeBytes; n < 0 is an error.
+func consumeBytes(b []byte) (v []byte, n int) {
+	if len(b) > 0 && b[0] < 0x80 {
+		if m := int(b[0]); m < len(b) {
+			return b[1 : 1+m], 1 + m
+		}
+		return nil, -1
+	}
+	return consumeBytesSlow(b)
+}
+
+func consumeBytesSlow(b []byte) (v []byte, n int) {
+	m, n := protowire.ConsumeVarint(b)
+	if n < 0 {
+		return nil, n
+	}
+	if m > uint64(len(b)-n) {
+		return nil, -1
+	}
+	return b[n : n+int(m)], n + int(m)
+}
+
+// consumeAnyTag reads a tag as protowire.ConsumeTag and the protobuf
+// runtime do: the field number must be in [1, MaxValidNumber].
+func consumeAnyTag(b []byte) (protowire.Number, protowire.Type, int, error) {
+	if len(b) > 0 && b[0] < 0x80 && b[0] >= 1<<3 {
+		return protowire.Number(b[0] >> 3), protowire.Type(b[0] & 7), 1, nil
+	}
+	return consumeAnyTagSlow(b)
+}
+
+func consumeAnyTagSlow(b []byte) (protowire.Number, protowire.Type, int, error) {
 	v, n := protowire.ConsumeVarint(b)
 	if n < 0 {
 		return 0, 0, 0, errWireDecode
@@ -130,30 +170,55 @@ func consumeTag(b []byte) (protowire.Number, protowire.Type, int, error) {
 	if num < uint64(protowire.MinValidNumber) || num > uint64(protowire.MaxValidNumber) {
 		return 0, 0, 0, errWireDecode
 	}
-	typ := protowire.Type(v & 7)
+	return protowire.Number(num), protowire.Type(v & 7), n, nil
+}
+
+// consumeTag reads the tag of a message's field, as consumeAnyTag; an
+// end-group tag is an error, as no message read here is a group.
+func consumeTag(b []byte) (protowire.Number, protowire.Type, int, error) {
+	num, typ, n, err := consumeAnyTag(b)
 	if typ == protowire.EndGroupType {
-		// No message read here is a group, so an end-group tag never
-		// matches a start.
 		return 0, 0, 0, errWireDecode
 	}
-	return protowire.Number(num), typ, n, nil
+	return num, typ, n, err
 }
 
 // consumeString reads a string field's value: valid UTF-8 (proto3).
-func consumeString(b []byte) ([]byte, int, error) {
-	v, n := protowire.ConsumeBytes(b)
+// ascii says the enclosing message is all ASCII, so the value is valid
+// without a look.
+func consumeString(b []byte, ascii bool) ([]byte, int, error) {
+	v, n := consumeBytes(b)
 	if n < 0 {
 		return nil, 0, errWireDecode
 	}
-	if !utf8.Valid(v) {
+	if !ascii && !utf8.Valid(v) {
 		return nil, 0, errWireUTF8
 	}
 	return v, n, nil
 }
 
+// isASCII reports whether b is all ASCII. A message that is holds only
+// valid UTF-8 strings: its tags and lengths are single bytes below 128,
+// and so is every byte of its strings. Checking a whole HttpRequest at
+// once costs less than checking each of its strings.
+func isASCII(b []byte) bool {
+	for len(b) >= 16 {
+		if (binary.LittleEndian.Uint64(b)|binary.LittleEndian.Uint64(b[8:]))&0x8080808080808080 != 0 {
+			return false
+		}
+		b = b[16:]
+	}
+	for _, c := range b {
+		if c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
 // consumeMessage reads a message field's bytes.
 func consumeMessage(b []byte) ([]byte, int, error) {
-	v, n := protowire.ConsumeBytes(b)
+	v, n := consumeBytes(b)
 	if n < 0 {
 		return nil, 0, errWireDecode
 	}
@@ -219,7 +284,7 @@ func (w *wireRequest) attributes(b []byte, depth int) error {
 			if err != nil {
 				return err
 			}
-			key, value, err := stringMapEntry(v, depth-1)
+			key, value, err := stringMapEntry(v, false)
 			if err != nil {
 				return err
 			}
@@ -271,6 +336,7 @@ func (w *wireRequest) http(b []byte, depth int) error {
 	if depth--; depth < 0 {
 		return errWireDepth
 	}
+	ascii := isASCII(b)
 	for len(b) > 0 {
 		num, typ, n, err := consumeTag(b)
 		if err != nil {
@@ -294,7 +360,7 @@ func (w *wireRequest) http(b []byte, depth int) error {
 				if err != nil {
 					return err
 				}
-				key, value, err := stringMapEntry(v, depth-1)
+				key, value, err := stringMapEntry(v, ascii)
 				if err != nil {
 					return err
 				}
@@ -322,7 +388,7 @@ func (w *wireRequest) http(b []byte, depth int) error {
 				continue
 			}
 			if dst != nil {
-				v, n, err := consumeString(b)
+				v, n, err := consumeString(b, ascii)
 				if err != nil {
 					return err
 				}
@@ -385,7 +451,7 @@ func (w *wireRequest) headerValue(b []byte, depth int) error {
 		if typ == protowire.BytesType {
 			switch num {
 			case fieldHeaderValueKey, fieldHeaderValueValue:
-				v, n, err := consumeString(b)
+				v, n, err := consumeString(b, false)
 				if err != nil {
 					return err
 				}
@@ -397,7 +463,7 @@ func (w *wireRequest) headerValue(b []byte, depth int) error {
 				b = b[n:]
 				continue
 			case fieldHeaderValueRawValue:
-				v, n := protowire.ConsumeBytes(b)
+				v, n := consumeBytes(b)
 				if n < 0 {
 					return errWireDecode
 				}
@@ -423,17 +489,30 @@ func (w *wireRequest) headerValue(b []byte, depth int) error {
 	return nil
 }
 
-// stringMapEntry reads a map<string, string> entry (depth already counts
-// the entry): the last key and value read, each "" when absent.
-func stringMapEntry(b []byte, depth int) (key, value []byte, err error) {
+// stringMapEntry reads a map<string, string> entry (the caller counts
+// its level of nesting): the last key and value read, each "" when
+// absent. ascii is as for consumeString.
+func stringMapEntry(b []byte, ascii bool) (key, value []byte, err error) {
+	// The layout every encoder writes, key then value, each with a
+	// one-byte length: read at once. Anything else takes the loop.
+	if len(b) >= 4 && b[0] == mapEntryKeyTag && b[1] < 0x80 {
+		k := int(b[1])
+		if k+4 <= len(b) && b[k+2] == mapEntryValueTag && k+4+int(b[k+3]) == len(b) && b[k+3] < 0x80 {
+			key, value = b[2:2+k], b[k+4:]
+			if !ascii && (!utf8.Valid(key) || !utf8.Valid(value)) {
+				return nil, nil, errWireUTF8
+			}
+			return key, value, nil
+		}
+	}
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 || num > protowire.MaxValidNumber {
-			return nil, nil, errWireDecode
+		num, typ, n, err := consumeAnyTag(b)
+		if err != nil {
+			return nil, nil, err
 		}
 		b = b[n:]
 		if typ == protowire.BytesType && (num == fieldMapEntryKey || num == fieldMapEntryValue) {
-			v, n, err := consumeString(b)
+			v, n, err := consumeString(b, ascii)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -703,13 +782,13 @@ func (f *wireField) skip(num protowire.Number, typ protowire.Type, b []byte, dep
 		if typ != protowire.BytesType {
 			break
 		}
-		_, n, err := consumeString(b)
+		_, n, err := consumeString(b, false)
 		return n, err
 	case kindBytes:
 		if typ != protowire.BytesType {
 			break
 		}
-		return bytesLen(protowire.ConsumeBytes(b))
+		return bytesLen(consumeBytes(b))
 	case kindVarint, kindFixed32, kindFixed64:
 		if f.list && typ == protowire.BytesType {
 			return f.skipPacked(b)
@@ -734,7 +813,7 @@ func (f *wireField) scalarType() protowire.Type {
 
 // skipPacked checks a packed list of numbers.
 func (f *wireField) skipPacked(b []byte) (int, error) {
-	v, n := protowire.ConsumeBytes(b)
+	v, n := consumeBytes(b)
 	if n < 0 {
 		return 0, errWireDecode
 	}
@@ -758,12 +837,11 @@ func (f *wireField) skipPacked(b []byte) (int, error) {
 
 func (f *wireField) skipMapEntry(b []byte, depth int) error {
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 || num > protowire.MaxValidNumber {
-			return errWireDecode
+		num, typ, n, err := consumeAnyTag(b)
+		if err != nil {
+			return err
 		}
 		b = b[n:]
-		var err error
 		switch num {
 		case fieldMapEntryKey:
 			n, err = f.key.skip(num, typ, b, depth)

@@ -320,7 +320,8 @@ var (
 	genHeaderValues = []string{app, evil, "null", "PUT", "GET", "content-type,authorization", "true", "", "a, b"}
 )
 
-// field is one encoded field; message shuffles them.
+// message joins encoded fields into a message: some repeated, unknown
+// ones added, all shuffled, and now and then cut short.
 func (g *wireGen) message(fields ...[]byte) []byte {
 	// Repeat some, add unknown fields, shuffle.
 	for i := range fields {
@@ -434,9 +435,13 @@ func (g *wireGen) http() []byte {
 			p /= 3
 		}
 	}
-	add(0.8, func() []byte { return g.strField(2, g.str("GET", "OPTIONS", "OPTIONS", "PUT", "", strings.Repeat("A", 65*g.r.IntN(2)))) })
+	add(0.8, func() []byte {
+		return g.strField(2, g.str("GET", "OPTIONS", "OPTIONS", "PUT", "", strings.Repeat("A", 65*g.r.IntN(2))))
+	})
 	add(0.7, func() []byte { return g.strField(4, g.str("/v1/orders", "/", "/public/x?y")) })
-	add(0.7, func() []byte { return g.strField(5, g.str("api.example.com", "strict.example.com", "API.example.com:443")) })
+	add(0.7, func() []byte {
+		return g.strField(5, g.str("api.example.com", "strict.example.com", "API.example.com:443"))
+	})
 	add(0.3, func() []byte { return g.strField(1, g.str("7195833436459834715")) })
 	add(0.3, func() []byte { return g.strField(6, g.str("https")) })
 	add(0.2, func() []byte {

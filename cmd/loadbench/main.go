@@ -26,6 +26,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -34,6 +35,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -50,6 +52,49 @@ type options struct {
 	profileDir                  string
 	skipCompile                 bool
 	skipLoad                    bool
+	variants                    variantFlag
+	kinds                       string
+}
+
+// variantFlag collects -variant NAME=VAR=VALUE[,VAR=VALUE...]: more
+// corsauthz servers, run with these environment variables added, measured
+// in the same rounds (to compare settings such as GOGC).
+type variantFlag []variant
+
+type variant struct {
+	name string
+	env  []string
+	bin  string // another corsauthz binary; "" for the one built
+}
+
+func (v *variantFlag) String() string { return fmt.Sprint(*v) }
+
+func (v *variantFlag) Set(s string) error {
+	name, env, ok := strings.Cut(s, "=")
+	if !ok || name == "" || !strings.Contains(env, "=") {
+		return fmt.Errorf("want NAME=VAR=VALUE[,VAR=VALUE...], not %q", s)
+	}
+	*v = append(*v, variant{name: "corsauthz " + name, env: strings.Split(env, ",")})
+	return nil
+}
+
+// binFlag collects -variant-bin NAME=PATH: another corsauthz binary
+// (built from another commit, say), measured in the same rounds.
+type binFlag struct{ v *variantFlag }
+
+func (b binFlag) String() string { return "" }
+
+func (b binFlag) Set(s string) error {
+	name, bin, ok := strings.Cut(s, "=")
+	if !ok || name == "" || bin == "" {
+		return fmt.Errorf("want NAME=PATH, not %q", s)
+	}
+	abs, err := filepath.Abs(bin)
+	if err != nil {
+		return err
+	}
+	*b.v = append(*b.v, variant{name: "corsauthz " + name, bin: abs})
+	return nil
 }
 
 func main() {
@@ -57,13 +102,16 @@ func main() {
 	flag.IntVar(&o.n, "n", 30000, "Checks per ghz run")
 	flag.IntVar(&o.c, "c", 50, "concurrent ghz workers")
 	flag.IntVar(&o.conns, "connections", 2, "HTTP/2 connections ghz spreads its workers over")
-	flag.IntVar(&o.rounds, "rounds", 3, "rounds; each runs every request sort against both servers")
+	flag.IntVar(&o.rounds, "rounds", 5, "rounds; each runs every request sort against every server")
 	flag.IntVar(&o.warmup, "warmup", 5000, "Checks per server and request sort before measuring")
 	flag.StringVar(&o.ghz, "ghz", "", "ghz binary (default: $(go env GOPATH)/bin/ghz, installed if missing)")
 	flag.StringVar(&o.workDir, "workdir", "", "directory for binaries, configuration and logs (default: a temporary one, removed at the end)")
 	flag.StringVar(&o.profileDir, "cpuprofile-dir", "", "write CPU profiles of both servers (corsauthz.prof, nothing.prof) to this directory")
 	flag.BoolVar(&o.skipCompile, "skip-compile", false, "skip the compile and Decide measurements")
 	flag.BoolVar(&o.skipLoad, "skip-load", false, "skip the load measurements")
+	flag.StringVar(&o.kinds, "kinds", "preflight,actual,no-origin", "request sorts to run, comma-separated")
+	flag.Var(&o.variants, "variant", "also measure corsauthz with environment variables added: NAME=VAR=VALUE[,VAR=VALUE...] (repeatable)")
+	flag.Var(binFlag{&o.variants}, "variant-bin", "also measure another corsauthz binary, such as one built from an earlier commit: NAME=PATH (repeatable)")
 	flag.Parse()
 	if o.n <= 0 || o.c <= 0 || o.conns <= 0 || o.rounds <= 0 || o.warmup < 0 || flag.NArg() > 0 {
 		flag.Usage()
@@ -140,7 +188,10 @@ func runLoad(ctx context.Context, o options, stdout io.Writer, logf func(string,
 	if err := writeProto(protosetFile, protoset()); err != nil {
 		return err
 	}
-	kinds := requestKinds()
+	kinds, err := selectKinds(requestKinds(), o.kinds)
+	if err != nil {
+		return err
+	}
 	dataFiles := make([]string, len(kinds))
 	for i, k := range kinds {
 		data, err := protojson.MarshalOptions{UseProtoNames: true, Multiline: true}.Marshal(k.req)
@@ -186,16 +237,33 @@ func runLoad(ctx context.Context, o options, stdout io.Writer, logf func(string,
 			}
 		}
 	}()
-	cors, err := start("corsauthz", corsAddr, filepath.Join(work, "corsauthz.log"), corsBin, corsArgs...)
+	cors, err := start("corsauthz", corsAddr, filepath.Join(work, "corsauthz.log"), nil, corsBin, corsArgs...)
 	if err != nil {
 		return err
 	}
 	servers = append(servers, cors)
-	nothing, err := start("do-nothing", nothingAddr, filepath.Join(work, "nothing.log"), nothingBin, nothingArgs...)
+	nothing, err := start("do-nothing", nothingAddr, filepath.Join(work, "nothing.log"), nil, nothingBin, nothingArgs...)
 	if err != nil {
 		return err
 	}
 	servers = append(servers, nothing)
+	for i, v := range o.variants {
+		grpcAddr, err := freePort()
+		if err != nil {
+			return err
+		}
+		admin, err := freePort()
+		if err != nil {
+			return err
+		}
+		args := []string{"serve", "--config", configFile, "--grpc-addr", grpcAddr, "--admin-addr", admin}
+		bin := cmp.Or(v.bin, corsBin)
+		p, err := start(v.name, grpcAddr, filepath.Join(work, fmt.Sprintf("variant%d.log", i)), v.env, bin, args...)
+		if err != nil {
+			return err
+		}
+		servers = append(servers, p)
+	}
 
 	// Both answer, and corsauthz answers each request as intended: the
 	// load measures the decisions it claims to.
@@ -205,15 +273,18 @@ func runLoad(ctx context.Context, o options, stdout io.Writer, logf func(string,
 		}
 	}
 	for _, k := range kinds {
-		resp, err := cors.check(ctx, k.req)
-		if err != nil {
-			return fmt.Errorf("corsauthz, %s: %w", k.name, err)
-		}
-		if err := expectAnswer(k.name, resp); err != nil {
-			return fmt.Errorf("corsauthz: %w", err)
-		}
-		if resp, err := nothing.check(ctx, k.req); err != nil || resp.GetStatus().GetCode() != 0 {
-			return fmt.Errorf("do-nothing server, %s: %v %v", k.name, resp, err)
+		for _, p := range servers {
+			resp, err := p.check(ctx, k.req)
+			if err != nil {
+				return fmt.Errorf("%s, %s: %w", p.name, k.name, err)
+			}
+			if p == nothing {
+				if resp.GetStatus().GetCode() != 0 {
+					return fmt.Errorf("do-nothing server, %s: %v", k.name, resp)
+				}
+			} else if err := expectAnswer(k.name, resp); err != nil {
+				return fmt.Errorf("%s: %w", p.name, err)
+			}
 		}
 	}
 
@@ -232,9 +303,10 @@ func runLoad(ctx context.Context, o options, stdout io.Writer, logf func(string,
 	}
 	for round := range o.rounds {
 		for ki, k := range kinds {
-			order := []*process{cors, nothing}
+			// A, B, then B, A, ...: each server goes first as often.
+			order := slices.Clone(servers)
 			if round%2 == 1 {
-				order = []*process{nothing, cors}
+				slices.Reverse(order)
 			}
 			for _, p := range order {
 				if err := ctx.Err(); err != nil {
@@ -285,6 +357,19 @@ func runLoad(ctx context.Context, o options, stdout io.Writer, logf func(string,
 			filepath.Join(o.profileDir, "corsauthz.prof"), filepath.Join(o.profileDir, "nothing.prof"))
 	}
 	return nil
+}
+
+// selectKinds returns the request sorts named in list, in their order.
+func selectKinds(all []requestKind, list string) ([]requestKind, error) {
+	var out []requestKind
+	for _, name := range strings.Split(list, ",") {
+		i := slices.IndexFunc(all, func(k requestKind) bool { return k.name == name })
+		if i < 0 {
+			return nil, fmt.Errorf("-kinds: no request sort %q (there are preflight, actual and no-origin)", name)
+		}
+		out = append(out, all[i])
+	}
+	return out, nil
 }
 
 // expectAnswer checks corsauthz's answer to each request sort.

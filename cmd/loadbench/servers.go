@@ -35,14 +35,18 @@ func freePort() (string, error) {
 	return addr, lis.Close()
 }
 
-// start runs bin with args, its output going to logFile.
-func start(name, addr, logFile, bin string, args ...string) (*process, error) {
+// start runs bin with args and env added to the environment, its output
+// going to logFile.
+func start(name, addr, logFile string, env []string, bin string, args ...string) (*process, error) {
 	out, err := os.Create(logFile)
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = out, out
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	if err := cmd.Start(); err != nil {
 		out.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)

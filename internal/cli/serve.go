@@ -107,6 +107,7 @@ func runServe(ctx context.Context, args []string, io IO) int {
 		"config_hash", e.Hash(),
 		"policies", strings.Join(e.PolicyNames(), ","),
 		"version", Version())
+	tuneGC(io.Env) // runtime.go
 	stopProfile, err := startCPUProfile(*cpuProfile)
 	if err != nil {
 		fmt.Fprintf(io.Stderr, "corsauthz serve: %v\n", err)

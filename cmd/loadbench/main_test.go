@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/corsauthz/corsauthz/policy"
+	"github.com/corsauthz/corsauthz/server"
+)
+
+func TestParseStatCPU(t *testing.T) {
+	t.Parallel()
+	// The command name may hold spaces and parentheses.
+	stat := "4242 (my (odd) prog) S 1 4242 4242 0 -1 4194560 1234 0 0 0 731 269 0 0 20 0 9 0 12345 1000000 2000 18446744073709551615\n"
+	got, err := parseStatCPU([]byte(stat))
+	if err != nil || got != 1000 {
+		t.Errorf("parseStatCPU = %d, %v; want 1000", got, err)
+	}
+	if _, err := parseStatCPU([]byte("4242 (x) S 1")); err == nil {
+		t.Error("parseStatCPU accepted a short line")
+	}
+	data, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		t.Skip("no /proc")
+	}
+	if _, err := parseStatCPU(data); err != nil {
+		t.Errorf("parseStatCPU(/proc/self/stat): %v", err)
+	}
+}
+
+func TestParseStatusMem(t *testing.T) {
+	t.Parallel()
+	status := "Name:\tx\nVmPeak:\t  100 kB\nVmHWM:\t   30720 kB\nVmRSS:\t   20480 kB\nThreads:\t9\n"
+	rss, hwm, err := parseStatusMem([]byte(status))
+	if err != nil || rss != 20480 || hwm != 30720 {
+		t.Errorf("parseStatusMem = %d, %d, %v; want 20480, 30720", rss, hwm, err)
+	}
+	if _, _, err := parseStatusMem([]byte("Name:\tx\n")); err == nil {
+		t.Error("parseStatusMem accepted a status without VmRSS")
+	}
+}
+
+func TestParseGhzReport(t *testing.T) {
+	t.Parallel()
+	out := `{"count":200,"total":2450020054,"average":4660675,"rps":8163.19,
+		"errorDistribution":{},"statusCodeDistribution":{"OK":200},
+		"latencyDistribution":[{"percentage":50,"latency":4168207},{"percentage":99,"latency":12696182}],
+		"details":[{"latency":1}]}`
+	r, err := parseGhzReport([]byte(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Count != 200 || r.RPS != 8163.19 || r.percentile(50) != 4168207*time.Nanosecond || r.percentile(99) != 12696182*time.Nanosecond {
+		t.Errorf("parseGhzReport = %+v", r)
+	}
+	if _, err := parseGhzReport([]byte(`{"count":0}`)); err == nil {
+		t.Error("parseGhzReport accepted a report without calls")
+	}
+}
+
+// TestWorkload checks that the configuration is what the README says and
+// that corsauthz answers each request sort as intended, in process: the
+// load measures the decisions it claims to.
+func TestWorkload(t *testing.T) {
+	t.Parallel()
+	e, _, err := policy.Load("bench.yaml", []byte(benchConfig()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.Config()
+	exact, wildcards := 0, 0
+	for _, p := range cfg.Policies {
+		for _, o := range p.AllowedOrigins {
+			if strings.Contains(o, "*") {
+				wildcards++
+			} else {
+				exact++
+			}
+		}
+	}
+	if len(cfg.Policies) != numPolicies || exact < numExactOrigins || wildcards < numWildcards {
+		t.Errorf("%d policies, %d exact origins, %d wildcards; want %d, ≥%d, ≥%d",
+			len(cfg.Policies), exact, wildcards, numPolicies, numExactOrigins, numWildcards)
+	}
+	a := server.NewAuthz(policy.NewHolder(e), nil, nil)
+	for _, k := range requestKinds() {
+		resp, err := a.Check(context.Background(), k.req)
+		if err != nil {
+			t.Fatalf("%s: %v", k.name, err)
+		}
+		if err := expectAnswer(k.name, resp); err != nil {
+			t.Error(err)
+		}
+		if size := proto.Size(k.req); size < 900 {
+			t.Errorf("%s: %d bytes; a browser's request through Envoy is larger", k.name, size)
+		}
+	}
+	if _, err := selectKinds(requestKinds(), "preflight,nope"); err == nil {
+		t.Error("selectKinds accepted an unknown request sort")
+	}
+}
+
+func TestProtoset(t *testing.T) {
+	t.Parallel()
+	set := protoset()
+	var names []string
+	for _, f := range set.GetFile() {
+		names = append(names, f.GetName())
+	}
+	if last := names[len(names)-1]; last != "envoy/service/auth/v3/external_auth.proto" {
+		t.Errorf("protoset ends with %q; want the service's file last, after its imports", last)
+	}
+}
+
+// TestSmoke runs the whole benchmark with tiny loads. It builds two
+// binaries and needs ghz, so it only runs with CORSAUTHZ_LOADBENCH_SMOKE=1.
+func TestSmoke(t *testing.T) {
+	if os.Getenv("CORSAUTHZ_LOADBENCH_SMOKE") != "1" {
+		t.Skip("set CORSAUTHZ_LOADBENCH_SMOKE=1 to run the load benchmark with tiny loads")
+	}
+	var stdout, stderr bytes.Buffer
+	o := options{n: 300, c: 10, conns: 1, rounds: 2, warmup: 50, kinds: "preflight,actual,no-origin", skipCompile: true}
+	if err := run(context.Background(), o, &stdout, &stderr); err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr.Bytes())
+	}
+	for _, want := range []string{"| preflight | corsauthz |", "| no-origin | do-nothing |", "Ratios corsauthz / do-nothing"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout.Bytes())
+		}
+	}
+}
