@@ -37,6 +37,8 @@ import (
 // With a unary interceptor installed (Options.GRPCServerOptions), Check is
 // served the standard way, so that interceptors see the
 // *authv3.CheckRequest and *authv3.CheckResponse they expect.
+// Options.GRPCServerOptions must not force a codec of their own: it would
+// replace wireCodec, which the fast path needs.
 
 // wireCheck is the fast path's request message.
 type wireCheck struct {

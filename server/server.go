@@ -32,7 +32,7 @@ import (
 const (
 	DefaultGRPCAddr     = "127.0.0.1:9001"
 	DefaultAdminAddr    = "127.0.0.1:9002"
-	DefaultDrainTimeout = 15 * time.Second
+	DefaultDrainTimeout = 10 * time.Second
 )
 
 // gRPC server settings. Envoy keeps few long-lived HTTP/2 connections to

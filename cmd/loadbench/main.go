@@ -19,10 +19,19 @@
 // CPU per Check is the figure that counts.
 //
 // Last, it times compiling a 10,000-origin configuration and compares
-// Decide on it with Decide on a small one.
+// Decide on it with Decide on small ones.
 //
 // It runs ghz from $(go env GOPATH)/bin, installing ghz v0.120.0 there when
 // it is missing. Everything listens on 127.0.0.1 only.
+//
+// To find where the time goes and what a change is worth:
+//
+//	-cpuprofile-dir DIR   CPU profiles of both servers under the load
+//	-kinds preflight      only some request sorts
+//	-variant NAME=VAR=VAL also measure corsauthz with an environment
+//	                      variable set (such as GOGC=100), in the same rounds
+//	-variant-bin NAME=BIN also measure another corsauthz binary (such as one
+//	                      built from an earlier commit), in the same rounds
 package main
 
 import (

@@ -22,9 +22,9 @@ import (
 func runServe(ctx context.Context, args []string, io IO) int {
 	fs := newFlagSet("serve", io)
 	config := fs.String("config", "", "configuration file (default: the built-in example)")
-	grpcAddr := fs.String("grpc-addr", "127.0.0.1:9001", "address for gRPC: ext_authz, the decision API, health and reflection")
-	adminAddr := fs.String("admin-addr", "127.0.0.1:9002", "address for HTTP /healthz, /readyz and /metrics")
-	drain := fs.Duration("drain-timeout", 10*time.Second, "on SIGTERM, how long in-flight calls may take before they are cut")
+	grpcAddr := fs.String("grpc-addr", server.DefaultGRPCAddr, "address for gRPC: ext_authz, the decision API, health and reflection")
+	adminAddr := fs.String("admin-addr", server.DefaultAdminAddr, "address for HTTP /healthz, /readyz and /metrics")
+	drain := fs.Duration("drain-timeout", server.DefaultDrainTimeout, "on SIGTERM, how long in-flight calls may take before they are cut")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error (debug logs every decision)")
 	logFormat := fs.String("log-format", "text", "text or json")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the serving process to this file (for performance work)")
@@ -79,6 +79,12 @@ func runServe(ctx context.Context, args []string, io IO) int {
 		return 1
 	}
 
+	logger.Info("configuration loaded",
+		"config", orExample(*config),
+		"config_hash", e.Hash(),
+		"policies", strings.Join(e.PolicyNames(), ","),
+		"version", Version())
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := server.New(policy.NewHolder(e), server.Options{
@@ -100,13 +106,6 @@ func runServe(ctx context.Context, args []string, io IO) int {
 		fmt.Fprintf(io.Stderr, "corsauthz serve: %v\n", err)
 		return 1
 	}
-	logger.Info("serving",
-		"grpc_addr", srv.GRPCAddr().String(),
-		"admin_addr", srv.AdminAddr().String(),
-		"config", orExample(*config),
-		"config_hash", e.Hash(),
-		"policies", strings.Join(e.PolicyNames(), ","),
-		"version", Version())
 	tuneGC(io.Env) // runtime.go
 	stopProfile, err := startCPUProfile(*cpuProfile)
 	if err != nil {
