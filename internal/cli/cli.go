@@ -79,7 +79,7 @@ func applyEnv(fs *flag.FlagSet, env Env) error {
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] || env == nil || len(f.Name) == 1 {
+		if given[f.Name] || env == nil {
 			return
 		}
 		name := EnvName(f.Name)

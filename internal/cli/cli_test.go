@@ -261,6 +261,29 @@ func contains(lines []string, want string) bool {
 	return false
 }
 
+func TestExplainFlagsFromEnvironment(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{
+		"CORSAUTHZ_X":      "OPTIONS",
+		"CORSAUTHZ_H":      "Origin: https://app.example.com",
+		"CORSAUTHZ_POLICY": "files",
+		"CORSAUTHZ_JSON":   "true",
+	}
+	got := run(t, env, "explain", "-H", "Access-Control-Request-Method: PUT", "https://other.example.com/")
+	if got.code != 0 {
+		t.Fatalf("exit %d: %s", got.code, got.stderr)
+	}
+	// -H on the command line replaces CORSAUTHZ_H, as any flag given
+	// replaces its variable: no Origin, so not CORS.
+	if !strings.Contains(got.stdout, `"kind": "not_cors"`) || !strings.Contains(got.stdout, `"policy": "files"`) {
+		t.Errorf("output:\n%s", got.stdout)
+	}
+	got = run(t, env, "explain", "https://other.example.com/")
+	if !strings.Contains(got.stdout, `"kind": "actual_allowed"`) {
+		t.Errorf("with CORSAUTHZ_X=OPTIONS and no request method the request is an OPTIONS actual request; output:\n%s", got.stdout)
+	}
+}
+
 func TestExplainJSON(t *testing.T) {
 	t.Parallel()
 	got := run(t, nil, "explain", "--json", "-X", "OPTIONS",
