@@ -33,6 +33,17 @@ var policyNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 // configuration that is accepted, such as an origin normalised to what
 // browsers send.
 func Compile(cfg *Config) (*Engine, []*FieldError, error) {
+	e, warnings, err := compileUnhashed(cfg)
+	if err != nil {
+		return nil, warnings, err
+	}
+	e.hash = hashConfig(&e.config)
+	return e, warnings, nil
+}
+
+// compileUnhashed is Compile without the hash, which Load takes from the
+// file's bytes instead.
+func compileUnhashed(cfg *Config) (*Engine, []*FieldError, error) {
 	c := compiler{}
 	e := c.compile(cfg)
 	if len(c.errs) > 0 {
@@ -42,7 +53,6 @@ func Compile(cfg *Config) (*Engine, []*FieldError, error) {
 		}
 		return nil, c.warnings, errors.Join(errs...)
 	}
-	e.hash = hashConfig(&e.config)
 	e.warnings = c.warnings
 	return e, c.warnings, nil
 }

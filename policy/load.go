@@ -32,7 +32,7 @@ func Load(filename string, data []byte) (*Engine, []*FieldError, error) {
 	p := parser{file: filename, pos: map[string]position{}}
 	cfg := p.parse(data)
 
-	e, warnings, err := Compile(cfg)
+	e, warnings, err := compileUnhashed(cfg)
 	for _, w := range warnings {
 		p.locate(w)
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -112,22 +113,32 @@ func (a *Authz) decide(ctx context.Context, r *policy.Request, start time.Time) 
 	}
 	if e == nil {
 		a.logger.LogAttrs(ctx, slog.LevelError, "check refused: no configuration loaded")
-		return policy.Decision{}, a.fail(codes.Unavailable, "corsauthz has no configuration loaded", start)
+		return policy.Decision{}, a.fail(codes.Unavailable, msgNoConfig, start)
 	}
 	d, err := e.Decide(r)
 	if err != nil {
-		code := codes.Internal
-		if errors.Is(err, policy.ErrUnknownPolicy) {
-			code = codes.FailedPrecondition
-		}
 		a.logger.LogAttrs(ctx, slog.LevelError, "check refused: configuration mismatch",
 			slog.String("error", err.Error()), slog.String("config_hash", e.Hash()))
-		return policy.Decision{}, a.fail(code, err.Error(), start)
+		return policy.Decision{}, a.fail(decideErrorCode(err), err.Error(), start)
 	}
 	a.metrics.decision(&d, start)
 	a.logDecision(ctx, r, &d)
 	return d, nil
 }
+
+// decideErrorCode is the gRPC code for an error of Engine.Decide: a
+// cors_policy naming no configured policy is a configuration mismatch the
+// caller must fix (FailedPrecondition), never silently allowed.
+func decideErrorCode(err error) codes.Code {
+	if errors.Is(err, policy.ErrUnknownPolicy) {
+		return codes.FailedPrecondition
+	}
+	return codes.Internal
+}
+
+// msgNoConfig is the message of the Unavailable error answered while no
+// configuration is loaded.
+const msgNoConfig = "corsauthz has no configuration loaded"
 
 func (a *Authz) fail(code codes.Code, msg string, start time.Time) error {
 	a.metrics.checkError(code, start)
@@ -143,7 +154,7 @@ func readRequest(req *authv3.CheckRequest, r *policy.Request) string {
 		return msgNoHTTP
 	}
 	r.Method, r.Host, r.Path = h.GetMethod(), h.GetHost(), h.GetPath()
-	if msg := sizeProblem(len(r.Method), len(r.Host), len(r.Path)); msg != "" {
+	if msg := sizeProblem(httpFields, len(r.Method), len(r.Host), len(r.Path)); msg != "" {
 		return msg
 	}
 	if headers := h.GetHeaders(); len(headers) > 0 {
@@ -169,18 +180,27 @@ func readRequest(req *authv3.CheckRequest, r *policy.Request) string {
 const msgNoHTTP = "CheckRequest has no attributes.request.http: corsauthz decides on HTTP requests " +
 	"(use Envoy's HTTP ext_authz filter, envoy.filters.http.ext_authz, not the network filter)"
 
-// sizeProblem returns "" or readRequest's message for a method, host or
-// path of these lengths beyond the limits.
-func sizeProblem(methodLen, hostLen, pathLen int) string {
-	switch {
-	case methodLen > MaxMethodLen:
-		return fmt.Sprintf("attributes.request.http.method is %d bytes long, more than the limit of %d", methodLen, MaxMethodLen)
-	case hostLen > MaxHostLen:
-		return fmt.Sprintf("attributes.request.http.host is %d bytes long, more than the limit of %d", hostLen, MaxHostLen)
-	case pathLen > MaxPathLen:
-		return fmt.Sprintf("attributes.request.http.path is %d bytes long, more than the limit of %d", pathLen, MaxPathLen)
+// httpFields is where a CheckRequest holds method, host and path, for
+// sizeProblem's messages.
+const httpFields = "attributes.request.http."
+
+// sizeProblem returns "" or the message for a method, host or path of these
+// lengths beyond the limits; prefix names where the fields are in the
+// request (httpFields for a CheckRequest, "" for a DecideRequest).
+func sizeProblem(prefix string, methodLen, hostLen, pathLen int) string {
+	return cmp.Or(
+		tooLong(prefix, "method", methodLen, MaxMethodLen),
+		tooLong(prefix, "host", hostLen, MaxHostLen),
+		tooLong(prefix, "path", pathLen, MaxPathLen))
+}
+
+// tooLong returns "" or the message for field prefix+name of n bytes, more
+// than limit.
+func tooLong(prefix, name string, n, limit int) string {
+	if n <= limit {
+		return ""
 	}
-	return ""
+	return fmt.Sprintf("%s%s is %d bytes long, more than the limit of %d", prefix, name, n, limit)
 }
 
 // headerCountProblem is readRequest's message for n entries in

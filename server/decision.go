@@ -2,8 +2,6 @@ package server
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -49,13 +47,13 @@ func (s *Decisions) Decide(ctx context.Context, req *corsauthzv1.DecideRequest) 
 		RequestHeaders:        req.GetAccessControlRequestHeaders(),
 		RequestPrivateNetwork: req.GetAccessControlRequestPrivateNetwork(),
 	}
-	if msg := checkSizes(&r, ""); msg != "" {
+	if msg := checkSizes(&r); msg != "" {
 		s.logger.LogAttrs(ctx, slog.LevelWarn, "decide refused: request beyond limits", slog.String("error", msg))
 		return nil, s.fail(codes.InvalidArgument, msg, start)
 	}
 	e := s.engines.Load()
 	if e == nil {
-		return nil, s.fail(codes.Unavailable, "corsauthz has no configuration loaded", start)
+		return nil, s.fail(codes.Unavailable, msgNoConfig, start)
 	}
 	var (
 		x   policy.Explanation
@@ -67,13 +65,9 @@ func (s *Decisions) Decide(ctx context.Context, req *corsauthzv1.DecideRequest) 
 		x, err = e.Explain(&r)
 	}
 	if err != nil {
-		code := codes.Internal
-		if errors.Is(err, policy.ErrUnknownPolicy) {
-			code = codes.FailedPrecondition
-		}
 		s.logger.LogAttrs(ctx, slog.LevelError, "decide refused: configuration mismatch",
 			slog.String("error", err.Error()), slog.String("config_hash", e.Hash()))
-		return nil, s.fail(code, err.Error(), start)
+		return nil, s.fail(decideErrorCode(err), err.Error(), start)
 	}
 	d := &x.Decision
 	s.metrics.decision(d, start)
@@ -129,7 +123,7 @@ func decideResponse(d *policy.Decision, x *policy.Explanation, version string) *
 func (s *Decisions) ListPolicies(ctx context.Context, _ *corsauthzv1.ListPoliciesRequest) (*corsauthzv1.ListPoliciesResponse, error) {
 	e := s.engines.Load()
 	if e == nil {
-		return nil, status.Error(codes.Unavailable, "corsauthz has no configuration loaded")
+		return nil, status.Error(codes.Unavailable, msgNoConfig)
 	}
 	cfg := e.Config()
 	resp := &corsauthzv1.ListPoliciesResponse{
@@ -157,24 +151,24 @@ func (s *Decisions) ListPolicies(ctx context.Context, _ *corsauthzv1.ListPolicie
 }
 
 // checkSizes returns "" or a message naming the first value of r beyond
-// the limits; prefix names where the values came from in the request.
-func checkSizes(r *policy.Request, prefix string) string {
+// the limits: those of a CheckRequest for method, host and path, and
+// MaxHeaderValueLen for the others.
+func checkSizes(r *policy.Request) string {
+	if msg := sizeProblem("", len(r.Method), len(r.Host), len(r.Path)); msg != "" {
+		return msg
+	}
 	for _, f := range [...]struct {
 		name  string
 		value string
-		limit int
 	}{
-		{"method", r.Method, MaxMethodLen},
-		{"host", r.Host, MaxHostLen},
-		{"path", r.Path, MaxPathLen},
-		{"origin", r.Origin, MaxHeaderValueLen},
-		{"access_control_request_method", r.RequestMethod, MaxHeaderValueLen},
-		{"access_control_request_headers", r.RequestHeaders, MaxHeaderValueLen},
-		{"access_control_request_private_network", r.RequestPrivateNetwork, MaxHeaderValueLen},
-		{"policy", r.Policy, MaxHeaderValueLen},
+		{"origin", r.Origin},
+		{"access_control_request_method", r.RequestMethod},
+		{"access_control_request_headers", r.RequestHeaders},
+		{"access_control_request_private_network", r.RequestPrivateNetwork},
+		{"policy", r.Policy},
 	} {
-		if len(f.value) > f.limit {
-			return fmt.Sprintf("%s%s is %d bytes long, more than the limit of %d", prefix, f.name, len(f.value), f.limit)
+		if msg := tooLong("", f.name, len(f.value), MaxHeaderValueLen); msg != "" {
+			return msg
 		}
 	}
 	return ""

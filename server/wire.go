@@ -539,7 +539,7 @@ func (w *wireRequest) fill(r *policy.Request) string {
 	if !w.hasHTTP {
 		return msgNoHTTP
 	}
-	if msg := sizeProblem(len(w.method), len(w.host), len(w.path)); msg != "" {
+	if msg := sizeProblem(httpFields, len(w.method), len(w.host), len(w.path)); msg != "" {
 		return msg
 	}
 	var cors [numCORSHeaders][]byte
