@@ -74,8 +74,8 @@ func (c *compiler) compile(cfg *Config) *Engine {
 	e := &Engine{
 		byName: make(map[string]*compiledPolicy, len(cfg.Policies)),
 		routes: routeTable{
-			exactHosts:    make(map[string][]route),
-			wildcardHosts: make(map[string][]route),
+			exactHosts:    make(map[string][]*routeGroup),
+			wildcardHosts: make(map[string][]*routeGroup),
 			empty:         true,
 		},
 	}
@@ -99,6 +99,7 @@ func (c *compiler) compile(cfg *Config) *Engine {
 		e.config.Policies = append(e.config.Policies, np)
 		e.routes.add(cp, np.Match)
 	}
+	e.routes.finish()
 	if cfg.DefaultPolicy != "" {
 		e.config.DefaultPolicy = cfg.DefaultPolicy
 		e.defaultPolicy = e.byName[cfg.DefaultPolicy]
@@ -426,10 +427,25 @@ func (cp *compiledPolicy) buildHeaders(p Policy) {
 	if cp.exposeHeaders != "" {
 		cp.actualAllowed = append(cp.actualAllowed, Header{Name: HeaderExposeHeaders, Value: cp.exposeHeaders})
 	}
+	varyOrigin := Header{Name: HeaderVary, Value: varyActual, Append: true}
+	// A "*" answer is the same for every origin, so it needs no Vary,
+	// except in a group, where another policy may answer another origin.
+	cp.actualAllowedGrouped = append(slices.Clone(cp.actualAllowed), varyOrigin)
 	if !cp.anyOrigin {
-		cp.actualAllowed = append(cp.actualAllowed, Header{Name: HeaderVary, Value: varyActual, Append: true})
+		cp.actualAllowed = cp.actualAllowedGrouped
 	}
-	cp.actualDisallowed = []Header{{Name: HeaderVary, Value: varyActual, Append: true}}
+	cp.actualDisallowed = []Header{varyOrigin}
+
+	// A request without Origin (Fetch, "CORS protocol and HTTP caches"):
+	// a "*" policy answers as it answers any origin, so that a cached
+	// response serves a later CORS request too; any other policy's answer
+	// depends on the Origin, so the response says so for caches.
+	cp.noOrigin = []Header{varyOrigin}
+	cp.noOriginGrouped = cp.noOrigin
+	if cp.anyOrigin {
+		cp.noOrigin = cp.actualAllowed
+		cp.noOriginGrouped = cp.actualAllowedGrouped
+	}
 
 	pre := slices.Clone(common)
 	if p.MaxAgeInSeconds > 0 {
