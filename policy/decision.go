@@ -130,6 +130,22 @@ func (d *Decision) AppendHeaders(dst []Header) []Header {
 	return append(dst, d.fixed...)
 }
 
+// FixedAnswer reports whether the decision's answer (Direct, Status and
+// headers) is the same for every request that gets this Kind from this
+// Policy, picked alone or from a group (Group empty or not): a request
+// without Origin, an origin not allowed, a rejected preflight, and an
+// allowed actual request to a "*" policy. A front end may then encode the
+// answer once per policy and reuse it, instead of building it per request.
+func (d *Decision) FixedAnswer() bool {
+	switch d.Kind {
+	case KindNotCORS, KindActualDisallowed, KindPreflightRejected:
+		return true
+	case KindActualAllowed:
+		return d.allowOrigin == "*"
+	}
+	return false
+}
+
 // MaxHeaders is the most headers a Decision can carry; a dst of this
 // capacity makes [Decision.AppendHeaders] allocation-free.
 const MaxHeaders = 8
