@@ -180,7 +180,14 @@ func checkMatchHost(h string) error {
 		return fmt.Errorf("empty host: write a host name such as \"api.example.com\"")
 	}
 	if strings.Contains(h, "://") || strings.ContainsAny(h, "/?#@") {
-		return fmt.Errorf("host %q must be a host name (and optional port), not a URL", h)
+		msg := fmt.Sprintf("host %q must be a host name (and optional port), not a URL", h)
+		if host, path := hostOfURL(h); host != "" && checkMatchHost(host) == nil {
+			msg += fmt.Sprintf(": did you mean %q?", host)
+			if path != "" && path != "/" {
+				msg += fmt.Sprintf(" (and path_prefixes: [%q] for the path)", path)
+			}
+		}
+		return errors.New(msg)
 	}
 	name := h
 	wildcard := false
@@ -212,6 +219,25 @@ func checkMatchHost(h string) error {
 		}
 	}
 	return nil
+}
+
+// hostOfURL returns the host (and port) and the path of something written
+// as a URL or as host/path, for a did-you-mean; "" when there is none.
+func hostOfURL(s string) (host, path string) {
+	if _, rest, ok := strings.Cut(s, "://"); ok {
+		s = rest
+	}
+	if i := strings.LastIndexByte(s, '@'); i >= 0 {
+		s = s[i+1:]
+	}
+	host, path = s, ""
+	if i := strings.IndexAny(s, "/?#"); i >= 0 {
+		host, path = s[:i], s[i:]
+		if j := strings.IndexAny(path, "?#"); j >= 0 {
+			path = path[:j]
+		}
+	}
+	return host, path
 }
 
 func (c *compiler) compileOrigins(path string, p Policy, cp *compiledPolicy) []string {

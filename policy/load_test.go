@@ -268,7 +268,7 @@ var invalidConfigs = []struct {
 		file: "invalid-match.yaml",
 		errs: []string{
 			"testdata/invalid-match.yaml:4:32: policies[0].match.hosts[1]: host \"a.*.example.com\" has a wildcard that is not the whole first label: write \"*.example.com\"",
-			"testdata/invalid-match.yaml:4:51: policies[0].match.hosts[2]: host \"https://api.example.com\" must be a host name (and optional port), not a URL",
+			"testdata/invalid-match.yaml:4:51: policies[0].match.hosts[2]: host \"https://api.example.com\" must be a host name (and optional port), not a URL: did you mean \"api.example.com\"?",
 			"testdata/invalid-match.yaml:4:78: policies[0].match.hosts[3]: host \"api.example.com:0\" has an invalid port: write a number from 1 to 65535",
 			"testdata/invalid-match.yaml:4:99: policies[0].match.hosts[4]: host \"*.example.com:443\": a wildcard host matches any port; leave the port out",
 			"testdata/invalid-match.yaml:4:120: policies[0].match.hosts[5]: empty host: write a host name such as \"api.example.com\"",
@@ -325,14 +325,55 @@ var invalidConfigs = []struct {
 		desc: "invalid YAML syntax",
 		file: "invalid-yaml-syntax.yaml",
 		errs: []string{
-			"testdata/invalid-yaml-syntax.yaml:2:1: invalid YAML: line 2: did not find expected ',' or ']'",
+			"testdata/invalid-yaml-syntax.yaml:3:22: invalid YAML: '[' is never closed (did not find expected ',' or ']')",
 		},
 	},
 	{
 		desc: "control character",
 		file: "invalid-control-character.yaml",
 		errs: []string{
-			"testdata/invalid-control-character.yaml:1:1: invalid YAML: control characters are not allowed",
+			"testdata/invalid-control-character.yaml:2:15: invalid YAML: control character U+0001: control characters are not allowed; remove it",
+		},
+	},
+	{
+		desc: "a misspelled key: what it holds is checked as the suggested field",
+		file: "invalid-misspelled-key-children.yaml",
+		errs: []string{
+			`testdata/invalid-misspelled-key-children.yaml:1:1: policy: unknown field "policy": did you mean "policies"?`,
+			`testdata/invalid-misspelled-key-children.yaml:3:23: policies[0].allowed_origins[0]: origin "https://app.example.com/" has a trailing slash, which browsers never send: did you mean "https://app.example.com"?`,
+			`testdata/invalid-misspelled-key-children.yaml:4:23: policies[0].allowed_methods[0]: CONNECT is a forbidden method: browsers never send it from scripts, and allowing it only helps attacks; remove it`,
+			`testdata/invalid-misspelled-key-children.yaml:5:5: policies[0].alowed_headers: unknown field "alowed_headers": did you mean "allowed_headers"?`,
+			`testdata/invalid-misspelled-key-children.yaml:5:22: policies[0].allowed_headers[0]: Cookie is a forbidden request header: browsers set it themselves and never ask to send it; remove it (cookies need allow_credentials instead)`,
+		},
+	},
+	{
+		desc: "a match host written as a URL: did you mean its host",
+		file: "invalid-match-host-url.yaml",
+		errs: []string{
+			`testdata/invalid-match-host-url.yaml:4:15: policies[0].match.hosts[0]: host "https://api.example.com" must be a host name (and optional port), not a URL: did you mean "api.example.com"?`,
+			`testdata/invalid-match-host-url.yaml:4:42: policies[0].match.hosts[1]: host "http://api.example.com:8443/" must be a host name (and optional port), not a URL: did you mean "api.example.com:8443"?`,
+			`testdata/invalid-match-host-url.yaml:4:74: policies[0].match.hosts[2]: host "api.example.com/v1" must be a host name (and optional port), not a URL: did you mean "api.example.com"? (and path_prefixes: ["/v1"] for the path)`,
+		},
+	},
+	{
+		desc: "a tab in the indentation: its line and column, and the word tab",
+		file: "invalid-yaml-tab.yaml",
+		errs: []string{
+			"testdata/invalid-yaml-tab.yaml:4:1: invalid YAML: a tab character in the indentation: YAML indents with spaces only; replace the tab with spaces",
+		},
+	},
+	{
+		desc: "a tab before a list item",
+		file: "invalid-yaml-tab-list.yaml",
+		errs: []string{
+			"testdata/invalid-yaml-tab-list.yaml:2:1: invalid YAML: a tab character in the indentation: YAML indents with spaces only; replace the tab with spaces",
+		},
+	},
+	{
+		desc: "a character that cannot start a value",
+		file: "invalid-yaml-at-sign.yaml",
+		errs: []string{
+			"testdata/invalid-yaml-at-sign.yaml:3:22: invalid YAML: '@' cannot start a value: quote the value",
 		},
 	},
 	{
