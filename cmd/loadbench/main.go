@@ -22,7 +22,8 @@
 // Decide on it with Decide on small ones.
 //
 // It runs ghz from the directory go install installs to ($GOBIN, else
-// $(go env GOPATH)/bin), installing ghz v0.120.0 there when it is missing. Everything listens on 127.0.0.1 only.
+// $(go env GOPATH)/bin), installing ghz v0.120.0 there when it is
+// missing. Everything listens on 127.0.0.1 only.
 //
 // To find where the time goes and what a change is worth:
 //
