@@ -10,7 +10,10 @@ type Request struct {
 	// Path is the request path; a query string is ignored.
 	Path string
 	// Policy, when not empty, names the policy to apply and skips Match
-	// (Envoy sets it per route as the cors_policy context extension).
+	// (Envoy sets it per route as the cors_policy context extension). A
+	// comma-separated list ("app,partners") names a group: the Origin picks
+	// the first whose allowed_origins admit it, else the first, as among
+	// policies that share a match.
 	Policy string
 
 	Origin string // Origin

@@ -135,7 +135,7 @@ func (x *Explanation) explainNoOrigin(p *compiledPolicy, grouped bool) {
 func (e *Engine) explainSelection(r *Request, p *compiledPolicy) []string {
 	switch {
 	case r.Policy != "" && strings.Contains(r.Policy, policyListSep):
-		return []string{fmt.Sprintf("the gateway named the group %q (cors_policy context extension); %s", r.Policy, explainPick(r, p, e.namedGroup(r.Policy)))}
+		return []string{fmt.Sprintf("the gateway named the group %q (cors_policy context extension); %s", r.Policy, explainPick(r, p))}
 	case r.Policy != "":
 		return []string{fmt.Sprintf("policy %q was named by the gateway (cors_policy context extension)", r.Policy)}
 	case p == nil:
@@ -160,23 +160,12 @@ func (e *Engine) explainSelection(r *Request, p *compiledPolicy) []string {
 	}
 	return []string{
 		fmt.Sprintf("policies %s share this match (%s), so the Origin picks among them", quotedNames(g.policies), strings.Join(why, " and ")),
-		explainPick(r, p, g.policies),
+		explainPick(r, p),
 	}
 }
 
-// namedGroup returns the policies a cors_policy list names, in order.
-func (e *Engine) namedGroup(list string) []*compiledPolicy {
-	var out []*compiledPolicy
-	for _, name := range strings.Split(list, policyListSep) {
-		if p := e.byName[strings.Trim(name, " \t")]; p != nil {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// explainPick says why p decided among the group's policies.
-func explainPick(r *Request, p *compiledPolicy, group []*compiledPolicy) string {
+// explainPick says why p decided among the policies of a group.
+func explainPick(r *Request, p *compiledPolicy) string {
 	if !r.isCORS() {
 		return fmt.Sprintf("without Origin the first, %q, decides", p.name)
 	}
