@@ -119,7 +119,9 @@ func (e *Engine) Decide(r *Request) (Decision, error) {
 		if p == nil {
 			return Decision{Kind: KindNotCORS, Reason: ReasonNoOrigin}, nil
 		}
-		return p.noOriginDecision(sel.names != ""), nil
+		d := p.noOriginDecision(sel.names != "")
+		d.Group = sel.names
+		return d, nil
 	}
 	if p == nil {
 		return Decision{Kind: KindNotCORS, Reason: ReasonNoPolicy}, nil

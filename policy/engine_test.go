@@ -1023,7 +1023,7 @@ func TestPolicyGroups(t *testing.T) {
 		{
 			desc: "no Origin: the first decides, Vary: Origin",
 			req:  policy.Request{Method: "GET", Host: "api.example.com", Path: "/v1/orders"},
-			want: "app", group: "", kind: policy.KindNotCORS,
+			want: "app", group: "app, partners", kind: policy.KindNotCORS,
 			headers: []policy.Header{varyOrigin},
 		},
 		{
@@ -1041,7 +1041,7 @@ func TestPolicyGroups(t *testing.T) {
 		{
 			desc: "a group whose first is *, no Origin: * and Vary: Origin",
 			req:  policy.Request{Method: "GET", Host: "www.example.com", Path: "/public?q=1"},
-			want: "public", kind: policy.KindNotCORS,
+			want: "public", group: "public, public-app", kind: policy.KindNotCORS,
 			headers: []policy.Header{hdr("Access-Control-Allow-Origin", "*"), hdr("Access-Control-Expose-Headers", "X-Total"), varyOrigin},
 		},
 		{
@@ -1104,7 +1104,7 @@ func TestPolicyGroups(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if d.Policy != tc.want || d.Kind != tc.kind || (tc.group != "" && d.Group != tc.group) {
+			if d.Policy != tc.want || d.Kind != tc.kind || d.Group != tc.group {
 				t.Errorf("Decide = policy %q, group %q, %v; want %q, group %q, %v", d.Policy, d.Group, d.Kind, tc.want, tc.group, tc.kind)
 			}
 			if got, want := headersOf(&d), sortedHeaders(tc.headers...); !slices.Equal(got, want) {

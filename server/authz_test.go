@@ -100,6 +100,22 @@ var checkCases = []struct {
 	req:  checkRequest("GET", "shared.example.com", "/v1/orders", nil, ""),
 	want: okResponse(appendTo("Vary", "Origin")),
 }, {
+	desc: "a group whose first is *, no Origin: * and Vary: Origin, as another origin may get the other policy",
+	req:  checkRequest("GET", "open.example.com", "/g/x", nil, ""),
+	want: okResponse(set("Access-Control-Allow-Origin", "*"), appendTo("Vary", "Origin")),
+}, {
+	desc: "the same * policy named alone, no Origin: * without Vary (its own shared answer, not the group's)",
+	req:  checkRequest("GET", "other.example.com", "/", nil, "open-group"),
+	want: okResponse(set("Access-Control-Allow-Origin", "*")),
+}, {
+	desc: "a group whose first is *: the app's origin is admitted by * first",
+	req:  checkRequest("GET", "open.example.com", "/g", hdrs{"origin": app}, ""),
+	want: okResponse(set("Access-Control-Allow-Origin", "*"), appendTo("Vary", "Origin")),
+}, {
+	desc: "the same * policy named alone, an origin: * without Vary",
+	req:  checkRequest("GET", "other.example.com", "/", hdrs{"origin": app}, "open-group"),
+	want: okResponse(set("Access-Control-Allow-Origin", "*")),
+}, {
 	desc: "segment boundary: /v1 does not select /v10",
 	req:  checkRequest("GET", "shared.example.com", "/v10", hdrs{"origin": app}, ""),
 	want: okResponse(),

@@ -208,7 +208,7 @@ func TestListPolicies(t *testing.T) {
 	for _, p := range resp.GetPolicies() {
 		names = append(names, p.GetName())
 	}
-	if got := strings.Join(names, ","); got != "api,strict,shadow,public,open,app,partners" {
+	if got := strings.Join(names, ","); got != "api,strict,shadow,public,open,app,partners,open-group,open-group-app" {
 		t.Errorf("policies = %s", got)
 	}
 	api := resp.GetPolicies()[0]

@@ -66,6 +66,17 @@ policies:
       hosts: [shared.example.com]
       path_prefixes: [/v1]
     allowed_origins: [https://partner.example.net]
+  - name: open-group
+    match:
+      hosts: [open.example.com]
+      path_prefixes: [/g]
+    allowed_origins: ["*"]
+  - name: open-group-app
+    match:
+      hosts: [open.example.com]
+      path_prefixes: [/g]
+    allowed_origins: [https://app.example.com]
+    allow_credentials: true
 `
 
 func loadEngine(tb testing.TB, yaml string) *policy.Engine {
