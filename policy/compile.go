@@ -100,6 +100,7 @@ func (c *compiler) compile(cfg *Config) *Engine {
 		e.routes.add(cp, np.Match)
 	}
 	e.routes.finish()
+	c.checkGroups(&e.routes)
 	if cfg.DefaultPolicy != "" {
 		e.config.DefaultPolicy = cfg.DefaultPolicy
 		e.defaultPolicy = e.byName[cfg.DefaultPolicy]
@@ -219,6 +220,35 @@ func checkMatchHost(h string) error {
 		}
 	}
 	return nil
+}
+
+// checkGroups warns about a policy that shares its match with an earlier
+// "*" policy: "*" admits every origin, so the later one never decides.
+func (c *compiler) checkGroups(t *routeTable) {
+	warned := map[*compiledPolicy]bool{}
+	check := func(groups []*routeGroup) {
+		for _, g := range groups {
+			for i, p := range g.policies {
+				if !p.anyOrigin {
+					continue
+				}
+				for _, later := range g.policies[i+1:] {
+					if !warned[later] {
+						warned[later] = true
+						c.warnf(fmt.Sprintf("policies[%d].match", later.index), "policy %q shares its match with %q, written before it, whose allowed_origins \"*\" admit every origin: %q never decides; put it first, or give it another match", later.name, p.name, later.name)
+					}
+				}
+				break
+			}
+		}
+	}
+	for _, gs := range t.exactHosts {
+		check(gs)
+	}
+	for _, gs := range t.wildcardHosts {
+		check(gs)
+	}
+	check(t.anyHost)
 }
 
 // hostOfURL returns the host (and port) and the path of something written

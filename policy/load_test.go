@@ -508,6 +508,15 @@ func TestLoadValidWithWarnings(t *testing.T) {
 			},
 		},
 		{
+			desc: "a policy after a * policy with the same match never decides",
+			file: "valid-group-shadowed.yaml",
+			warnings: []string{
+				`testdata/valid-group-shadowed.yaml:8:7: policies[1].match: policy "app" shares its match with "public", written before it, whose allowed_origins "*" admit every origin: "app" never decides; put it first, or give it another match`,
+			},
+			policy:  "public",
+			origins: []string{"https://app.example.com"},
+		},
+		{
 			desc:    "http origins with credentials on localhost and loopback addresses",
 			file:    "valid-loopback-credentials.yaml",
 			policy:  "dev",
