@@ -130,11 +130,14 @@ func locateSyntaxError(data []byte, msg string) (line, col int, message string) 
 	lines := strings.Split(string(data), "\n")
 	switch {
 	case strings.Contains(msg, "tab character") || strings.Contains(msg, "cannot start any token"):
-		// A tab in the indentation, at or after the reported line.
-		for i := max(line-1, 0); i < len(lines); i++ {
-			indent := lines[i][:len(lines[i])-len(strings.TrimLeft(lines[i], " \t"))]
-			if j := strings.IndexByte(indent, '\t'); j >= 0 {
-				return i + 1, j + 1, "invalid YAML: a tab character in the indentation: YAML indents with spaces only; replace the tab with spaces"
+		// A tab in the indentation: the first at or after the reported
+		// line, else the first in the file.
+		for _, from := range []int{max(line-1, 0), 0} {
+			for i := from; i < len(lines); i++ {
+				indent := lines[i][:len(lines[i])-len(strings.TrimLeft(lines[i], " \t"))]
+				if j := strings.IndexByte(indent, '\t'); j >= 0 {
+					return i + 1, j + 1, "invalid YAML: a tab character in the indentation: YAML indents with spaces only; replace the tab with spaces"
+				}
 			}
 		}
 		if i := line - 1; i < len(lines) {
