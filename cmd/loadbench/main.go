@@ -225,7 +225,7 @@ func runLoad(ctx context.Context, o options, stdout io.Writer, logf func(string,
 	if err != nil {
 		return err
 	}
-	corsArgs := []string{"serve", "--config", configFile, "--grpc-addr", corsAddr, "--admin-addr", adminAddr}
+	corsArgs := []string{"serve", "--config", configFile, "--grpc-addr", corsAddr, "--admin-addr", adminAddr, "--http-addr", ""}
 	nothingArgs := []string{"-addr", nothingAddr}
 	if o.profileDir != "" {
 		dir, err := filepath.Abs(o.profileDir)
@@ -265,7 +265,7 @@ func runLoad(ctx context.Context, o options, stdout io.Writer, logf func(string,
 		if err != nil {
 			return err
 		}
-		args := []string{"serve", "--config", configFile, "--grpc-addr", grpcAddr, "--admin-addr", admin}
+		args := []string{"serve", "--config", configFile, "--grpc-addr", grpcAddr, "--admin-addr", admin, "--http-addr", ""}
 		bin := cmp.Or(v.bin, corsBin)
 		p, err := start(v.name, grpcAddr, filepath.Join(work, fmt.Sprintf("variant%d.log", i)), v.env, bin, args...)
 		if err != nil {
