@@ -135,6 +135,8 @@ func TestNginxShippedConfigServes(t *testing.T) {
 	want("disallowed origin: the API's * dropped", resp, 200, map[string]string{"Access-Control-Allow-Origin": "", "Vary": "Accept-Encoding | Origin"})
 	resp, _ = do("GET", "/public/prices", "Origin: https://anyone.example.org")
 	want("/public/ under the policy named by the location", resp, 200, map[string]string{"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Credentials": ""})
+	resp, _ = do("OPTIONS", "/public/prices", "Origin: https://anyone.example.org", "Access-Control-Request-Method: GET")
+	want("/public/ preflight under the policy named by the location", resp, 204, map[string]string{"Access-Control-Allow-Origin": "*", "Access-Control-Max-Age": "7200"})
 	resp, _ = do("GET", "/v1/orders", "Origin: https://evil.example.net", "X-Corsauthz-Policy: public", "X-Original-URI: /public/x", "X-Forwarded-Host: other.example.com")
 	want("a client's own X-Corsauthz-Policy and X-Original-* are not trusted", resp, 200, map[string]string{"Access-Control-Allow-Origin": "", "Vary": "Accept-Encoding | Origin"})
 	resp, _ = do("GET", "/v1/orders")

@@ -253,4 +253,13 @@ func TestNginxConfigContract(t *testing.T) {
 	if a, b := strings.Count(main, "proxy_pass http://api;"), strings.Count(main, "include corsauthz-location.conf;"); a != b || a == 0 {
 		t.Errorf("nginx.conf: %d locations proxy to the API, %d include corsauthz-location.conf", a, b)
 	}
+	// Each sets $corsauthz_policy just before the include, and nothing
+	// sets it at the server level (see corsauthz-location.conf).
+	setThenInclude := regexp.MustCompile(`(?m)^\s*set \$corsauthz_policy [^;]+;\n\s*include corsauthz-location\.conf;`)
+	if n := len(setThenInclude.FindAllString(main, -1)); n != strings.Count(main, "include corsauthz-location.conf;") {
+		t.Errorf("nginx.conf: %d of the locations including corsauthz-location.conf set $corsauthz_policy just before it", n)
+	}
+	if regexp.MustCompile(`(?m)^ {8}set \$corsauthz_policy`).MatchString(main) {
+		t.Errorf("nginx.conf sets $corsauthz_policy at the server level, which the subrequest resets")
+	}
 }

@@ -51,6 +51,16 @@ type stack struct {
 	api    string // http://api.corsauthz.localhost:GATEWAY
 	gw     *gateway
 	names  map[string]string // origin -> short name, for the exchange log
+	// log is where the exchanges are read: the gateway's own log, or for
+	// the NGINX suite its tap (nginx_test.go).
+	log exchangeLog
+	// upstream is the API's address (host:port).
+	upstream string
+}
+
+// exchangeLog returns the exchanges so far whose path is one of paths.
+type exchangeLog interface {
+	exchanges(paths ...string) []exchange
 }
 
 // routes are the gateway's routes: each names its policy the way an Envoy
@@ -70,37 +80,11 @@ var routes = []route{
 	{prefix: "/mismatch/", extensions: map[string]string{"cors_policy": "not-configured"}},
 }
 
-// startStack starts the servers for one test; they stop at its end.
+// startStack starts the servers for one test, with the ext_authz gateway;
+// they stop at its end.
 func startStack(t *testing.T) *stack {
 	t.Helper()
-	page1 := httptest.NewServer(http.HandlerFunc(servePage))
-	t.Cleanup(page1.Close)
-	page2 := httptest.NewServer(http.HandlerFunc(servePage))
-	t.Cleanup(page2.Close)
-	up := httptest.NewServer(http.HandlerFunc(serveUpstream))
-	t.Cleanup(up.Close)
-
-	s := &stack{
-		app:    "http://app.corsauthz.localhost:" + port(t, page1),
-		tenant: "http://tenant.corsauthz.localhost:" + port(t, page1),
-		deep:   "http://a.b.corsauthz.localhost:" + port(t, page1),
-		apex:   "http://corsauthz.localhost:" + port(t, page1),
-		evil:   "http://evil.localhost:" + port(t, page2),
-	}
-
-	// corsauthz, with the test policies for the page's real origin.
-	var yaml bytes.Buffer
-	tmpl := template.Must(template.ParseFiles("testdata/policies.yaml"))
-	if err := tmpl.Execute(&yaml, map[string]string{"App": s.app, "PagePort": port(t, page1)}); err != nil {
-		t.Fatal(err)
-	}
-	engine, warnings, err := policy.Load("testdata/policies.yaml", yaml.Bytes())
-	if err != nil {
-		t.Fatalf("load the test policies:\n%v\n%s", err, yaml.Bytes())
-	}
-	for _, w := range warnings {
-		t.Errorf("policy warning: %v", w)
-	}
+	s, engine, up := startPagesAndUpstream(t, http.HandlerFunc(serveUpstream))
 	srv, err := server.New(policy.NewHolder(engine), server.Options{
 		GRPCAddr:     "127.0.0.1:0",
 		AdminAddr:    "127.0.0.1:0",
@@ -132,11 +116,49 @@ func startStack(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	s.gw = &gateway{authz: authv3.NewAuthorizationClient(conn), routes: routes, upstream: upURL}
+	s.log = s.gw
 	gw := httptest.NewServer(s.gw)
 	t.Cleanup(gw.Close)
 	s.api = "http://api.corsauthz.localhost:" + port(t, gw)
-	s.names = map[string]string{s.app: "app", s.tenant: "tenant", s.deep: "deep", s.apex: "apex", s.evil: "evil"}
 	return s
+}
+
+// startPagesAndUpstream starts the page servers and the upstream (served
+// by upstream), and loads the test policies for the page's origins; every
+// suite shares them.
+func startPagesAndUpstream(t *testing.T, upstream http.Handler) (*stack, *policy.Engine, *httptest.Server) {
+	t.Helper()
+	page1 := httptest.NewServer(http.HandlerFunc(servePage))
+	t.Cleanup(page1.Close)
+	page2 := httptest.NewServer(http.HandlerFunc(servePage))
+	t.Cleanup(page2.Close)
+	up := httptest.NewServer(upstream)
+	t.Cleanup(up.Close)
+
+	s := &stack{
+		app:    "http://app.corsauthz.localhost:" + port(t, page1),
+		tenant: "http://tenant.corsauthz.localhost:" + port(t, page1),
+		deep:   "http://a.b.corsauthz.localhost:" + port(t, page1),
+		apex:   "http://corsauthz.localhost:" + port(t, page1),
+		evil:   "http://evil.localhost:" + port(t, page2),
+	}
+
+	// corsauthz, with the test policies for the page's real origin.
+	var yaml bytes.Buffer
+	tmpl := template.Must(template.ParseFiles("testdata/policies.yaml"))
+	if err := tmpl.Execute(&yaml, map[string]string{"App": s.app, "PagePort": port(t, page1)}); err != nil {
+		t.Fatal(err)
+	}
+	engine, warnings, err := policy.Load("testdata/policies.yaml", yaml.Bytes())
+	if err != nil {
+		t.Fatalf("load the test policies:\n%v\n%s", err, yaml.Bytes())
+	}
+	for _, w := range warnings {
+		t.Errorf("policy warning: %v", w)
+	}
+	s.names = map[string]string{s.app: "app", s.tenant: "tenant", s.deep: "deep", s.apex: "apex", s.evil: "evil"}
+	s.upstream = up.Listener.Addr().String()
+	return s, engine, up
 }
 
 func port(t *testing.T, ts *httptest.Server) string {
@@ -258,9 +280,11 @@ type scenario struct {
 	// corsErrors are the CORS errors Chromium reports, in order.
 	corsErrors []network.CorsError
 	// exchanges are the gateway's exchanges for the calls' paths, as
-	// describe writes them.
-	exchanges []string
-	sent      []sentHeader
+	// describe writes them; nginxExchanges are NGINX's where they differ
+	// (nil: the same), for what NGINX does differently by design.
+	exchanges      []string
+	nginxExchanges []string
+	sent           []sentHeader
 }
 
 // maxTabs bounds the tabs open at once.
@@ -275,7 +299,11 @@ const maxTabs = 6
 func TestBrowser(t *testing.T) {
 	browser := startBrowser(t)
 	s := startStack(t)
-	scenarios := s.scenarios()
+	s.run(t, browser, s.scenarios())
+}
+
+// run runs the scenarios in browser against s and checks each in a subtest.
+func (s *stack) run(t *testing.T, browser context.Context, scenarios []scenario) {
 	outcomes := make([]outcome, len(scenarios))
 	tabs := make(chan struct{}, maxTabs)
 	var wg sync.WaitGroup
@@ -341,7 +369,7 @@ func (s *stack) observe(browser context.Context, sc scenario) outcome {
 	return outcome{
 		results:    results,
 		corsErrors: tb.waitCORSErrors(len(sc.corsErrors)),
-		exchanges:  s.gw.exchanges(paths...), // recorded before the gateway answered
+		exchanges:  s.log.exchanges(paths...), // recorded before the gateway answered
 	}
 }
 
@@ -749,6 +777,9 @@ func (s *stack) scenarios() []scenario {
 			want:       []fetchResult{blocked},
 			corsErrors: []network.CorsError{network.CorsErrorPreflightMissingAllowOriginHeader},
 			exchanges:  []string{"OPTIONS /report/put from app asking PUT: upstream 200"},
+			// NGINX sends every preflight to corsauthz, whose 200 goes to
+			// the browser as it is.
+			nginxExchanges: []string{"OPTIONS /report/put from app asking PUT: answered 200"},
 		},
 		{
 			desc:       "a route naming a policy the service does not have fails closed",
@@ -757,6 +788,8 @@ func (s *stack) scenarios() []scenario {
 			want:       []fetchResult{blocked},
 			corsErrors: []network.CorsError{network.CorsErrorMissingAllowOriginHeader},
 			exchanges:  []string{"GET /mismatch/get from app: Check failed (FailedPrecondition), answered 403"},
+			// corsauthz's 503 is an error to auth_request: NGINX answers 500.
+			nginxExchanges: []string{"GET /mismatch/get from app: answered 500"},
 		},
 	}
 }
