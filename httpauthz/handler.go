@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -137,15 +138,21 @@ func writeDecision(w http.ResponseWriter, d *policy.Decision) {
 		status = d.Status
 	}
 	var buf [policy.MaxHeaders]policy.Header
+	headers := d.AppendHeaders(buf[:0])
+	// One backing array for every value: one allocation per answer.
+	values := make([]string, len(headers))
 	out := w.Header()
-	for _, hd := range d.AppendHeaders(buf[:0]) {
+	for i, hd := range headers {
+		values[i] = hd.Value
 		// One line per name: values of a name given twice are joined,
-		// as a list-valued header may be (RFC 9110 §5.3).
-		if old, ok := out[hd.Name]; ok && len(old) == 1 {
-			out[hd.Name] = []string{old[0] + ", " + hd.Value}
+		// as a list-valued header may be (RFC 9110 §5.3). The names are
+		// few: a scan costs less than a map lookup.
+		if j := slices.IndexFunc(headers[:i], func(h policy.Header) bool { return h.Name == hd.Name }); j >= 0 {
+			first := out[headers[j].Name]
+			first[0] += ", " + hd.Value
 			continue
 		}
-		out[hd.Name] = []string{hd.Value}
+		out[hd.Name] = values[i : i+1 : i+1]
 	}
 	w.WriteHeader(status)
 }
