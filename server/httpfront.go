@@ -3,7 +3,9 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"log"
 	"log/slog"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -57,4 +59,31 @@ func (d httpDecider) Refused(ctx context.Context, err *httpauthz.RequestError) {
 // listener's certificate (and client CA), reloaded the same way.
 func (c *certReloader) httpTLSConfig() *tls.Config {
 	return &tls.Config{MinVersion: tls.VersionTLS12, GetConfigForClient: c.configForClient}
+}
+
+// netHTTPLog is the HTTP listener's net/http error log (TLS handshake
+// failures, malformed connections): each message a warning, cut to
+// maxLoggedLen, within a rate limit of its own, since a client can cause
+// one per connection.
+func netHTTPLog(logger *slog.Logger, metrics *Metrics, rate float64) *log.Logger {
+	return log.New(&limitedLogWriter{logger: logger, metrics: metrics, limit: newLogLimiter(rate)}, "", 0)
+}
+
+type limitedLogWriter struct {
+	logger  *slog.Logger
+	metrics *Metrics
+	limit   *logLimiter
+}
+
+func (w *limitedLogWriter) Write(p []byte) (int, error) {
+	ok, dropped := w.limit.allow(time.Now())
+	if dropped > 0 {
+		w.logger.Warn("HTTP listener log lines suppressed by the rate limit", slog.Int("suppressed", dropped))
+	}
+	if !ok {
+		w.metrics.logSuppressed("info", 1)
+		return len(p), nil
+	}
+	w.logger.Warn("HTTP listener: "+truncate(strings.TrimSpace(string(p))), slog.String("listener", "http"))
+	return len(p), nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -269,5 +270,45 @@ func TestHTTPTLS(t *testing.T) {
 	if resp, err := http.Get("http://" + ts.srv.HTTPAddr().String() + httpauthz.HealthPath); err == nil && resp.StatusCode == 200 {
 		resp.Body.Close()
 		t.Errorf("plain HTTP answered 200 on the TLS listener")
+	}
+}
+
+// TestHTTPListenerLogIsLimited floods the HTTPS listener with connections
+// that are not TLS: net/http logs each, and the lines stay within the
+// rate limit.
+func TestHTTPListenerLogIsLimited(t *testing.T) {
+	t.Parallel()
+	f := newTLSFiles(t)
+	var logs logBuffer
+	ts := startServer(t, policy.NewHolder(loadEngine(t, testConfig)), server.Options{
+		HTTPAddr: "127.0.0.1:0", Logger: logs.logger(slog.LevelInfo),
+		TLS: &server.TLSOptions{CertFile: f.cert, KeyFile: f.key},
+	})
+	const floods = 3 * server.DefaultDecisionLogRate
+	for range floods {
+		conn, err := net.Dial("tcp", ts.srv.HTTPAddr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, _ = io.Copy(io.Discard, conn) // until the server closes it
+		conn.Close()
+	}
+	count := func() int {
+		n := 0
+		for _, rec := range logs.records(t) {
+			if msg, _ := rec["msg"].(string); strings.HasPrefix(msg, "HTTP listener: ") {
+				n++
+			}
+		}
+		return n
+	}
+	waitFor(t, "the listener's first log lines", func() bool { return count() > 0 })
+	if n := count(); n > server.DefaultDecisionLogRate+10 {
+		t.Errorf("%d log lines for %d bad connections, want at most about %d", n, floods, server.DefaultDecisionLogRate)
+	}
+	if len(logs.withMsg(t, "HTTP listener log lines suppressed by the rate limit")) == 0 {
+		t.Errorf("no line says lines were suppressed")
 	}
 }

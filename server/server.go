@@ -325,7 +325,7 @@ func (s *Server) newHTTPListener(authz *Authz, prefix string, certs *certReloade
 		tlsConfig = certs.httpTLSConfig()
 		s.httpLis = tls.NewListener(s.httpLis, tlsConfig)
 	}
-	s.http = httpauthz.NewServer(h, tlsConfig, slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn))
+	s.http = httpauthz.NewServer(h, tlsConfig, netHTTPLog(s.logger, s.metrics, DefaultDecisionLogRate))
 	return nil
 }
 

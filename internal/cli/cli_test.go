@@ -366,6 +366,14 @@ func TestServeRefusesInvalidConfig(t *testing.T) {
 	}
 }
 
+func TestServeRefusesBadHTTPPathPrefix(t *testing.T) {
+	t.Parallel()
+	got := run(t, nil, "serve", "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--http-path-prefix", "cors")
+	if got.code != 1 || !strings.Contains(got.stderr, `path prefix "cors" does not start with /`) {
+		t.Errorf("exit %d, stderr:\n%s\nwant exit 1 saying the prefix does not start with /", got.code, got.stderr)
+	}
+}
+
 func TestServeRefusesTakenPort(t *testing.T) {
 	t.Parallel()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
