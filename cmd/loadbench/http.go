@@ -3,7 +3,9 @@ package main
 // loadbench -http: the HTTP authorization listener under load.
 //
 //  1. Directly, with wrk: corsauthz's HTTP listener against a do-nothing
-//     net/http server answering 200 (./cmd/loadbench/nothinghttp), on the
+//     net/http server answering 200 (./cmd/loadbench/nothinghttp), and
+//     against the same with corsauthz's server settings writing
+//     corsauthz's answers without deciding (nothinghttp -same-answer), on the
 //     same check requests (as NGINX's auth_request sends them: GET /check
 //     with X-Forwarded-Method, -Host and -Uri, Origin and, for a
 //     preflight, Access-Control-Request-*). The figure is the server's CPU
@@ -12,7 +14,8 @@ package main
 //  2. Through real NGINX, with wrk: the shipped deploy/nginx snippets with
 //     auth_request to corsauthz, the same configuration with auth_request
 //     to the do-nothing server (target: corsauthz at 0.9 times its
-//     requests per second or more), and NGINX answering CORS by itself
+//     requests per second or more) and to the same-answer server, and
+//     NGINX answering CORS by itself
 //     with static add_header lines and no auth_request (the price of the
 //     hop). Each NGINX has one worker; the API behind them is another
 //     do-nothing server.
@@ -154,12 +157,45 @@ func runWrk(ctx context.Context, wrk, url string, k httpKind, d time.Duration, c
 	return parseWrk(string(out))
 }
 
-// httpTarget is a server (or NGINX) under load: its URL, and the pid whose
-// CPU is counted (0: none).
+// httpTarget is a server (or NGINX) under load: its URL, and the
+// processes whose CPU is counted.
 type httpTarget struct {
 	name string
 	url  string
-	pid  int
+	pids []int
+}
+
+// cpuOf returns the CPU ticks of pids together.
+func cpuOf(pids []int) (int64, error) {
+	var sum int64
+	for _, pid := range pids {
+		n, err := cpuTicks(pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += n
+	}
+	return sum, nil
+}
+
+// children returns the child processes of pid (NGINX's workers).
+func children(pid int) ([]int, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for _, f := range strings.Fields(string(data)) {
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("process %d has no children", pid)
+	}
+	return out, nil
 }
 
 // httpRun is one measurement.
@@ -188,12 +224,9 @@ func measure(ctx context.Context, o httpOptions, kinds []httpKind, targets []htt
 				slices.Reverse(order)
 			}
 			for _, t := range order {
-				var before, after int64
-				var err error
-				if t.pid != 0 {
-					if before, err = cpuTicks(t.pid); err != nil {
-						return nil, err
-					}
+				before, err := cpuOf(t.pids)
+				if err != nil {
+					return nil, err
 				}
 				res, err := runWrk(ctx, o.wrk, t.url, k, o.duration, o.connections)
 				if err != nil {
@@ -202,14 +235,12 @@ func measure(ctx context.Context, o httpOptions, kinds []httpKind, targets []htt
 				if res.non2xx > 0 {
 					return nil, fmt.Errorf("%s, %s: %d answers were not 2xx", t.name, k.name, res.non2xx)
 				}
-				r := httpRun{rps: res.rps}
-				if t.pid != 0 {
-					if after, err = cpuTicks(t.pid); err != nil {
-						return nil, err
-					}
-					cpu := time.Duration(after-before) * time.Second / time.Duration(ticks)
-					r.cpuPerR = float64(cpu.Microseconds()) / float64(res.requests)
+				after, err := cpuOf(t.pids)
+				if err != nil {
+					return nil, err
 				}
+				cpu := time.Duration(after-before) * time.Second / time.Duration(ticks)
+				r := httpRun{rps: res.rps, cpuPerR: float64(cpu.Microseconds()) / float64(res.requests)}
 				runs[k.name][t.name] = append(runs[k.name][t.name], r)
 				logf("round %d/%d %-9s %-28s %8.0f req/s  CPU %5.1f µs/req", round+1, o.rounds, k.name, t.name, r.rps, r.cpuPerR)
 			}
@@ -364,13 +395,13 @@ func runHTTP(ctx context.Context, o options, stdout io.Writer, logf func(string,
 	if err := os.WriteFile(configFile, []byte(benchConfig()), 0o644); err != nil {
 		return err
 	}
-	addrs := make([]string, 6)
+	addrs := make([]string, 7)
 	for i := range addrs {
 		if addrs[i], err = freePort(); err != nil {
 			return err
 		}
 	}
-	grpcAddr, adminAddr, corsHTTP, nothingAddr, apiAddr := addrs[0], addrs[1], addrs[2], addrs[3], addrs[4]
+	grpcAddr, adminAddr, corsHTTP, nothingAddr, apiAddr, sameAddr := addrs[0], addrs[1], addrs[2], addrs[3], addrs[4], addrs[5]
 	var procs []*process
 	defer func() {
 		for _, p := range procs {
@@ -390,6 +421,11 @@ func runHTTP(ctx context.Context, o options, stdout io.Writer, logf func(string,
 		return err
 	}
 	procs = append(procs, nothing)
+	same, err := start("same answer", sameAddr, filepath.Join(work, "same.log"), nil, nothingBin, "-addr", sameAddr, "-same-answer")
+	if err != nil {
+		return err
+	}
+	procs = append(procs, same)
 	api, err := start("api", apiAddr, filepath.Join(work, "api.log"), nil, nothingBin, "-addr", apiAddr)
 	if err != nil {
 		return err
@@ -411,11 +447,25 @@ func runHTTP(ctx context.Context, o options, stdout io.Writer, logf func(string,
 		if err := checkAnswer(ctx, "http://"+corsHTTP, k, status, benchAllowOrigin); err != nil {
 			return fmt.Errorf("corsauthz: %w", err)
 		}
+		// The same-answer server must answer what corsauthz does, or the
+		// comparison says nothing.
+		a, err := corsHeaders(ctx, "http://"+corsHTTP, k)
+		if err != nil {
+			return err
+		}
+		b, err := corsHeaders(ctx, "http://"+sameAddr, k)
+		if err != nil {
+			return err
+		}
+		if a != b {
+			return fmt.Errorf("%s: corsauthz answers\n%s\nthe same-answer server\n%s", k.name, a, b)
+		}
 	}
 	logf("direct: corsauthz's HTTP listener against the do-nothing net/http server, wrk -c%d, %v a run", ho.connections, ho.duration)
 	directRes, err := measure(ctx, ho, direct, []httpTarget{
-		{name: "corsauthz", url: "http://" + corsHTTP, pid: cors.pid()},
-		{name: "do-nothing", url: "http://" + nothingAddr, pid: nothing.pid()},
+		{name: "corsauthz", url: "http://" + corsHTTP, pids: []int{cors.pid()}},
+		{name: "do-nothing", url: "http://" + nothingAddr, pids: []int{nothing.pid()}},
+		{name: "same answer", url: "http://" + sameAddr, pids: []int{same.pid()}},
 	}, logf)
 	if err != nil {
 		return err
@@ -427,10 +477,14 @@ func runHTTP(ctx context.Context, o options, stdout io.Writer, logf func(string,
 		return fmt.Errorf("no nginx: apt-get install nginx-light")
 	}
 	var nginxTargets []httpTarget
-	for _, v := range []struct{ name, auth string }{
-		{"auth_request → corsauthz", corsHTTP},
-		{"auth_request → do-nothing", nothingAddr},
-		{"static add_header", ""},
+	for _, v := range []struct {
+		name, auth string
+		authPid    int
+	}{
+		{"auth_request → corsauthz", corsHTTP, cors.pid()},
+		{"auth_request → do-nothing", nothingAddr, nothing.pid()},
+		{"auth_request → same answer", sameAddr, same.pid()},
+		{"static add_header", "", 0},
 	} {
 		dir, err := nginxproc.NewDir(bin)
 		if err != nil {
@@ -462,7 +516,16 @@ func runHTTP(ctx context.Context, o options, stdout io.Writer, logf func(string,
 			return err
 		}
 		defer p.Stop()
-		nginxTargets = append(nginxTargets, httpTarget{name: v.name, url: "http://" + listen})
+		// CPU: NGINX's worker, the auth server, the API.
+		pids, err := children(p.Pid())
+		if err != nil {
+			return err
+		}
+		pids = append(pids, api.pid())
+		if v.authPid != 0 {
+			pids = append(pids, v.authPid)
+		}
+		nginxTargets = append(nginxTargets, httpTarget{name: v.name, url: "http://" + listen, pids: pids})
 	}
 	nk := nginxKinds()
 	for _, k := range nk {
@@ -470,7 +533,7 @@ func runHTTP(ctx context.Context, o options, stdout io.Writer, logf func(string,
 		if k.name == "preflight" {
 			status = 204
 		}
-		for _, t := range []httpTarget{nginxTargets[0], nginxTargets[2]} {
+		for _, t := range []httpTarget{nginxTargets[0], nginxTargets[2], nginxTargets[3]} {
 			if err := checkAnswer(ctx, t.url, k, status, benchAllowOrigin); err != nil {
 				return fmt.Errorf("%s: %w", t.name, err)
 			}
@@ -489,17 +552,50 @@ func writeHTTPReport(w io.Writer, o httpOptions, direct []httpKind, d map[string
 	bw := bufio.NewWriter(w)
 	defer bw.Flush()
 	fmt.Fprintf(bw, "## HTTP authorization listener (medians of %d rounds, wrk -t1 -c%d -d%v)\n\n", o.rounds, o.connections, o.duration)
-	fmt.Fprintln(bw, "| request | corsauthz CPU/req | do-nothing CPU/req | ratio | corsauthz req/s | do-nothing req/s |")
-	fmt.Fprintln(bw, "| --- | --- | --- | --- | --- | --- |")
+	fmt.Fprintln(bw, "| request | corsauthz CPU/req | do-nothing CPU/req | ratio | same-answer CPU/req | ratio | corsauthz req/s | do-nothing req/s |")
+	fmt.Fprintln(bw, "| --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, k := range direct {
-		c, z := d[k.name]["corsauthz"], d[k.name]["do-nothing"]
-		fmt.Fprintf(bw, "| %s | %.1f µs | %.1f µs | %.2f× | %.0f | %.0f |\n", k.name, c.cpuPerR, z.cpuPerR, c.cpuPerR/z.cpuPerR, c.rps, z.rps)
+		c, z, a := d[k.name]["corsauthz"], d[k.name]["do-nothing"], d[k.name]["same answer"]
+		fmt.Fprintf(bw, "| %s | %.1f µs | %.1f µs | %.2f× | %.1f µs | %.2f× | %.0f | %.0f |\n",
+			k.name, c.cpuPerR, z.cpuPerR, c.cpuPerR/z.cpuPerR, a.cpuPerR, c.cpuPerR/a.cpuPerR, c.rps, z.rps)
 	}
-	fmt.Fprintf(bw, "\n## Through NGINX (req/s, medians of %d rounds)\n\n", o.rounds)
-	fmt.Fprintln(bw, "| request | auth_request → corsauthz | auth_request → do-nothing | static add_header | corsauthz / do-nothing | corsauthz / static |")
-	fmt.Fprintln(bw, "| --- | --- | --- | --- | --- | --- |")
+	fmt.Fprintf(bw, "\n## Through NGINX (medians of %d rounds; CPU is NGINX's worker, the auth server and the API together)\n\n", o.rounds)
+	fmt.Fprintln(bw, "| request | figure | → corsauthz | → do-nothing | → same answer | static add_header | corsauthz / do-nothing | corsauthz / same answer | corsauthz / static |")
+	fmt.Fprintln(bw, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, k := range nk {
-		c, z, s := n[k.name]["auth_request → corsauthz"], n[k.name]["auth_request → do-nothing"], n[k.name]["static add_header"]
-		fmt.Fprintf(bw, "| %s | %.0f | %.0f | %.0f | %.2f× | %.2f× |\n", k.name, c.rps, z.rps, s.rps, c.rps/z.rps, c.rps/s.rps)
+		c, z, a, s := n[k.name]["auth_request → corsauthz"], n[k.name]["auth_request → do-nothing"], n[k.name]["auth_request → same answer"], n[k.name]["static add_header"]
+		fmt.Fprintf(bw, "| %s | req/s | %.0f | %.0f | %.0f | %.0f | %.2f× | %.2f× | %.2f× |\n", k.name, c.rps, z.rps, a.rps, s.rps, c.rps/z.rps, c.rps/a.rps, c.rps/s.rps)
+		// Requests per CPU-second: what the same machine could serve.
+		fmt.Fprintf(bw, "| %s | CPU/req | %.1f µs | %.1f µs | %.1f µs | %.1f µs | %.2f× | %.2f× | %.2f× |\n",
+			k.name, c.cpuPerR, z.cpuPerR, a.cpuPerR, s.cpuPerR, z.cpuPerR/c.cpuPerR, a.cpuPerR/c.cpuPerR, s.cpuPerR/c.cpuPerR)
 	}
+	fmt.Fprintln(bw, "\n(CPU/req ratios are requests per CPU-second: the other's CPU per request over corsauthz's.)")
+}
+
+// corsHeaders returns the status and CORS headers of url's answer to k,
+// one "Name: value" a line, sorted.
+func corsHeaders(ctx context.Context, url string, k httpKind) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, k.method, url+k.path, nil)
+	if err != nil {
+		return "", err
+	}
+	for _, h := range k.headers {
+		name, value, _ := strings.Cut(h, ": ")
+		req.Header.Set(name, value)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	lines := []string{strconv.Itoa(resp.StatusCode)}
+	for name, vs := range resp.Header {
+		if strings.HasPrefix(name, "Access-Control-") || name == "Vary" {
+			for _, v := range vs {
+				lines = append(lines, name+": "+v)
+			}
+		}
+	}
+	slices.Sort(lines)
+	return strings.Join(lines, "\n"), nil
 }
