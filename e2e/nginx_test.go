@@ -305,7 +305,10 @@ func (s *stack) nginxScenarios() []scenario {
 			},
 		},
 		scenario{
-			desc:  "a page's own X-Corsauthz-Policy and X-Original-URI do not reach corsauthz",
+			// A page can only send such headers after a preflight, which
+			// asks for them; that the gateway never forwards a client's
+			// own is checked without a browser, in deploy/nginx_run_test.go.
+			desc:  "a page sending its own X-Corsauthz-Policy and X-Original-URI: the preflight asks for them and the policy refuses",
 			page:  s.evil,
 			calls: []fetchCall{s.call("GET", "/creds/spoof", map[string]string{"X-Corsauthz-Policy": "star", "X-Original-URI": "/star/x"})},
 			want:  []fetchResult{blocked},
