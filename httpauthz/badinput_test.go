@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -171,9 +172,13 @@ func TestKeepAlive(t *testing.T) {
 
 func TestHealth(t *testing.T) {
 	t.Parallel()
-	ready := errors.New("shutting down")
-	var notReady error
-	ts, _ := startListener(t, httpauthz.Options{Ready: func() error { return notReady }})
+	var notReady atomic.Pointer[error]
+	ts, _ := startListener(t, httpauthz.Options{Ready: func() error {
+		if err := notReady.Load(); err != nil {
+			return *err
+		}
+		return nil
+	}})
 	addr := ts.Listener.Addr().String()
 	got := exchange(t, addr, request("GET", httpauthz.HealthPath, "Host: corsauthz"))
 	if got.status != 200 || got.body != "ok\n" {
@@ -185,7 +190,8 @@ func TestHealth(t *testing.T) {
 	if got.status != 200 || !strings.Contains(strings.Join(got.headers, "\n"), "Access-Control-Allow-Origin: https://app.example.com") {
 		t.Errorf("check of %s = %d %v, want the decision", httpauthz.HealthPath, got.status, got.headers)
 	}
-	notReady = ready
+	shuttingDown := errors.New("shutting down")
+	notReady.Store(&shuttingDown)
 	got = exchange(t, addr, request("GET", httpauthz.HealthPath, "Host: corsauthz"))
 	if got.status != 503 || got.body != "not ready: shutting down\n" {
 		t.Errorf("health while not ready = %d %q, want 503 not ready: shutting down", got.status, got.body)
