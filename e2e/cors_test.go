@@ -50,11 +50,22 @@ type stack struct {
 	evil   string // http://evil.localhost:PAGE2, allowed by no policy but star
 	api    string // http://api.corsauthz.localhost:GATEWAY
 	gw     *gateway
-	// direct is an HTTP client that reaches the gateway as the browser
-	// does, by the name api.corsauthz.localhost (which Go's resolver does
-	// not resolve to loopback by itself).
+	// direct is an HTTP client that reaches the gateway (for the NGINX
+	// suite, its tap) as the browser does, by the name
+	// api.corsauthz.localhost (which Go's resolver does not resolve to
+	// loopback by itself).
 	direct *http.Client
 	names  map[string]string // origin -> short name, for the exchange log
+	// log is where the exchanges are read: the gateway's own log, or for
+	// the NGINX suite its tap (nginx_test.go).
+	log exchangeLog
+	// upstream is the API's address (host:port).
+	upstream string
+}
+
+// exchangeLog returns the exchanges so far whose path is one of paths.
+type exchangeLog interface {
+	exchanges(paths ...string) []exchange
 }
 
 // routes are the gateway's routes: each names its policy the way an Envoy
@@ -90,50 +101,31 @@ var routes = []route{
 // route to an upstream nobody listens on shows the gateway's own 503.
 func gatewayRoutes(t *testing.T) []route {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	down := &url.URL{Scheme: "http", Host: l.Addr().String()}
-	l.Close()
-	out := append(slices.Clone(routes), route{prefix: "/down/", extensions: map[string]string{"cors_policy": "nocreds"}, upstream: down})
+	out := append(slices.Clone(routes), downRoute(t))
 	for i := range out {
 		out[i].responseHeadersToRemove = corsResponseHeaders
 	}
 	return out
 }
 
-// startStack starts the servers for one test; they stop at its end.
-func startStack(t *testing.T) *stack {
+// downRoute is a route to an upstream nobody listens on: the gateway
+// answers with its own error.
+func downRoute(t *testing.T) route {
 	t.Helper()
-	page1 := httptest.NewServer(http.HandlerFunc(servePage))
-	t.Cleanup(page1.Close)
-	page2 := httptest.NewServer(http.HandlerFunc(servePage))
-	t.Cleanup(page2.Close)
-	up := httptest.NewServer(http.HandlerFunc(serveUpstream))
-	t.Cleanup(up.Close)
-
-	s := &stack{
-		app:    "http://app.corsauthz.localhost:" + port(t, page1),
-		tenant: "http://tenant.corsauthz.localhost:" + port(t, page1),
-		deep:   "http://a.b.corsauthz.localhost:" + port(t, page1),
-		apex:   "http://corsauthz.localhost:" + port(t, page1),
-		evil:   "http://evil.localhost:" + port(t, page2),
-	}
-
-	// corsauthz, with the test policies for the page's real origin.
-	var yaml bytes.Buffer
-	tmpl := template.Must(template.ParseFiles("testdata/policies.yaml"))
-	if err := tmpl.Execute(&yaml, map[string]string{"App": s.app, "PagePort": port(t, page1), "Partner": s.evil}); err != nil {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
 		t.Fatal(err)
 	}
-	engine, warnings, err := policy.Load("testdata/policies.yaml", yaml.Bytes())
-	if err != nil {
-		t.Fatalf("load the test policies:\n%v\n%s", err, yaml.Bytes())
-	}
-	for _, w := range warnings {
-		t.Errorf("policy warning: %v", w)
-	}
+	down := &url.URL{Scheme: "http", Host: l.Addr().String()}
+	l.Close()
+	return route{prefix: "/down/", extensions: map[string]string{"cors_policy": "nocreds"}, upstream: down}
+}
+
+// startStack starts the servers for one test, with the ext_authz gateway;
+// they stop at its end.
+func startStack(t *testing.T) *stack {
+	t.Helper()
+	s, engine, up := startPagesAndUpstream(t, http.HandlerFunc(serveUpstream))
 	srv, err := server.New(policy.NewHolder(engine), server.Options{
 		GRPCAddr:     "127.0.0.1:0",
 		AdminAddr:    "127.0.0.1:0",
@@ -165,18 +157,63 @@ func startStack(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	s.gw = &gateway{authz: authv3.NewAuthorizationClient(conn), routes: gatewayRoutes(t), upstream: upURL}
+	s.log = s.gw
 	gw := httptest.NewServer(s.gw)
 	t.Cleanup(gw.Close)
-	s.api = "http://api.corsauthz.localhost:" + port(t, gw)
-	gwAddr := gw.Listener.Addr().String()
+	s.setFront(t, gw)
+	return s
+}
+
+// startPagesAndUpstream starts the page servers and the upstream (served
+// by upstream), and loads the test policies for the page's origins; every
+// suite shares them.
+func startPagesAndUpstream(t *testing.T, upstream http.Handler) (*stack, *policy.Engine, *httptest.Server) {
+	t.Helper()
+	page1 := httptest.NewServer(http.HandlerFunc(servePage))
+	t.Cleanup(page1.Close)
+	page2 := httptest.NewServer(http.HandlerFunc(servePage))
+	t.Cleanup(page2.Close)
+	up := httptest.NewServer(upstream)
+	t.Cleanup(up.Close)
+
+	s := &stack{
+		app:    "http://app.corsauthz.localhost:" + port(t, page1),
+		tenant: "http://tenant.corsauthz.localhost:" + port(t, page1),
+		deep:   "http://a.b.corsauthz.localhost:" + port(t, page1),
+		apex:   "http://corsauthz.localhost:" + port(t, page1),
+		evil:   "http://evil.localhost:" + port(t, page2),
+	}
+
+	// corsauthz, with the test policies for the page's real origin.
+	var yaml bytes.Buffer
+	tmpl := template.Must(template.ParseFiles("testdata/policies.yaml"))
+	if err := tmpl.Execute(&yaml, map[string]string{"App": s.app, "PagePort": port(t, page1), "Partner": s.evil}); err != nil {
+		t.Fatal(err)
+	}
+	engine, warnings, err := policy.Load("testdata/policies.yaml", yaml.Bytes())
+	if err != nil {
+		t.Fatalf("load the test policies:\n%v\n%s", err, yaml.Bytes())
+	}
+	for _, w := range warnings {
+		t.Errorf("policy warning: %v", w)
+	}
+	s.names = map[string]string{s.app: "app", s.tenant: "tenant", s.deep: "deep", s.apex: "apex", s.evil: "evil"}
+	s.upstream = up.Listener.Addr().String()
+	return s, engine, up
+}
+
+// setFront makes front (the gateway, or the NGINX suite's tap) the API
+// the browser calls, as api.corsauthz.localhost, and points s.direct at it.
+func (s *stack) setFront(t *testing.T, front *httptest.Server) {
+	t.Helper()
+	s.api = "http://api.corsauthz.localhost:" + port(t, front)
+	addr := front.Listener.Addr().String()
 	s.direct = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, gwAddr)
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
 		},
 	}}
 	t.Cleanup(s.direct.CloseIdleConnections)
-	s.names = map[string]string{s.app: "app", s.tenant: "tenant", s.deep: "deep", s.apex: "apex", s.evil: "evil"}
-	return s
 }
 
 func port(t *testing.T, ts *httptest.Server) string {
@@ -313,9 +350,13 @@ type scenario struct {
 	// corsErrors are the CORS errors Chromium reports, in order.
 	corsErrors []network.CorsError
 	// exchanges are the gateway's exchanges for the calls' paths, as
-	// describe writes them.
-	exchanges []string
-	sent      []sentHeader
+	// describe writes them; nginxExchanges are NGINX's where they differ
+	// (nil: the same), for what NGINX does differently by design, and
+	// nginxWant what the script sees through NGINX where that differs.
+	exchanges      []string
+	nginxExchanges []string
+	nginxWant      []fetchResult
+	sent           []sentHeader
 }
 
 // maxTabs bounds the tabs open at once.
@@ -330,7 +371,11 @@ const maxTabs = 6
 func TestBrowser(t *testing.T) {
 	browser := startBrowser(t)
 	s := startStack(t)
-	scenarios := s.scenarios()
+	s.run(t, browser, s.scenarios())
+}
+
+// run runs the scenarios in browser against s and checks each in a subtest.
+func (s *stack) run(t *testing.T, browser context.Context, scenarios []scenario) {
 	outcomes := make([]outcome, len(scenarios))
 	tabs := make(chan struct{}, maxTabs)
 	var wg sync.WaitGroup
@@ -408,7 +453,7 @@ func (s *stack) observe(browser context.Context, sc scenario) outcome {
 	return outcome{
 		results:    results,
 		corsErrors: corsErrors,
-		exchanges:  s.gw.exchanges(paths...), // recorded before the gateway answered
+		exchanges:  s.log.exchanges(paths...), // recorded before the gateway answered
 	}
 }
 
@@ -816,6 +861,9 @@ func (s *stack) scenarios() []scenario {
 			want:       []fetchResult{blocked},
 			corsErrors: []network.CorsError{network.CorsErrorPreflightMissingAllowOriginHeader},
 			exchanges:  []string{"OPTIONS /report/put from app asking PUT: upstream 200"},
+			// NGINX sends every preflight to corsauthz, whose 200 goes to
+			// the browser as it is.
+			nginxExchanges: []string{"OPTIONS /report/put from app asking PUT: answered 200"},
 		},
 		{
 			desc:       "an upstream's own Access-Control-Allow-Origin: * never reaches the browser for an origin not allowed",
@@ -933,12 +981,16 @@ func (s *stack) scenarios() []scenario {
 			sent:      []sentHeader{{0, "Access-Control-Allow-Origin", []string{s.evil}}},
 		},
 		{
-			desc:      "the gateway's own 503 carries the CORS headers, so the page can read it",
+			desc:      "the gateway's own error answer (upstream down) carries the CORS headers, so the page can read it",
 			page:      s.app,
 			calls:     []fetchCall{s.get("/down/get")},
 			want:      []fetchResult{{Status: 503}},
 			exchanges: []string{"GET /down/get from app: upstream failed, answered 503"},
 			sent:      []sentHeader{{0, "Access-Control-Allow-Origin", []string{s.app}}},
+			// NGINX answers 502, with add_header ... always putting
+			// corsauthz's headers on it.
+			nginxWant:      []fetchResult{{Status: 502, Body: nginx502Body}},
+			nginxExchanges: []string{"GET /down/get from app: answered 502"},
 		},
 		{
 			desc:       "a route naming a policy the service does not have fails closed",
@@ -947,6 +999,8 @@ func (s *stack) scenarios() []scenario {
 			want:       []fetchResult{blocked},
 			corsErrors: []network.CorsError{network.CorsErrorMissingAllowOriginHeader},
 			exchanges:  []string{"GET /mismatch/get from app: Check failed (FailedPrecondition), answered 403"},
+			// corsauthz's 503 is an error to auth_request: NGINX answers 500.
+			nginxExchanges: []string{"GET /mismatch/get from app: answered 500"},
 		},
 	}
 }

@@ -55,6 +55,9 @@ type Authz struct {
 	engines *policy.Holder
 	logger  *slog.Logger
 	metrics *Metrics
+	// frontEnd labels what this Authz counts (FrontEndExtAuthz, or
+	// FrontEndHTTP for the copy the HTTP listener decides with).
+	frontEnd string
 	// Decision log lines are rate-limited per level, so that a flood of
 	// rejected requests cannot fill a disk (see logDecision).
 	infoLogs, debugLogs *logLimiter
@@ -71,7 +74,7 @@ func NewAuthz(engines *policy.Holder, logger *slog.Logger, metrics *Metrics) *Au
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	a := &Authz{engines: engines, logger: logger, metrics: metrics}
+	a := &Authz{engines: engines, logger: logger, metrics: metrics, frontEnd: FrontEndExtAuthz}
 	a.limitDecisionLogs(DefaultDecisionLogRate)
 	return a
 }
@@ -109,23 +112,37 @@ func (a *Authz) refuseUnreadable(ctx context.Context, msg string, start time.Tim
 // decision, or returns the error Check answers with. Check and the fast
 // path both decide here; it also returns the engine that decided.
 func (a *Authz) decide(ctx context.Context, r *policy.Request, start time.Time) (policy.Decision, *policy.Engine, error) {
+	d, e, code, err := a.decideOrFail(ctx, r, start)
+	if err != nil {
+		return d, nil, status.Error(code, err.Error())
+	}
+	return d, e, nil
+}
+
+// decideOrFail is decide for every front end: the decision, counted and
+// logged, with the engine that decided, or the code and error of a
+// request that cannot be decided (counted and logged too).
+func (a *Authz) decideOrFail(ctx context.Context, r *policy.Request, start time.Time) (policy.Decision, *policy.Engine, codes.Code, error) {
 	var e *policy.Engine
 	if a.engines != nil {
 		e = a.engines.Load()
 	}
 	if e == nil {
 		a.logger.LogAttrs(ctx, slog.LevelError, "check refused: no configuration loaded")
-		return policy.Decision{}, nil, a.fail(codes.Unavailable, msgNoConfig, start)
+		a.count(codes.Unavailable, start)
+		return policy.Decision{}, nil, codes.Unavailable, errNoConfig
 	}
 	d, err := e.Decide(r)
 	if err != nil {
 		a.logger.LogAttrs(ctx, slog.LevelError, "check refused: configuration mismatch",
-			slog.String("error", err.Error()), slog.String("config_hash", e.Hash()))
-		return policy.Decision{}, nil, a.fail(decideErrorCode(err), err.Error(), start)
+			slog.String("error", truncate(err.Error())), slog.String("config_hash", e.Hash()))
+		code := decideErrorCode(err)
+		a.count(code, start)
+		return policy.Decision{}, nil, code, err
 	}
-	a.metrics.decision(&d, start)
+	a.metrics.decision(a.frontEnd, &d, start)
 	a.logDecision(ctx, r, &d)
-	return d, e, nil
+	return d, e, codes.OK, nil
 }
 
 // decideErrorCode is the gRPC code for an error of Engine.Decide: a
@@ -142,9 +159,16 @@ func decideErrorCode(err error) codes.Code {
 // configuration is loaded.
 const msgNoConfig = "corsauthz has no configuration loaded"
 
+var errNoConfig = errors.New(msgNoConfig)
+
 func (a *Authz) fail(code codes.Code, msg string, start time.Time) error {
-	a.metrics.checkError(code, start)
+	a.count(code, start)
 	return status.Error(code, msg)
+}
+
+// count counts a request answered with an error.
+func (a *Authz) count(code codes.Code, start time.Time) {
+	a.metrics.checkError(a.frontEnd, code, start)
 }
 
 // readRequest fills r from req and returns "" or, when req cannot be

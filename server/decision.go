@@ -79,13 +79,13 @@ func (s *Decisions) Decide(ctx context.Context, req *corsauthzv1.DecideRequest) 
 		return nil, s.fail(decideErrorCode(err), err.Error(), start)
 	}
 	d := &x.Decision
-	s.metrics.decision(d, start)
+	s.metrics.decision(FrontEndDecisionAPI, d, start)
 	s.logs.logDecision(ctx, &r, d)
 	return decideResponse(d, &x, e.Hash()), nil
 }
 
 func (s *Decisions) fail(code codes.Code, msg string, start time.Time) error {
-	s.metrics.checkError(code, start)
+	s.metrics.checkError(FrontEndDecisionAPI, code, start)
 	return status.Error(code, msg)
 }
 

@@ -24,9 +24,13 @@ import (
 type Metrics struct {
 	decisions   *prometheus.CounterVec
 	checkErrors *prometheus.CounterVec
-	duration    prometheus.Histogram
-	configInfo  *prometheus.GaugeVec
-	buildInfo   *prometheus.GaugeVec
+	requests    *prometheus.CounterVec
+	// frontEndCounters are the children of requests, made up front: their
+	// labels are a fixed set (front ends times outcomes).
+	frontEndCounters map[frontEndKey]prometheus.Counter
+	duration         prometheus.Histogram
+	configInfo       *prometheus.GaugeVec
+	buildInfo        *prometheus.GaugeVec
 
 	reloads           *prometheus.CounterVec
 	reloadSuccessful  prometheus.Gauge
@@ -40,6 +44,24 @@ type Metrics struct {
 	// keys are bounded by the configured policy names times the kinds.
 	decisionCounters atomic.Pointer[map[decisionKey]prometheus.Counter]
 	mu               sync.Mutex // serialises writers of decisionCounters and configInfo
+}
+
+// Front ends, the values of the front_end label.
+const (
+	FrontEndExtAuthz    = "ext_authz"    // envoy.service.auth.v3.Authorization/Check
+	FrontEndDecisionAPI = "decision_api" // corsauthz.v1.DecisionService/Decide
+	FrontEndHTTP        = "http"         // the HTTP authorization listener (httpauthz)
+)
+
+var frontEnds = []string{FrontEndExtAuthz, FrontEndDecisionAPI, FrontEndHTTP}
+
+// errorCodes are the codes a front end's request can fail with: the
+// HTTP listener's 400 and 431 count as InvalidArgument, its 503 as
+// FailedPrecondition (an unknown X-Corsauthz-Policy) or Unavailable.
+var errorCodes = []codes.Code{codes.InvalidArgument, codes.FailedPrecondition, codes.Unavailable, codes.Internal}
+
+type frontEndKey struct {
+	frontEnd, outcome string
 }
 
 type decisionKey struct {
@@ -67,8 +89,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"policy", "kind"}),
 		checkErrors: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "corsauthz_check_errors_total",
-			Help: "Check calls answered with a non-OK gRPC status instead of a decision, by gRPC code (InvalidArgument: unreadable request; FailedPrecondition: cors_policy names no configured policy; Unavailable: no configuration loaded).",
+			Help: "Check, Decide and HTTP authorization requests answered with an error instead of a decision, by gRPC code (for HTTP: 400 and 431 are InvalidArgument, 503 FailedPrecondition or Unavailable) (InvalidArgument: unreadable request; FailedPrecondition: cors_policy names no configured policy; Unavailable: no configuration loaded).",
 		}, []string{"code"}),
+		requests: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "corsauthz_front_end_requests_total",
+			Help: "Requests answered, by front end (ext_authz, decision_api, http) and outcome: the decision kind, or the error code (InvalidArgument, FailedPrecondition, Unavailable, Internal) of a request that was not decided.",
+		}, []string{"front_end", "outcome"}),
 		duration: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "corsauthz_check_duration_seconds",
 			Help:    "Time spent in Check, from the decoded request to the response (network and protobuf decoding excluded).",
@@ -108,6 +134,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	m.decisionCounters.Store(&map[decisionKey]prometheus.Counter{})
+	m.frontEndCounters = map[frontEndKey]prometheus.Counter{}
+	for _, fe := range frontEnds {
+		for k := policy.KindNotCORS; k <= policy.KindActualDisallowed; k++ {
+			m.frontEndCounters[frontEndKey{fe, k.String()}] = m.requests.WithLabelValues(fe, k.String())
+		}
+		for _, c := range errorCodes {
+			m.frontEndCounters[frontEndKey{fe, c.String()}] = m.requests.WithLabelValues(fe, c.String())
+		}
+	}
 	m.buildInfo.WithLabelValues(buildVersion(), runtime.Version()).Set(1)
 	for _, result := range []string{resultSuccess, resultFailure} {
 		m.reloads.WithLabelValues(result)
@@ -215,12 +250,13 @@ func (m *Metrics) tlsLoaded(notAfter time.Time) {
 	m.tlsNotAfter.Set(float64(notAfter.Unix()))
 }
 
-// decision counts one decision and how long it took.
-func (m *Metrics) decision(d *policy.Decision, start time.Time) {
+// decision counts one decision of frontEnd and how long it took.
+func (m *Metrics) decision(frontEnd string, d *policy.Decision, start time.Time) {
 	if m == nil {
 		return
 	}
 	m.decisionCounter(d.Policy, d.Kind).Inc()
+	m.frontEndRequest(frontEnd, d.Kind.String())
 	m.duration.Observe(time.Since(start).Seconds())
 }
 
@@ -242,11 +278,19 @@ func (m *Metrics) decisionCounter(name string, kind policy.Kind) prometheus.Coun
 	return c
 }
 
-// checkError counts one Check answered with a gRPC error.
-func (m *Metrics) checkError(code codes.Code, start time.Time) {
+// frontEndRequest counts one request of frontEnd with outcome.
+func (m *Metrics) frontEndRequest(frontEnd, outcome string) {
+	if c, ok := m.frontEndCounters[frontEndKey{frontEnd, outcome}]; ok {
+		c.Inc()
+	}
+}
+
+// checkError counts one request of frontEnd answered with an error.
+func (m *Metrics) checkError(frontEnd string, code codes.Code, start time.Time) {
 	if m == nil {
 		return
 	}
 	m.checkErrors.WithLabelValues(code.String()).Inc()
+	m.frontEndRequest(frontEnd, code.String())
 	m.duration.Observe(time.Since(start).Seconds())
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,6 +25,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/corsauthz/corsauthz/httpauthz"
 	"github.com/corsauthz/corsauthz/policy"
 	corsauthzv1 "github.com/corsauthz/corsauthz/proto/gen/corsauthz/v1"
 )
@@ -77,6 +79,13 @@ type Options struct {
 	// AdminAddr is the listen address of /healthz, /readyz and /metrics
 	// (default DefaultAdminAddr).
 	AdminAddr string
+	// HTTPAddr is the listen address of the HTTP authorization listener
+	// (contract §7, package httpauthz); empty means none. It serves TLS
+	// with the gRPC listener's TLS options.
+	HTTPAddr string
+	// HTTPPathPrefix is removed from the HTTP listener's request paths
+	// (Envoy's http_service path_prefix); see httpauthz.Options.
+	HTTPPathPrefix string
 	// Logger receives the server's logs (nil: none).
 	Logger *slog.Logger
 	// Registry holds the metrics /metrics serves; the server registers its
@@ -134,6 +143,8 @@ type Server struct {
 	admin    *http.Server
 	grpcLis  net.Listener
 	adminLis net.Listener
+	http     *http.Server // nil without an HTTP listener
+	httpLis  net.Listener
 	started  atomic.Bool
 	draining atomic.Bool
 	drainCh  chan struct{} // closed when draining starts
@@ -171,9 +182,10 @@ func New(engines *policy.Holder, opts Options) (*Server, error) {
 	s.metrics.setVersion(opts.Version)
 
 	var tlsCreds []grpc.ServerOption
+	var certs *certReloader
 	if opts.TLS != nil {
-		certs, err := newCertReloader(*opts.TLS, s.logger, s.metrics)
-		if err != nil {
+		var err error
+		if certs, err = newCertReloader(*opts.TLS, s.logger, s.metrics); err != nil {
 			return nil, err
 		}
 		tlsCreds = append(tlsCreds, grpc.Creds(certs.credentials()))
@@ -189,6 +201,13 @@ func New(engines *policy.Holder, opts Options) (*Server, error) {
 	if s.adminLis, err = listen(adminAddr, "the admin HTTP server"); err != nil {
 		s.grpcLis.Close()
 		return nil, err
+	}
+	if opts.HTTPAddr != "" {
+		if s.httpLis, err = listen(opts.HTTPAddr, "HTTP authorization"); err != nil {
+			s.grpcLis.Close()
+			s.adminLis.Close()
+			return nil, err
+		}
 	}
 
 	serverOpts := []grpc.ServerOption{
@@ -216,6 +235,14 @@ func New(engines *policy.Holder, opts Options) (*Server, error) {
 		authz.limitDecisionLogs(opts.DecisionLogRate)
 	}
 	registerAuthorization(s.grpc, authz)
+	if s.httpLis != nil {
+		if err := s.newHTTPListener(authz, opts.HTTPPathPrefix, certs); err != nil {
+			s.grpcLis.Close()
+			s.adminLis.Close()
+			s.httpLis.Close()
+			return nil, err
+		}
+	}
 	decisions := NewDecisions(engines, s.logger, s.metrics)
 	decisions.shareDecisionLogs(authz)
 	corsauthzv1.RegisterDecisionServiceServer(s.grpc, decisions)
@@ -279,6 +306,42 @@ func (s *Server) GRPCAddr() net.Addr { return s.grpcLis.Addr() }
 // AdminAddr is the address the admin HTTP listener is bound to.
 func (s *Server) AdminAddr() net.Addr { return s.adminLis.Addr() }
 
+// HTTPAddr is the address the HTTP authorization listener is bound to, or
+// nil when there is none.
+func (s *Server) HTTPAddr() net.Addr {
+	if s.httpLis == nil {
+		return nil
+	}
+	return s.httpLis.Addr()
+}
+
+// newHTTPListener builds the HTTP authorization listener's server, which
+// decides as authz does.
+func (s *Server) newHTTPListener(authz *Authz, prefix string, certs *certReloader) error {
+	h, err := httpauthz.New(newHTTPDecider(authz), httpauthz.Options{PathPrefix: prefix, Ready: s.notReady})
+	if err != nil {
+		return err
+	}
+	var tlsConfig *tls.Config
+	if certs != nil {
+		tlsConfig = certs.httpTLSConfig()
+		s.httpLis = tls.NewListener(s.httpLis, tlsConfig)
+	}
+	s.http = httpauthz.NewServer(h, tlsConfig, netHTTPLog(s.logger, s.metrics, DefaultDecisionLogRate))
+	return nil
+}
+
+// notReady says why the server should get no traffic, or nil.
+func (s *Server) notReady() error {
+	switch {
+	case s.draining.Load():
+		return errors.New("shutting down")
+	case s.engines.Load() == nil:
+		return errors.New("no configuration loaded")
+	}
+	return nil
+}
+
 // ready reports whether the server should get traffic: a configuration is
 // loaded and it is not shutting down.
 func (s *Server) ready() bool {
@@ -322,7 +385,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errors.New("server: Serve called twice")
 	}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
+	pending := 2
 	go func() {
 		err := s.grpc.Serve(s.grpcLis)
 		if errors.Is(err, grpc.ErrServerStopped) && s.draining.Load() {
@@ -341,12 +405,24 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 		errc <- nil
 	}()
-	s.logger.Info("serving",
+	attrs := []slog.Attr{
 		slog.String("grpc_addr", s.grpcLis.Addr().String()),
-		slog.String("admin_addr", s.adminLis.Addr().String()))
+		slog.String("admin_addr", s.adminLis.Addr().String()),
+	}
+	if s.http != nil {
+		pending++
+		go func() {
+			if err := s.http.Serve(s.httpLis); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("serve HTTP authorization on %s: %w", s.httpLis.Addr(), err)
+				return
+			}
+			errc <- nil
+		}()
+		attrs = append(attrs, slog.String("http_addr", s.httpLis.Addr().String()))
+	}
+	s.logger.LogAttrs(context.Background(), slog.LevelInfo, "serving", attrs...)
 
 	var err error
-	pending := 2
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
@@ -377,6 +453,11 @@ func (s *Server) shutdown() {
 	}
 	s.logger.Info("shutting down: draining gRPC calls", slog.Duration("timeout", s.drainTimeout))
 
+	httpStopped := make(chan struct{})
+	go func() {
+		defer close(httpStopped)
+		s.shutdownHTTP()
+	}()
 	stopped := make(chan struct{})
 	go func() {
 		s.grpc.GracefulStop()
@@ -391,6 +472,7 @@ func (s *Server) shutdown() {
 		s.grpc.Stop()
 		<-stopped
 	}
+	<-httpStopped
 
 	ctx, cancel := context.WithTimeout(context.Background(), adminShutdownTimeout)
 	defer cancel()
@@ -398,6 +480,20 @@ func (s *Server) shutdown() {
 		s.admin.Close()
 	}
 	s.logger.Info("shut down")
+}
+
+// shutdownHTTP stops the HTTP listener: it closes, idle connections are
+// closed, and requests in flight get the drain timeout to finish.
+func (s *Server) shutdownHTTP() {
+	if s.http == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.drainTimeout)
+	defer cancel()
+	if err := s.http.Shutdown(ctx); err != nil {
+		s.logger.Warn("drain timeout: closing the remaining HTTP authorization requests", slog.Duration("timeout", s.drainTimeout))
+		s.http.Close()
+	}
 }
 
 // endWatchOnDrain ends health Watch streams once shutdown has begun and

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,9 +68,9 @@ func TestBinary(t *testing.T) {
 	})
 
 	t.Run("serve until SIGTERM", func(t *testing.T) {
-		grpcAddr, adminAddr := freeAddr(t), freeAddr(t)
+		grpcAddr, adminAddr, httpAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 		cmd := exec.Command(bin, "serve")
-		cmd.Env = append(os.Environ(), "CORSAUTHZ_GRPC_ADDR="+grpcAddr, "CORSAUTHZ_ADMIN_ADDR="+adminAddr)
+		cmd.Env = append(os.Environ(), "CORSAUTHZ_GRPC_ADDR="+grpcAddr, "CORSAUTHZ_ADMIN_ADDR="+adminAddr, "CORSAUTHZ_HTTP_ADDR="+httpAddr)
 		var stderr lockedBuffer
 		pr, pw, _ := os.Pipe()
 		cmd.Stderr = pw
@@ -118,6 +119,22 @@ func TestBinary(t *testing.T) {
 		}
 		if got := resp.GetDeniedResponse().GetStatus().GetCode(); resp.GetStatus().GetCode() != int32(codes.PermissionDenied) || got != 204 {
 			t.Errorf("preflight answered %v / %d, want PERMISSION_DENIED / 204", resp.GetStatus(), got)
+		}
+
+		// The same preflight as NGINX's auth_request describes it, over HTTP.
+		hreq, _ := http.NewRequestWithContext(ctx, "GET", "http://"+httpAddr+"/check", nil)
+		hreq.Header.Set("X-Original-Method", "OPTIONS")
+		hreq.Header.Set("X-Original-Host", "api.example.com")
+		hreq.Header.Set("X-Original-URI", "/v1/orders")
+		hreq.Header.Set("Origin", "https://app.example.com")
+		hreq.Header.Set("Access-Control-Request-Method", "PUT")
+		hresp, err := http.DefaultClient.Do(hreq)
+		if err != nil {
+			t.Fatalf("HTTP check: %v", err)
+		}
+		hresp.Body.Close()
+		if hresp.StatusCode != 204 || hresp.Header.Get("Access-Control-Allow-Origin") != "https://app.example.com" {
+			t.Errorf("HTTP preflight answered %d %v, want 204 with the origin allowed", hresp.StatusCode, hresp.Header)
 		}
 
 		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {

@@ -78,7 +78,7 @@ func TestBinaryReloadAndShutdownUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	grpcAddr, adminAddr := freeAddr(t), freeAddr(t)
-	cmd := exec.Command(bin, "serve", "--config", config, "--grpc-addr", grpcAddr, "--admin-addr", adminAddr,
+	cmd := exec.Command(bin, "serve", "--config", config, "--grpc-addr", grpcAddr, "--admin-addr", adminAddr, "--http-addr", "",
 		"--log-format", "json", "--shutdown-delay", "500ms", "--drain-timeout", "5s")
 	cmd.Env = os.Environ()
 	pr, pw, err := os.Pipe()

@@ -33,6 +33,11 @@
 //	                      variable set (such as GOGC=100), in the same rounds
 //	-variant-bin NAME=BIN also measure another corsauthz binary (such as one
 //	                      built from an earlier commit), in the same rounds
+//
+// With -http it measures the HTTP authorization listener instead, directly
+// and through NGINX, with wrk (see http.go):
+//
+//	go run ./cmd/loadbench -http [-http-duration 4s] [-http-connections 32] [-http-rounds 3]
 package main
 
 import (
@@ -64,6 +69,9 @@ type options struct {
 	skipLoad                    bool
 	variants                    variantFlag
 	kinds                       string
+	// httpMode runs the HTTP authorization benchmarks (http.go) instead.
+	httpMode bool
+	http     httpOptions
 }
 
 // variantFlag collects -variant NAME=VAR=VALUE[,VAR=VALUE...]: more
@@ -122,6 +130,11 @@ func main() {
 	flag.StringVar(&o.kinds, "kinds", "preflight,actual,no-origin", "request sorts to run, comma-separated")
 	flag.Var(&o.variants, "variant", "also measure corsauthz with environment variables added: NAME=VAR=VALUE[,VAR=VALUE...] (repeatable)")
 	flag.Var(binFlag{&o.variants}, "variant-bin", "also measure another corsauthz binary, such as one built from an earlier commit: NAME=PATH (repeatable)")
+	flag.BoolVar(&o.httpMode, "http", false, "measure the HTTP authorization listener instead, directly and through NGINX (http.go)")
+	flag.DurationVar(&o.http.duration, "http-duration", 4*time.Second, "with -http: length of each wrk run")
+	flag.IntVar(&o.http.connections, "http-connections", 32, "with -http: wrk connections")
+	flag.IntVar(&o.http.rounds, "http-rounds", 3, "with -http: rounds")
+	flag.StringVar(&o.http.wrk, "wrk", "", "with -http: wrk binary (default: wrk on PATH, installed with apt-get if missing)")
 	flag.Parse()
 	if o.n <= 0 || o.c <= 0 || o.conns <= 0 || o.rounds <= 0 || o.warmup < 0 || flag.NArg() > 0 {
 		flag.Usage()
@@ -144,6 +157,9 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "# corsauthz load benchmark\n\n%s\n", env)
+	if o.httpMode {
+		return runHTTP(ctx, o, stdout, logf)
+	}
 
 	if !o.skipLoad {
 		if err := runLoad(ctx, o, stdout, logf); err != nil {
@@ -226,7 +242,7 @@ func runLoad(ctx context.Context, o options, stdout io.Writer, logf func(string,
 	if err != nil {
 		return err
 	}
-	corsArgs := []string{"serve", "--config", configFile, "--grpc-addr", corsAddr, "--admin-addr", adminAddr}
+	corsArgs := []string{"serve", "--config", configFile, "--grpc-addr", corsAddr, "--admin-addr", adminAddr, "--http-addr", ""}
 	nothingArgs := []string{"-addr", nothingAddr}
 	if o.profileDir != "" {
 		dir, err := filepath.Abs(o.profileDir)
@@ -266,7 +282,7 @@ func runLoad(ctx context.Context, o options, stdout io.Writer, logf func(string,
 		if err != nil {
 			return err
 		}
-		args := []string{"serve", "--config", configFile, "--grpc-addr", grpcAddr, "--admin-addr", admin}
+		args := []string{"serve", "--config", configFile, "--grpc-addr", grpcAddr, "--admin-addr", admin, "--http-addr", ""}
 		bin := cmp.Or(v.bin, corsBin)
 		p, err := start(v.name, grpcAddr, filepath.Join(work, fmt.Sprintf("variant%d.log", i)), v.env, bin, args...)
 		if err != nil {

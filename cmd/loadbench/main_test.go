@@ -152,3 +152,22 @@ func TestInstallDir(t *testing.T) {
 		}
 	}
 }
+
+func TestParseWrk(t *testing.T) {
+	out := `Running 4s test @ http://127.0.0.1:1/check
+  1 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   610.40us  312.15us  10.27ms   93.10%
+  205416 requests in 4.00s, 31.54MB read
+  Non-2xx or 3xx responses: 3
+Requests/sec:  51339.82
+Transfer/sec:      7.88MB
+`
+	got, err := parseWrk(out)
+	if err != nil || got.requests != 205416 || got.rps != 51339.82 || got.non2xx != 3 {
+		t.Errorf("parseWrk = %+v, %v", got, err)
+	}
+	if _, err := parseWrk("unable to connect to 127.0.0.1:1 Connection refused\n"); err == nil {
+		t.Error("parseWrk accepted an output without a summary")
+	}
+}

@@ -504,13 +504,21 @@ func TestExplainErrors(t *testing.T) {
 
 func TestServeRefusesInvalidConfig(t *testing.T) {
 	t.Parallel()
-	got := run(t, nil, "serve", "--config", "testdata/invalid.yaml", "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0")
+	got := run(t, nil, "serve", "--config", "testdata/invalid.yaml", "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
 	if got.code != 1 {
 		t.Fatalf("exit code = %d, want 1", got.code)
 	}
 	if !strings.Contains(got.stderr, "the configuration testdata/invalid.yaml is invalid:\n") ||
 		!strings.Contains(got.stderr, "testdata/invalid.yaml:10:17: default_policy: ") {
 		t.Errorf("stderr does not say why:\n%s", got.stderr)
+	}
+}
+
+func TestServeRefusesBadHTTPPathPrefix(t *testing.T) {
+	t.Parallel()
+	got := run(t, nil, "serve", "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--http-path-prefix", "cors")
+	if got.code != 1 || !strings.Contains(got.stderr, `path prefix "cors" does not start with /`) {
+		t.Errorf("exit %d, stderr:\n%s\nwant exit 1 saying the prefix does not start with /", got.code, got.stderr)
 	}
 }
 
@@ -521,8 +529,8 @@ func TestServeRefusesTakenPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	for _, flagName := range []string{"--grpc-addr", "--admin-addr"} {
-		args := []string{"serve", "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", flagName, l.Addr().String()}
+	for _, flagName := range []string{"--grpc-addr", "--admin-addr", "--http-addr"} {
+		args := []string{"serve", "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", flagName, l.Addr().String()}
 		got := run(t, nil, args...)
 		if got.code != 1 {
 			t.Errorf("%s taken: exit code = %d, want 1", flagName, got.code)
@@ -539,7 +547,7 @@ func TestServeBuiltInExampleUntilCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan result, 1)
 	go func() {
-		done <- runCtx(t, ctx, nil, "serve", "--grpc-addr", grpcAddr, "--admin-addr", adminAddr)
+		done <- runCtx(t, ctx, nil, "serve", "--grpc-addr", grpcAddr, "--admin-addr", adminAddr, "--http-addr", "127.0.0.1:0")
 	}()
 
 	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))

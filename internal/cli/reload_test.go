@@ -101,7 +101,7 @@ func serve(t *testing.T, args ...string) *serving {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	t.Cleanup(cancel) // when the test fails before stop
-	args = append([]string{"serve", "--grpc-addr", s.grpcAddr, "--admin-addr", s.adminAddr}, args...)
+	args = append([]string{"serve", "--grpc-addr", s.grpcAddr, "--admin-addr", s.adminAddr, "--http-addr", "127.0.0.1:0"}, args...)
 	go func() { s.done <- runCtx(t, ctx, nil, args...) }()
 	var err error
 	if s.conn, err = grpc.NewClient(s.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
@@ -380,7 +380,7 @@ func TestServeFlagErrors(t *testing.T) {
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			t.Parallel()
-			args := append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, tc.args...)
+			args := append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, tc.args...)
 			got := run(t, nil, args...)
 			if got.code != 2 || got.stderr != tc.want {
 				t.Errorf("exit %d, stderr %q; want 2, %q", got.code, got.stderr, tc.want)
@@ -393,7 +393,7 @@ func TestServeTLSFilesInvalid(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	cert, key := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	got := run(t, nil, "serve", "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--tls-cert-file", cert, "--tls-key-file", key)
+	got := run(t, nil, "serve", "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--tls-cert-file", cert, "--tls-key-file", key)
 	if want := "corsauthz serve: TLS certificate " + cert + " and key " + key + ": open " + cert + ": no such file or directory\n"; got.code != 1 || !strings.HasSuffix(got.stderr, want) {
 		t.Errorf("exit %d, stderr %q; want 1, ending %q", got.code, got.stderr, want)
 	}

@@ -24,6 +24,8 @@ func runServe(ctx context.Context, args []string, io IO) int {
 	config := fs.String("config", "", "configuration file (default: the built-in example)")
 	grpcAddr := fs.String("grpc-addr", server.DefaultGRPCAddr, "address for gRPC: ext_authz, the decision API, health and reflection")
 	adminAddr := fs.String("admin-addr", server.DefaultAdminAddr, "address for HTTP /healthz, /readyz and /metrics")
+	httpAddr := fs.String("http-addr", server.DefaultHTTPAddr, "address for HTTP authorization (NGINX auth_request, Envoy's http_service); empty: none")
+	httpPrefix := fs.String("http-path-prefix", "", "removed from the HTTP authorization request's path (Envoy's http_service path_prefix)")
 	drain := fs.Duration("drain-timeout", server.DefaultDrainTimeout, "on SIGTERM, how long in-flight calls may take before they are cut")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error (debug logs every decision)")
 	logFormat := fs.String("log-format", "text", "text or json")
@@ -40,7 +42,7 @@ func runServe(ctx context.Context, args []string, io IO) int {
 	maxMsg := fs.Int("max-recv-msg-size", server.DefaultMaxRecvMsgSize, "largest gRPC request message accepted, in bytes")
 	logRate := fs.Float64("decision-log-rate", server.DefaultDecisionLogRate, "decision log lines per second, per level, before lines are dropped and counted (0: no limit)")
 	fs.Usage = func() {
-		fmt.Fprint(io.Stderr, "Usage: corsauthz serve [--config FILE] [--grpc-addr ADDR] [--admin-addr ADDR]\n\n")
+		fmt.Fprint(io.Stderr, "Usage: corsauthz serve [--config FILE] [--grpc-addr ADDR] [--admin-addr ADDR] [--http-addr ADDR]\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -90,6 +92,8 @@ func runServe(ctx context.Context, args []string, io IO) int {
 	srv, err := server.New(policy.NewHolder(e), server.Options{
 		GRPCAddr:              *grpcAddr,
 		AdminAddr:             *adminAddr,
+		HTTPAddr:              *httpAddr,
+		HTTPPathPrefix:        *httpPrefix,
 		Logger:                logger,
 		Registry:              reg,
 		DrainTimeout:          *drain,

@@ -1,0 +1,416 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/corsauthz/corsauthz/internal/nginxproc"
+	"github.com/corsauthz/corsauthz/policy"
+	"github.com/corsauthz/corsauthz/server"
+)
+
+// The NGINX suite runs the browser scenarios a second time through the
+// real thing:
+//
+//	Chromium ─▶ tap ─▶ NGINX (the Debian binary) ─▶ upstream
+//	                     │ preflights, and auth_request for the rest
+//	                     ▼
+//	               corsauthz's HTTP listener (server.New, --http-addr)
+//
+// NGINX runs the shipped deploy/nginx/corsauthz-*.conf snippets, included
+// by a generated nginx.conf with one location per route. The tap is a
+// recording pass-through (httputil.ReverseProxy, which keeps every header
+// line NGINX sent) that logs each exchange as the ext_authz gateway does;
+// whether a request reached the upstream is told by the upstream itself.
+// On the routes that have one, the tap is also the shared cache in front
+// of NGINX (the ext_authz gateway's sharedCache, as a CDN would be): a hit
+// is answered without asking NGINX, and so without asking corsauthz.
+
+// exchangeIDHeader carries the tap's exchange number through NGINX to the
+// upstream, which records the numbers it saw.
+const exchangeIDHeader = "X-E2e-Exchange"
+
+// nginxStack is a stack behind NGINX.
+type nginxStack struct {
+	*stack
+	stopCorsauthz func() // stops corsauthz, for the failure scenario
+}
+
+// tap is the recording pass-through in front of NGINX.
+type tap struct {
+	proxy    *httputil.ReverseProxy
+	routes   []route // for their cache settings
+	cache    sharedCache
+	nextID   atomic.Uint64
+	upstream *sync.Map // exchange number -> true, for those the upstream saw
+	mu       sync.Mutex
+	log      []exchange
+}
+
+func (tp *tap) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if rt, ok := tp.route(r.URL.Path); ok && rt.cache {
+		if hit, ok := tp.cache.lookup(r, rt.ignoreVary); ok {
+			tp.record(exchange{check: describeRequest(r), cached: true, status: hit.status, header: hit.header.Clone()})
+			maps.Copy(w.Header(), hit.header)
+			w.WriteHeader(hit.status)
+			w.Write(hit.body)
+			return
+		}
+	}
+	tp.proxy.ServeHTTP(w, r)
+}
+
+// route returns the first route whose prefix path has, as NGINX's
+// locations (all prefixes, none a prefix of another) choose.
+func (tp *tap) route(path string) (route, bool) {
+	for _, rt := range tp.routes {
+		if strings.HasPrefix(path, rt.prefix) {
+			return rt, true
+		}
+	}
+	return route{}, false
+}
+
+// describeRequest holds what describe reads of a request, in the form the
+// ext_authz gateway logs it.
+func describeRequest(r *http.Request) *authv3.CheckRequest {
+	headers := map[string]string{}
+	for name, values := range r.Header {
+		headers[strings.ToLower(name)] = strings.Join(values, ",")
+	}
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
+		Http: &authv3.AttributeContext_HttpRequest{Method: r.Method, Path: r.URL.RequestURI(), Host: r.Host, Headers: headers},
+	}}}
+}
+
+func newTap(target *url.URL, routes []route, upstream *sync.Map) *tap {
+	tp := &tap{routes: routes, upstream: upstream}
+	tp.proxy = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.Out.Host = pr.In.Host
+			id := strconv.FormatUint(tp.nextID.Add(1), 10)
+			pr.Out.Header.Set(exchangeIDHeader, id)
+		},
+		ModifyResponse: func(resp *http.Response) error {
+			id := resp.Request.Header.Get(exchangeIDHeader)
+			_, up := tp.upstream.Load(id)
+			tp.record(exchange{check: describeRequest(resp.Request), upstream: up, status: resp.StatusCode, header: resp.Header.Clone()})
+			if rt, ok := tp.route(resp.Request.URL.Path); ok && rt.cache {
+				body, err := io.ReadAll(resp.Body)
+				if err != nil {
+					return err
+				}
+				resp.Body = io.NopCloser(bytes.NewReader(body))
+				tp.cache.store(resp.Request, resp.StatusCode, resp.Header, body, rt.ignoreVary)
+			}
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			tp.record(exchange{check: describeRequest(r), err: err, status: http.StatusBadGateway})
+			w.WriteHeader(http.StatusBadGateway)
+		},
+	}
+	return tp
+}
+
+func (tp *tap) record(x exchange) {
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	tp.log = append(tp.log, x)
+}
+
+func (tp *tap) exchanges(paths ...string) []exchange {
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	var out []exchange
+	for _, x := range tp.log {
+		for _, p := range paths {
+			if x.check.GetAttributes().GetRequest().GetHttp().GetPath() == p {
+				out = append(out, x)
+			}
+		}
+	}
+	return out
+}
+
+// needNginx returns the NGINX binary, or skips (fails with
+// CORSAUTHZ_E2E_NGINX=require).
+func needNginx(t *testing.T) string {
+	t.Helper()
+	bin := nginxproc.Path()
+	if bin == "" {
+		msg := fmt.Sprintf("no nginx found (looked on PATH and in %v): install it, e.g. apt-get install nginx-light", nginxproc.Candidates)
+		if os.Getenv(nginxproc.Env) == "require" {
+			t.Fatalf("%s (%s=require makes this a failure instead of a skip)", msg, nginxproc.Env)
+		}
+		t.Skipf("%s; set %s=require to make this a failure", msg, nginxproc.Env)
+	}
+	return bin
+}
+
+// serveNginxUpstream is serveUpstream, recording the exchanges it sees,
+// and under /star-upstream/ answering CORS by itself with
+// Access-Control-Allow-Origin: *, as many frameworks do by default.
+func serveNginxUpstream(seen *sync.Map) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if id := r.Header.Get(exchangeIDHeader); id != "" {
+			seen.Store(id, true)
+		}
+		if strings.HasPrefix(r.URL.Path, "/star-upstream/") {
+			w.Header().Set("Access-Control-Allow-Origin", "*")
+			w.Header().Set("Access-Control-Allow-Methods", "*")
+		}
+		serveUpstream(w, r)
+	})
+}
+
+// nginxRoutes are routes, plus the upstream that answers with * and one
+// nobody listens on.
+func nginxRoutes(t *testing.T) []route {
+	t.Helper()
+	return append(slices.Clone(routes),
+		route{prefix: "/star-upstream/", extensions: map[string]string{"cors_policy": "creds"}},
+		downRoute(t))
+}
+
+// nginx502Body is the body of NGINX's own 502 answer under nginxConf.
+const nginx502Body = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+
+// nginxConf is the generated nginx.conf: the shipped snippets, one
+// location per route naming its policy ("" for selection by host and
+// path) and proxying to the upstream, or to the route's own.
+func nginxConf(dir *nginxproc.Dir, listen, corsauthz, upstream string, routes []route) string {
+	var b strings.Builder
+	b.WriteString("worker_processes 1;\n")
+	b.WriteString(dir.MainLines())
+	b.WriteString("events { worker_connections 256; }\nhttp {\n")
+	b.WriteString(dir.HTTPLines())
+	// NGINX's own error pages without its version or the padding it adds
+	// for Chromium, so that a scenario can want one (nginx502Body).
+	b.WriteString("server_tokens off;\nmsie_padding off;\n")
+	fmt.Fprintf(&b, `include corsauthz-http.conf;
+upstream corsauthz { server %s; keepalive 8; }
+upstream api { server %s; keepalive 8; }
+server {
+    listen %s;
+    server_name _;
+    include corsauthz-endpoint.conf;
+`, corsauthz, upstream, listen)
+	for _, rt := range routes {
+		to := "api"
+		if rt.upstream != nil {
+			to = rt.upstream.Host
+		}
+		fmt.Fprintf(&b, `    location %s {
+        set $corsauthz_policy "%s";
+        include corsauthz-location.conf;
+        proxy_pass http://%s;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host $http_host;
+    }
+`, rt.prefix, rt.extensions["cors_policy"], to)
+	}
+	b.WriteString("    location / { return 404; }\n}\n}\n")
+	return b.String()
+}
+
+// startNginxStack starts the pages, the upstream, corsauthz with its HTTP
+// listener, NGINX and the tap; they stop at the test's end.
+func startNginxStack(t *testing.T, bin string) *nginxStack {
+	t.Helper()
+	seen := &sync.Map{}
+	s, engine, _ := startPagesAndUpstream(t, serveNginxUpstream(seen))
+	srv, err := server.New(policy.NewHolder(engine), server.Options{
+		GRPCAddr:     "127.0.0.1:0",
+		AdminAddr:    "127.0.0.1:0",
+		HTTPAddr:     "127.0.0.1:0",
+		Logger:       slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Registry:     prometheus.NewRegistry(),
+		DrainTimeout: time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx) }()
+	var once sync.Once
+	stopCorsauthz := func() {
+		once.Do(func() {
+			stop()
+			if err := <-served; err != nil {
+				t.Errorf("corsauthz Serve: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stopCorsauthz)
+
+	dir, err := nginxproc.NewDir(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dir.Remove() })
+	for _, name := range []string{"corsauthz-http.conf", "corsauthz-location.conf", "corsauthz-endpoint.conf"} {
+		data, err := os.ReadFile(filepath.Join("..", "deploy", "nginx", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := dir.WriteFile(name, string(data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	listen := freeLoopbackAddr(t)
+	routes := nginxRoutes(t)
+	conf, err := dir.WriteFile("nginx.conf", nginxConf(dir, listen, srv.HTTPAddr().String(), s.upstream, routes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	proc, err := dir.Start(conf, listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("nginx (%s) pid %d on %s, corsauthz HTTP on %s", bin, proc.Pid(), listen, srv.HTTPAddr())
+	t.Cleanup(func() {
+		if err := proc.Stop(); err != nil {
+			t.Error(err)
+		}
+		if t.Failed() {
+			log, _ := os.ReadFile(dir.ErrorLog())
+			t.Logf("nginx error log (end):\n%s", lastBytes(log, 4<<10))
+		}
+	})
+
+	tp := newTap(&url.URL{Scheme: "http", Host: listen}, routes, seen)
+	s.log = tp
+	front := httptest.NewServer(tp)
+	t.Cleanup(front.Close)
+	s.setFront(t, front)
+	return &nginxStack{stack: s, stopCorsauthz: stopCorsauthz}
+}
+
+func freeLoopbackAddr(t *testing.T) string {
+	t.Helper()
+	ts := httptest.NewServer(http.NotFoundHandler())
+	addr := ts.Listener.Addr().String()
+	ts.Close()
+	return addr
+}
+
+func lastBytes(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
+// nginxScenarios are the scenarios as NGINX runs them, plus those only
+// NGINX has.
+func (s *stack) nginxScenarios() []scenario {
+	scenarios := s.scenarios()
+	for i := range scenarios {
+		if scenarios[i].nginxExchanges != nil {
+			scenarios[i].exchanges = scenarios[i].nginxExchanges
+		}
+		if scenarios[i].nginxWant != nil {
+			scenarios[i].want = scenarios[i].nginxWant
+		}
+	}
+	return append(scenarios,
+		scenario{
+			desc:       "an upstream answering Access-Control-Allow-Origin: * to an origin the policy does not list: its * is dropped, the browser blocks",
+			page:       s.evil,
+			calls:      []fetchCall{s.get("/star-upstream/evil")},
+			want:       []fetchResult{blocked},
+			corsErrors: []network.CorsError{network.CorsErrorMissingAllowOriginHeader},
+			exchanges:  []string{"GET /star-upstream/evil from evil: upstream 200"},
+			sent: []sentHeader{
+				{0, "Access-Control-Allow-Origin", nil},
+				{0, "Access-Control-Allow-Methods", nil},
+				{0, "Vary", []string{"Accept-Encoding", "Origin"}},
+			},
+		},
+		scenario{
+			desc:      "an upstream answering Access-Control-Allow-Origin: * to a listed origin: corsauthz's answer replaces it, credentials work",
+			page:      s.app,
+			calls:     []fetchCall{credentialed(s.get("/star-upstream/app", "X-Exposed"))},
+			want:      []fetchResult{ok("GET /star-upstream/app", map[string]string{"X-Exposed": exposedValue})},
+			exchanges: []string{"GET /star-upstream/app from app: upstream 200"},
+			sent: []sentHeader{
+				{0, "Access-Control-Allow-Origin", []string{s.app}},
+				{0, "Access-Control-Allow-Credentials", []string{"true"}},
+			},
+		},
+		scenario{
+			// A page can only send such headers after a preflight, which
+			// asks for them; that the gateway never forwards a client's
+			// own is checked without a browser, in deploy/nginx_run_test.go.
+			desc:  "a page sending its own X-Corsauthz-Policy and X-Original-URI: the preflight asks for them and the policy refuses",
+			page:  s.evil,
+			calls: []fetchCall{s.call("GET", "/creds/spoof", map[string]string{"X-Corsauthz-Policy": "star", "X-Original-URI": "/star/x"})},
+			want:  []fetchResult{blocked},
+			corsErrors: []network.CorsError{
+				network.CorsErrorPreflightMissingAllowOriginHeader,
+			},
+			exchanges: []string{"OPTIONS /creds/spoof from evil asking GET with x-corsauthz-policy,x-original-uri: answered 403"},
+		},
+	)
+}
+
+// downScenarios run once corsauthz is stopped: NGINX fails closed.
+func (s *stack) downScenarios() []scenario {
+	return []scenario{
+		{
+			desc:       "corsauthz down: an actual request is answered 500 by NGINX and never reaches the upstream",
+			page:       s.app,
+			calls:      []fetchCall{s.get("/nocreds/down")},
+			want:       []fetchResult{blocked},
+			corsErrors: []network.CorsError{network.CorsErrorMissingAllowOriginHeader},
+			exchanges:  []string{"GET /nocreds/down from app: answered 500"},
+		},
+		{
+			desc:       "corsauthz down: a preflight is answered 502 by NGINX, and the PUT is never sent",
+			page:       s.app,
+			calls:      []fetchCall{s.call("PUT", "/creds/down-put", map[string]string{"X-Custom": "1"})},
+			want:       []fetchResult{blocked},
+			corsErrors: []network.CorsError{network.CorsErrorPreflightMissingAllowOriginHeader},
+			exchanges:  []string{"OPTIONS /creds/down-put from app asking PUT with x-custom: answered 502"},
+		},
+	}
+}
+
+// TestBrowserThroughNginx is TestBrowser through real NGINX and corsauthz's
+// HTTP listener, then with corsauthz stopped.
+func TestBrowserThroughNginx(t *testing.T) {
+	bin := needNginx(t)
+	browser := startBrowser(t)
+	s := startNginxStack(t, bin)
+	s.run(t, browser, s.nginxScenarios())
+	if t.Failed() {
+		return
+	}
+	s.stopCorsauthz()
+	t.Run("corsauthz stopped", func(t *testing.T) { s.run(t, browser, s.downScenarios()) })
+}

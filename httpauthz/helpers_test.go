@@ -1,0 +1,161 @@
+package httpauthz_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/corsauthz/corsauthz/httpauthz"
+	"github.com/corsauthz/corsauthz/policy"
+)
+
+// testConfig has one policy of each sort the answers must tell apart;
+// "v1" is selected by path, "public" only by name.
+const testConfig = `
+policies:
+  - name: api
+    match:
+      hosts: [api.example.com]
+    allowed_origins: [https://app.example.com, "https://*.preview.example.com"]
+    allowed_methods: [GET, POST, PUT, DELETE]
+    allowed_headers: [Content-Type, Authorization]
+    exposed_headers: [X-Request-Id, X-Total]
+    allow_credentials: true
+    max_age_seconds: 600
+    allow_private_network: true
+  - name: v1
+    match:
+      hosts: [paths.example.com]
+      path_prefixes: [/v1/]
+    allowed_origins: [https://v1.example.com]
+  - name: strict
+    match:
+      hosts: [strict.example.com]
+    allowed_origins: [https://app.example.com]
+    reject_disallowed_origins: true
+  - name: shadow
+    match:
+      hosts: [shadow.example.com]
+    allowed_origins: [https://app.example.com]
+    reject_disallowed_origins: true
+    report_only: true
+  - name: public
+    allowed_origins: ["*"]
+    allowed_methods: [GET]
+`
+
+// engineDecider decides with a real engine and records refusals, as the
+// server package's decider does (without its metrics and logs).
+type engineDecider struct {
+	engines *policy.Holder
+	mu      sync.Mutex
+	refused []*httpauthz.RequestError
+}
+
+func (d *engineDecider) Decide(_ context.Context, r *policy.Request) (policy.Decision, error) {
+	e := d.engines.Load()
+	if e == nil {
+		return policy.Decision{}, fmt.Errorf("corsauthz has no configuration loaded")
+	}
+	return e.Decide(r)
+}
+
+func (d *engineDecider) Refused(_ context.Context, err *httpauthz.RequestError) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.refused = append(d.refused, err)
+}
+
+func loadEngine(tb testing.TB) *policy.Engine {
+	tb.Helper()
+	e, _, err := policy.Load("test.yaml", []byte(testConfig))
+	if err != nil {
+		tb.Fatalf("policy.Load: %v", err)
+	}
+	return e
+}
+
+// startListener serves a Handler with opts on a loopback port, with the
+// listener's own http.Server settings, until the test ends.
+func startListener(tb testing.TB, opts httpauthz.Options) (*httptest.Server, *engineDecider) {
+	tb.Helper()
+	d := &engineDecider{engines: policy.NewHolder(loadEngine(tb))}
+	h, err := httpauthz.New(d, opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ts := httptest.NewUnstartedServer(h)
+	ts.Config = httpauthz.NewServer(h, nil, nil)
+	ts.Start()
+	tb.Cleanup(ts.Close)
+	return ts, d
+}
+
+// rawAnswer is what a gateway reads of an answer.
+type rawAnswer struct {
+	status  int
+	headers []string // "Name: value", one per line as received, sorted, CORS and Vary only
+	lines   map[string]int
+	body    string
+}
+
+// corsHeader reports whether name is one the answer's CORS part is made of.
+func corsHeader(name string) bool {
+	return strings.HasPrefix(name, "Access-Control-") || name == "Vary"
+}
+
+// exchange sends raw (a whole HTTP/1.1 request, CRLF line ends) on a new
+// connection and reads the answer, with a deadline.
+func exchange(tb testing.TB, addr, raw string) rawAnswer {
+	tb.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(conn, raw); err != nil {
+		tb.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		tb.Fatalf("read answer: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatalf("read answer body: %v", err)
+	}
+	a := rawAnswer{status: resp.StatusCode, body: string(body), lines: map[string]int{}}
+	for name, vs := range resp.Header {
+		a.lines[name] = len(vs)
+		if corsHeader(name) {
+			for _, v := range vs {
+				a.headers = append(a.headers, name+": "+v)
+			}
+		}
+	}
+	slices.Sort(a.headers)
+	return a
+}
+
+// request builds a raw HTTP/1.1 request line and headers ("Name: value"
+// each), closing the connection after it.
+func request(method, target string, headers ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\n", method, target)
+	for _, h := range headers {
+		b.WriteString(h + "\r\n")
+	}
+	b.WriteString("Connection: close\r\n\r\n")
+	return b.String()
+}

@@ -1,0 +1,46 @@
+package httpauthz
+
+import (
+	"crypto/tls"
+	"log"
+	"net/http"
+	"time"
+)
+
+// Server timeouts. A gateway sends its check request's headers at once
+// and reads the answer at once; a client slower than this is not a
+// gateway, and its connection is closed rather than held.
+const (
+	ReadHeaderTimeout = 3 * time.Second
+	ReadTimeout       = 5 * time.Second
+	WriteTimeout      = 5 * time.Second
+	// IdleTimeout is longer than NGINX's upstream keepalive_timeout (60 s
+	// by default) and Envoy's idle_timeout (1 h, but Envoy tolerates a
+	// closed connection), so that NGINX closes idle connections first and
+	// never sends on one the listener is closing.
+	IdleTimeout = 2 * time.Minute
+)
+
+// NewServer returns the http.Server of the HTTP authorization listener:
+// h behind strict timeouts, headers bounded by MaxHeaderBytes (past which
+// net/http answers 431 itself), HTTP/1.1 only (the gateways that ask
+// over HTTP speak it; a single protocol keeps the limits simple), OPTIONS
+// * handed to h as any other request. tlsConfig, when not nil, serves
+// HTTPS (wrap the listener with tls.NewListener); errorLog receives
+// net/http's own messages (bad TLS handshakes and the like).
+func NewServer(h http.Handler, tlsConfig *tls.Config, errorLog *log.Logger) *http.Server {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	return &http.Server{
+		Handler:                      h,
+		TLSConfig:                    tlsConfig,
+		ReadHeaderTimeout:            ReadHeaderTimeout,
+		ReadTimeout:                  ReadTimeout,
+		WriteTimeout:                 WriteTimeout,
+		IdleTimeout:                  IdleTimeout,
+		MaxHeaderBytes:               MaxHeaderBytes,
+		DisableGeneralOptionsHandler: true,
+		Protocols:                    &protocols,
+		ErrorLog:                     errorLog,
+	}
+}

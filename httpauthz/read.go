@@ -1,0 +1,192 @@
+package httpauthz
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/corsauthz/corsauthz/policy"
+)
+
+// Limits on the requests the handler reads (product contract §9). They
+// are those of the gRPC front ends (the server package's MaxMethodLen,
+// MaxHostLen, MaxPathLen, MaxHeaderCount and MaxHeaderValueLen; a test
+// holds them equal), so that a gateway's request gets the same answer
+// over HTTP and gRPC. MaxHeaderBytes bounds all the request's header
+// lines together, before any of them is read.
+const (
+	MaxMethodLen      = 64
+	MaxHostLen        = 8 << 10
+	MaxPathLen        = 64 << 10
+	MaxHeaderCount    = 1000
+	MaxHeaderValueLen = 64 << 10
+	MaxHeaderBytes    = 128 << 10
+)
+
+// Header names the handler reads, in Go's canonical form.
+const (
+	headerForwardedMethod = "X-Forwarded-Method"
+	headerOriginalMethod  = "X-Original-Method"
+	headerForwardedHost   = "X-Forwarded-Host"
+	headerOriginalHost    = "X-Original-Host"
+	headerForwardedURI    = "X-Forwarded-Uri"
+	headerOriginalURI     = "X-Original-Uri"
+	// HeaderPolicy names the policy to apply, as Envoy's cors_policy
+	// context extension does.
+	HeaderPolicy = "X-Corsauthz-Policy"
+)
+
+// RequestError is a request the handler refuses to decide: a 431 for one
+// past the limits, a 400 for one it cannot read. Message is one line and
+// quotes nothing the client sent.
+type RequestError struct {
+	Status  int
+	Message string
+}
+
+func (e *RequestError) Error() string { return fmt.Sprintf("%d: %s", e.Status, e.Message) }
+
+func badRequest(format string, args ...any) *RequestError {
+	return &RequestError{Status: http.StatusBadRequest, Message: fmt.Sprintf(format, args...)}
+}
+
+func tooLarge(format string, args ...any) *RequestError {
+	return &RequestError{Status: http.StatusRequestHeaderFieldsTooLarge, Message: fmt.Sprintf(format, args...)}
+}
+
+// readRequest fills dst from r, following the precedence of the package
+// documentation, or says why r cannot be decided. prefix is
+// Options.PathPrefix without its trailing "/".
+func readRequest(r *http.Request, prefix string, dst *policy.Request) *RequestError {
+	n := 0
+	for _, vs := range r.Header {
+		n += len(vs)
+	}
+	if n > MaxHeaderCount {
+		return tooLarge("the request has %d header lines, more than the limit of %d", n, MaxHeaderCount)
+	}
+	var err *RequestError
+	pick := func(names ...string) string {
+		for _, name := range names {
+			v, e := single(r.Header, name)
+			if e != nil && err == nil {
+				err = e
+			}
+			if v != "" {
+				return v
+			}
+		}
+		return ""
+	}
+	dst.Method = pick(headerForwardedMethod, headerOriginalMethod)
+	if dst.Method == "" {
+		dst.Method = r.Method
+	}
+	dst.Host = pick(headerForwardedHost, headerOriginalHost)
+	if dst.Host == "" {
+		dst.Host = r.Host
+	}
+	dst.Path = pick(headerForwardedURI, headerOriginalURI)
+	dst.Policy = pick(HeaderPolicy)
+	dst.Origin = pick(policy.HeaderOrigin)
+	// An empty Origin is still an Origin (contract §4): Envoy's
+	// http_service forwards one as it came; NGINX cannot send one.
+	_, dst.OriginPresent = r.Header[policy.HeaderOrigin]
+	dst.RequestMethod = pick(policy.HeaderRequestMethod)
+	dst.RequestPrivateNetwork = pick(policy.HeaderRequestPrivateNetwork)
+	// A list: lines of it are joined, as Envoy joins them.
+	dst.RequestHeaders = strings.Join(r.Header[policy.HeaderRequestHeaders], ",")
+	if err != nil {
+		return err
+	}
+
+	switch {
+	case dst.Path != "":
+		if !strings.HasPrefix(dst.Path, "/") {
+			return badRequest("the original path (X-Forwarded-Uri or X-Original-URI) does not start with /")
+		}
+	default:
+		path, e := ownPath(r.RequestURI, prefix)
+		if e != nil {
+			return e
+		}
+		dst.Path = path
+	}
+	if dst.Host == "" {
+		return badRequest("the request names no host: send Host, X-Forwarded-Host or X-Original-Host")
+	}
+	return checkValues(dst)
+}
+
+// single returns the value of the header name ("" when absent), or an
+// error when it is sent more than once: a repeated single-valued header
+// is not a gateway's, and no line of it is more to be trusted than the
+// others.
+func single(h http.Header, name string) (string, *RequestError) {
+	vs := h[name]
+	switch len(vs) {
+	case 0:
+		return "", nil
+	case 1:
+		return vs[0], nil
+	}
+	return "", badRequest("the header %s is sent %d times: send it once", name, len(vs))
+}
+
+// ownPath is the request's own path and query with prefix removed.
+func ownPath(requestURI, prefix string) (string, *RequestError) {
+	if !strings.HasPrefix(requestURI, "/") {
+		return "", badRequest("the request target is not a path (send the original path in X-Forwarded-Uri or X-Original-URI)")
+	}
+	rest, ok := strings.CutPrefix(requestURI, prefix)
+	if !ok || (rest != "" && rest[0] != '/' && rest[0] != '?') {
+		return "", badRequest("the request path does not start with the path prefix %q", prefix)
+	}
+	if rest == "" || rest[0] == '?' {
+		rest = "/" + rest
+	}
+	return rest, nil
+}
+
+// checkValues refuses a request whose values are past the limits or not
+// UTF-8 (which no browser's request is, and no log line should carry).
+func checkValues(r *policy.Request) *RequestError {
+	for _, f := range [...]struct {
+		name  string
+		value string
+		limit int
+	}{
+		{"method", r.Method, MaxMethodLen},
+		{"host", r.Host, MaxHostLen},
+		{"path", r.Path, MaxPathLen},
+		{policy.HeaderOrigin, r.Origin, MaxHeaderValueLen},
+		{policy.HeaderRequestMethod, r.RequestMethod, MaxHeaderValueLen},
+		{policy.HeaderRequestHeaders, r.RequestHeaders, MaxHeaderValueLen},
+		{policy.HeaderRequestPrivateNetwork, r.RequestPrivateNetwork, MaxHeaderValueLen},
+		{HeaderPolicy, r.Policy, MaxHeaderValueLen},
+	} {
+		if len(f.value) > f.limit {
+			return tooLarge("the %s is %d bytes long, more than the limit of %d", f.name, len(f.value), f.limit)
+		}
+		if !utf8.ValidString(f.value) {
+			return badRequest("the %s is not valid UTF-8", f.name)
+		}
+	}
+	return nil
+}
+
+// maxQuotedLen bounds a value quoted in a message or a log line.
+const maxQuotedLen = 256
+
+// cut shortens s to at most maxQuotedLen bytes, at a character boundary.
+func cut(s string) string {
+	if len(s) <= maxQuotedLen {
+		return s
+	}
+	i := maxQuotedLen
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
+}

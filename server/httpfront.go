@@ -1,0 +1,95 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"log"
+	"log/slog"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/corsauthz/corsauthz/httpauthz"
+	"github.com/corsauthz/corsauthz/policy"
+)
+
+// DefaultHTTPAddr is the address of the HTTP authorization listener that
+// `corsauthz serve` uses unless told otherwise. The zero Options have no
+// HTTP listener.
+const DefaultHTTPAddr = "127.0.0.1:9003"
+
+// httpDecider is the HTTP front end's Decider: the ext_authz engine path
+// (the same engine, decision log and its rate limits), counted with
+// front_end="http".
+type httpDecider struct{ a *Authz }
+
+var _ httpauthz.Decider = httpDecider{}
+
+// newHTTPDecider returns a decider sharing authz's engine, logger, metrics
+// and log limits (not its fast path's shared answers, which the HTTP
+// listener does not use).
+func newHTTPDecider(authz *Authz) httpDecider {
+	return httpDecider{a: &Authz{
+		engines:   authz.engines,
+		logger:    authz.logger,
+		metrics:   authz.metrics,
+		frontEnd:  FrontEndHTTP,
+		infoLogs:  authz.infoLogs,
+		debugLogs: authz.debugLogs,
+	}}
+}
+
+func (d httpDecider) Decide(ctx context.Context, r *policy.Request) (policy.Decision, error) {
+	dec, _, _, err := d.a.decideOrFail(ctx, r, time.Now())
+	return dec, err
+}
+
+// Refused counts a request the HTTP listener would not decide as an
+// InvalidArgument, and logs it within the rate limit of the info
+// decision lines (the message quotes nothing the client sent).
+func (d httpDecider) Refused(ctx context.Context, err *httpauthz.RequestError) {
+	d.a.count(codes.InvalidArgument, time.Now())
+	if !d.a.logger.Enabled(ctx, slog.LevelWarn) {
+		return
+	}
+	if ok, _ := d.a.infoLogs.allow(time.Now()); !ok {
+		d.a.metrics.logSuppressed("info", 1)
+		return
+	}
+	d.a.logger.LogAttrs(ctx, slog.LevelWarn, "http check refused: unreadable request",
+		slog.Int("status", err.Status), slog.String("error", truncate(err.Message)))
+}
+
+// httpTLSConfig is the TLS configuration of the HTTP listener: the gRPC
+// listener's certificate (and client CA), reloaded the same way.
+func (c *certReloader) httpTLSConfig() *tls.Config {
+	return &tls.Config{MinVersion: tls.VersionTLS12, GetConfigForClient: c.configForClient}
+}
+
+// netHTTPLog is the HTTP listener's net/http error log (TLS handshake
+// failures, malformed connections): each message a warning, cut to
+// maxLoggedLen, within a rate limit of its own, since a client can cause
+// one per connection.
+func netHTTPLog(logger *slog.Logger, metrics *Metrics, rate float64) *log.Logger {
+	return log.New(&limitedLogWriter{logger: logger, metrics: metrics, limit: newLogLimiter(rate)}, "", 0)
+}
+
+type limitedLogWriter struct {
+	logger  *slog.Logger
+	metrics *Metrics
+	limit   *logLimiter
+}
+
+func (w *limitedLogWriter) Write(p []byte) (int, error) {
+	ok, dropped := w.limit.allow(time.Now())
+	if dropped > 0 {
+		w.logger.Warn("HTTP listener log lines suppressed by the rate limit", slog.Int("suppressed", dropped))
+	}
+	if !ok {
+		w.metrics.logSuppressed("info", 1)
+		return len(p), nil
+	}
+	w.logger.Warn("HTTP listener: "+truncate(strings.TrimSpace(string(p))), slog.String("listener", "http"))
+	return len(p), nil
+}
