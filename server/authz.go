@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/corsauthz/corsauthz/internal/limits"
 	"github.com/corsauthz/corsauthz/policy"
 )
 
@@ -23,15 +24,17 @@ import (
 // them (60 KiB of request headers, 100 headers), so a request beyond one is
 // not a browser's: Check refuses it with InvalidArgument, and Envoy answers
 // with its status_on_error.
+// They are the limits every front end applies (package internal/limits).
 const (
 	// MaxMethodLen bounds attributes.request.http.method, in bytes.
-	MaxMethodLen = 64
+	MaxMethodLen = limits.MethodLen
 	// MaxHostLen bounds attributes.request.http.host (the :authority).
-	MaxHostLen = 8 << 10
+	MaxHostLen = limits.HostLen
 	// MaxPathLen bounds attributes.request.http.path, query included.
-	MaxPathLen = 64 << 10
-	// MaxHeaderCount bounds the entries of headers or header_map.
-	MaxHeaderCount = 1000
+	MaxPathLen = limits.PathLen
+	// MaxHeaderCount bounds the entries of headers or header_map, as sent:
+	// a request with more is refused before its map is built.
+	MaxHeaderCount = limits.HeaderCount
 )
 
 // ContextExtensionPolicy is the ext_authz context extension that names the
@@ -55,9 +58,9 @@ type Authz struct {
 	engines *policy.Holder
 	logger  *slog.Logger
 	metrics *Metrics
-	// Decision log lines are rate-limited per level, so that a flood of
-	// rejected requests cannot fill a disk (see logDecision).
-	infoLogs, debugLogs *logLimiter
+	// Every log line a request causes is rate-limited per level, so that a
+	// flood of requests cannot fill a disk (see requestLog).
+	log *requestLog
 }
 
 var _ authv3.AuthorizationServer = (*Authz)(nil)
@@ -77,7 +80,7 @@ func NewAuthz(engines *policy.Holder, logger *slog.Logger, metrics *Metrics) *Au
 // limitDecisionLogs lets each decision log level write rate lines a
 // second (burst: as many); rate <= 0 removes the limit.
 func (a *Authz) limitDecisionLogs(rate float64) {
-	a.infoLogs, a.debugLogs = newLogLimiter(rate), newLogLimiter(rate)
+	a.log = newRequestLog(a.logger, a.metrics, rate)
 }
 
 // Check implements authv3.AuthorizationServer. The server itself serves
@@ -99,7 +102,7 @@ func (a *Authz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.Ch
 // refuseUnreadable logs, counts and returns the error for a request
 // readRequest refused with msg.
 func (a *Authz) refuseUnreadable(ctx context.Context, msg string, start time.Time) error {
-	a.logger.LogAttrs(ctx, slog.LevelWarn, "check refused: unreadable request", slog.String("error", msg))
+	a.log.log(ctx, slog.LevelWarn, "check refused: unreadable request", slog.String("error", limits.Cut(msg)))
 	return a.fail(codes.InvalidArgument, msg, start)
 }
 
@@ -112,14 +115,18 @@ func (a *Authz) decide(ctx context.Context, r *policy.Request, start time.Time) 
 		e = a.engines.Load()
 	}
 	if e == nil {
-		a.logger.LogAttrs(ctx, slog.LevelError, "check refused: no configuration loaded")
+		a.log.log(ctx, slog.LevelError, "check refused: no configuration loaded")
 		return policy.Decision{}, a.fail(codes.Unavailable, msgNoConfig, start)
 	}
 	d, err := e.Decide(r)
 	if err != nil {
-		a.logger.LogAttrs(ctx, slog.LevelError, "check refused: configuration mismatch",
-			slog.String("error", err.Error()), slog.String("config_hash", e.Hash()))
-		return policy.Decision{}, a.fail(decideErrorCode(err), err.Error(), start)
+		// The error names the policy the request asked for, cut (see
+		// policy.UnknownPolicyError); cut again, as it reaches the log and
+		// the caller.
+		msg := limits.Cut(err.Error())
+		a.log.log(ctx, slog.LevelError, "check refused: configuration mismatch",
+			slog.String("error", msg), slog.String("config_hash", e.Hash()))
+		return policy.Decision{}, a.fail(decideErrorCode(err), msg, start)
 	}
 	a.metrics.decision(&d, start)
 	a.logDecision(ctx, r, &d)
@@ -157,23 +164,43 @@ func readRequest(req *authv3.CheckRequest, r *policy.Request) string {
 	if msg := sizeProblem(httpFields, len(r.Method), len(r.Host), len(r.Path)); msg != "" {
 		return msg
 	}
-	if headers := h.GetHeaders(); len(headers) > 0 {
-		if len(headers) > MaxHeaderCount {
-			return headerCountProblem("headers", len(headers))
-		}
+	raw := h.GetHeaderMap().GetHeaders()
+	switch headers := h.GetHeaders(); {
+	case len(headers) > MaxHeaderCount:
+		return headerCountProblem("headers", len(headers))
+	case len(raw) > MaxHeaderCount:
+		return headerCountProblem("header_map", len(raw))
+	case len(headers) > 0:
 		// Envoy writes the keys in lower case.
 		r.Origin = headers["origin"]
 		r.RequestMethod = headers["access-control-request-method"]
 		r.RequestHeaders = headers["access-control-request-headers"]
 		r.RequestPrivateNetwork = headers["access-control-request-private-network"]
-	} else if raw := h.GetHeaderMap().GetHeaders(); len(raw) > 0 {
-		if len(raw) > MaxHeaderCount {
-			return headerCountProblem("header_map", len(raw))
+		if msg := valueProblem("headers.", r); msg != "" {
+			return msg
 		}
+	case len(raw) > 0:
 		readHeaderMap(raw, r)
+		if msg := valueProblem("header_map.", r); msg != "" {
+			return msg
+		}
 	}
 	r.Policy = attrs.GetContextExtensions()[ContextExtensionPolicy]
-	return ""
+	return tooLong("", policyField, len(r.Policy), MaxHeaderValueLen)
+}
+
+// policyField is where a CheckRequest names its policy.
+const policyField = "attributes.context_extensions." + ContextExtensionPolicy
+
+// valueProblem returns "" or the message for the first CORS header value
+// of r longer than MaxHeaderValueLen; field is "headers." or
+// "header_map.", where the values were read.
+func valueProblem(field string, r *policy.Request) string {
+	return cmp.Or(
+		tooLong(httpFields+field, "origin", len(r.Origin), MaxHeaderValueLen),
+		tooLong(httpFields+field, "access-control-request-method", len(r.RequestMethod), MaxHeaderValueLen),
+		tooLong(httpFields+field, "access-control-request-headers", len(r.RequestHeaders), MaxHeaderValueLen),
+		tooLong(httpFields+field, "access-control-request-private-network", len(r.RequestPrivateNetwork), MaxHeaderValueLen))
 }
 
 // msgNoHTTP is readRequest's message for a request without HTTP attributes.
@@ -252,20 +279,11 @@ func readHeaderMap(raw []*corev3.HeaderValue, r *policy.Request) {
 // dropped, counted in corsauthz_decision_logs_suppressed_total, and at
 // most once a second a warning says how many were dropped.
 func (a *Authz) logDecision(ctx context.Context, r *policy.Request, d *policy.Decision) {
-	level, limit, levelName := slog.LevelDebug, a.debugLogs, "debug"
+	level := slog.LevelDebug
 	if d.Kind == policy.KindPreflightRejected || d.Kind == policy.KindActualDisallowed {
-		level, limit, levelName = slog.LevelInfo, a.infoLogs, "info"
+		level = slog.LevelInfo
 	}
-	if !a.logger.Enabled(ctx, level) {
-		return
-	}
-	ok, dropped := limit.allow(time.Now())
-	if dropped > 0 {
-		a.logger.LogAttrs(ctx, slog.LevelWarn, "decision log lines suppressed by the rate limit",
-			slog.Int("suppressed", dropped), slog.String("log_level", levelName))
-	}
-	if !ok {
-		a.metrics.logSuppressed(levelName, 1)
+	if !a.log.enabled(ctx, level) {
 		return
 	}
 	msg := "cors decision"
@@ -283,22 +301,15 @@ func (a *Authz) logDecision(ctx context.Context, r *policy.Request, d *policy.De
 		slog.Int("status", d.Status),
 		slog.Bool("report_only", d.ReportOnly),
 		slog.String("origin", truncate(r.Origin)),
-		slog.String("method", r.Method),
+		slog.String("method", truncate(r.Method)),
 		slog.String("host", truncate(r.Host)),
 		slog.String("path", truncate(pathOnly(r.Path))),
 	}
-	a.logger.LogAttrs(ctx, level, msg, attrs[:]...)
+	a.log.log(ctx, level, msg, attrs[:]...)
 }
 
-// maxLoggedLen bounds each request value written to the log.
-const maxLoggedLen = 256
-
-func truncate(s string) string {
-	if len(s) <= maxLoggedLen {
-		return s
-	}
-	return s[:maxLoggedLen] + "…"
-}
+// truncate cuts a request value for the log.
+func truncate(s string) string { return limits.Cut(s) }
 
 func pathOnly(p string) string {
 	if i := strings.IndexAny(p, "?#"); i >= 0 {

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/corsauthz/corsauthz/internal/limits"
 	"github.com/corsauthz/corsauthz/policy"
 	corsauthzv1 "github.com/corsauthz/corsauthz/proto/gen/corsauthz/v1"
 )
@@ -21,6 +22,7 @@ type Decisions struct {
 	engines *policy.Holder
 	logger  *slog.Logger
 	metrics *Metrics
+	log     *requestLog // rate-limited, as Authz's
 }
 
 var _ corsauthzv1.DecisionServiceServer = (*Decisions)(nil)
@@ -31,7 +33,15 @@ func NewDecisions(engines *policy.Holder, logger *slog.Logger, metrics *Metrics)
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Decisions{engines: engines, logger: logger, metrics: metrics}
+	s := &Decisions{engines: engines, logger: logger, metrics: metrics}
+	s.limitLogs(DefaultDecisionLogRate)
+	return s
+}
+
+// limitLogs lets each log level write rate lines a second (burst: as
+// many); rate <= 0 removes the limit.
+func (s *Decisions) limitLogs(rate float64) {
+	s.log = newRequestLog(s.logger, s.metrics, rate)
 }
 
 // Decide implements corsauthzv1.DecisionServiceServer.
@@ -48,7 +58,7 @@ func (s *Decisions) Decide(ctx context.Context, req *corsauthzv1.DecideRequest) 
 		RequestPrivateNetwork: req.GetAccessControlRequestPrivateNetwork(),
 	}
 	if msg := checkSizes(&r); msg != "" {
-		s.logger.LogAttrs(ctx, slog.LevelWarn, "decide refused: request beyond limits", slog.String("error", msg))
+		s.log.log(ctx, slog.LevelWarn, "decide refused: request beyond limits", slog.String("error", limits.Cut(msg)))
 		return nil, s.fail(codes.InvalidArgument, msg, start)
 	}
 	e := s.engines.Load()
@@ -65,9 +75,10 @@ func (s *Decisions) Decide(ctx context.Context, req *corsauthzv1.DecideRequest) 
 		x, err = e.Explain(&r)
 	}
 	if err != nil {
-		s.logger.LogAttrs(ctx, slog.LevelError, "decide refused: configuration mismatch",
-			slog.String("error", err.Error()), slog.String("config_hash", e.Hash()))
-		return nil, s.fail(decideErrorCode(err), err.Error(), start)
+		msg := limits.Cut(err.Error())
+		s.log.log(ctx, slog.LevelError, "decide refused: configuration mismatch",
+			slog.String("error", msg), slog.String("config_hash", e.Hash()))
+		return nil, s.fail(decideErrorCode(err), msg, start)
 	}
 	d := &x.Decision
 	s.metrics.decision(d, start)
@@ -176,4 +187,4 @@ func checkSizes(r *policy.Request) string {
 
 // MaxHeaderValueLen bounds each CORS header value read; Envoy's default
 // limit on all request headers together is 60 KiB.
-const MaxHeaderValueLen = 64 << 10
+const MaxHeaderValueLen = limits.HeaderValueLen

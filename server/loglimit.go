@@ -1,6 +1,8 @@
 package server
 
 import (
+	"context"
+	"log/slog"
 	"sync"
 	"time"
 )
@@ -64,4 +66,62 @@ func (l *logLimiter) allow(now time.Time) (ok bool, report int) {
 		l.lastReport = now
 	}
 	return ok, report
+}
+
+// requestLog writes the log lines a request causes: decisions, refusals,
+// malformed messages. Every line goes through a token bucket for its
+// level (contract §9: every log line caused by a request is
+// rate-limited), so that no flood of requests, accepted or refused, can
+// fill a disk; lines beyond the rate are dropped, counted in
+// corsauthz_decision_logs_suppressed_total, and at most once a second a
+// warning says how many were dropped. Values from the request must be
+// cut (limits.Cut) by the caller.
+type requestLog struct {
+	logger  *slog.Logger
+	metrics *Metrics
+	limits  map[slog.Level]*logLimiter
+}
+
+// requestLogLevels are the levels of request log lines, and their names
+// in the suppressed-lines metric.
+var requestLogLevels = map[slog.Level]string{
+	slog.LevelDebug: "debug",
+	slog.LevelInfo:  "info",
+	slog.LevelWarn:  "warn",
+	slog.LevelError: "error",
+}
+
+// newRequestLog limits each level to rate lines a second (burst: as
+// many); rate <= 0 means no limit.
+func newRequestLog(logger *slog.Logger, metrics *Metrics, rate float64) *requestLog {
+	l := &requestLog{logger: logger, metrics: metrics, limits: map[slog.Level]*logLimiter{}}
+	for level := range requestLogLevels {
+		l.limits[level] = newLogLimiter(rate)
+	}
+	return l
+}
+
+// enabled reports whether a line at level would be written, rate aside:
+// callers skip building the line when not.
+func (l *requestLog) enabled(ctx context.Context, level slog.Level) bool {
+	return l.logger.Enabled(ctx, level)
+}
+
+// log writes the line if the rate limit of its level allows it.
+func (l *requestLog) log(ctx context.Context, level slog.Level, msg string, attrs ...slog.Attr) {
+	if !l.logger.Enabled(ctx, level) {
+		return
+	}
+	ok, dropped := l.limits[level].allow(time.Now())
+	name := requestLogLevels[level]
+	if dropped > 0 {
+		// Not itself limited: at most one a second per level.
+		l.logger.LogAttrs(ctx, slog.LevelWarn, "decision log lines suppressed by the rate limit",
+			slog.Int("suppressed", dropped), slog.String("log_level", name))
+	}
+	if !ok {
+		l.metrics.logSuppressed(name, 1)
+		return
+	}
+	l.logger.LogAttrs(ctx, level, msg, attrs...)
 }

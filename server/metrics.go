@@ -34,6 +34,8 @@ type Metrics struct {
 	logsSuppressed    *prometheus.CounterVec
 	tlsReloads        *prometheus.CounterVec
 	tlsNotAfter       prometheus.Gauge
+	malformed         prometheus.Counter
+	tlsHandshakeFails prometheus.Counter
 
 	// decisionCounters caches the children of decisions so the hot path
 	// does one map lookup and no allocation. It is copied on write; its
@@ -96,7 +98,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		logsSuppressed: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "corsauthz_decision_logs_suppressed_total",
-			Help: "Decision log lines dropped by the rate limit, by the level they would have had (info: rejections, debug: every decision).",
+			Help: "Log lines caused by requests dropped by the rate limit, by the level they would have had (info: rejections, debug: every decision, warn and error: refused requests).",
 		}, []string{"level"}),
 		tlsReloads: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "corsauthz_tls_certificate_reloads_total",
@@ -106,6 +108,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "corsauthz_tls_certificate_not_after_timestamp_seconds",
 			Help: "When the gRPC listener's certificate in use expires, in seconds since the Unix epoch (0 without TLS).",
 		}),
+		malformed: f.NewCounter(prometheus.CounterOpts{
+			Name: "corsauthz_malformed_messages_total",
+			Help: "gRPC request messages that do not parse as the method's message (refused with Internal, as by the standard codec).",
+		}),
+		tlsHandshakeFails: f.NewCounter(prometheus.CounterOpts{
+			Name: "corsauthz_tls_handshake_failures_total",
+			Help: "TLS handshakes on the gRPC listener that failed or were refused (no or untrusted client certificate, wrong protocol, expired certificate).",
+		}),
 	}
 	m.decisionCounters.Store(&map[decisionKey]prometheus.Counter{})
 	m.buildInfo.WithLabelValues(buildVersion(), runtime.Version()).Set(1)
@@ -113,7 +123,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.reloads.WithLabelValues(result)
 		m.tlsReloads.WithLabelValues(result)
 	}
-	for _, level := range []string{"info", "debug"} {
+	for _, level := range requestLogLevels {
 		m.logsSuppressed.WithLabelValues(level)
 	}
 	return m
@@ -213,6 +223,22 @@ func (m *Metrics) tlsLoaded(notAfter time.Time) {
 		return
 	}
 	m.tlsNotAfter.Set(float64(notAfter.Unix()))
+}
+
+// malformedMessage counts a request message that does not parse.
+func (m *Metrics) malformedMessage() {
+	if m == nil {
+		return
+	}
+	m.malformed.Inc()
+}
+
+// tlsHandshakeFailed counts a failed or refused TLS handshake.
+func (m *Metrics) tlsHandshakeFailed() {
+	if m == nil {
+		return
+	}
+	m.tlsHandshakeFails.Inc()
 }
 
 // decision counts one decision and how long it took.

@@ -208,15 +208,15 @@ func New(engines *policy.Holder, opts Options) (*Server, error) {
 	}
 	// The ext_authz fast path's codec and the transport settings measured
 	// with cmd/loadbench (fastpath.go).
-	serverOpts = append(serverOpts, fastPathServerOptions()...)
+	serverOpts = append(serverOpts, fastPathServerOptions(newRequestLog(s.logger, s.metrics, decisionLogRate(opts.DecisionLogRate)))...)
 	serverOpts = append(serverOpts, tlsCreds...)
 	s.grpc = grpc.NewServer(append(serverOpts, opts.GRPCServerOptions...)...)
 	authz := NewAuthz(engines, s.logger, s.metrics)
-	if opts.DecisionLogRate != 0 {
-		authz.limitDecisionLogs(opts.DecisionLogRate)
-	}
+	authz.limitDecisionLogs(decisionLogRate(opts.DecisionLogRate))
 	registerAuthorization(s.grpc, authz)
-	corsauthzv1.RegisterDecisionServiceServer(s.grpc, NewDecisions(engines, s.logger, s.metrics))
+	decisions := NewDecisions(engines, s.logger, s.metrics)
+	decisions.limitLogs(decisionLogRate(opts.DecisionLogRate))
+	corsauthzv1.RegisterDecisionServiceServer(s.grpc, decisions)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
@@ -238,6 +238,14 @@ func New(engines *policy.Holder, opts Options) (*Server, error) {
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
 	}
 	return s, nil
+}
+
+// decisionLogRate is Options.DecisionLogRate with 0 read as the default.
+func decisionLogRate(rate float64) float64 {
+	if rate == 0 {
+		return DefaultDecisionLogRate
+	}
+	return rate
 }
 
 // orDefaultAge returns d, def when d is 0, or "never" (the largest
