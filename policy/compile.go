@@ -145,6 +145,7 @@ func (c *compiler) compilePolicy(path string, p Policy) (Policy, *compiledPolicy
 		c.errorf(path+".allow_private_network", "allow_private_network with allowed_origins \"*\" would open the private network to every web site: list the origins exactly")
 	}
 	cp.buildHeaders(p)
+	cp.indexOrigins()
 	return p, cp
 }
 
@@ -229,6 +230,7 @@ func (c *compiler) compileOrigins(path string, p Policy, cp *compiledPolicy) []s
 		return []string{"*"}
 	}
 	var out []string
+	seenPatterns := map[string]struct{}{} // a set: a policy may list thousands
 	for i, o := range p.AllowedOrigins {
 		op := fmt.Sprintf("%s[%d]", fp, i)
 		if o == "*" {
@@ -269,10 +271,11 @@ func (c *compiler) compileOrigins(path string, p Policy, cp *compiledPolicy) []s
 			c.warnf(op, "%q puts a wildcard directly on the public suffix %q: any site registered there matches", o, pat.Host)
 		}
 		if pat.Wildcard {
-			if slices.Contains(out, norm) {
+			if _, dup := seenPatterns[norm]; dup {
 				c.warnf(op, "origin %q is listed twice", norm)
 				continue
 			}
+			seenPatterns[norm] = struct{}{}
 			cp.wildcards.Add(pat)
 			out = append(out, norm)
 			cp.originList = append(cp.originList, norm)

@@ -167,9 +167,9 @@ func readRequest(req *authv3.CheckRequest, r *policy.Request) string {
 	raw := h.GetHeaderMap().GetHeaders()
 	switch headers := h.GetHeaders(); {
 	case len(headers) > MaxHeaderCount:
-		return headerCountProblem("headers", len(headers))
+		return headerCountProblem("headers")
 	case len(raw) > MaxHeaderCount:
-		return headerCountProblem("header_map", len(raw))
+		return headerCountProblem("header_map")
 	case len(headers) > 0:
 		// Envoy writes the keys in lower case.
 		r.Origin = headers["origin"]
@@ -230,10 +230,11 @@ func tooLong(prefix, name string, n, limit int) string {
 	return fmt.Sprintf("%s%s is %d bytes long, more than the limit of %d", prefix, name, n, limit)
 }
 
-// headerCountProblem is readRequest's message for n entries in
-// attributes.request.http.<field>, more than MaxHeaderCount.
-func headerCountProblem(field string, n int) string {
-	return fmt.Sprintf("attributes.request.http.%s has %d entries, more than the limit of %d", field, n, MaxHeaderCount)
+// headerCountProblem is readRequest's message for more than
+// MaxHeaderCount entries in attributes.request.http.<field>. It says no
+// count: the fast path stops reading at the first entry too many.
+func headerCountProblem(field string) string {
+	return fmt.Sprintf("attributes.request.http.%s has more than %d entries, the limit", field, MaxHeaderCount)
 }
 
 // readHeaderMap reads the header_map that Envoy sends instead of headers

@@ -46,6 +46,10 @@ var (
 	errWireDecode = errors.New("cannot parse invalid wire-format data")
 	errWireUTF8   = errors.New("string field contains invalid UTF-8")
 	errWireDepth  = errors.New("exceeded maximum recursion depth")
+	// errWireTooMany stops the reader at the first header entry past
+	// MaxHeaderCount: the request is refused, and nothing after that
+	// entry is read (decodeCheck).
+	errWireTooMany = errors.New("more header entries than the limit")
 )
 
 // The CORS request headers, in the order of wireRequest.headers.
@@ -364,7 +368,9 @@ func (w *wireRequest) http(b []byte, depth int) error {
 				if err != nil {
 					return err
 				}
-				w.headerEntries++
+				if w.headerEntries++; w.headerEntries > MaxHeaderCount {
+					return errWireTooMany
+				}
 				// Envoy writes the keys in lower case; a key in any other
 				// case is another header, as in the map proto.Unmarshal
 				// builds.
@@ -420,10 +426,12 @@ func (w *wireRequest) headerMapMessage(b []byte, depth int) error {
 			if err != nil {
 				return err
 			}
+			if w.headerMapLen++; w.headerMapLen > MaxHeaderCount {
+				return errWireTooMany
+			}
 			if err := w.headerValue(v, depth); err != nil {
 				return err
 			}
-			w.headerMapLen++
 			b = b[n:]
 			continue
 		}
@@ -476,9 +484,6 @@ func (w *wireRequest) headerValue(b []byte, depth int) error {
 			return err
 		}
 		b = b[n:]
-	}
-	if len(w.headerMap) > MaxHeaderCount {
-		return nil // the request is refused for its count: keep no more
 	}
 	for i := range corsHeaderNames {
 		if strings.EqualFold(string(key), corsHeaderNames[i]) {
@@ -917,21 +922,25 @@ func bytesLen(_ []byte, n int) (int, error) {
 func (w *wireRequest) countProblem() string {
 	switch {
 	case w.headerEntries > MaxHeaderCount:
-		return headerCountProblem("headers", w.headerEntries)
+		return headerCountProblem("headers")
 	case w.headerMapLen > MaxHeaderCount:
-		return headerCountProblem("header_map", w.headerMapLen)
+		return headerCountProblem("header_map")
 	}
 	return ""
 }
 
 // decodeCheck reads a serialized CheckRequest for the fast path into r,
 // and returns the readRequest message when the request cannot be read,
-// such as one past the limits. It reads b once and builds nothing of what
-// it skips: a request past a limit costs what reading it costs, and no
-// path decodes it again (contract §9). It fails exactly when
+// such as one past the limits. It reads b once at most and builds nothing
+// of what it skips: a request past the header count is refused at the
+// first entry too many, one past another limit once read, and no path
+// decodes it again (contract §9). Otherwise it fails exactly when
 // proto.Unmarshal fails.
 func decodeCheck(b []byte, w *wireRequest, r *policy.Request) (problem string, err error) {
 	if err := decodeCheckRequest(b, w); err != nil {
+		if errors.Is(err, errWireTooMany) {
+			return w.countProblem(), nil
+		}
 		return "", err
 	}
 	return w.fill(r), nil
