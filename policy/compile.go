@@ -44,6 +44,13 @@ func Compile(cfg *Config) (*Engine, []*FieldError, error) {
 // compileUnhashed is Compile without the hash, which Load takes from the
 // file's bytes instead.
 func compileUnhashed(cfg *Config) (*Engine, []*FieldError, error) {
+	if errs := checkConfigLimits(cfg); len(errs) > 0 {
+		joined := make([]error, len(errs))
+		for i, fe := range errs {
+			joined[i] = fe
+		}
+		return nil, nil, errors.Join(joined...)
+	}
 	c := compiler{}
 	e := c.compile(cfg)
 	if len(c.errs) > 0 {

@@ -21,6 +21,7 @@ func (h *headerFlags) Set(v string) error { *h = append(*h, v); return nil }
 func runExplain(args []string, io IO) int {
 	fs := newFlagSet("explain", io)
 	config := fs.String("config", "", "configuration file (default: the built-in example)")
+	maxConfigBytes := maxConfigBytesFlag(fs)
 	policyName := fs.String("policy", "", "apply this policy, as Envoy's cors_policy context extension would")
 	method := fs.String("X", "", "request method (default GET, or OPTIONS when Access-Control-Request-Method is given)")
 	var headers headerFlags
@@ -57,7 +58,7 @@ Decides one request the way curl would describe it and says why. Examples:
 	}
 	req.Policy = *policyName
 
-	e, err := loadConfig(*config, io)
+	e, err := loadConfig(*config, *maxConfigBytes, io)
 	if err != nil {
 		printConfigError(io.Stderr, err)
 		return 1

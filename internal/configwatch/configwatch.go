@@ -36,6 +36,8 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/corsauthz/corsauthz/internal/configfile"
 )
 
 // Defaults for [Options].
@@ -67,6 +69,10 @@ type Options struct {
 	InitialHash string
 	// Logger receives what Watch notices (nil: nothing is logged).
 	Logger *slog.Logger
+	// MaxBytes bounds the file read (configfile.Read; <= 0: no bound).
+	// Whatever it is, only a regular file is read: a FIFO or a device in
+	// its place is an error handed over, never a read that blocks.
+	MaxBytes int64
 }
 
 // Func receives the file's content when it may have changed. Watch makes
@@ -214,7 +220,7 @@ func (w *watcher) look(ctx context.Context, cause string, forced bool) {
 		return
 	}
 	w.watchDirs() // the symlink may point somewhere new
-	data, err := os.ReadFile(w.path)
+	data, err := configfile.Read(w.path, w.opts.MaxBytes)
 	c := Change{Forced: forced, Cause: cause}
 	key := ""
 	if err != nil {
