@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -179,5 +181,94 @@ func TestReloadRefusedPastLimits(t *testing.T) {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("the log does not say %q:\n%.3000s", want, r.stderr)
 		}
+	}
+}
+
+// TestInPlaceWritesNeverServedHalfWritten: a configuration rewritten in
+// place (truncated, then written in two parts with a pause shorter than
+// the debounce period), again and again under load, is never served half
+// written. Every complete file rejects disallowed origins with a 403; the
+// first half of each is a valid configuration that does not, as in the
+// issue (on 8cd63ac, such a file was served for thousands of decisions).
+func TestInPlaceWritesNeverServedHalfWritten(t *testing.T) {
+	t.Parallel()
+	complete := func(version int) (first, rest string) {
+		head := fmt.Sprintf("# version %d\n", version) + `policies:
+  - name: api
+    match:
+      hosts: [api.example.com]
+    allowed_origins: [https://a.example.com]
+    allowed_methods: [PUT]
+`
+		padding := strings.Repeat("# padding, so that the write takes two parts\n", 40)
+		return head + padding[:len(padding)/2], padding[len(padding)/2:] + "    reject_disallowed_origins: true\n"
+	}
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	first, rest := complete(0)
+	if err := os.WriteFile(path, []byte(first+rest), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A short interval, so that the watch looks at the file often, in the
+	// middle of writes too.
+	s := serve(t, "--config", path, "--config-check-interval", "20ms")
+	actual := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
+		Http: &authv3.AttributeContext_HttpRequest{
+			Method: "GET", Host: "api.example.com", Path: "/",
+			Headers: map[string]string{"origin": originC},
+		},
+	}}}
+	ctx, stopLoad := context.WithCancel(context.Background())
+	defer stopLoad()
+	var sent, halfServed atomic.Int64
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			client := authv3.NewAuthorizationClient(s.conn)
+			for ctx.Err() == nil {
+				resp, err := client.Check(ctx, actual)
+				if ctx.Err() != nil {
+					return
+				}
+				if err != nil {
+					t.Errorf("Check: %v", err)
+					return
+				}
+				sent.Add(1)
+				if resp.GetDeniedResponse().GetStatus().GetCode() != 403 {
+					halfServed.Add(1)
+				}
+			}
+		})
+	}
+	writes := soak(20)
+	for v := 1; v <= writes; v++ {
+		first, rest := complete(v)
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteString(first); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(30 * time.Millisecond) // less than the 100 ms debounce
+		if _, err := f.WriteString(rest); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(150 * time.Millisecond)
+	}
+	stopLoad()
+	wg.Wait()
+	body := s.metrics(t)
+	reloads := metricValue(body, `corsauthz_config_reloads_total{result="success"}`)
+	s.stop(t)
+	t.Logf("%d in-place writes, %v reloads, %d Checks, %d answered from a half-written file", writes, reloads, sent.Load(), halfServed.Load())
+	if halfServed.Load() != 0 {
+		t.Errorf("%d of %d Checks were answered from a half-written file", halfServed.Load(), sent.Load())
+	}
+	if reloads < float64(writes)/2 {
+		t.Errorf("%v reloads for %d writes: the complete files were not loaded", reloads, writes)
 	}
 }
