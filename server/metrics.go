@@ -163,10 +163,32 @@ func (m *Metrics) SetConfig(e *policy.Engine) {
 	defer m.mu.Unlock()
 	m.configInfo.Reset()
 	if e != nil {
+		m.dropRemovedPolicies(e)
 		m.configInfo.WithLabelValues(e.Hash()).Set(1)
 		m.reloadSuccessful.Set(1)
 		m.reloadSuccessTime.Set(float64(time.Now().UnixNano()) / 1e9)
 	}
+}
+
+// dropRemovedPolicies deletes the decision series of policies e does not
+// have, so that reloads that rename policies do not grow /metrics for
+// ever. A decision in flight on the previous engine may still recreate
+// one; the next reload drops it. Called with m.mu held.
+func (m *Metrics) dropRemovedPolicies(e *policy.Engine) {
+	keep := map[string]bool{"": true} // decisions without a policy
+	for _, name := range e.PolicyNames() {
+		keep[name] = true
+	}
+	old := *m.decisionCounters.Load()
+	next := make(map[decisionKey]prometheus.Counter, len(old))
+	for key, c := range old {
+		if keep[key.policy] {
+			next[key] = c
+			continue
+		}
+		m.decisions.DeleteLabelValues(key.policy, key.kind.String())
+	}
+	m.decisionCounters.Store(&next)
 }
 
 // reloaded counts a reload: on success, e is the configuration now in

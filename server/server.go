@@ -191,6 +191,11 @@ func New(engines *policy.Holder, opts Options) (*Server, error) {
 		return nil, err
 	}
 
+	if !isLoopback(s.adminLis.Addr()) {
+		s.logger.Warn("the admin listener is not on loopback: /metrics, /healthz and /readyz can be reached from the network; bind --admin-addr to 127.0.0.1 unless that is intended, and restrict who can reach it",
+			slog.String("admin_addr", s.adminLis.Addr().String()))
+	}
+
 	serverOpts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cmp.Or(opts.MaxRecvMsgSize, DefaultMaxRecvMsgSize)),
 		grpc.MaxConcurrentStreams(cmp.Or(opts.MaxConcurrentStreams, DefaultMaxConcurrentStreams)),
@@ -277,6 +282,12 @@ func listen(addr, what string) (net.Listener, error) {
 		cause = opErr.Err
 	}
 	return nil, fmt.Errorf("listen on %s for %s: %w", addr, what, cause)
+}
+
+// isLoopback reports whether addr is a TCP address on a loopback IP.
+func isLoopback(addr net.Addr) bool {
+	tcp, ok := addr.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
 }
 
 // GRPCAddr is the address the gRPC listener is bound to.
