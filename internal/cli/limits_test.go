@@ -13,6 +13,8 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/corsauthz/corsauthz/internal/configwatch"
 )
 
 // Finding 3 and the smaller ones of issue 10: a FIFO as --config blocked
@@ -241,6 +243,7 @@ func TestInPlaceWritesNeverServedHalfWritten(t *testing.T) {
 		})
 	}
 	writes := soak(15)
+	var maxPause time.Duration
 	for v := 1; v <= writes; v++ {
 		first, rest := complete(v)
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
@@ -250,7 +253,9 @@ func TestInPlaceWritesNeverServedHalfWritten(t *testing.T) {
 		if _, err := f.WriteString(first); err != nil {
 			t.Fatal(err)
 		}
+		paused := time.Now()
 		time.Sleep(30 * time.Millisecond) // less than the 100 ms debounce
+		maxPause = max(maxPause, time.Since(paused))
 		if _, err := f.WriteString(rest); err != nil {
 			t.Fatal(err)
 		}
@@ -264,7 +269,15 @@ func TestInPlaceWritesNeverServedHalfWritten(t *testing.T) {
 	body := s.metrics(t)
 	reloads := metricValue(body, `corsauthz_config_reloads_total{result="success"}`)
 	s.stop(t)
-	t.Logf("%d in-place writes, %v reloads, %d Checks, %d answered from a half-written file", writes, reloads, sent.Load(), halfServed.Load())
+	t.Logf("%d in-place writes (longest pause mid-write %v), %v reloads, %d Checks, %d answered from a half-written file",
+		writes, maxPause.Round(time.Millisecond), reloads, sent.Load(), halfServed.Load())
+	if halfServed.Load() != 0 && maxPause >= configwatch.DefaultDebounce {
+		// The documented limit: a writer that pauses longer than the
+		// debounce period can be read half-way. A loaded machine made
+		// this one do so; TestStableBeforeHandover in configwatch checks
+		// the same with a margin no load reaches.
+		t.Skipf("inconclusive: the writer paused %v mid-write, more than the debounce period", maxPause)
+	}
 	if halfServed.Load() != 0 {
 		t.Errorf("%d of %d Checks were answered from a half-written file", halfServed.Load(), sent.Load())
 	}
