@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/corsauthz/corsauthz/internal/limits"
 	"github.com/corsauthz/corsauthz/policy/internal/httpsyntax"
 	"github.com/corsauthz/corsauthz/policy/internal/origin"
 )
@@ -70,11 +71,11 @@ type compiler struct {
 }
 
 func (c *compiler) errorf(path, format string, args ...any) {
-	c.errs = append(c.errs, &FieldError{Path: path, Message: fmt.Sprintf(format, args...)})
+	c.errs = append(c.errs, &FieldError{Path: limits.Cut(path), Message: fmt.Sprintf(format, cutArgs(args)...)})
 }
 
 func (c *compiler) warnf(path, format string, args ...any) {
-	c.warnings = append(c.warnings, &FieldError{Path: path, Message: fmt.Sprintf(format, args...)})
+	c.warnings = append(c.warnings, &FieldError{Path: limits.Cut(path), Message: fmt.Sprintf(format, cutArgs(args)...)})
 }
 
 func (c *compiler) compile(cfg *Config) *Engine {

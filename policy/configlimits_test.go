@@ -218,3 +218,32 @@ func FuzzLoadAliases(f *testing.F) {
 		}
 	})
 }
+
+// TestFileValuesCut: a value from the file reaches a problem's message cut
+// (on 8cd63ac, in full: a 100 KB origin made a 100 KB message).
+func TestFileValuesCut(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("a", 100_000)
+	for _, tc := range []struct{ desc, data string }{
+		{desc: "invalid origin", data: "policies:\n  - name: api\n    allowed_origins: [\"https://" + long + "/\"]\n"},
+		{desc: "invalid name", data: "policies:\n  - name: " + long + "\n    allowed_origins: [https://a.example]\n"},
+		{desc: "unknown field", data: "policies:\n  - name: api\n    allowed_origins: [https://a.example]\n    " + strings.Repeat("k", 1000) + ": 1\n"},
+		{desc: "wrong type", data: "policies:\n  - name: api\n    allowed_origins: [https://a.example]\n    allow_credentials: \"" + long + "\"\n"},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			t.Parallel()
+			_, _, err := policy.Load("c.yaml", []byte(tc.data))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, fe := range policy.FieldErrors(err) {
+				if n := len(fe.Error()); n > 1024 {
+					t.Errorf("a problem's message is %d bytes: %.300s", n, fe.Error())
+				}
+				if !strings.Contains(fe.Error(), "…[cut: ") {
+					t.Errorf("the message does not say the value was cut: %.300s", fe.Error())
+				}
+			}
+		})
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/corsauthz/corsauthz/internal/limits"
 )
 
 // Limits on a configuration (contract §9), so that no file, however
@@ -75,6 +77,24 @@ func expandedNodes(n *yaml.Node, limit int, memo map[*yaml.Node]int) int {
 		memo[n] = count
 	}
 	return count
+}
+
+// cutArgs cuts the strings and errors among a message's arguments
+// (limits.Cut): values from the file reach logs and error messages, and a
+// 1 MB origin must not make a 1 MB line.
+func cutArgs(args []any) []any {
+	out := make([]any, len(args))
+	for i, a := range args {
+		switch v := a.(type) {
+		case string:
+			out[i] = limits.Cut(v)
+		case error:
+			out[i] = limits.Cut(v.Error())
+		default:
+			out[i] = a
+		}
+	}
+	return out
 }
 
 // limitProblem is the message for a value past a limit.

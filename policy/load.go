@@ -14,6 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/corsauthz/corsauthz/internal/configfile"
+	"github.com/corsauthz/corsauthz/internal/limits"
 )
 
 // LoadFile reads, checks and compiles the configuration file at path: a
@@ -76,7 +77,7 @@ type parser struct {
 }
 
 func (p *parser) errorf(n *yaml.Node, path, format string, args ...any) {
-	fe := &FieldError{File: p.file, Path: path, Message: fmt.Sprintf(format, args...)}
+	fe := &FieldError{File: p.file, Path: limits.Cut(path), Message: fmt.Sprintf(format, cutArgs(args)...)}
 	if n != nil {
 		fe.Line, fe.Column = n.Line, n.Column
 	}

@@ -188,3 +188,37 @@ func TestRefusedHandshakesAndMalformedMessagesCounted(t *testing.T) {
 		}
 	})
 }
+
+// TestRefusedReloadLogBounded: values from a file reach the log cut, and a
+// file of a thousand problems logs a bounded number of lines (on
+// 8cd63ac, one line each, and a 1,000-byte key in full).
+func TestRefusedReloadLogBounded(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	b.WriteString("policies:\n  - name: api\n    allowed_origins:\n")
+	for i := range 1000 {
+		fmt.Fprintf(&b, "      - https://%d%s.example.com/path\n", i, strings.Repeat("a", 300))
+	}
+	b.WriteString("    " + strings.Repeat("k", 1000) + ": true\n")
+	var logs logBuffer
+	ts := startServer(t, policy.NewHolder(loadEngine(t, testConfig)), server.Options{Logger: logs.logger(slog.LevelInfo)})
+	if err := ts.srv.Reload(ctxTimeout(t), "big.yaml", []byte(b.String())); err == nil {
+		t.Fatal("the invalid configuration was accepted")
+	}
+	logs.mu.Lock()
+	text := logs.buf.String()
+	logs.mu.Unlock()
+	lines := strings.Split(strings.TrimSpace(text), "\n")
+	if len(lines) > 110 {
+		t.Errorf("a refused reload logged %d lines, want at most about 100", len(lines))
+	}
+	for _, line := range lines {
+		if len(line) > maxLineLen {
+			t.Fatalf("a log line is %d bytes: %.300s", len(line), line)
+		}
+	}
+	if got := logs.withMsg(t, "invalid configuration: more problems not logged (corsauthz validate lists them all)"); len(got) != 1 {
+		t.Errorf("no line says problems were left out: %v", got)
+	}
+	t.Logf("%d bytes of configuration: %d log lines, %d bytes", b.Len(), len(lines), len(text))
+}

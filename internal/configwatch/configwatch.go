@@ -267,6 +267,13 @@ func (w *watcher) look(ctx context.Context, cause string, forced bool) {
 // write can still be read half-way: writing a temporary file and renaming
 // it over the configuration is the way to update it.
 func (w *watcher) stable(ctx context.Context, fi os.FileInfo, data []byte, hash string) ([]byte, string, error) {
+	// A file last modified a debounce period ago or more, unchanged while
+	// it was read, is stable already: as after a rename, or after the
+	// event debounce. Only a file written within the period is waited for.
+	if after, err := os.Stat(w.path); err == nil && fi != nil && sameStamp(fi, after) &&
+		int64(len(data)) == after.Size() && time.Since(after.ModTime()) >= w.opts.Debounce {
+		return data, hash, nil
+	}
 	timer := time.NewTimer(w.opts.Debounce)
 	defer timer.Stop()
 	for {
@@ -284,8 +291,7 @@ func (w *watcher) stable(ctx context.Context, fi os.FileInfo, data []byte, hash 
 			return nil, "", err
 		}
 		hash2 := Hash(data2)
-		if fi != nil && fi.Size() == fi2.Size() && fi.ModTime().Equal(fi2.ModTime()) &&
-			hash == hash2 && int64(len(data2)) == fi2.Size() {
+		if fi != nil && sameStamp(fi, fi2) && hash == hash2 && int64(len(data2)) == fi2.Size() {
 			return data2, hash2, nil
 		}
 		w.logger.Debug("configuration watch: the file is changing; waiting until it is stable",
@@ -293,6 +299,11 @@ func (w *watcher) stable(ctx context.Context, fi os.FileInfo, data []byte, hash 
 		fi, data, hash = fi2, data2, hash2
 		timer.Reset(w.opts.Debounce)
 	}
+}
+
+// sameStamp reports whether a and b have the same size and modification time.
+func sameStamp(a, b os.FileInfo) bool {
+	return a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
 }
 
 // watchDirs watches the directory of the path and, when the path is a
