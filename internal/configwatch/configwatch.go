@@ -267,13 +267,9 @@ func (w *watcher) look(ctx context.Context, cause string, forced bool) {
 // write can still be read half-way: writing a temporary file and renaming
 // it over the configuration is the way to update it.
 func (w *watcher) stable(ctx context.Context, fi os.FileInfo, data []byte, hash string) ([]byte, string, error) {
-	// A file last modified a debounce period ago or more, unchanged while
-	// it was read, is stable already: as after a rename, or after the
-	// event debounce. Only a file written within the period is waited for.
-	if after, err := os.Stat(w.path); err == nil && fi != nil && sameStamp(fi, after) &&
-		int64(len(data)) == after.Size() && time.Since(after.ModTime()) >= w.opts.Debounce {
-		return data, hash, nil
-	}
+	// Modification times are compared, never their age: on some kernels
+	// a write's timestamp comes from a coarse clock that lags by far more
+	// than the debounce period.
 	timer := time.NewTimer(w.opts.Debounce)
 	defer timer.Stop()
 	for {
