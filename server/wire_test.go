@@ -33,6 +33,12 @@ func assertWireAgrees(t *testing.T, data []byte) (decoded bool) {
 	msg := &authv3.CheckRequest{}
 	protoErr := proto.Unmarshal(data, msg)
 	got, gotProblem, _, wireErr := server.DecodeWire(data)
+	if wireErr == nil && strings.HasSuffix(gotProblem, "entries, the limit") {
+		// Refused at the first header entry past the limit, unread
+		// beyond (contract §9): whatever follows, proto.Unmarshal may
+		// fail on it, and it would count the map's distinct keys.
+		return false
+	}
 	if (protoErr == nil) != (wireErr == nil) {
 		t.Fatalf("proto.Unmarshal error: %v\nfast path error:     %v\ninput: %q", protoErr, wireErr, data)
 	}
