@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"google.golang.org/grpc/codes"
 
+	"github.com/corsauthz/corsauthz/internal/limits"
 	"github.com/corsauthz/corsauthz/policy"
 )
 
@@ -123,7 +124,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.reloads.WithLabelValues(result)
 		m.tlsReloads.WithLabelValues(result)
 	}
-	for _, level := range requestLogLevels {
+	for _, level := range limits.LevelNames {
 		m.logsSuppressed.WithLabelValues(level)
 	}
 	return m
