@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	grpcmd "google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/corsauthz/corsauthz/policy"
@@ -221,4 +222,28 @@ func TestRefusedReloadLogBounded(t *testing.T) {
 		t.Errorf("no line says problems were left out: %v", got)
 	}
 	t.Logf("%d bytes of configuration: %d log lines, %d bytes", b.Len(), len(lines), len(text))
+}
+
+// TestMetadataBounded: a call's metadata is bounded (gRPC's default is
+// 16 MiB a call, which 8cd63ac kept).
+func TestMetadataBounded(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, policy.NewHolder(loadEngine(t, testConfig)), server.Options{})
+	req := checkRequest("GET", "api.example.com", "/", hdrs{"origin": app}, "")
+	for _, tc := range []struct {
+		desc string
+		size int
+		ok   bool
+	}{
+		{desc: "a few KiB", size: 4 << 10, ok: true},
+		{desc: "1 MiB", size: 1 << 20, ok: false},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			ctx := grpcmd.AppendToOutgoingContext(ctxTimeout(t), "x-big", strings.Repeat("m", tc.size))
+			_, err := ts.authz().Check(ctx, req)
+			if (err == nil) != tc.ok {
+				t.Errorf("Check with %d bytes of metadata: %v, want ok=%v", tc.size, err, tc.ok)
+			}
+		})
+	}
 }

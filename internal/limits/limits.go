@@ -34,6 +34,9 @@ const (
 	// MessageSize bounds a whole request message (gRPC: the default of
 	// --max-recv-msg-size; a CheckRequest is a few KiB).
 	MessageSize = 1 << 20
+	// MetadataSize bounds a call's request headers (gRPC metadata, HTTP/2
+	// header list, uncompressed): gRPC's own default is 16 MiB a call.
+	MetadataSize = 64 << 10
 )
 
 // LoggedValueLen bounds how much of one value from a request or a file a
