@@ -441,6 +441,13 @@ func TestKubernetesDecoderIsStrict(t *testing.T) {
 			wantInErr: "appProtocol",
 		},
 		{
+			desc:      "NetworkPolicy field misspelled",
+			file:      "networkpolicy.yaml",
+			old:       "policyTypes: [Ingress]",
+			new:       "policyType: [Ingress]",
+			wantInErr: "policyType",
+		},
+		{
 			desc:      "wrong API version for the kind",
 			file:      "hpa.yaml",
 			old:       "apiVersion: autoscaling/v2",
