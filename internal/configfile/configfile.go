@@ -46,12 +46,17 @@ func describeMode(m os.FileMode) string {
 // TooLargeError is the refusal of a file larger than the limit.
 type TooLargeError struct {
 	Path     string
-	Size     int64 // at least; the file may be growing
+	Size     int64
+	AtLeast  bool // Size is what was read before stopping: the file is larger
 	MaxBytes int64
 }
 
 func (e *TooLargeError) Error() string {
-	return fmt.Sprintf("%s is %d bytes or more, more than the limit of %d bytes (%s)", e.Path, e.Size, e.MaxBytes, MaxBytesFlag)
+	more := ""
+	if e.AtLeast {
+		more = " or more"
+	}
+	return fmt.Sprintf("%s is %d bytes%s, more than the limit of %d bytes (%s)", e.Path, e.Size, more, e.MaxBytes, MaxBytesFlag)
 }
 
 // ErrLimit matches both refusals (errors.Is).
@@ -108,7 +113,7 @@ func Read(path string, maxBytes int64) ([]byte, error) {
 		}
 	}
 	if maxBytes > 0 && int64(len(data)) > maxBytes {
-		return nil, &TooLargeError{Path: path, Size: int64(len(data)), MaxBytes: maxBytes}
+		return nil, &TooLargeError{Path: path, Size: int64(len(data)), AtLeast: true, MaxBytes: maxBytes}
 	}
 	return data, nil
 }

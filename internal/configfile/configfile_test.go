@@ -35,7 +35,7 @@ func TestRead(t *testing.T) {
 	}{
 		{desc: "regular file", path: regular, maxBytes: 100, want: "policies: []\n"},
 		{desc: "exactly the limit", path: regular, maxBytes: 13, want: "policies: []\n"},
-		{desc: "one byte past the limit", path: regular, maxBytes: 12, want: "is 13 bytes or more, more than the limit of 12 bytes (--max-config-bytes)", limit: true},
+		{desc: "one byte past the limit", path: regular, maxBytes: 12, want: "is 13 bytes, more than the limit of 12 bytes (--max-config-bytes)", limit: true},
 		{desc: "no limit", path: regular, maxBytes: 0, want: "policies: []\n"},
 		{desc: "symlink to a regular file", path: link, maxBytes: 100, want: "policies: []\n"},
 		{desc: "FIFO", path: fifo, maxBytes: 100, want: "is a named pipe (FIFO), not a regular file", limit: true},
