@@ -230,6 +230,17 @@ func (w *watcher) look(ctx context.Context, cause string, forced bool) {
 	w.watchDirs() // the symlink may point somewhere new
 	fi, _ := os.Stat(w.path)
 	data, err := configfile.Read(w.path, w.opts.MaxBytes)
+	if err != nil && !errors.Is(err, configfile.ErrLimit) && w.lastHash != "error: "+err.Error() {
+		// A new read error is looked at again after the debounce period
+		// before it is handed over: resolving a ConfigMap's symlinks can
+		// fail for an instant while the kubelet swaps "..data" and removes
+		// the old directory, and such a blip is not a failed reload.
+		if !sleepCtx(ctx, w.opts.Debounce) {
+			return
+		}
+		fi, _ = os.Stat(w.path)
+		data, err = configfile.Read(w.path, w.opts.MaxBytes)
+	}
 	c := Change{Forced: forced, Cause: cause}
 	key := ""
 	if err != nil {
@@ -279,12 +290,19 @@ func (w *watcher) stable(ctx context.Context, fi os.FileInfo, data []byte, hash 
 		case <-timer.C:
 		}
 		fi2, err := os.Stat(w.path)
-		if err != nil {
-			return nil, "", err
+		var data2 []byte
+		if err == nil {
+			data2, err = configfile.Read(w.path, w.opts.MaxBytes)
 		}
-		data2, err := configfile.Read(w.path, w.opts.MaxBytes)
 		if err != nil {
-			return nil, "", err
+			// An error twice in a row is handed over; once, it may be a
+			// symlink swap's blip (see look): wait and read again.
+			if fi == nil || errors.Is(err, configfile.ErrLimit) {
+				return nil, "", err
+			}
+			fi = nil
+			timer.Reset(w.opts.Debounce)
+			continue
 		}
 		hash2 := Hash(data2)
 		if fi != nil && sameStamp(fi, fi2) && hash == hash2 && int64(len(data2)) == fi2.Size() {
@@ -294,6 +312,18 @@ func (w *watcher) stable(ctx context.Context, fi os.FileInfo, data []byte, hash 
 			slog.String("config", w.path), slog.Duration("debounce", w.opts.Debounce))
 		fi, data, hash = fi2, data2, hash2
 		timer.Reset(w.opts.Debounce)
+	}
+}
+
+// sleepCtx waits d, or until ctx is done; it reports whether d passed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
