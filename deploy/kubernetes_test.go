@@ -13,6 +13,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -35,6 +36,7 @@ type k8sObjects struct {
 	configMaps      []*corev1.ConfigMap
 	hpas            []*autoscalingv2.HorizontalPodAutoscaler
 	pdbs            []*policyv1.PodDisruptionBudget
+	networkPolicies []*networkingv1.NetworkPolicy
 	// namespaceOf holds every namespaced object's namespace, by "Kind/name".
 	namespaceOf map[string]string
 }
@@ -81,6 +83,9 @@ func buildObjects(fs filesys.FileSystem, dir string) (*k8sObjects, error) {
 		case "policy/v1 PodDisruptionBudget":
 			objs.pdbs = append(objs.pdbs, new(policyv1.PodDisruptionBudget))
 			target = objs.pdbs[len(objs.pdbs)-1]
+		case "networking.k8s.io/v1 NetworkPolicy":
+			objs.networkPolicies = append(objs.networkPolicies, new(networkingv1.NetworkPolicy))
+			target = objs.networkPolicies[len(objs.networkPolicies)-1]
 		default:
 			return nil, fmt.Errorf("%s %s: no test decodes this kind; add it", gvk, r.GetName())
 		}
@@ -436,6 +441,13 @@ func TestKubernetesDecoderIsStrict(t *testing.T) {
 			wantInErr: "appProtocol",
 		},
 		{
+			desc:      "NetworkPolicy field misspelled",
+			file:      "networkpolicy.yaml",
+			old:       "policyTypes: [Ingress]",
+			new:       "policyType: [Ingress]",
+			wantInErr: "policyType",
+		},
+		{
 			desc:      "wrong API version for the kind",
 			file:      "hpa.yaml",
 			old:       "apiVersion: autoscaling/v2",
@@ -484,4 +496,90 @@ func ptrString[T any](p *T) string {
 		return "unset"
 	}
 	return fmt.Sprint(*p)
+}
+
+// TestKubernetesMemoryLimit: GOMEMLIMIT comes from the container's memory
+// limit, in bytes (issue 10).
+func TestKubernetesMemoryLimit(t *testing.T) {
+	t.Parallel()
+	objs := loadKustomization(t)
+	d := only(t, "Deployment", objs.deployments)
+	c := only(t, "container", d.Spec.Template.Spec.Containers)
+	var env *corev1.EnvVar
+	for i := range c.Env {
+		if c.Env[i].Name == "GOMEMLIMIT" {
+			env = &c.Env[i]
+		}
+	}
+	if env == nil || env.ValueFrom == nil || env.ValueFrom.ResourceFieldRef == nil {
+		t.Fatalf("no GOMEMLIMIT from a resourceFieldRef in %+v", c.Env)
+	}
+	ref := env.ValueFrom.ResourceFieldRef
+	if ref.Resource != "limits.memory" || ref.ContainerName != c.Name {
+		t.Errorf("GOMEMLIMIT from %s of container %q, want limits.memory of %q", ref.Resource, ref.ContainerName, c.Name)
+	}
+	if !ref.Divisor.IsZero() && ref.Divisor.Value() != 1 {
+		t.Errorf("GOMEMLIMIT divisor %v: GOMEMLIMIT reads a bare number as bytes", ref.Divisor.String())
+	}
+	if _, ok := c.Resources.Limits[corev1.ResourceMemory]; !ok {
+		t.Error("no memory limit for GOMEMLIMIT to follow")
+	}
+}
+
+// TestKubernetesNetworkPolicy: only pods labelled as the gateway reach the
+// gRPC port, only the monitoring namespace the admin port, and the policy
+// selects corsauthz's pods (issue 10).
+func TestKubernetesNetworkPolicy(t *testing.T) {
+	t.Parallel()
+	objs := loadKustomization(t)
+	np := only(t, "NetworkPolicy", objs.networkPolicies)
+	d := only(t, "Deployment", objs.deployments)
+	sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sel.Empty() || !sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+		t.Errorf("the NetworkPolicy selects %v, not the Deployment's pods %v", sel, d.Spec.Template.Labels)
+	}
+	if !slices.Equal(np.Spec.PolicyTypes, []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}) {
+		t.Errorf("policyTypes %v, want [Ingress]", np.Spec.PolicyTypes)
+	}
+	ports := map[string]string{} // port name -> who may reach it
+	for _, rule := range np.Spec.Ingress {
+		if len(rule.From) == 0 || len(rule.Ports) == 0 {
+			t.Errorf("a rule lets everyone in, or on every port: %+v", rule)
+			continue
+		}
+		for _, from := range rule.From {
+			var who string
+			switch {
+			case from.PodSelector != nil && from.PodSelector.MatchLabels["corsauthz.io/gateway"] == "true":
+				who = "gateway"
+			case from.PodSelector == nil && from.NamespaceSelector != nil && from.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] == "monitoring":
+				who = "monitoring"
+			default:
+				t.Errorf("unexpected peer %+v", from)
+			}
+			for _, p := range rule.Ports {
+				if p.Port == nil || p.Port.Type != intstr.String {
+					t.Errorf("port %v: name the container's port", p.Port)
+					continue
+				}
+				ports[p.Port.StrVal] = who
+			}
+		}
+	}
+	want := map[string]string{"grpc": "gateway", "admin": "monitoring"}
+	if fmt.Sprint(ports) != fmt.Sprint(want) {
+		t.Errorf("who reaches which port: %v, want %v", ports, want)
+	}
+	named := map[string]bool{}
+	for _, p := range only(t, "container", d.Spec.Template.Spec.Containers).Ports {
+		named[p.Name] = true
+	}
+	for name := range want {
+		if !named[name] {
+			t.Errorf("the container has no port named %q", name)
+		}
+	}
 }

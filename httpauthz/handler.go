@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/corsauthz/corsauthz/internal/limits"
 	"github.com/corsauthz/corsauthz/policy"
 )
 
@@ -118,7 +119,7 @@ func (h *Handler) health(w http.ResponseWriter) {
 // unavailableMessage is the 503 body for an error of Decide.
 func unavailableMessage(err error) string {
 	if upe, ok := errors.AsType[*policy.UnknownPolicyError](err); ok {
-		return fmt.Sprintf("X-Corsauthz-Policy names no configured policy: %q", cut(upe.Name))
+		return fmt.Sprintf("X-Corsauthz-Policy names no configured policy: %q", limits.Cut(upe.Name))
 	}
 	return err.Error()
 }

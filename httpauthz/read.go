@@ -6,22 +6,22 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/corsauthz/corsauthz/internal/limits"
 	"github.com/corsauthz/corsauthz/policy"
 )
 
 // Limits on the requests the handler reads (product contract §9). They
-// are those of the gRPC front ends (the server package's MaxMethodLen,
-// MaxHostLen, MaxPathLen, MaxHeaderCount and MaxHeaderValueLen; a test
-// holds them equal), so that a gateway's request gets the same answer
-// over HTTP and gRPC. MaxHeaderBytes bounds all the request's header
-// lines together, before any of them is read.
+// are the gRPC front ends' (package internal/limits, the one source of
+// every front end's limits), so that a gateway's request gets the same
+// answer over HTTP and gRPC. MaxHeaderBytes bounds all the request's
+// header lines together, before any of them is read.
 const (
-	MaxMethodLen      = 64
-	MaxHostLen        = 8 << 10
-	MaxPathLen        = 64 << 10
-	MaxHeaderCount    = 1000
-	MaxHeaderValueLen = 64 << 10
-	MaxHeaderBytes    = 128 << 10
+	MaxMethodLen      = limits.MethodLen
+	MaxHostLen        = limits.HostLen
+	MaxPathLen        = limits.PathLen
+	MaxHeaderCount    = limits.HeaderCount
+	MaxHeaderValueLen = limits.HeaderValueLen
+	MaxHeaderBytes    = limits.HTTPHeaderBytes
 )
 
 // Header names the handler reads, in Go's canonical form.
@@ -174,19 +174,4 @@ func checkValues(r *policy.Request) *RequestError {
 		}
 	}
 	return nil
-}
-
-// maxQuotedLen bounds a value quoted in a message or a log line.
-const maxQuotedLen = 256
-
-// cut shortens s to at most maxQuotedLen bytes, at a character boundary.
-func cut(s string) string {
-	if len(s) <= maxQuotedLen {
-		return s
-	}
-	i := maxQuotedLen
-	for i > 0 && !utf8.RuneStart(s[i]) {
-		i--
-	}
-	return s[:i] + "…"
 }

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/corsauthz/corsauthz/internal/limits"
 	"github.com/corsauthz/corsauthz/policy/internal/httpsyntax"
 	"github.com/corsauthz/corsauthz/policy/internal/origin"
 )
@@ -44,6 +45,13 @@ func Compile(cfg *Config) (*Engine, []*FieldError, error) {
 // compileUnhashed is Compile without the hash, which Load takes from the
 // file's bytes instead.
 func compileUnhashed(cfg *Config) (*Engine, []*FieldError, error) {
+	if errs := checkConfigLimits(cfg); len(errs) > 0 {
+		joined := make([]error, len(errs))
+		for i, fe := range errs {
+			joined[i] = fe
+		}
+		return nil, nil, errors.Join(joined...)
+	}
 	c := compiler{}
 	e := c.compile(cfg)
 	if len(c.errs) > 0 {
@@ -63,11 +71,11 @@ type compiler struct {
 }
 
 func (c *compiler) errorf(path, format string, args ...any) {
-	c.errs = append(c.errs, &FieldError{Path: path, Message: fmt.Sprintf(format, args...)})
+	c.errs = append(c.errs, &FieldError{Path: limits.Cut(path), Message: fmt.Sprintf(format, cutArgs(args)...)})
 }
 
 func (c *compiler) warnf(path, format string, args ...any) {
-	c.warnings = append(c.warnings, &FieldError{Path: path, Message: fmt.Sprintf(format, args...)})
+	c.warnings = append(c.warnings, &FieldError{Path: limits.Cut(path), Message: fmt.Sprintf(format, cutArgs(args)...)})
 }
 
 func (c *compiler) compile(cfg *Config) *Engine {
@@ -147,6 +155,7 @@ func (c *compiler) compilePolicy(path string, p Policy) (Policy, *compiledPolicy
 		c.errorf(path+".allow_private_network", "allow_private_network with allowed_origins \"*\" would open the private network to every web site: list the origins exactly")
 	}
 	cp.buildHeaders(p)
+	cp.indexOrigins()
 	return p, cp
 }
 
@@ -286,6 +295,7 @@ func (c *compiler) compileOrigins(path string, p Policy, cp *compiledPolicy) []s
 		return []string{"*"}
 	}
 	var out []string
+	seenPatterns := map[string]struct{}{} // a set: a policy may list thousands
 	for i, o := range p.AllowedOrigins {
 		op := fmt.Sprintf("%s[%d]", fp, i)
 		if o == "*" {
@@ -326,10 +336,11 @@ func (c *compiler) compileOrigins(path string, p Policy, cp *compiledPolicy) []s
 			c.warnf(op, "%q puts a wildcard directly on the public suffix %q: any site registered there matches", o, pat.Host)
 		}
 		if pat.Wildcard {
-			if slices.Contains(out, norm) {
+			if _, dup := seenPatterns[norm]; dup {
 				c.warnf(op, "origin %q is listed twice", norm)
 				continue
 			}
+			seenPatterns[norm] = struct{}{}
 			cp.wildcards.Add(pat)
 			out = append(out, norm)
 			cp.originList = append(cp.originList, norm)

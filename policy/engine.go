@@ -34,7 +34,10 @@ type compiledPolicy struct {
 	anyOrigin     bool
 	exactOrigins  map[string]struct{}
 	wildcards     origin.WildcardMatcher
-	originList    []string // normalised allowed_origins, for Explain
+	originList    []string            // normalised allowed_origins, for Explain
+	wildcardSet   map[string]struct{} // the patterns of originList
+	byHost        map[string][]int32  // indexes of originList by hostKey and by siteKey,
+	bySite        map[string][]int32  // for Explain (see closestOrigin)
 	methods       []string
 	anyHeader     bool
 	headers       map[string]struct{} // lower case

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/corsauthz/corsauthz/internal/limits"
 )
 
 // FieldError is one problem (or, among warnings, one remark) about a
@@ -76,7 +78,8 @@ var ErrUnknownPolicy = errors.New("no policy of that name is configured")
 type UnknownPolicyError struct{ Name string }
 
 func (e *UnknownPolicyError) Error() string {
-	return fmt.Sprintf("policy %q is not configured (the gateway's cors_policy names a policy this configuration does not have)", e.Name)
+	// The name comes from a request: cut, as it reaches logs and callers.
+	return fmt.Sprintf("policy %q is not configured (the gateway's cors_policy names a policy this configuration does not have)", limits.Cut(e.Name))
 }
 
 // Is makes errors.Is(err, ErrUnknownPolicy) true.

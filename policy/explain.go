@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/corsauthz/corsauthz/internal/limits"
 	"github.com/corsauthz/corsauthz/policy/internal/acrh"
 	"github.com/corsauthz/corsauthz/policy/internal/origin"
 )
@@ -183,6 +184,9 @@ func quotedNames(ps []*compiledPolicy) string {
 	return strings.Join(q, ", ")
 }
 
+// explainOrigin says why o is allowed or not. The origin is quoted cut
+// (limits.Cut): a rejected one can be 2,048 bytes, and quoting it whole
+// would cost more than the decision.
 func (x *Explanation) explainOrigin(p *compiledPolicy, o string) {
 	switch {
 	case p.anyOrigin:
@@ -196,20 +200,53 @@ func (x *Explanation) explainOrigin(p *compiledPolicy, o string) {
 		return
 	}
 	if _, ok := p.exactOrigins[o]; ok {
-		x.Reasons = append(x.Reasons, fmt.Sprintf("origin %q is listed in allowed_origins", o))
+		x.Reasons = append(x.Reasons, fmt.Sprintf("origin %q is listed in allowed_origins", limits.Cut(o)))
 		return
 	}
-	for _, allowed := range p.originList {
-		if strings.Contains(allowed, "*.") && matchesPattern(allowed, o) {
-			x.Reasons = append(x.Reasons, fmt.Sprintf("origin %q matches %q (one or more labels before the domain)", o, allowed))
+	if p.wildcards.Match(o) {
+		if allowed := p.matchingPattern(o); allowed != "" {
+			x.Reasons = append(x.Reasons, fmt.Sprintf("origin %q matches %q (one or more labels before the domain)", limits.Cut(o), allowed))
 			return
 		}
 	}
-	x.Reasons = append(x.Reasons, fmt.Sprintf("origin %q is not allowed: it is neither listed nor matched by a pattern (origins are compared byte for byte with what browsers send)", o))
-	x.ClosestOrigin, x.OriginDifferences = closestOrigin(p.originList, o)
+	x.Reasons = append(x.Reasons, fmt.Sprintf("origin %q is not allowed: it is neither listed nor matched by a pattern (origins are compared byte for byte with what browsers send)", limits.Cut(o)))
+	var compared int
+	x.ClosestOrigin, x.OriginDifferences, compared = p.closestOrigin(o)
 	if x.ClosestOrigin != "" {
 		x.Reasons = append(x.Reasons, fmt.Sprintf("closest allowed origin: %q; %s", x.ClosestOrigin, strings.Join(x.OriginDifferences, "; ")))
 	}
+	if compared < len(p.originList) {
+		x.Reasons = append(x.Reasons, fmt.Sprintf("the search for the closest allowed origin was cut: it compared %d of the policy's %d allowed origins (at most %d, under the same domain as the request's)", compared, len(p.originList), maxClosestCandidates))
+	}
+}
+
+// matchingPattern returns the wildcard pattern of the policy that o
+// matches, found by trying the patterns o can match, one per label of its
+// host (at most a few dozen), rather than the policy's every pattern.
+func (p *compiledPolicy) matchingPattern(o string) string {
+	i := strings.Index(o, "://")
+	if i < 0 {
+		return ""
+	}
+	scheme, hostPort := o[:i], o[i+3:]
+	host, port := hostPort, ""
+	if j := strings.LastIndexByte(hostPort, ':'); j >= 0 && !strings.Contains(hostPort[j:], "]") {
+		host, port = hostPort[:j], hostPort[j:]
+	}
+	for j := strings.IndexByte(host, '.'); j >= 0; {
+		domain := host[j+1:]
+		for _, cand := range [...]string{scheme + "://*." + domain + port, scheme + "://*." + domain} {
+			if _, ok := p.wildcardSet[cand]; ok && matchesPattern(cand, o) {
+				return cand
+			}
+		}
+		k := strings.IndexByte(domain, '.')
+		if k < 0 {
+			break
+		}
+		j += 1 + k
+	}
+	return ""
 }
 
 func matchesPattern(pattern, o string) bool {
@@ -296,21 +333,139 @@ func (x *Explanation) explainPrivateNetwork(p *compiledPolicy, v string) {
 	}
 }
 
+// The closest-origin search is bounded, so that explaining a rejected
+// origin costs the same on a policy of ten origins and on one of ten
+// thousand (contract §9). On a policy with more than maxClosestCandidates
+// allowed origins it compares at most that many: those whose host is the
+// request's host or one of its parent domains, then those under the same
+// site (the host's last two labels), each found in an index; and only the
+// first maxClosestCompareLen bytes of each.
+const (
+	maxClosestCandidates = 8
+	maxClosestCompareLen = 32
+)
+
 // closestOrigin finds the allowed origin (or pattern) most like o and says
-// what differs: scheme, host or port.
-func closestOrigin(allowed []string, o string) (string, []string) {
+// what differs: scheme, host or port. compared is how many allowed
+// origins it looked at.
+func (p *compiledPolicy) closestOrigin(o string) (closest string, diffs []string, compared int) {
+	candidates := p.originList
+	if len(candidates) > maxClosestCandidates {
+		candidates = p.closestCandidates(splitOrigin(o).host)
+	}
 	best, bestDist := "", -1
-	for _, a := range allowed {
-		d := levenshtein(strings.ToLower(stripWildcard(a)), strings.ToLower(o))
+	lo := strings.ToLower(prefix(o, maxClosestCompareLen))
+	for _, a := range candidates {
+		d := shortDistance(strings.ToLower(prefix(stripWildcard(a), maxClosestCompareLen)), lo)
 		if bestDist < 0 || d < bestDist {
 			best, bestDist = a, d
 		}
 	}
 	if best == "" {
-		return "", nil
+		return "", nil, len(candidates)
 	}
-	return best, originDifferences(best, o)
+	return best, originDifferences(best, o), len(candidates)
 }
+
+// shortDistance is levenshtein for strings of at most
+// maxClosestCompareLen bytes, without allocating.
+func shortDistance(a, b string) int {
+	var prev, cur [maxClosestCompareLen + 1]int
+	for j := range len(b) + 1 {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
+// closestCandidates returns at most maxClosestCandidates allowed origins
+// for a request's host: those of the host itself and of its parent
+// domains, nearest first, then those of its site.
+func (p *compiledPolicy) closestCandidates(host string) []string {
+	host = hostKey(host)
+	var out []string
+	seen := map[int32]bool{}
+	add := func(idx []int32) {
+		for _, i := range idx {
+			if len(out) == maxClosestCandidates {
+				return
+			}
+			if !seen[i] {
+				seen[i] = true
+				out = append(out, p.originList[i])
+			}
+		}
+	}
+	for h := host; h != ""; {
+		add(p.byHost[h])
+		i := strings.IndexByte(h, '.')
+		if i < 0 {
+			break
+		}
+		h = h[i+1:]
+	}
+	add(p.bySite[siteKey(host)])
+	return out
+}
+
+// indexOrigins fills p.wildcardSet and, for a policy with more allowed
+// origins than the closest-origin search compares, its indexes: by host
+// and by site, at most maxClosestCandidates origins under each key.
+func (p *compiledPolicy) indexOrigins() {
+	p.wildcardSet = map[string]struct{}{}
+	for _, o := range p.originList {
+		if strings.Contains(o, "*.") {
+			p.wildcardSet[o] = struct{}{}
+		}
+	}
+	if len(p.originList) <= maxClosestCandidates {
+		return
+	}
+	p.byHost, p.bySite = map[string][]int32{}, map[string][]int32{}
+	for i, o := range p.originList {
+		host := hostKey(splitOrigin(stripWildcard(o)).host)
+		if len(p.byHost[host]) < maxClosestCandidates {
+			p.byHost[host] = append(p.byHost[host], int32(i))
+		}
+		if site := siteKey(host); len(p.bySite[site]) < maxClosestCandidates {
+			p.bySite[site] = append(p.bySite[site], int32(i))
+		}
+	}
+}
+
+// hostKey is how the indexes compare hosts: in lower case, without a
+// trailing dot, at most 256 bytes.
+func hostKey(host string) string {
+	return strings.ToLower(strings.TrimSuffix(prefixEnd(host, 256), "."))
+}
+
+// siteKey is the last two labels of a hostKey: "example.com" for
+// "app.example.com".
+func siteKey(host string) string {
+	i := strings.LastIndexByte(host, '.')
+	if i < 0 {
+		return host
+	}
+	if j := strings.LastIndexByte(host[:i], '.'); j >= 0 {
+		return host[j+1:]
+	}
+	return host
+}
+
+// prefix is the first n bytes of s at most; prefixEnd the last n.
+func prefix(s string, n int) string { return s[:min(len(s), n)] }
+
+func prefixEnd(s string, n int) string { return s[max(0, len(s)-n):] }
 
 func stripWildcard(o string) string { return strings.Replace(o, "*.", "", 1) }
 
@@ -355,39 +510,39 @@ func originDifferences(allowed, o string) []string {
 	}
 	if r.scheme != a.scheme {
 		if strings.EqualFold(r.scheme, a.scheme) {
-			diffs = append(diffs, fmt.Sprintf("scheme differs only in case (%q): browsers send it in lower case", r.scheme))
+			diffs = append(diffs, fmt.Sprintf("scheme differs only in case (%q): browsers send it in lower case", limits.Cut(r.scheme)))
 		} else {
-			diffs = append(diffs, fmt.Sprintf("scheme differs: the request has %q, the policy %q", r.scheme, a.scheme))
+			diffs = append(diffs, fmt.Sprintf("scheme differs: the request has %q, the policy %q", limits.Cut(r.scheme), a.scheme))
 		}
 	}
 	wildcard := strings.HasPrefix(a.host, "*.")
 	domain := strings.TrimPrefix(a.host, "*.")
 	switch {
 	case strings.EqualFold(r.host, a.host) && r.host != a.host:
-		diffs = append(diffs, fmt.Sprintf("host differs only in case (%q): browsers send it in lower case, and origins are compared byte for byte", r.host))
+		diffs = append(diffs, fmt.Sprintf("host differs only in case (%q): browsers send it in lower case, and origins are compared byte for byte", limits.Cut(r.host)))
 	case strings.TrimSuffix(r.host, ".") == a.host && r.host != a.host:
 		diffs = append(diffs, "host has a trailing dot, which the policy's origin does not")
 	case wildcard && r.host == domain:
-		diffs = append(diffs, fmt.Sprintf("host %q is the apex: %q matches subdomains only; list %q too", r.host, allowed, a.scheme+"://"+domain))
+		diffs = append(diffs, fmt.Sprintf("host %q is the apex: %q matches subdomains only; list %q too", limits.Cut(r.host), allowed, a.scheme+"://"+domain))
 	case wildcard && strings.HasSuffix(r.host, domain) && !strings.HasSuffix(r.host, "."+domain):
-		diffs = append(diffs, fmt.Sprintf("host %q only ends with %q; it is not a subdomain of it", r.host, domain))
+		diffs = append(diffs, fmt.Sprintf("host %q only ends with %q; it is not a subdomain of it", limits.Cut(r.host), domain))
 	case wildcard && strings.HasSuffix(r.host, "."+domain):
 		// the host fits the pattern; something else differs
 	case !wildcard && strings.HasSuffix(r.host, "."+a.host):
-		diffs = append(diffs, fmt.Sprintf("host %q is a subdomain of %q, which is listed exactly; add it, or a pattern such as %q", r.host, a.host, a.scheme+"://*."+a.host))
+		diffs = append(diffs, fmt.Sprintf("host %q is a subdomain of %q, which is listed exactly; add it, or a pattern such as %q", limits.Cut(r.host), a.host, a.scheme+"://*."+a.host))
 	case !wildcard && strings.HasSuffix(a.host, "."+r.host):
-		diffs = append(diffs, fmt.Sprintf("host %q is a parent domain of the allowed %q", r.host, a.host))
+		diffs = append(diffs, fmt.Sprintf("host %q is a parent domain of the allowed %q", limits.Cut(r.host), a.host))
 	case r.host != a.host && !wildcard:
-		diffs = append(diffs, fmt.Sprintf("host differs: the request has %q, the policy %q", r.host, a.host))
+		diffs = append(diffs, fmt.Sprintf("host differs: the request has %q, the policy %q", limits.Cut(r.host), a.host))
 	case wildcard:
-		diffs = append(diffs, fmt.Sprintf("host %q is not a subdomain of %q", r.host, domain))
+		diffs = append(diffs, fmt.Sprintf("host %q is not a subdomain of %q", limits.Cut(r.host), domain))
 	}
 	if r.port != a.port {
 		switch {
 		case r.port == defaultPort(r.scheme) && a.port == "":
 			diffs = append(diffs, fmt.Sprintf("the request names the default port %s, which browsers never send", r.port))
 		default:
-			diffs = append(diffs, fmt.Sprintf("port differs: the request has %s, the policy %s", portOrDefault(r.port), portOrDefault(a.port)))
+			diffs = append(diffs, fmt.Sprintf("port differs: the request has %s, the policy %s", portOrDefault(limits.Cut(r.port)), portOrDefault(a.port)))
 		}
 	}
 	if len(diffs) == 0 {

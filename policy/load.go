@@ -6,18 +6,22 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/corsauthz/corsauthz/internal/configfile"
+	"github.com/corsauthz/corsauthz/internal/limits"
 )
 
-// LoadFile reads, checks and compiles the configuration file at path.
+// LoadFile reads, checks and compiles the configuration file at path: a
+// regular file of at most DefaultMaxConfigBytes (see package
+// internal/configfile, which refuses a FIFO or a device before reading).
 func LoadFile(path string) (*Engine, []*FieldError, error) {
-	data, err := os.ReadFile(path)
+	data, err := configfile.Read(path, DefaultMaxConfigBytes)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -73,7 +77,7 @@ type parser struct {
 }
 
 func (p *parser) errorf(n *yaml.Node, path, format string, args ...any) {
-	fe := &FieldError{File: p.file, Path: path, Message: fmt.Sprintf(format, args...)}
+	fe := &FieldError{File: p.file, Path: limits.Cut(path), Message: fmt.Sprintf(format, cutArgs(args)...)}
 	if n != nil {
 		fe.Line, fe.Column = n.Line, n.Column
 	}
@@ -174,6 +178,12 @@ func locateSyntaxError(data []byte, msg string) (line, col int, message string) 
 
 func (p *parser) parse(data []byte) *Config {
 	cfg := &Config{}
+	if n := estimateYAMLNodes(data); n > MaxYAMLNodes {
+		p.errs = append(p.errs, &FieldError{File: p.file, Line: 1, Column: 1, Message: limitProblem(
+			"too many YAML nodes for the parser (an upper bound counted from the ':', ',', '-', '?', '[' and '{' in the file, before parsing)", n, "policy.MaxYAMLNodes", MaxYAMLNodes)})
+		p.bad = append(p.bad, rootFields...)
+		return cfg
+	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		fe := &FieldError{File: p.file}
@@ -188,6 +198,12 @@ func (p *parser) parse(data []byte) *Config {
 	}
 	root := resolve(doc.Content[0])
 	p.pos[""] = position{root.Line, root.Column}
+	if n := expandedNodes(&doc, MaxYAMLNodes, map[*yaml.Node]int{}); n > MaxYAMLNodes {
+		p.errs = append(p.errs, &FieldError{File: p.file, Line: root.Line, Column: root.Column, Message: limitProblem(
+			"too many YAML nodes once aliases are expanded", n-1, "policy.MaxYAMLNodes", MaxYAMLNodes) + "; write the values out, or use fewer aliases"})
+		p.bad = append(p.bad, rootFields...)
+		return cfg
+	}
 	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
 		return cfg
 	}

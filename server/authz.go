@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/corsauthz/corsauthz/internal/limits"
 	"github.com/corsauthz/corsauthz/policy"
 )
 
@@ -23,15 +24,17 @@ import (
 // them (60 KiB of request headers, 100 headers), so a request beyond one is
 // not a browser's: Check refuses it with InvalidArgument, and Envoy answers
 // with its status_on_error.
+// They are the limits every front end applies (package internal/limits).
 const (
 	// MaxMethodLen bounds attributes.request.http.method, in bytes.
-	MaxMethodLen = 64
+	MaxMethodLen = limits.MethodLen
 	// MaxHostLen bounds attributes.request.http.host (the :authority).
-	MaxHostLen = 8 << 10
+	MaxHostLen = limits.HostLen
 	// MaxPathLen bounds attributes.request.http.path, query included.
-	MaxPathLen = 64 << 10
-	// MaxHeaderCount bounds the entries of headers or header_map.
-	MaxHeaderCount = 1000
+	MaxPathLen = limits.PathLen
+	// MaxHeaderCount bounds the entries of headers or header_map, as sent:
+	// a request with more is refused before its map is built.
+	MaxHeaderCount = limits.HeaderCount
 )
 
 // ContextExtensionPolicy is the ext_authz context extension that names the
@@ -58,9 +61,10 @@ type Authz struct {
 	// frontEnd labels what this Authz counts (FrontEndExtAuthz, or
 	// FrontEndHTTP for the copy the HTTP listener decides with).
 	frontEnd string
-	// Decision log lines are rate-limited per level, so that a flood of
-	// rejected requests cannot fill a disk (see logDecision).
-	infoLogs, debugLogs *logLimiter
+	// Every log line a request causes is rate-limited per level, so that a
+	// flood of requests cannot fill a disk (see requestLog); the HTTP
+	// listener's copy shares it.
+	log *requestLog
 	// fixed holds the fast path's shared answers (wire_response.go).
 	fixed fixedAnswers
 }
@@ -82,7 +86,7 @@ func NewAuthz(engines *policy.Holder, logger *slog.Logger, metrics *Metrics) *Au
 // limitDecisionLogs lets each decision log level write rate lines a
 // second (burst: as many); rate <= 0 removes the limit.
 func (a *Authz) limitDecisionLogs(rate float64) {
-	a.infoLogs, a.debugLogs = newLogLimiter(rate), newLogLimiter(rate)
+	a.log = newRequestLog(a.logger, a.metrics, rate)
 }
 
 // Check implements authv3.AuthorizationServer. The server itself serves
@@ -104,7 +108,7 @@ func (a *Authz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.Ch
 // refuseUnreadable logs, counts and returns the error for a request
 // readRequest refused with msg.
 func (a *Authz) refuseUnreadable(ctx context.Context, msg string, start time.Time) error {
-	a.logger.LogAttrs(ctx, slog.LevelWarn, "check refused: unreadable request", slog.String("error", msg))
+	a.log.log(ctx, slog.LevelWarn, "check refused: unreadable request", slog.String("error", limits.Cut(msg)))
 	return a.fail(codes.InvalidArgument, msg, start)
 }
 
@@ -114,7 +118,8 @@ func (a *Authz) refuseUnreadable(ctx context.Context, msg string, start time.Tim
 func (a *Authz) decide(ctx context.Context, r *policy.Request, start time.Time) (policy.Decision, *policy.Engine, error) {
 	d, e, code, err := a.decideOrFail(ctx, r, start)
 	if err != nil {
-		return d, nil, status.Error(code, err.Error())
+		// Cut, as the error may name the policy the request asked for.
+		return d, nil, status.Error(code, limits.Cut(err.Error()))
 	}
 	return d, e, nil
 }
@@ -128,14 +133,18 @@ func (a *Authz) decideOrFail(ctx context.Context, r *policy.Request, start time.
 		e = a.engines.Load()
 	}
 	if e == nil {
-		a.logger.LogAttrs(ctx, slog.LevelError, "check refused: no configuration loaded")
+		a.log.log(ctx, slog.LevelError, "check refused: no configuration loaded")
 		a.count(codes.Unavailable, start)
 		return policy.Decision{}, nil, codes.Unavailable, errNoConfig
 	}
 	d, err := e.Decide(r)
 	if err != nil {
-		a.logger.LogAttrs(ctx, slog.LevelError, "check refused: configuration mismatch",
-			slog.String("error", truncate(err.Error())), slog.String("config_hash", e.Hash()))
+		// The error names the policy the request asked for, cut (see
+		// policy.UnknownPolicyError); cut again, as it reaches the log and
+		// the caller.
+		msg := limits.Cut(err.Error())
+		a.log.log(ctx, slog.LevelError, "check refused: configuration mismatch",
+			slog.String("error", msg), slog.String("config_hash", e.Hash()))
 		code := decideErrorCode(err)
 		a.count(code, start)
 		return policy.Decision{}, nil, code, err
@@ -183,23 +192,43 @@ func readRequest(req *authv3.CheckRequest, r *policy.Request) string {
 	if msg := sizeProblem(httpFields, len(r.Method), len(r.Host), len(r.Path)); msg != "" {
 		return msg
 	}
-	if headers := h.GetHeaders(); len(headers) > 0 {
-		if len(headers) > MaxHeaderCount {
-			return headerCountProblem("headers", len(headers))
-		}
+	raw := h.GetHeaderMap().GetHeaders()
+	switch headers := h.GetHeaders(); {
+	case len(headers) > MaxHeaderCount:
+		return headerCountProblem("headers")
+	case len(raw) > MaxHeaderCount:
+		return headerCountProblem("header_map")
+	case len(headers) > 0:
 		// Envoy writes the keys in lower case.
 		r.Origin, r.OriginPresent = headers["origin"]
 		r.RequestMethod = headers["access-control-request-method"]
 		r.RequestHeaders = headers["access-control-request-headers"]
 		r.RequestPrivateNetwork = headers["access-control-request-private-network"]
-	} else if raw := h.GetHeaderMap().GetHeaders(); len(raw) > 0 {
-		if len(raw) > MaxHeaderCount {
-			return headerCountProblem("header_map", len(raw))
+		if msg := valueProblem("headers.", r); msg != "" {
+			return msg
 		}
+	case len(raw) > 0:
 		readHeaderMap(raw, r)
+		if msg := valueProblem("header_map.", r); msg != "" {
+			return msg
+		}
 	}
 	r.Policy = attrs.GetContextExtensions()[ContextExtensionPolicy]
-	return ""
+	return tooLong("", policyField, len(r.Policy), MaxHeaderValueLen)
+}
+
+// policyField is where a CheckRequest names its policy.
+const policyField = "attributes.context_extensions." + ContextExtensionPolicy
+
+// valueProblem returns "" or the message for the first CORS header value
+// of r longer than MaxHeaderValueLen; field is "headers." or
+// "header_map.", where the values were read.
+func valueProblem(field string, r *policy.Request) string {
+	return cmp.Or(
+		tooLong(httpFields+field, "origin", len(r.Origin), MaxHeaderValueLen),
+		tooLong(httpFields+field, "access-control-request-method", len(r.RequestMethod), MaxHeaderValueLen),
+		tooLong(httpFields+field, "access-control-request-headers", len(r.RequestHeaders), MaxHeaderValueLen),
+		tooLong(httpFields+field, "access-control-request-private-network", len(r.RequestPrivateNetwork), MaxHeaderValueLen))
 }
 
 // msgNoHTTP is readRequest's message for a request without HTTP attributes.
@@ -229,10 +258,11 @@ func tooLong(prefix, name string, n, limit int) string {
 	return fmt.Sprintf("%s%s is %d bytes long, more than the limit of %d", prefix, name, n, limit)
 }
 
-// headerCountProblem is readRequest's message for n entries in
-// attributes.request.http.<field>, more than MaxHeaderCount.
-func headerCountProblem(field string, n int) string {
-	return fmt.Sprintf("attributes.request.http.%s has %d entries, more than the limit of %d", field, n, MaxHeaderCount)
+// headerCountProblem is readRequest's message for more than
+// MaxHeaderCount entries in attributes.request.http.<field>. It says no
+// count: the fast path stops reading at the first entry too many.
+func headerCountProblem(field string) string {
+	return fmt.Sprintf("attributes.request.http.%s has more than %d entries, the limit", field, MaxHeaderCount)
 }
 
 // readHeaderMap reads the header_map that Envoy sends instead of headers
@@ -279,20 +309,11 @@ func readHeaderMap(raw []*corev3.HeaderValue, r *policy.Request) {
 // dropped, counted in corsauthz_decision_logs_suppressed_total, and at
 // most once a second a warning says how many were dropped.
 func (a *Authz) logDecision(ctx context.Context, r *policy.Request, d *policy.Decision) {
-	level, limit, levelName := slog.LevelDebug, a.debugLogs, "debug"
+	level := slog.LevelDebug
 	if d.Kind == policy.KindPreflightRejected || d.Kind == policy.KindActualDisallowed {
-		level, limit, levelName = slog.LevelInfo, a.infoLogs, "info"
+		level = slog.LevelInfo
 	}
-	if !a.logger.Enabled(ctx, level) {
-		return
-	}
-	ok, dropped := limit.allow(time.Now())
-	if dropped > 0 {
-		a.logger.LogAttrs(ctx, slog.LevelWarn, "decision log lines suppressed by the rate limit",
-			slog.Int("suppressed", dropped), slog.String("log_level", levelName))
-	}
-	if !ok {
-		a.metrics.logSuppressed(levelName, 1)
+	if !a.log.enabled(ctx, level) {
 		return
 	}
 	msg := "cors decision"
@@ -310,7 +331,7 @@ func (a *Authz) logDecision(ctx context.Context, r *policy.Request, d *policy.De
 		slog.Int("status", d.Status),
 		slog.Bool("report_only", d.ReportOnly),
 		slog.String("origin", truncate(r.Origin)),
-		slog.String("method", r.Method),
+		slog.String("method", truncate(r.Method)),
 		slog.String("host", truncate(r.Host)),
 		slog.String("path", truncate(pathOnly(r.Path))),
 		// Last, and only when the policy was picked from a group: which
@@ -321,18 +342,11 @@ func (a *Authz) logDecision(ctx context.Context, r *policy.Request, d *policy.De
 	if d.Group == "" {
 		n--
 	}
-	a.logger.LogAttrs(ctx, level, msg, attrs[:n]...)
+	a.log.log(ctx, level, msg, attrs[:n]...)
 }
 
-// maxLoggedLen bounds each request value written to the log.
-const maxLoggedLen = 256
-
-func truncate(s string) string {
-	if len(s) <= maxLoggedLen {
-		return s
-	}
-	return s[:maxLoggedLen] + "…"
-}
+// truncate cuts a request value for the log.
+func truncate(s string) string { return limits.Cut(s) }
 
 func pathOnly(p string) string {
 	if i := strings.IndexAny(p, "?#"); i >= 0 {

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/corsauthz/corsauthz/internal/limits"
 	"github.com/corsauthz/corsauthz/policy"
 	corsauthzv1 "github.com/corsauthz/corsauthz/proto/gen/corsauthz/v1"
 )
@@ -21,9 +22,9 @@ type Decisions struct {
 	engines *policy.Holder
 	logger  *slog.Logger
 	metrics *Metrics
-	// logs writes the decision log lines, as Check's: the same lines, at
-	// the same levels, under the same rate limits when shared with the
-	// server's Authz.
+	// logs writes the log lines Decide causes, as Check's: the same
+	// lines, at the same levels, under the same rate limits (its
+	// requestLog) when shared with the server's Authz.
 	logs *Authz
 }
 
@@ -57,7 +58,7 @@ func (s *Decisions) Decide(ctx context.Context, req *corsauthzv1.DecideRequest) 
 		RequestPrivateNetwork: req.GetAccessControlRequestPrivateNetwork(),
 	}
 	if msg := checkSizes(&r); msg != "" {
-		s.logger.LogAttrs(ctx, slog.LevelWarn, "decide refused: request beyond limits", slog.String("error", msg))
+		s.logs.log.log(ctx, slog.LevelWarn, "decide refused: request beyond limits", slog.String("error", limits.Cut(msg)))
 		return nil, s.fail(codes.InvalidArgument, msg, start)
 	}
 	e := s.engines.Load()
@@ -74,9 +75,10 @@ func (s *Decisions) Decide(ctx context.Context, req *corsauthzv1.DecideRequest) 
 		x, err = e.Explain(&r)
 	}
 	if err != nil {
-		s.logger.LogAttrs(ctx, slog.LevelError, "decide refused: configuration mismatch",
-			slog.String("error", err.Error()), slog.String("config_hash", e.Hash()))
-		return nil, s.fail(decideErrorCode(err), err.Error(), start)
+		msg := limits.Cut(err.Error())
+		s.logs.log.log(ctx, slog.LevelError, "decide refused: configuration mismatch",
+			slog.String("error", msg), slog.String("config_hash", e.Hash()))
+		return nil, s.fail(decideErrorCode(err), msg, start)
 	}
 	d := &x.Decision
 	s.metrics.decision(FrontEndDecisionAPI, d, start)
@@ -186,4 +188,4 @@ func checkSizes(r *policy.Request) string {
 
 // MaxHeaderValueLen bounds each CORS header value read; Envoy's default
 // limit on all request headers together is 60 KiB.
-const MaxHeaderValueLen = 64 << 10
+const MaxHeaderValueLen = limits.HeaderValueLen

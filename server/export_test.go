@@ -13,14 +13,9 @@ import (
 // the request took the typed path.
 func DecodeWire(data []byte) (r policy.Request, problem string, typed bool, err error) {
 	var w wireRequest
-	m, problem, err := decodeCheck(data, &w, &r)
+	problem, err = decodeCheck(data, &w, &r)
 	if err != nil {
 		return policy.Request{}, "", false, err
-	}
-	if m != nil {
-		var tr policy.Request
-		problem = readRequest(m, &tr)
-		return tr, problem, true, nil
 	}
 	return r, problem, false, nil
 }

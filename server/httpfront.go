@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/corsauthz/corsauthz/httpauthz"
+	"github.com/corsauthz/corsauthz/internal/limits"
 	"github.com/corsauthz/corsauthz/policy"
 )
 
@@ -31,12 +32,11 @@ var _ httpauthz.Decider = httpDecider{}
 // listener does not use).
 func newHTTPDecider(authz *Authz) httpDecider {
 	return httpDecider{a: &Authz{
-		engines:   authz.engines,
-		logger:    authz.logger,
-		metrics:   authz.metrics,
-		frontEnd:  FrontEndHTTP,
-		infoLogs:  authz.infoLogs,
-		debugLogs: authz.debugLogs,
+		engines:  authz.engines,
+		logger:   authz.logger,
+		metrics:  authz.metrics,
+		frontEnd: FrontEndHTTP,
+		log:      authz.log,
 	}}
 }
 
@@ -46,19 +46,12 @@ func (d httpDecider) Decide(ctx context.Context, r *policy.Request) (policy.Deci
 }
 
 // Refused counts a request the HTTP listener would not decide as an
-// InvalidArgument, and logs it within the rate limit of the info
-// decision lines (the message quotes nothing the client sent).
+// InvalidArgument, and logs it within the rate limit of every request
+// log line (the message quotes nothing the client sent; cut all the same).
 func (d httpDecider) Refused(ctx context.Context, err *httpauthz.RequestError) {
 	d.a.count(codes.InvalidArgument, time.Now())
-	if !d.a.logger.Enabled(ctx, slog.LevelWarn) {
-		return
-	}
-	if ok, _ := d.a.infoLogs.allow(time.Now()); !ok {
-		d.a.metrics.logSuppressed("info", 1)
-		return
-	}
-	d.a.logger.LogAttrs(ctx, slog.LevelWarn, "http check refused: unreadable request",
-		slog.Int("status", err.Status), slog.String("error", truncate(err.Message)))
+	d.a.log.log(ctx, slog.LevelWarn, "http check refused: unreadable request",
+		slog.Int("status", err.Status), slog.String("error", limits.Cut(err.Message)))
 }
 
 // httpTLSConfig is the TLS configuration of the HTTP listener: the gRPC
@@ -68,28 +61,27 @@ func (c *certReloader) httpTLSConfig() *tls.Config {
 }
 
 // netHTTPLog is the HTTP listener's net/http error log (TLS handshake
-// failures, malformed connections): each message a warning, cut to
-// maxLoggedLen, within a rate limit of its own, since a client can cause
-// one per connection.
+// failures, malformed connections): each message a warning, cut
+// (limits.Cut), within a request log rate limit of its own, since a
+// client can cause one per connection. A refused TLS handshake is also
+// counted in corsauthz_tls_handshake_failures_total, as the gRPC
+// listener's are.
 func netHTTPLog(logger *slog.Logger, metrics *Metrics, rate float64) *log.Logger {
-	return log.New(&limitedLogWriter{logger: logger, metrics: metrics, limit: newLogLimiter(rate)}, "", 0)
+	return log.New(&limitedLogWriter{metrics: metrics, log: newRequestLog(logger, metrics, rate)}, "", 0)
 }
 
 type limitedLogWriter struct {
-	logger  *slog.Logger
 	metrics *Metrics
-	limit   *logLimiter
+	log     *requestLog
 }
 
 func (w *limitedLogWriter) Write(p []byte) (int, error) {
-	ok, dropped := w.limit.allow(time.Now())
-	if dropped > 0 {
-		w.logger.Warn("HTTP listener log lines suppressed by the rate limit", slog.Int("suppressed", dropped))
+	msg := strings.TrimSpace(string(p))
+	// net/http's wording, as of Go 1.26: "http: TLS handshake error from
+	// ADDR: ERR".
+	if strings.HasPrefix(msg, "http: TLS handshake error") {
+		w.metrics.tlsHandshakeFailed()
 	}
-	if !ok {
-		w.metrics.logSuppressed("info", 1)
-		return len(p), nil
-	}
-	w.logger.Warn("HTTP listener: "+truncate(strings.TrimSpace(string(p))), slog.String("listener", "http"))
+	w.log.log(context.Background(), slog.LevelWarn, "HTTP listener: "+limits.Cut(msg), slog.String("listener", "http"))
 	return len(p), nil
 }

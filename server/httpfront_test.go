@@ -20,26 +20,6 @@ import (
 	"github.com/corsauthz/corsauthz/server"
 )
 
-// TestHTTPLimitsMatchGRPC holds the HTTP front end's limits to the gRPC
-// front ends', so that a request gets the same answer from both.
-func TestHTTPLimitsMatchGRPC(t *testing.T) {
-	t.Parallel()
-	for _, l := range []struct {
-		name       string
-		http, grpc int
-	}{
-		{"method", httpauthz.MaxMethodLen, server.MaxMethodLen},
-		{"host", httpauthz.MaxHostLen, server.MaxHostLen},
-		{"path", httpauthz.MaxPathLen, server.MaxPathLen},
-		{"header count", httpauthz.MaxHeaderCount, server.MaxHeaderCount},
-		{"header value", httpauthz.MaxHeaderValueLen, server.MaxHeaderValueLen},
-	} {
-		if l.http != l.grpc {
-			t.Errorf("%s limit: HTTP %d, gRPC %d", l.name, l.http, l.grpc)
-		}
-	}
-}
-
 // httpCheck describes req to the HTTP listener as a gateway would: with
 // NGINX's X-Original-* headers when nginxStyle, else as Envoy's
 // http_service (the request's own method, Host and path).
@@ -313,7 +293,13 @@ func TestHTTPListenerLogIsLimited(t *testing.T) {
 	if n := count(); float64(n) > limit+1 {
 		t.Errorf("%d log lines for %d bad connections, want at most %.0f", n, floods, limit)
 	}
-	if len(logs.withMsg(t, "HTTP listener log lines suppressed by the rate limit")) == 0 {
+	// The shared request log's line (internal/limits.RequestLog).
+	if len(logs.withMsg(t, "decision log lines suppressed by the rate limit")) == 0 {
 		t.Errorf("no line says lines were suppressed")
+	}
+	// Each refused handshake is counted, as the gRPC listener's are.
+	_, body := ts.get(t, "/metrics")
+	if got := metric(body, "corsauthz_tls_handshake_failures_total"); got != floods {
+		t.Errorf("corsauthz_tls_handshake_failures_total = %v, want %d", got, floods)
 	}
 }

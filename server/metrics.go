@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"google.golang.org/grpc/codes"
 
+	"github.com/corsauthz/corsauthz/internal/limits"
 	"github.com/corsauthz/corsauthz/policy"
 )
 
@@ -38,6 +39,8 @@ type Metrics struct {
 	logsSuppressed    *prometheus.CounterVec
 	tlsReloads        *prometheus.CounterVec
 	tlsNotAfter       prometheus.Gauge
+	malformed         prometheus.Counter
+	tlsHandshakeFails prometheus.Counter
 
 	// decisionCounters caches the children of decisions so the hot path
 	// does one map lookup and no allocation. It is copied on write; its
@@ -122,7 +125,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		logsSuppressed: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "corsauthz_decision_logs_suppressed_total",
-			Help: "Decision log lines dropped by the rate limit, by the level they would have had (info: rejections, debug: every decision).",
+			Help: "Log lines caused by requests dropped by the rate limit, by the level they would have had (info: rejections, debug: every decision, warn and error: refused requests).",
 		}, []string{"level"}),
 		tlsReloads: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "corsauthz_tls_certificate_reloads_total",
@@ -131,6 +134,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		tlsNotAfter: f.NewGauge(prometheus.GaugeOpts{
 			Name: "corsauthz_tls_certificate_not_after_timestamp_seconds",
 			Help: "When the gRPC listener's certificate in use expires, in seconds since the Unix epoch (0 without TLS).",
+		}),
+		malformed: f.NewCounter(prometheus.CounterOpts{
+			Name: "corsauthz_malformed_messages_total",
+			Help: "gRPC request messages that do not parse as the method's message (refused with Internal, as by the standard codec).",
+		}),
+		tlsHandshakeFails: f.NewCounter(prometheus.CounterOpts{
+			Name: "corsauthz_tls_handshake_failures_total",
+			Help: "TLS handshakes on the gRPC and HTTP listeners that failed or were refused (no or untrusted client certificate, wrong protocol, expired certificate).",
 		}),
 	}
 	m.decisionCounters.Store(&map[decisionKey]prometheus.Counter{})
@@ -148,7 +159,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.reloads.WithLabelValues(result)
 		m.tlsReloads.WithLabelValues(result)
 	}
-	for _, level := range []string{"info", "debug"} {
+	for _, level := range limits.LevelNames {
 		m.logsSuppressed.WithLabelValues(level)
 	}
 	return m
@@ -188,10 +199,32 @@ func (m *Metrics) SetConfig(e *policy.Engine) {
 	defer m.mu.Unlock()
 	m.configInfo.Reset()
 	if e != nil {
+		m.dropRemovedPolicies(e)
 		m.configInfo.WithLabelValues(e.Hash()).Set(1)
 		m.reloadSuccessful.Set(1)
 		m.reloadSuccessTime.Set(float64(time.Now().UnixNano()) / 1e9)
 	}
+}
+
+// dropRemovedPolicies deletes the decision series of policies e does not
+// have, so that reloads that rename policies do not grow /metrics for
+// ever. A decision in flight on the previous engine may still recreate
+// one; the next reload drops it. Called with m.mu held.
+func (m *Metrics) dropRemovedPolicies(e *policy.Engine) {
+	keep := map[string]bool{"": true} // decisions without a policy
+	for _, name := range e.PolicyNames() {
+		keep[name] = true
+	}
+	old := *m.decisionCounters.Load()
+	next := make(map[decisionKey]prometheus.Counter, len(old))
+	for key, c := range old {
+		if keep[key.policy] {
+			next[key] = c
+			continue
+		}
+		m.decisions.DeleteLabelValues(key.policy, key.kind.String())
+	}
+	m.decisionCounters.Store(&next)
 }
 
 // reloaded counts a reload: on success, e is the configuration now in
@@ -248,6 +281,22 @@ func (m *Metrics) tlsLoaded(notAfter time.Time) {
 		return
 	}
 	m.tlsNotAfter.Set(float64(notAfter.Unix()))
+}
+
+// malformedMessage counts a request message that does not parse.
+func (m *Metrics) malformedMessage() {
+	if m == nil {
+		return
+	}
+	m.malformed.Inc()
+}
+
+// tlsHandshakeFailed counts a failed or refused TLS handshake.
+func (m *Metrics) tlsHandshakeFailed() {
+	if m == nil {
+		return
+	}
+	m.tlsHandshakeFails.Inc()
 }
 
 // decision counts one decision of frontEnd and how long it took.

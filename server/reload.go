@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/corsauthz/corsauthz/internal/limits"
 	"github.com/corsauthz/corsauthz/policy"
 )
 
@@ -16,8 +17,8 @@ import (
 // configuration it started with (the holder is swapped atomically, so each
 // call sees exactly one of the two).
 //
-// An invalid configuration changes nothing: the one in force stays, every
-// problem is logged as `corsauthz validate` prints it
+// An invalid configuration changes nothing: the one in force stays, each
+// problem (the first maxLoggedProblems) is logged as `corsauthz validate` prints it
 // (FILE:LINE:COL: FIELD.PATH: message), corsauthz_config_reloads_total
 // {result="failure"} counts it and corsauthz_config_last_reload_successful
 // drops to 0. Reload then returns the load error (the joined
@@ -88,11 +89,20 @@ func (s *Server) reloadFailed(ctx context.Context, source, hash string, old *pol
 		attrs = append(attrs, slog.String("config_hash", old.Hash()))
 	}
 	if len(problems) == 0 {
-		attrs = append(attrs, slog.String("error", err.Error()))
+		attrs = append(attrs, slog.String("error", limits.Cut(err.Error())))
 	}
 	s.logger.LogAttrs(ctx, slog.LevelError, "configuration reload failed: keeping the configuration in force", attrs...)
-	for _, fe := range problems {
+	for i, fe := range problems {
+		if i == maxLoggedProblems {
+			s.logger.LogAttrs(ctx, slog.LevelError, "invalid configuration: more problems not logged (corsauthz validate lists them all)",
+				slog.String("config", source), slog.Int("not_logged", len(problems)-i))
+			break
+		}
 		s.logger.LogAttrs(ctx, slog.LevelError, "invalid configuration",
 			slog.String("config", source), slog.String("error", fe.Error()))
 	}
 }
+
+// maxLoggedProblems bounds the problems a refused reload logs, one line
+// each: a file can hold a hundred thousand (contract §9).
+const maxLoggedProblems = 100

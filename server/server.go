@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/corsauthz/corsauthz/httpauthz"
+	"github.com/corsauthz/corsauthz/internal/limits"
 	"github.com/corsauthz/corsauthz/policy"
 	corsauthzv1 "github.com/corsauthz/corsauthz/proto/gen/corsauthz/v1"
 )
@@ -210,9 +211,16 @@ func New(engines *policy.Holder, opts Options) (*Server, error) {
 		}
 	}
 
+	if !isLoopback(s.adminLis.Addr()) {
+		s.logger.Warn("the admin listener is not on loopback: /metrics, /healthz and /readyz can be reached from the network; bind --admin-addr to 127.0.0.1 unless that is intended, and restrict who can reach it",
+			slog.String("admin_addr", s.adminLis.Addr().String()))
+	}
+
 	serverOpts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cmp.Or(opts.MaxRecvMsgSize, DefaultMaxRecvMsgSize)),
 		grpc.MaxConcurrentStreams(cmp.Or(opts.MaxConcurrentStreams, DefaultMaxConcurrentStreams)),
+		// A call's metadata: gRPC's default would take 16 MiB of headers.
+		grpc.MaxHeaderListSize(limits.MetadataSize),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
 			MinTime:             keepaliveMinTime,
 			PermitWithoutStream: true,
@@ -227,13 +235,11 @@ func New(engines *policy.Holder, opts Options) (*Server, error) {
 	}
 	// The ext_authz fast path's codec and the transport settings measured
 	// with cmd/loadbench (fastpath.go).
-	serverOpts = append(serverOpts, fastPathServerOptions()...)
+	serverOpts = append(serverOpts, fastPathServerOptions(newRequestLog(s.logger, s.metrics, decisionLogRate(opts.DecisionLogRate)))...)
 	serverOpts = append(serverOpts, tlsCreds...)
 	s.grpc = grpc.NewServer(append(serverOpts, opts.GRPCServerOptions...)...)
 	authz := NewAuthz(engines, s.logger, s.metrics)
-	if opts.DecisionLogRate != 0 {
-		authz.limitDecisionLogs(opts.DecisionLogRate)
-	}
+	authz.limitDecisionLogs(decisionLogRate(opts.DecisionLogRate))
 	registerAuthorization(s.grpc, authz)
 	if s.httpLis != nil {
 		if err := s.newHTTPListener(authz, opts.HTTPPathPrefix, certs); err != nil {
@@ -269,6 +275,14 @@ func New(engines *policy.Holder, opts Options) (*Server, error) {
 	return s, nil
 }
 
+// decisionLogRate is Options.DecisionLogRate with 0 read as the default.
+func decisionLogRate(rate float64) float64 {
+	if rate == 0 {
+		return DefaultDecisionLogRate
+	}
+	return rate
+}
+
 // orDefaultAge returns d, def when d is 0, or "never" (the largest
 // duration, which gRPC reads as infinite) when d is negative.
 func orDefaultAge(d, def time.Duration) time.Duration {
@@ -298,6 +312,12 @@ func listen(addr, what string) (net.Listener, error) {
 		cause = opErr.Err
 	}
 	return nil, fmt.Errorf("listen on %s for %s: %w", addr, what, cause)
+}
+
+// isLoopback reports whether addr is a TCP address on a loopback IP.
+func isLoopback(addr net.Addr) bool {
+	tcp, ok := addr.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
 }
 
 // GRPCAddr is the address the gRPC listener is bound to.

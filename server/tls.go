@@ -1,17 +1,21 @@
 package server
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/credentials"
+
+	"github.com/corsauthz/corsauthz/internal/limits"
 )
 
 // DefaultTLSReloadInterval is how often, at most, the certificate files
@@ -44,6 +48,7 @@ type certReloader struct {
 	opts    TLSOptions
 	logger  *slog.Logger
 	metrics *Metrics
+	log     *requestLog // refused handshakes, rate-limited
 
 	current   atomic.Pointer[tls.Config]
 	nextCheck atomic.Int64 // UnixNano before which no check is made
@@ -58,7 +63,7 @@ func newCertReloader(opts TLSOptions, logger *slog.Logger, metrics *Metrics) (*c
 	if opts.ReloadInterval <= 0 {
 		opts.ReloadInterval = DefaultTLSReloadInterval
 	}
-	c := &certReloader{opts: opts, logger: logger, metrics: metrics}
+	c := &certReloader{opts: opts, logger: logger, metrics: metrics, log: newRequestLog(logger, metrics, DefaultDecisionLogRate)}
 	c.stamps = c.stat()
 	cfg, leaf, err := c.load()
 	if err != nil {
@@ -70,12 +75,41 @@ func newCertReloader(opts TLSOptions, logger *slog.Logger, metrics *Metrics) (*c
 	return c, nil
 }
 
-// credentials are the gRPC transport credentials of the listener.
+// credentials are the gRPC transport credentials of the listener. A
+// handshake that fails (no or an untrusted client certificate, not TLS at
+// all) is logged, rate-limited, and counted.
 func (c *certReloader) credentials() credentials.TransportCredentials {
-	return credentials.NewTLS(&tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		GetConfigForClient: c.configForClient,
-	})
+	return handshakeObserver{
+		TransportCredentials: credentials.NewTLS(&tls.Config{
+			MinVersion:         tls.VersionTLS12,
+			GetConfigForClient: c.configForClient,
+		}),
+		failed: c.handshakeFailed,
+	}
+}
+
+func (c *certReloader) handshakeFailed(conn net.Conn, err error) {
+	c.metrics.tlsHandshakeFailed()
+	c.log.log(context.Background(), slog.LevelWarn, "TLS handshake refused",
+		slog.String("remote_addr", conn.RemoteAddr().String()), slog.String("error", limits.Cut(err.Error())))
+}
+
+// handshakeObserver tells failed server handshakes to failed.
+type handshakeObserver struct {
+	credentials.TransportCredentials
+	failed func(net.Conn, error)
+}
+
+func (h handshakeObserver) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	out, info, err := h.TransportCredentials.ServerHandshake(conn)
+	if err != nil {
+		h.failed(conn, err)
+	}
+	return out, info, err
+}
+
+func (h handshakeObserver) Clone() credentials.TransportCredentials {
+	return handshakeObserver{TransportCredentials: h.TransportCredentials.Clone(), failed: h.failed}
 }
 
 func (c *certReloader) configForClient(*tls.ClientHelloInfo) (*tls.Config, error) {
@@ -160,6 +194,14 @@ func (c *certReloader) load() (*tls.Config, *x509.Certificate, error) {
 		if leaf, err = x509.ParseCertificate(pair.Certificate[0]); err != nil {
 			return nil, nil, fmt.Errorf("TLS certificate %s: %w", c.opts.CertFile, err)
 		}
+	}
+	// A certificate that is not valid now would have every handshake
+	// fail: refused at start, and a rotation to it refused (the one in
+	// use stays).
+	if now := time.Now(); now.After(leaf.NotAfter) {
+		return nil, nil, fmt.Errorf("TLS certificate %s expired at %s: renew it", c.opts.CertFile, leaf.NotAfter.UTC().Format(time.RFC3339))
+	} else if now.Before(leaf.NotBefore) {
+		return nil, nil, fmt.Errorf("TLS certificate %s is not valid before %s: check the clock, or the certificate", c.opts.CertFile, leaf.NotBefore.UTC().Format(time.RFC3339))
 	}
 	cfg := &tls.Config{
 		MinVersion:   tls.VersionTLS12,

@@ -9,7 +9,6 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/corsauthz/corsauthz/policy"
@@ -47,6 +46,10 @@ var (
 	errWireDecode = errors.New("cannot parse invalid wire-format data")
 	errWireUTF8   = errors.New("string field contains invalid UTF-8")
 	errWireDepth  = errors.New("exceeded maximum recursion depth")
+	// errWireTooMany stops the reader at the first header entry past
+	// MaxHeaderCount: the request is refused, and nothing after that
+	// entry is read (decodeCheck).
+	errWireTooMany = errors.New("more header entries than the limit")
 )
 
 // The CORS request headers, in the order of wireRequest.headers.
@@ -105,12 +108,13 @@ type wireRequest struct {
 	method, host, path, policy []byte
 	// headers are the CORS headers of attributes.request.http.headers;
 	// headerEntries counts that map's entries as read (a key read twice
-	// counts twice).
+	// counts twice, so that no message past MaxHeaderCount is decided).
 	headers       [numCORSHeaders][]byte
 	headerEntries int
 	originPresent bool // the headers map has an "origin" key
 	// headerMap holds, in order, the header_map entries whose key is a CORS
-	// header name in any case; headerMapLen counts all its entries.
+	// header name in any case (at most MaxHeaderCount+1 of them: more
+	// refuse the request anyway); headerMapLen counts all its entries.
 	headerMap    []wireHeaderValue
 	headerMapLen int
 }
@@ -365,7 +369,9 @@ func (w *wireRequest) http(b []byte, depth int) error {
 				if err != nil {
 					return err
 				}
-				w.headerEntries++
+				if w.headerEntries++; w.headerEntries > MaxHeaderCount {
+					return errWireTooMany
+				}
 				// Envoy writes the keys in lower case; a key in any other
 				// case is another header, as in the map proto.Unmarshal
 				// builds.
@@ -422,10 +428,12 @@ func (w *wireRequest) headerMapMessage(b []byte, depth int) error {
 			if err != nil {
 				return err
 			}
+			if w.headerMapLen++; w.headerMapLen > MaxHeaderCount {
+				return errWireTooMany
+			}
 			if err := w.headerValue(v, depth); err != nil {
 				return err
 			}
-			w.headerMapLen++
 			b = b[n:]
 			continue
 		}
@@ -544,21 +552,38 @@ func (w *wireRequest) fill(r *policy.Request) string {
 	if msg := sizeProblem(httpFields, len(w.method), len(w.host), len(w.path)); msg != "" {
 		return msg
 	}
+	if msg := w.countProblem(); msg != "" {
+		return msg
+	}
 	var cors [numCORSHeaders][]byte
 	var joined [numCORSHeaders]int // header_map values joined into each
+	var joinedLen [numCORSHeaders]int
 	switch {
 	case w.headerEntries > 0:
-		// Only reached with at most MaxHeaderCount entries: beyond, the
-		// codec takes the typed path, which counts distinct keys.
 		cors = w.headers
 		r.OriginPresent = w.originPresent
-	case w.headerMapLen > MaxHeaderCount:
-		return headerCountProblem("header_map", w.headerMapLen)
 	case len(w.headerMap) > 0:
 		for _, hv := range w.headerMap {
+			if joined[hv.which] > 0 {
+				joinedLen[hv.which]++ // the ","
+			}
 			joined[hv.which]++
+			joinedLen[hv.which] += len(hv.chosen())
 		}
 		r.OriginPresent = joined[hdrOrigin] > 0
+	}
+	for i := range numCORSHeaders {
+		field := "headers."
+		n := len(cors[i])
+		if joined[i] > 0 {
+			field, n = "header_map.", joinedLen[i]
+		}
+		if msg := tooLong(httpFields+field, corsHeaderNames[i], n, MaxHeaderValueLen); msg != "" {
+			return msg
+		}
+	}
+	if msg := tooLong("", policyField, len(w.policy), MaxHeaderValueLen); msg != "" {
+		return msg
 	}
 	n := len(w.method) + len(w.host) + len(w.path) + len(w.policy)
 	for i := range cors {
@@ -896,22 +921,31 @@ func bytesLen(_ []byte, n int) (int, error) {
 	return n, nil
 }
 
-// decodeCheck reads a serialized CheckRequest for the fast path into r.
-// It returns the typed message instead when the request must take the
-// typed path (a headers map with more than MaxHeaderCount entries, whose
-// distinct keys only the map proto.Unmarshal builds can count), and the
-// readRequest message when the request cannot be read. It fails exactly
-// when proto.Unmarshal fails.
-func decodeCheck(b []byte, w *wireRequest, r *policy.Request) (typed *authv3.CheckRequest, problem string, err error) {
+// countProblem returns "" or readRequest's message for more header entries
+// than MaxHeaderCount, in headers or in header_map, counted as sent.
+func (w *wireRequest) countProblem() string {
+	switch {
+	case w.headerEntries > MaxHeaderCount:
+		return headerCountProblem("headers")
+	case w.headerMapLen > MaxHeaderCount:
+		return headerCountProblem("header_map")
+	}
+	return ""
+}
+
+// decodeCheck reads a serialized CheckRequest for the fast path into r,
+// and returns the readRequest message when the request cannot be read,
+// such as one past the limits. It reads b once at most and builds nothing
+// of what it skips: a request past the header count is refused at the
+// first entry too many, one past another limit once read, and no path
+// decodes it again (contract §9). Otherwise it fails exactly when
+// proto.Unmarshal fails.
+func decodeCheck(b []byte, w *wireRequest, r *policy.Request) (problem string, err error) {
 	if err := decodeCheckRequest(b, w); err != nil {
-		return nil, "", err
-	}
-	if w.headerEntries > MaxHeaderCount {
-		typed = &authv3.CheckRequest{}
-		if err := proto.Unmarshal(b, typed); err != nil {
-			return nil, "", err
+		if errors.Is(err, errWireTooMany) {
+			return w.countProblem(), nil
 		}
-		return typed, "", nil
+		return "", err
 	}
-	return nil, w.fill(r), nil
+	return w.fill(r), nil
 }

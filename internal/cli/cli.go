@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/corsauthz/corsauthz/deploy"
+	"github.com/corsauthz/corsauthz/internal/configfile"
 	"github.com/corsauthz/corsauthz/policy"
 )
 
@@ -113,9 +114,10 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// loadConfig loads the file at path, or the built-in example when path is
-// empty, and prints its warnings.
-func loadConfig(path string, io IO) (*policy.Engine, error) {
+// loadConfig loads the file at path, a regular file of at most maxBytes
+// (configfile.Read), or the built-in example when path is empty, and
+// prints its warnings.
+func loadConfig(path string, maxBytes int64, io IO) (*policy.Engine, error) {
 	var (
 		e        *policy.Engine
 		warnings []*policy.FieldError
@@ -124,12 +126,21 @@ func loadConfig(path string, io IO) (*policy.Engine, error) {
 	if path == "" {
 		e, warnings, err = policy.Load(deploy.ExampleConfigName, deploy.ExampleConfig)
 	} else {
-		e, warnings, err = policy.LoadFile(path)
+		var data []byte
+		if data, err = configfile.Read(path, maxBytes); err != nil {
+			return nil, err
+		}
+		e, warnings, err = policy.Load(path, data)
 	}
 	for _, w := range warnings {
 		fmt.Fprintf(io.Stderr, "warning: %s\n", w)
 	}
 	return e, err
+}
+
+// maxConfigBytesFlag adds --max-config-bytes to fs.
+func maxConfigBytesFlag(fs *flag.FlagSet) *int64 {
+	return fs.Int64("max-config-bytes", policy.DefaultMaxConfigBytes, "largest configuration file read, in bytes; a larger one is refused (at start and on reload)")
 }
 
 // printConfigError prints a load error: every problem on its own line.

@@ -22,6 +22,7 @@ func (h *headerFlags) Set(v string) error { *h = append(*h, v); return nil }
 func runExplain(args []string, io IO) int {
 	fs := newFlagSet("explain", io)
 	config := fs.String("config", "", "configuration file (default: the built-in example)")
+	maxConfigBytes := maxConfigBytesFlag(fs)
 	policyName := fs.String("policy", "", "apply this policy, as Envoy's cors_policy context extension would")
 	method := fs.String("X", "", "request method (default GET, or OPTIONS when Access-Control-Request-Method is given)")
 	var headers headerFlags
@@ -62,7 +63,7 @@ Decides one request the way curl would describe it and says why. Examples:
 		warnings = append(warnings, fmt.Sprintf("-X %s contradicts Access-Control-Request-Method: %s: only an OPTIONS request is a preflight, so this is decided as an actual %s request; leave -X out (or write -X OPTIONS) for the preflight", req.Method, req.RequestMethod, req.Method))
 	}
 
-	e, err := loadConfig(*config, io)
+	e, err := loadConfig(*config, *maxConfigBytes, io)
 	if err != nil {
 		printConfigError(io.Stderr, err)
 		return 1

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -22,6 +23,7 @@ import (
 func runServe(ctx context.Context, args []string, io IO) int {
 	fs := newFlagSet("serve", io)
 	config := fs.String("config", "", "configuration file (default: the built-in example)")
+	maxConfigBytes := maxConfigBytesFlag(fs)
 	grpcAddr := fs.String("grpc-addr", server.DefaultGRPCAddr, "address for gRPC: ext_authz, the decision API, health and reflection")
 	adminAddr := fs.String("admin-addr", server.DefaultAdminAddr, "address for HTTP /healthz, /readyz and /metrics")
 	httpAddr := fs.String("http-addr", server.DefaultHTTPAddr, "address for HTTP authorization (NGINX auth_request, Envoy's http_service); empty: none")
@@ -70,11 +72,19 @@ func runServe(ctx context.Context, args []string, io IO) int {
 		fmt.Fprintln(io.Stderr, "corsauthz serve: --max-concurrent-streams and --max-recv-msg-size must be positive, --decision-log-rate 0 or more")
 		return 2
 	}
+	if *maxConfigBytes <= 0 {
+		fmt.Fprintln(io.Stderr, "corsauthz serve: --max-config-bytes must be positive")
+		return 2
+	}
 
 	if *config == "" {
 		logger.Warn("no --config given: serving the built-in example configuration", "config", orExample(""))
 	}
-	e, err := loadConfig(*config, io)
+	e, err := loadConfigOrStop(ctx, *config, *maxConfigBytes, io)
+	if errors.Is(err, context.Canceled) {
+		fmt.Fprintf(io.Stderr, "corsauthz serve: stopped while loading the configuration %s\n", orExample(*config))
+		return 1
+	}
 	if err != nil {
 		fmt.Fprintf(io.Stderr, "corsauthz serve: the configuration %s is invalid:\n", orExample(*config))
 		printConfigError(io.Stderr, err)
@@ -118,7 +128,7 @@ func runServe(ctx context.Context, args []string, io IO) int {
 	}
 	defer stopProfile()
 	if *config != "" {
-		stopWatch := watchConfig(ctx, srv, *config, e.Hash(), *checkInterval, logger)
+		stopWatch := watchConfig(ctx, srv, *config, e.Hash(), *checkInterval, *maxConfigBytes, logger)
 		defer stopWatch()
 	}
 	if err := srv.Serve(ctx); err != nil {
@@ -132,7 +142,7 @@ func runServe(ctx context.Context, args []string, io IO) int {
 // watchConfig reloads the configuration file into srv when it changes and
 // on SIGHUP, until the returned function is called; that function returns
 // once the watch has stopped.
-func watchConfig(ctx context.Context, srv *server.Server, path, hash string, interval time.Duration, logger *slog.Logger) (stop func()) {
+func watchConfig(ctx context.Context, srv *server.Server, path, hash string, interval time.Duration, maxBytes int64, logger *slog.Logger) (stop func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	if interval == 0 {
@@ -143,6 +153,7 @@ func watchConfig(ctx context.Context, srv *server.Server, path, hash string, int
 	wg.Go(func() {
 		_ = configwatch.Watch(ctx, path, configwatch.Options{
 			Interval:    interval,
+			MaxBytes:    maxBytes,
 			Trigger:     hup,
 			InitialHash: hash,
 			Logger:      logger,
@@ -163,6 +174,28 @@ func watchConfig(ctx context.Context, srv *server.Server, path, hash string, int
 		signal.Stop(hup)
 		cancel()
 		wg.Wait()
+	}
+}
+
+// loadConfigOrStop is loadConfig, given up when ctx is done (SIGTERM or
+// SIGINT) before the load ends, with ctx's error: the process stops at
+// once rather than after a load that may take seconds. The load goes on
+// in the background until the process exits.
+func loadConfigOrStop(ctx context.Context, path string, maxBytes int64, io IO) (*policy.Engine, error) {
+	type result struct {
+		e   *policy.Engine
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		e, err := loadConfig(path, maxBytes, io)
+		done <- result{e, err}
+	}()
+	select {
+	case r := <-done:
+		return r.e, r.err
+	case <-ctx.Done():
+		return nil, context.Canceled
 	}
 }
 

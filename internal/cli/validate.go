@@ -5,6 +5,7 @@ import "fmt"
 func runValidate(args []string, io IO) int {
 	fs := newFlagSet("validate", io)
 	config := fs.String("config", "", "configuration file to check (required)")
+	maxConfigBytes := maxConfigBytesFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprint(io.Stderr, "Usage: corsauthz validate --config FILE\n\nChecks a configuration file: exit 0 when it is valid, 1 with every problem listed when it is not.\n\n")
 		fs.PrintDefaults()
@@ -24,7 +25,7 @@ func runValidate(args []string, io IO) int {
 		fmt.Fprintln(io.Stderr, "corsauthz validate: --config FILE is required")
 		return 2
 	}
-	e, err := loadConfig(*config, io)
+	e, err := loadConfig(*config, *maxConfigBytes, io)
 	if err != nil {
 		printConfigError(io.Stderr, err)
 		return 1

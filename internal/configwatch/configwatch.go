@@ -17,7 +17,14 @@
 //
 // Each look reads the file and compares the SHA-256 of its content with
 // that of the content last handed over: only different content is handed
-// to reload, so an unchanged file is never a reload, and an invalid file
+// to reload, and only once the file's size, modification time and content
+// have stayed the same for the debounce period, so that a file written in
+// place is not handed over half written (renaming a complete file over the
+// configuration remains the way to update it: a writer that pauses longer
+// than the debounce period mid-write can still be caught half-way). Only a
+// regular file is read (package configfile): a FIFO put in its place is an
+// error handed over, never a read that blocks the watch. Only changed
+// content is handed so an unchanged file is never a reload, and an invalid file
 // is reported once rather than at every tick. A trigger hands the content
 // over even when it is unchanged, so that an operator's SIGHUP always gets
 // an answer in the log.
@@ -36,6 +43,8 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/corsauthz/corsauthz/internal/configfile"
 )
 
 // Defaults for [Options].
@@ -67,6 +76,10 @@ type Options struct {
 	InitialHash string
 	// Logger receives what Watch notices (nil: nothing is logged).
 	Logger *slog.Logger
+	// MaxBytes bounds the file read (configfile.Read; <= 0: no bound).
+	// Whatever it is, only a regular file is read: a FIFO or a device in
+	// its place is an error handed over, never a read that blocks.
+	MaxBytes int64
 }
 
 // Func receives the file's content when it may have changed. Watch makes
@@ -208,27 +221,115 @@ func (w *watcher) run(ctx context.Context) {
 	}
 }
 
-// look reads the file and hands it over when it changed, or when forced.
+// look reads the file and hands it over when it changed, or when forced;
+// changed content only once it is stable (see stable).
 func (w *watcher) look(ctx context.Context, cause string, forced bool) {
 	if ctx.Err() != nil {
 		return
 	}
 	w.watchDirs() // the symlink may point somewhere new
-	data, err := os.ReadFile(w.path)
+	fi, _ := os.Stat(w.path)
+	data, err := configfile.Read(w.path, w.opts.MaxBytes)
+	if err != nil && !errors.Is(err, configfile.ErrLimit) && w.lastHash != "error: "+err.Error() {
+		// A new read error is looked at again after the debounce period
+		// before it is handed over: resolving a ConfigMap's symlinks can
+		// fail for an instant while the kubelet swaps "..data" and removes
+		// the old directory, and such a blip is not a failed reload.
+		if !sleepCtx(ctx, w.opts.Debounce) {
+			return
+		}
+		fi, _ = os.Stat(w.path)
+		data, err = configfile.Read(w.path, w.opts.MaxBytes)
+	}
 	c := Change{Forced: forced, Cause: cause}
 	key := ""
 	if err != nil {
 		c.Err = err
 		key = "error: " + err.Error()
 	} else {
-		c.Data, c.Hash = data, Hash(data)
+		c.Hash = Hash(data)
 		key = c.Hash
 	}
 	if key == w.lastHash && !forced {
 		return
 	}
+	if err == nil {
+		if data, c.Hash, err = w.stable(ctx, fi, data, c.Hash); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			c.Err, key = err, "error: "+err.Error()
+		} else {
+			c.Data, key = data, c.Hash
+		}
+		if key == w.lastHash && !forced {
+			return // back to what was handed over, after all
+		}
+	}
 	w.lastHash = key
 	w.reload(ctx, c)
+}
+
+// stable returns the file's content once its size, modification time and
+// content have stayed the same for the debounce period, so that a file
+// written in place (not renamed) is never handed over half written: each
+// time one changed, it waits again. fi and data are what was read first.
+// A writer that pauses longer than the debounce period in the middle of a
+// write can still be read half-way: writing a temporary file and renaming
+// it over the configuration is the way to update it.
+func (w *watcher) stable(ctx context.Context, fi os.FileInfo, data []byte, hash string) ([]byte, string, error) {
+	// Modification times are compared, never their age: on some kernels
+	// a write's timestamp comes from a coarse clock that lags by far more
+	// than the debounce period.
+	timer := time.NewTimer(w.opts.Debounce)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, "", ctx.Err()
+		case <-timer.C:
+		}
+		fi2, err := os.Stat(w.path)
+		var data2 []byte
+		if err == nil {
+			data2, err = configfile.Read(w.path, w.opts.MaxBytes)
+		}
+		if err != nil {
+			// An error twice in a row is handed over; once, it may be a
+			// symlink swap's blip (see look): wait and read again.
+			if fi == nil || errors.Is(err, configfile.ErrLimit) {
+				return nil, "", err
+			}
+			fi = nil
+			timer.Reset(w.opts.Debounce)
+			continue
+		}
+		hash2 := Hash(data2)
+		if fi != nil && sameStamp(fi, fi2) && hash == hash2 && int64(len(data2)) == fi2.Size() {
+			return data2, hash2, nil
+		}
+		w.logger.Debug("configuration watch: the file is changing; waiting until it is stable",
+			slog.String("config", w.path), slog.Duration("debounce", w.opts.Debounce))
+		fi, data, hash = fi2, data2, hash2
+		timer.Reset(w.opts.Debounce)
+	}
+}
+
+// sleepCtx waits d, or until ctx is done; it reports whether d passed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// sameStamp reports whether a and b have the same size and modification time.
+func sameStamp(a, b os.FileInfo) bool {
+	return a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
 }
 
 // watchDirs watches the directory of the path and, when the path is a

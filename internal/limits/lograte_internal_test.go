@@ -1,4 +1,4 @@
-package server
+package limits
 
 import (
 	"testing"
@@ -59,9 +59,9 @@ func TestLogLimiter(t *testing.T) {
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			t.Parallel()
-			l := newLogLimiter(tc.rate)
+			l := NewLogLimiter(tc.rate)
 			for i, c := range tc.calls {
-				ok, report := l.allow(t0.Add(c.at))
+				ok, report := l.Allow(t0.Add(c.at))
 				if ok != c.wantOK || report != c.wantReport {
 					t.Errorf("call %d at +%v: allow = %v, %d; want %v, %d", i, c.at, ok, report, c.wantOK, c.wantReport)
 				}

@@ -1,0 +1,249 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	grpcmd "google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/corsauthz/corsauthz/policy"
+	"github.com/corsauthz/corsauthz/server"
+)
+
+// The smaller findings of issue 10.
+
+// TestRemovedPolicySeriesDropped: on 8cd63ac the decision series of
+// policies removed by a reload stayed for ever (51 series after 50
+// reloads that each renamed the policy).
+func TestRemovedPolicySeriesDropped(t *testing.T) {
+	t.Parallel()
+	config := func(i int) string {
+		return fmt.Sprintf("policies:\n  - name: p%d\n    allowed_origins: [https://app.example.com]\n", i)
+	}
+	ts := startServer(t, policy.NewHolder(loadEngine(t, config(0))), server.Options{})
+	ctx := ctxTimeout(t)
+	for i := range 51 {
+		if i > 0 {
+			if err := ts.srv.Reload(ctx, "test.yaml", []byte(config(i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := ts.authz().Check(ctx, checkRequest("GET", "api.example.com", "/", hdrs{"origin": app}, fmt.Sprintf("p%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	families, err := ts.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "corsauthz_decisions_total" {
+			continue
+		}
+		if n := len(f.GetMetric()); n != 1 {
+			t.Errorf("corsauthz_decisions_total has %d series after 50 reloads, want 1 (the policy in force)", n)
+		}
+		return
+	}
+	t.Error("no corsauthz_decisions_total")
+}
+
+// TestAdminNotLoopbackWarns: --admin-addr 0.0.0.0 puts /metrics on the
+// network; the server says so at start (on 8cd63ac it did not).
+func TestAdminNotLoopbackWarns(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		desc, addr string
+		warn       bool
+	}{
+		{desc: "all interfaces", addr: "0.0.0.0:0", warn: true},
+		{desc: "loopback", addr: "127.0.0.1:0", warn: false},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			t.Parallel()
+			var logs logBuffer
+			srv, err := server.New(policy.NewHolder(loadEngine(t, testConfig)), server.Options{
+				GRPCAddr: "127.0.0.1:0", AdminAddr: tc.addr, Registry: prometheus.NewRegistry(), Logger: logs.logger(slog.LevelInfo),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			if err := srv.Serve(ctx); err != nil {
+				t.Fatal(err)
+			}
+			got := logs.withMsg(t, "the admin listener is not on loopback: /metrics, /healthz and /readyz can be reached from the network; bind --admin-addr to 127.0.0.1 unless that is intended, and restrict who can reach it")
+			if (len(got) == 1) != tc.warn {
+				t.Errorf("warnings: %v, want one: %v", got, tc.warn)
+			}
+		})
+	}
+}
+
+// TestTLSExpiredCertificate: an expired certificate is refused at start,
+// and a rotation to one is refused, logged and counted, the certificate in
+// use kept (on 8cd63ac both were accepted silently).
+func TestTLSExpiredCertificate(t *testing.T) {
+	t.Parallel()
+	files := newTLSFiles(t)
+	expiredCert, expiredKey, _ := files.ca.issue(t, "expired", false, time.Now().Add(-time.Minute))
+	t.Run("at start", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		cert, key := dir+"/tls.crt", dir+"/tls.key"
+		replaceFile(t, cert, expiredCert)
+		replaceFile(t, key, expiredKey)
+		_, err := server.New(policy.NewHolder(nil), server.Options{
+			GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Registry: prometheus.NewRegistry(),
+			TLS: &server.TLSOptions{CertFile: cert, KeyFile: key},
+		})
+		if err == nil || !strings.Contains(err.Error(), "TLS certificate "+cert+" expired at ") {
+			t.Errorf("New: %v, want the certificate refused as expired", err)
+		}
+	})
+	t.Run("rotation", func(t *testing.T) {
+		t.Parallel()
+		var logs logBuffer
+		ts := startServer(t, policy.NewHolder(loadEngine(t, testConfig)), server.Options{
+			Logger: logs.logger(slog.LevelInfo),
+			TLS:    &server.TLSOptions{CertFile: files.cert, KeyFile: files.key, ReloadInterval: 10 * time.Millisecond},
+		})
+		addr := ts.srv.GRPCAddr().String()
+		first, err := dialTLS(t, addr, files.ca, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		replaceFile(t, files.key, expiredKey)
+		replaceFile(t, files.cert, expiredCert)
+		waitFor(t, "the refused rotation to be counted", func() bool {
+			_, _ = dialTLS(t, addr, files.ca, nil, nil)
+			_, body := ts.get(t, "/metrics")
+			return metric(body, `corsauthz_tls_certificate_reloads_total{result="failure"}`) == 1
+		})
+		if got, err := dialTLS(t, addr, files.ca, nil, nil); err != nil || got.Cmp(first) != 0 {
+			t.Errorf("after the refused rotation: serial %v, %v; want the certificate in use, %v", got, err, first)
+		}
+		failed := logs.withMsg(t, "TLS certificate reload failed: keeping the certificate in use")
+		if len(failed) != 1 || !strings.Contains(failed[0]["error"].(string), "expired at") {
+			t.Errorf("failure log: %v", failed)
+		}
+	})
+}
+
+// TestRefusedHandshakesAndMalformedMessagesCounted: on 8cd63ac neither was
+// logged nor counted.
+func TestRefusedHandshakesAndMalformedMessagesCounted(t *testing.T) {
+	t.Parallel()
+	t.Run("TLS handshakes", func(t *testing.T) {
+		t.Parallel()
+		files := newTLSFiles(t)
+		var logs logBuffer
+		ts := startServer(t, policy.NewHolder(loadEngine(t, testConfig)), server.Options{
+			Logger: logs.logger(slog.LevelInfo),
+			TLS:    &server.TLSOptions{CertFile: files.cert, KeyFile: files.key, ClientCAFile: files.clientCA},
+		})
+		addr := ts.srv.GRPCAddr().String()
+		const attempts = 3
+		for range attempts {
+			if _, err := dialTLS(t, addr, files.ca, files.otherClient, files.otherClientKey); err == nil {
+				t.Fatal("a client certificate of an untrusted CA was accepted")
+			}
+		}
+		if _, err := healthCheck(t, addr, grpc.WithTransportCredentials(insecure.NewCredentials())); err == nil {
+			t.Fatal("a plaintext client was served")
+		}
+		waitFor(t, "the refused handshakes to be counted", func() bool {
+			_, body := ts.get(t, "/metrics")
+			return metric(body, "corsauthz_tls_handshake_failures_total") >= attempts+1
+		})
+		if got := logs.withMsg(t, "TLS handshake refused"); len(got) < attempts+1 {
+			t.Errorf("%d refused handshakes logged, want %d", len(got), attempts+1)
+		}
+	})
+	t.Run("malformed messages", func(t *testing.T) {
+		t.Parallel()
+		var logs logBuffer
+		ts := startServer(t, policy.NewHolder(loadEngine(t, testConfig)), server.Options{Logger: logs.logger(slog.LevelInfo)})
+		ctx := ctxTimeout(t)
+		for _, in := range [][]byte{{0x0c}, {0x0a, 0x05}, append([]byte{0x0a, 0xff, 0xff, 0x03}, make([]byte, 20<<10)...)} {
+			if _, err := rawCheck(ctx, ts.conn, in); status.Code(err) != codes.Internal {
+				t.Fatalf("input %x: %v, want Internal", in[:min(len(in), 8)], err)
+			}
+		}
+		_, body := ts.get(t, "/metrics")
+		if got := metric(body, "corsauthz_malformed_messages_total"); got != 3 {
+			t.Errorf("corsauthz_malformed_messages_total = %v, want 3", got)
+		}
+		if got := logs.withMsg(t, "malformed request message"); len(got) != 3 {
+			t.Errorf("%d malformed messages logged, want 3", len(got))
+		}
+	})
+}
+
+// TestRefusedReloadLogBounded: values from a file reach the log cut, and a
+// file of a thousand problems logs a bounded number of lines (on
+// 8cd63ac, one line each, and a 1,000-byte key in full).
+func TestRefusedReloadLogBounded(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	b.WriteString("policies:\n  - name: api\n    allowed_origins:\n")
+	for i := range 1000 {
+		fmt.Fprintf(&b, "      - https://%d%s.example.com/path\n", i, strings.Repeat("a", 300))
+	}
+	b.WriteString("    " + strings.Repeat("k", 1000) + ": true\n")
+	var logs logBuffer
+	ts := startServer(t, policy.NewHolder(loadEngine(t, testConfig)), server.Options{Logger: logs.logger(slog.LevelInfo)})
+	if err := ts.srv.Reload(ctxTimeout(t), "big.yaml", []byte(b.String())); err == nil {
+		t.Fatal("the invalid configuration was accepted")
+	}
+	logs.mu.Lock()
+	text := logs.buf.String()
+	logs.mu.Unlock()
+	lines := strings.Split(strings.TrimSpace(text), "\n")
+	if len(lines) > 110 {
+		t.Errorf("a refused reload logged %d lines, want at most about 100", len(lines))
+	}
+	for _, line := range lines {
+		if len(line) > maxLineLen {
+			t.Fatalf("a log line is %d bytes: %.300s", len(line), line)
+		}
+	}
+	if got := logs.withMsg(t, "invalid configuration: more problems not logged (corsauthz validate lists them all)"); len(got) != 1 {
+		t.Errorf("no line says problems were left out: %v", got)
+	}
+	t.Logf("%d bytes of configuration: %d log lines, %d bytes", b.Len(), len(lines), len(text))
+}
+
+// TestMetadataBounded: a call's metadata is bounded (gRPC's default is
+// 16 MiB a call, which 8cd63ac kept).
+func TestMetadataBounded(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, policy.NewHolder(loadEngine(t, testConfig)), server.Options{})
+	req := checkRequest("GET", "api.example.com", "/", hdrs{"origin": app}, "")
+	for _, tc := range []struct {
+		desc string
+		size int
+		ok   bool
+	}{
+		{desc: "a few KiB", size: 4 << 10, ok: true},
+		{desc: "1 MiB", size: 1 << 20, ok: false},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			ctx := grpcmd.AppendToOutgoingContext(ctxTimeout(t), "x-big", strings.Repeat("m", tc.size))
+			_, err := ts.authz().Check(ctx, req)
+			if (err == nil) != tc.ok {
+				t.Errorf("Check with %d bytes of metadata: %v, want ok=%v", tc.size, err, tc.ok)
+			}
+		})
+	}
+}
