@@ -122,8 +122,11 @@ func TestHTTPMerge(t *testing.T) {
 			headers: with(corsAllowed, map[string][]string{"Content-Type": {"text/plain; charset=utf-8"}}),
 		},
 		{
-			desc:     "a failure with on_error: allow passes with the CORS headers only",
-			answer:   func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusUnauthorized); w.Write([]byte(big + "x")) },
+			desc: "a failure with on_error: allow passes with the CORS headers only",
+			answer: func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(http.StatusUnauthorized)
+				w.Write([]byte(big + "x"))
+			},
 			failOpen: true,
 			want:     authorizer.Outcome{Result: authorizer.Error, Pass: true},
 			headers:  corsAllowed,
