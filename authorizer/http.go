@@ -156,11 +156,12 @@ func (c *httpClient) allowed(h http.Header) *Answer {
 	return a
 }
 
-// hopByHop are the headers of a connection, not of the answer, with
-// Content-Length, which the gateway sets for the body it sends.
-var hopByHop = []string{
+// notPassed are the headers of a denial not sent on: those of a
+// connection, not of the answer, and Content-Length and Date, which the
+// gateway sets for the answer it sends.
+var notPassed = []string{
 	"Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Connection",
-	"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Content-Length",
+	"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Content-Length", "Date",
 }
 
 // answerHeaders lists a denial's headers in name order, one entry per
@@ -169,7 +170,7 @@ var hopByHop = []string{
 func answerHeaders(h http.Header) []policy.Header {
 	names := make([]string, 0, len(h))
 	for name := range h {
-		if !slices.Contains(hopByHop, name) {
+		if !slices.Contains(notPassed, name) {
 			names = append(names, name)
 		}
 	}

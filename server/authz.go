@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/corsauthz/corsauthz/authorizer"
 	"github.com/corsauthz/corsauthz/policy"
 )
 
@@ -58,6 +59,8 @@ type Authz struct {
 	// Decision log lines are rate-limited per level, so that a flood of
 	// rejected requests cannot fill a disk (see logDecision).
 	infoLogs, debugLogs *logLimiter
+	// authorizers are the clients of contract §8 (authorize.go).
+	authorizers authorizerState
 }
 
 var _ authv3.AuthorizationServer = (*Authz)(nil)
@@ -71,6 +74,12 @@ func NewAuthz(engines *policy.Holder, logger *slog.Logger, metrics *Metrics) *Au
 	}
 	a := &Authz{engines: engines, logger: logger, metrics: metrics}
 	a.limitDecisionLogs(DefaultDecisionLogRate)
+	a.authorizers.pool = authorizer.NewPool(logger, metrics.authorizerMetrics())
+	if engines != nil {
+		if err := a.syncAuthorizers(engines.Load()); err != nil {
+			logger.Error("authorizers: cannot build a client", slog.String("error", err.Error()))
+		}
+	}
 	return a
 }
 
@@ -89,9 +98,12 @@ func (a *Authz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.Ch
 	if msg := readRequest(req, &r); msg != "" {
 		return nil, a.refuseUnreadable(ctx, msg, start)
 	}
-	d, err := a.decide(ctx, &r, start)
+	d, e, err := a.decide(ctx, &r, start)
 	if err != nil {
 		return nil, err
+	}
+	if name := e.AuthorizerFor(&d); name != "" {
+		return a.authorize(ctx, e, name, &d, &authorizer.Request{Check: req}), nil
 	}
 	return checkResponse(&d), nil
 }
@@ -104,26 +116,27 @@ func (a *Authz) refuseUnreadable(ctx context.Context, msg string, start time.Tim
 }
 
 // decide decides r with the engine in force, counts and logs the
-// decision, or returns the error Check answers with. Check and the fast
+// decision and returns it with that engine, or returns the error Check
+// answers with. Check and the fast
 // path both decide here.
-func (a *Authz) decide(ctx context.Context, r *policy.Request, start time.Time) (policy.Decision, error) {
+func (a *Authz) decide(ctx context.Context, r *policy.Request, start time.Time) (policy.Decision, *policy.Engine, error) {
 	var e *policy.Engine
 	if a.engines != nil {
 		e = a.engines.Load()
 	}
 	if e == nil {
 		a.logger.LogAttrs(ctx, slog.LevelError, "check refused: no configuration loaded")
-		return policy.Decision{}, a.fail(codes.Unavailable, msgNoConfig, start)
+		return policy.Decision{}, nil, a.fail(codes.Unavailable, msgNoConfig, start)
 	}
 	d, err := e.Decide(r)
 	if err != nil {
 		a.logger.LogAttrs(ctx, slog.LevelError, "check refused: configuration mismatch",
 			slog.String("error", err.Error()), slog.String("config_hash", e.Hash()))
-		return policy.Decision{}, a.fail(decideErrorCode(err), err.Error(), start)
+		return policy.Decision{}, nil, a.fail(decideErrorCode(err), err.Error(), start)
 	}
 	a.metrics.decision(&d, start)
 	a.logDecision(ctx, r, &d)
-	return d, nil
+	return d, e, nil
 }
 
 // decideErrorCode is the gRPC code for an error of Engine.Decide: a

@@ -71,7 +71,9 @@ func (s *Decisions) Decide(ctx context.Context, req *corsauthzv1.DecideRequest) 
 	}
 	d := &x.Decision
 	s.metrics.decision(d, start)
-	return decideResponse(d, &x, e.Hash()), nil
+	resp := decideResponse(d, &x, e.Hash())
+	resp.Authorizer = e.AuthorizerFor(d) // named, never asked
+	return resp, nil
 }
 
 func (s *Decisions) fail(code codes.Code, msg string, start time.Time) error {

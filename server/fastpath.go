@@ -1,8 +1,10 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -45,16 +47,22 @@ type wireCheck struct {
 	r       policy.Request
 	problem string               // readRequest's message when the request cannot be read
 	typed   *authv3.CheckRequest // set when the request takes the typed path
+	raw     []byte               // a copy of the wire bytes, kept for an authorizer (authorize.go)
 }
 
 // wireCodec is the server's codec: the fast path's messages are read and
 // written here, any other message by the standard protobuf codec.
-type wireCodec struct{ std encoding.CodecV2 }
+type wireCodec struct {
+	std encoding.CodecV2
+	// keepRaw, when on, keeps a copy of each CheckRequest's wire bytes
+	// for the authorizers (authorize.go).
+	keepRaw *atomic.Bool
+}
 
 var _ encoding.CodecV2 = wireCodec{}
 
-func newWireCodec() wireCodec {
-	return wireCodec{std: encoding.GetCodecV2(protocodec.Name)}
+func newWireCodec(keepRaw *atomic.Bool) wireCodec {
+	return wireCodec{std: encoding.GetCodecV2(protocodec.Name), keepRaw: keepRaw}
 }
 
 func (c wireCodec) Name() string { return protocodec.Name }
@@ -93,6 +101,9 @@ func (c wireCodec) Unmarshal(data mem.BufferSlice, v any) error {
 		typed = m
 	}
 	in.typed, in.problem = typed, problem
+	if typed == nil && c.keepRaw != nil && c.keepRaw.Load() {
+		in.raw = bytes.Clone(b)
+	}
 	return nil
 }
 
@@ -101,9 +112,9 @@ func (c wireCodec) Unmarshal(data mem.BufferSlice, v any) error {
 // long-lived goroutine when one is free, instead of on a new goroutine
 // whose stack grows on every call (runtime.morestack and copystack take
 // 5-10% of the CPU in a profile under load without them).
-func fastPathServerOptions() []grpc.ServerOption {
+func fastPathServerOptions(keepRaw *atomic.Bool) []grpc.ServerOption {
 	return []grpc.ServerOption{
-		grpc.ForceServerCodecV2(newWireCodec()),
+		grpc.ForceServerCodecV2(newWireCodec(keepRaw)),
 		grpc.NumStreamWorkers(streamWorkers()),
 	}
 }
@@ -129,7 +140,7 @@ var authorizationServiceDesc = grpc.ServiceDesc{
 }
 
 // registerAuthorization registers a as the server's ext_authz service, on
-// the fast path. s must have been built with grpc.ForceServerCodecV2(newWireCodec()).
+// the fast path. s must have been built with grpc.ForceServerCodecV2(newWireCodec(&a.authorizers.keepRaw)).
 func registerAuthorization(s *grpc.Server, a *Authz) {
 	s.RegisterService(&authorizationServiceDesc, a)
 }
@@ -166,9 +177,12 @@ func (a *Authz) checkWire(ctx context.Context, in *wireCheck) (any, error) {
 	if in.problem != "" {
 		return nil, a.refuseUnreadable(ctx, in.problem, start)
 	}
-	d, err := a.decide(ctx, &in.r, start)
+	d, e, err := a.decide(ctx, &in.r, start)
 	if err != nil {
 		return nil, err
+	}
+	if name := e.AuthorizerFor(&d); name != "" {
+		return a.authorizeWire(ctx, e, name, &d, in), nil
 	}
 	return encodeCheckResponse(&d), nil
 }

@@ -71,10 +71,11 @@ Decides one request the way curl would describe it and says why. Examples:
 		fmt.Fprintf(io.Stderr, "corsauthz explain: %v\n", err)
 		return 1
 	}
+	authz := explainAuthorizer(e, &x.Decision) // explain_authorizer.go
 	if *asJSON {
-		writeJSON(io.Stdout, &x)
+		writeJSON(io.Stdout, &x, authz)
 	} else {
-		writeText(io.Stdout, &x)
+		writeText(io.Stdout, &x, authz)
 	}
 	return 0
 }
@@ -124,7 +125,7 @@ func buildRequest(rawURL, method string, headers []string) (*policy.Request, err
 	return r, nil
 }
 
-func writeText(w io.Writer, x *policy.Explanation) {
+func writeText(w io.Writer, x *policy.Explanation, authz authorizerNote) {
 	d := &x.Decision
 	fmt.Fprintln(w, x.Verdict())
 	if len(x.Headers) > 0 {
@@ -142,6 +143,10 @@ func writeText(w io.Writer, x *policy.Explanation) {
 		}
 	} else if d.Direct() {
 		fmt.Fprintf(w, "\nHTTP %d, no headers\n", d.Status)
+	}
+	if authz.text != "" {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, authz.text)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Why:")
@@ -167,9 +172,11 @@ type jsonExplanation struct {
 	Reasons           []string     `json:"reasons"`
 	ClosestOrigin     string       `json:"closest_origin,omitempty"`
 	OriginDifferences []string     `json:"origin_differences,omitempty"`
+	// Authorizer names the authorizer a gateway's Check would ask.
+	Authorizer string `json:"authorizer,omitempty"`
 }
 
-func writeJSON(w io.Writer, x *policy.Explanation) {
+func writeJSON(w io.Writer, x *policy.Explanation, authz authorizerNote) {
 	d := &x.Decision
 	out := jsonExplanation{
 		Verdict:           x.Verdict(),
@@ -182,6 +189,7 @@ func writeJSON(w io.Writer, x *policy.Explanation) {
 		Reasons:           x.Reasons,
 		ClosestOrigin:     x.ClosestOrigin,
 		OriginDifferences: x.OriginDifferences,
+		Authorizer:        authz.name,
 	}
 	for _, h := range x.Headers {
 		out.Headers = append(out.Headers, jsonHeader(h))

@@ -341,6 +341,11 @@ type DecideResponse struct {
 	ClosestAllowedOrigin string `protobuf:"bytes,10,opt,name=closest_allowed_origin,json=closestAllowedOrigin,proto3" json:"closest_allowed_origin,omitempty"`
 	// The version (a hash) of the configuration that decided.
 	ConfigVersion string `protobuf:"bytes,11,opt,name=config_version,json=configVersion,proto3" json:"config_version,omitempty"`
+	// The authorizer (configuration's authorizers[].name) a gateway's
+	// Check of this request would ask after CORS; empty when none would:
+	// no policy names one, a preflight, or a reject_disallowed_origins
+	// refusal. Decide never asks it.
+	Authorizer    string `protobuf:"bytes,12,opt,name=authorizer,proto3" json:"authorizer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -448,6 +453,13 @@ func (x *DecideResponse) GetClosestAllowedOrigin() string {
 func (x *DecideResponse) GetConfigVersion() string {
 	if x != nil {
 		return x.ConfigVersion
+	}
+	return ""
+}
+
+func (x *DecideResponse) GetAuthorizer() string {
+	if x != nil {
+		return x.Authorizer
 	}
 	return ""
 }
@@ -771,7 +783,7 @@ const file_corsauthz_v1_decision_proto_rawDesc = "" +
 	"\x04host\x18\x06 \x01(\tR\x04host\x12\x12\n" +
 	"\x04path\x18\a \x01(\tR\x04path\x12\x16\n" +
 	"\x06policy\x18\b \x01(\tR\x06policy\x12!\n" +
-	"\fomit_reasons\x18\t \x01(\bR\vomitReasons\"\xa8\x03\n" +
+	"\fomit_reasons\x18\t \x01(\bR\vomitReasons\"\xc8\x03\n" +
 	"\x0eDecideResponse\x12.\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1a.corsauthz.v1.DecisionKindR\x04kind\x12,\n" +
 	"\x06action\x18\x02 \x01(\x0e2\x14.corsauthz.v1.ActionR\x06action\x12\x1f\n" +
@@ -787,7 +799,10 @@ const file_corsauthz_v1_decision_proto_rawDesc = "" +
 	"\areasons\x18\t \x03(\tR\areasons\x124\n" +
 	"\x16closest_allowed_origin\x18\n" +
 	" \x01(\tR\x14closestAllowedOrigin\x12%\n" +
-	"\x0econfig_version\x18\v \x01(\tR\rconfigVersion\"f\n" +
+	"\x0econfig_version\x18\v \x01(\tR\rconfigVersion\x12\x1e\n" +
+	"\n" +
+	"authorizer\x18\f \x01(\tR\n" +
+	"authorizer\"f\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\x122\n" +
