@@ -312,7 +312,9 @@ type closableServer struct {
 	done   chan error
 }
 
-func (s *closableServer) authz() authv3.AuthorizationClient { return authv3.NewAuthorizationClient(s.conn) }
+func (s *closableServer) authz() authv3.AuthorizationClient {
+	return authv3.NewAuthorizationClient(s.conn)
+}
 
 func (s *closableServer) close(t *testing.T) {
 	s.conn.Close()
@@ -321,4 +323,3 @@ func (s *closableServer) close(t *testing.T) {
 		t.Errorf("Serve: %v", err)
 	}
 }
-
