@@ -49,6 +49,13 @@ type gateway struct {
 type route struct {
 	prefix     string
 	extensions map[string]string
+	// upstream, when set, is the route's own cluster (else the gateway's);
+	// noCheck turns ext_authz off for the route, as Envoy's per-route
+	// ExtAuthzPerRoute{disabled: true} does (oauth2-proxy's own /oauth2/
+	// pages, say). Both send X-Forwarded-For, -Host and -Proto, as Envoy
+	// does to an upstream.
+	upstream *url.URL
+	noCheck  bool
 }
 
 // exchange is one request through the gateway.
@@ -67,6 +74,10 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r) // Envoy's router: no route matched
 		return
 	}
+	if rt.noCheck {
+		g.proxy(rt, nil, exchange{check: g.checkRequest(r, rt.extensions)}).ServeHTTP(w, r)
+		return
+	}
 	x := exchange{check: g.checkRequest(r, rt.extensions)}
 	x.resp, x.err = g.authz.Check(r.Context(), x.check)
 	switch {
@@ -80,29 +91,50 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		g.answer(w, x, status, d.GetHeaders(), d.GetBody())
 	default:
-		okResp := x.resp.GetOkResponse()
-		proxy := &httputil.ReverseProxy{
-			Rewrite: func(pr *httputil.ProxyRequest) {
-				pr.SetURL(g.upstream)
-				pr.Out.Host = pr.In.Host
-				applyHeaders(pr.Out.Header, okResp.GetHeaders())
-				for _, name := range okResp.GetHeadersToRemove() {
-					pr.Out.Header.Del(name)
-				}
-			},
-			ModifyResponse: func(resp *http.Response) error {
-				applyHeaders(resp.Header, okResp.GetResponseHeadersToAdd())
-				x.upstream, x.status, x.header = true, resp.StatusCode, resp.Header.Clone()
-				g.record(x)
-				return nil
-			},
-			ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
-				x.err = err // Envoy: 503 upstream connect error
-				g.answer(w, x, http.StatusServiceUnavailable, nil, "")
-			},
-		}
-		proxy.ServeHTTP(w, r)
+		g.proxy(rt, x.resp.GetOkResponse(), x).ServeHTTP(w, r)
 	}
+}
+
+// proxy sends the request upstream with the ok_response applied: request
+// headers set and removed, query parameters set and removed, response
+// headers added.
+func (g *gateway) proxy(rt route, okResp *authv3.OkHttpResponse, x exchange) *httputil.ReverseProxy {
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			if rt.upstream != nil {
+				pr.SetURL(rt.upstream)
+				pr.SetXForwarded()
+			} else {
+				pr.SetURL(g.upstream)
+			}
+			pr.Out.Host = pr.In.Host
+			applyHeaders(pr.Out.Header, okResp.GetHeaders())
+			for _, name := range okResp.GetHeadersToRemove() {
+				pr.Out.Header.Del(name)
+			}
+			if set, remove := okResp.GetQueryParametersToSet(), okResp.GetQueryParametersToRemove(); len(set) > 0 || len(remove) > 0 {
+				q := pr.Out.URL.Query()
+				for _, p := range set {
+					q.Set(p.GetKey(), p.GetValue())
+				}
+				for _, k := range remove {
+					q.Del(k)
+				}
+				pr.Out.URL.RawQuery = q.Encode()
+			}
+		},
+		ModifyResponse: func(resp *http.Response) error {
+			applyHeaders(resp.Header, okResp.GetResponseHeadersToAdd())
+			x.upstream, x.status, x.header = true, resp.StatusCode, resp.Header.Clone()
+			g.record(x)
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+			x.err = err // Envoy: 503 upstream connect error
+			g.answer(w, x, http.StatusServiceUnavailable, nil, "")
+		},
+	}
+	return proxy
 }
 
 func (g *gateway) route(path string) (route, bool) {
