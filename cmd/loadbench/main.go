@@ -63,6 +63,7 @@ type options struct {
 	skipLoad                    bool
 	variants                    variantFlag
 	kinds                       string
+	chain                       bool
 }
 
 // variantFlag collects -variant NAME=VAR=VALUE[,VAR=VALUE...]: more
@@ -74,6 +75,8 @@ type variant struct {
 	name string
 	env  []string
 	bin  string // another corsauthz binary; "" for the one built
+	// config is another configuration file; "" for the benchmark's.
+	config string
 }
 
 func (v *variantFlag) String() string { return fmt.Sprint(*v) }
@@ -120,6 +123,7 @@ func main() {
 	flag.BoolVar(&o.skipLoad, "skip-load", false, "skip the load measurements")
 	flag.StringVar(&o.kinds, "kinds", "preflight,actual,no-origin", "request sorts to run, comma-separated")
 	flag.Var(&o.variants, "variant", "also measure corsauthz with environment variables added: NAME=VAR=VALUE[,VAR=VALUE...] (repeatable)")
+	flag.BoolVar(&o.chain, "chain", true, "also measure a chained Check: corsauthz with the do-nothing server as the api policy's gRPC authorizer (chain.go)")
 	flag.Var(binFlag{&o.variants}, "variant-bin", "also measure another corsauthz binary, such as one built from an earlier commit: NAME=PATH (repeatable)")
 	flag.Parse()
 	if o.n <= 0 || o.c <= 0 || o.conns <= 0 || o.rounds <= 0 || o.warmup < 0 || flag.NArg() > 0 {
@@ -256,6 +260,13 @@ func runLoad(ctx context.Context, o options, stdout io.Writer, logf func(string,
 		return err
 	}
 	servers = append(servers, nothing)
+	if o.chain {
+		chainFile := filepath.Join(work, "chain.yaml")
+		if err := os.WriteFile(chainFile, []byte(chainConfig(nothingAddr)), 0o644); err != nil {
+			return err
+		}
+		o.variants = append(o.variants, variant{name: chainedName, config: chainFile})
+	}
 	for i, v := range o.variants {
 		grpcAddr, err := freePort()
 		if err != nil {
@@ -265,7 +276,7 @@ func runLoad(ctx context.Context, o options, stdout io.Writer, logf func(string,
 		if err != nil {
 			return err
 		}
-		args := []string{"serve", "--config", configFile, "--grpc-addr", grpcAddr, "--admin-addr", admin}
+		args := []string{"serve", "--config", cmp.Or(v.config, configFile), "--grpc-addr", grpcAddr, "--admin-addr", admin}
 		bin := cmp.Or(v.bin, corsBin)
 		p, err := start(v.name, grpcAddr, filepath.Join(work, fmt.Sprintf("variant%d.log", i)), v.env, bin, args...)
 		if err != nil {

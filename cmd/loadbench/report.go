@@ -146,4 +146,5 @@ func (r *results) write(w io.Writer, o options, ticks int64) {
 			"Peak RSS %.1f MiB ≤ %d MiB: %s.\n",
 			targetCPURatio, check(allCPU), targetP99Ratio, check(allP99), rssMiB, targetRSSMiB, check(rssMiB <= targetRSSMiB))
 	}
+	r.writeChain(w, ref) // chain.go
 }
