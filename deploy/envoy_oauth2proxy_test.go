@@ -57,7 +57,6 @@ func checkOAuth2Route(t *testing.T, hcm *hcmv3.HttpConnectionManager, filters []
 	t.Error("no /oauth2/ route for oauth2-proxy's sign-in pages")
 }
 
-
 // TestEnvoyOAuth2ProxyBehindCorsauthz: corsauthz, the only ext_authz
 // filter, gets the headers its authorizer forwards and a timeout above the
 // authorizer's.
