@@ -18,6 +18,10 @@ import (
 	"github.com/corsauthz/corsauthz/policy"
 )
 
+// grpcWindow is the fixed HTTP/2 flow-control window of a gRPC authorizer's
+// connection.
+const grpcWindow = 1 << 20
+
 // grpcClient asks an envoy.service.auth.v3.Authorization server over one
 // grpc.ClientConn (HTTP/2: every call in flight shares it).
 type grpcClient struct {
@@ -30,7 +34,12 @@ func newGRPCClient(a policy.Authorizer) (*grpcClient, error) {
 	conn, err := grpc.NewClient(a.GRPC.Address,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: time.Minute, Timeout: 20 * time.Second}),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxAnswerBytes)),
+		// Fixed flow-control windows turn off grpc-go's bandwidth-delay
+		// probing, whose pings cost CPU on every busy connection; Check
+		// messages are small, so a fixed window never limits them.
+		grpc.WithInitialWindowSize(grpcWindow),
+		grpc.WithInitialConnWindowSize(grpcWindow),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxAnswerBytes), grpc.ForceCodecV2(rawCodec{})),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("authorizer %q: %w", a.Name, err)
@@ -64,7 +73,7 @@ func (c *grpcClient) Ask(ctx context.Context, r *Request) *Answer {
 		return failed(ErrNoRequest)
 	}
 	resp := &authv3.CheckResponse{}
-	err := c.conn.Invoke(ctx, authv3.Authorization_Check_FullMethodName, in, resp, grpc.ForceCodecV2(rawCodec{}))
+	err := c.conn.Invoke(ctx, authv3.Authorization_Check_FullMethodName, in, resp)
 	if err != nil {
 		if c := context.Cause(ctx); c != nil && status.Code(err) == codes.DeadlineExceeded {
 			err = fmt.Errorf("%w (%v)", c, err)

@@ -191,6 +191,14 @@ func (l *logLimiter) allow(now time.Time) (bool, int) {
 type Metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	// children caches each authorizer's counters and histogram, so that a
+	// call does not hash its labels; bounded by the configured names.
+	children sync.Map // name → *authorizerMetrics
+}
+
+type authorizerMetrics struct {
+	results  [len(resultNames)]prometheus.Counter
+	duration prometheus.Observer
 }
 
 // NewMetrics registers the authorizer metrics on reg (nil: nowhere):
@@ -218,8 +226,19 @@ func (m *Metrics) observe(name string, r Result, d time.Duration) {
 	if m == nil {
 		return
 	}
-	m.requests.WithLabelValues(name, r.String()).Inc()
-	m.duration.WithLabelValues(name).Observe(d.Seconds())
+	c, ok := m.children.Load(name)
+	if !ok {
+		am := &authorizerMetrics{duration: m.duration.WithLabelValues(name)}
+		for i, rn := range resultNames {
+			am.results[i] = m.requests.WithLabelValues(name, rn)
+		}
+		c, _ = m.children.LoadOrStore(name, am)
+	}
+	am := c.(*authorizerMetrics)
+	if int(r) < len(am.results) {
+		am.results[r].Inc()
+	}
+	am.duration.Observe(d.Seconds())
 }
 
 // Client returns the client for name, or nil.

@@ -73,9 +73,12 @@ func TestPoolMetricsAndLogs(t *testing.T) {
 	want := `
 # HELP corsauthz_authorizer_requests_total Calls to each authorizer, by result: allow, deny or error (unreachable, timeout, malformed answer).
 # TYPE corsauthz_authorizer_requests_total counter
+corsauthz_authorizer_requests_total{authorizer="grpc",result="allow"} 0
+corsauthz_authorizer_requests_total{authorizer="grpc",result="deny"} 0
 corsauthz_authorizer_requests_total{authorizer="grpc",result="error"} 30
 corsauthz_authorizer_requests_total{authorizer="http",result="allow"} 1
 corsauthz_authorizer_requests_total{authorizer="http",result="deny"} 2
+corsauthz_authorizer_requests_total{authorizer="http",result="error"} 0
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "corsauthz_authorizer_requests_total"); err != nil {
 		t.Error(err)

@@ -149,6 +149,31 @@ func (e *Engine) Authorizer(name string) (Authorizer, bool) {
 	return Authorizer{}, false
 }
 
+// AuthorizerKind is "http" or "grpc" for the authorizer named name, or ""
+// when there is none; unlike Authorizer it copies nothing (the request path).
+func (e *Engine) AuthorizerKind(name string) string {
+	if a := e.authorizer(name); a != nil {
+		return a.Kind()
+	}
+	return ""
+}
+
+// AuthorizerFailsOpen reports whether the authorizer named name has
+// on_error: allow; it copies nothing (the request path).
+func (e *Engine) AuthorizerFailsOpen(name string) bool {
+	a := e.authorizer(name)
+	return a != nil && a.FailOpen()
+}
+
+func (e *Engine) authorizer(name string) *Authorizer {
+	for i := range e.config.Authorizers {
+		if e.config.Authorizers[i].Name == name {
+			return &e.config.Authorizers[i]
+		}
+	}
+	return nil
+}
+
 // AuthorizerFor names the authorizer the request decided as d must be
 // sent to, or "" when none is asked: no policy applied or its policy names
 // none, a preflight (answered by corsauthz alone, whatever report_only

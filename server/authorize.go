@@ -55,23 +55,30 @@ func (a *Authz) afterStore(e *policy.Engine) {
 // authorize asks the authorizer name about the request decided as d and
 // returns the CheckResponse of the merged answer.
 func (a *Authz) authorize(ctx context.Context, e *policy.Engine, name string, d *policy.Decision, r *authorizer.Request) *authv3.CheckResponse {
-	cfg, _ := e.Authorizer(name)
+	out := a.merge(ctx, e, name, d, r)
+	return outcomeResponse(&out)
+}
+
+// merge asks the authorizer and merges its answer with d.
+func (a *Authz) merge(ctx context.Context, e *policy.Engine, name string, d *policy.Decision, r *authorizer.Request) authorizer.Outcome {
 	answer := a.authorizers.pool.Ask(ctx, name, r)
-	out := authorizer.Merge(d, answer, cfg.FailOpen())
+	out := authorizer.Merge(d, answer, e.AuthorizerFailsOpen(name))
 	if a.logger.Enabled(ctx, slog.LevelDebug) {
 		a.logger.LogAttrs(ctx, slog.LevelDebug, "authorizer asked",
 			slog.String("authorizer", name), slog.String("result", answer.Result.String()),
 			slog.Bool("pass", out.Pass), slog.Int("status", out.Status), slog.String("policy", d.Policy))
 	}
-	return outcomeResponse(&out)
+	return out
 }
 
 // authorizeWire is authorize for a request read by the fast path, which
-// kept its wire bytes (wireCheck.raw).
-func (a *Authz) authorizeWire(ctx context.Context, e *policy.Engine, name string, d *policy.Decision, in *wireCheck) *authv3.CheckResponse {
+// kept its wire bytes (wireCheck.raw). An outcome that adds nothing to the
+// decision's own answer (an allow without ok_response, metadata or
+// upstream headers) is sent as the fast path sends the decision alone,
+// serialized directly.
+func (a *Authz) authorizeWire(ctx context.Context, e *policy.Engine, name string, d *policy.Decision, in *wireCheck) any {
 	r := &authorizer.Request{Raw: in.raw}
-	cfg, _ := e.Authorizer(name)
-	if cfg.HTTP != nil && in.raw != nil {
+	if e.AuthorizerKind(name) == "http" && in.raw != nil {
 		// An HTTP authorizer needs the request's headers, which the
 		// fast path did not read: decode the message in full.
 		m := &authv3.CheckRequest{}
@@ -84,7 +91,12 @@ func (a *Authz) authorizeWire(ctx context.Context, e *policy.Engine, name string
 		// nothing to send, so the request fails closed.
 		r = &authorizer.Request{}
 	}
-	return a.authorize(ctx, e, name, d, r)
+	out := a.merge(ctx, e, name, d, r)
+	if out.Pass && !d.ReportOnly && out.OK == nil && out.DynamicMetadata == nil &&
+		len(out.RequestHeaders) == 0 && len(out.RemoveRequestHeaders) == 0 {
+		return encodeCheckResponse(d)
+	}
+	return outcomeResponse(&out)
 }
 
 // outcomeResponse is the ext_authz answer of a merged outcome: a pass is
