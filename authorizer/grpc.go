@@ -39,6 +39,10 @@ func newGRPCClient(a policy.Authorizer) (*grpcClient, error) {
 		// messages are small, so a fixed window never limits them.
 		grpc.WithInitialWindowSize(grpcWindow),
 		grpc.WithInitialConnWindowSize(grpcWindow),
+		// A Check is never retried by corsauthz (a failure is a 503 for the
+		// gateway to retry), so the client keeps no copy of each request
+		// for replay.
+		grpc.WithDisableRetry(),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxAnswerBytes), grpc.ForceCodecV2(rawCodec{})),
 	)
 	if err != nil {

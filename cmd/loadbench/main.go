@@ -277,6 +277,13 @@ func runLoad(ctx context.Context, o options, stdout io.Writer, logf func(string,
 			return err
 		}
 		args := []string{"serve", "--config", cmp.Or(v.config, configFile), "--grpc-addr", grpcAddr, "--admin-addr", admin}
+		if o.profileDir != "" {
+			dir, err := filepath.Abs(o.profileDir)
+			if err != nil {
+				return err
+			}
+			args = append(args, "--cpuprofile", filepath.Join(dir, fmt.Sprintf("variant%d.prof", i)))
+		}
 		bin := cmp.Or(v.bin, corsBin)
 		p, err := start(v.name, grpcAddr, filepath.Join(work, fmt.Sprintf("variant%d.log", i)), v.env, bin, args...)
 		if err != nil {
