@@ -106,13 +106,14 @@ func TestAuthorizerFor(t *testing.T) {
 	}
 }
 
-func TestLoadAuthorizersInvalid(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		desc string
-		yaml string
-		errs []string
-	}{
+// invalidAuthorizers are configurations with every authorizer problem of
+// contract §8, each with its exact errors; FuzzLoadAuthorizers starts
+// from them.
+var invalidAuthorizers = []struct {
+	desc string
+	yaml string
+	errs []string
+}{
 		{
 			desc: "unused authorizer, unknown name",
 			yaml: `authorizers:
@@ -233,8 +234,11 @@ policies:
 				`f.yaml:12:88: authorizers[4].http.upstream_headers[0]: "x:y" is not a header name: use letters, digits and -`,
 			},
 		},
-	}
-	for _, tc := range tests {
+}
+
+func TestLoadAuthorizersInvalid(t *testing.T) {
+	t.Parallel()
+	for _, tc := range invalidAuthorizers {
 		t.Run(tc.desc, func(t *testing.T) {
 			t.Parallel()
 			_, _, err := policy.Load("f.yaml", []byte(tc.yaml))
@@ -274,4 +278,54 @@ func TestCompileAuthorizersHashIsStable(t *testing.T) {
 	if e3.Hash() == e1.Hash() {
 		t.Error("a different timeout hashes the same")
 	}
+}
+
+// FuzzLoadAuthorizers: whatever the file, Load returns an engine or every
+// problem with a position, and an engine's authorizers keep the rules of
+// contract §8.
+func FuzzLoadAuthorizers(f *testing.F) {
+	f.Add([]byte(authorizersValid))
+	for _, tc := range invalidAuthorizers {
+		f.Add([]byte(tc.yaml))
+	}
+	requests := []policy.Request{
+		{Method: "GET", Host: "api.example.com", Origin: "https://app.example.com"},
+		{Method: "OPTIONS", Host: "api.example.com", Origin: "https://app.example.com", RequestMethod: "PUT"},
+		{Method: "GET", Host: "admin.example.com"},
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		e, _, err := policy.Load("fuzz.yaml", data)
+		if (e == nil) == (err == nil) {
+			t.Fatalf("Load = engine %v, error %v: want exactly one", e != nil, err)
+		}
+		if err != nil {
+			for _, fe := range policy.FieldErrors(err) {
+				if fe.Line == 0 {
+					t.Errorf("error without a position: %v", fe)
+				}
+			}
+			return
+		}
+		names := map[string]bool{}
+		for _, a := range e.Authorizers() {
+			if (a.HTTP == nil) == (a.GRPC == nil) || a.Timeout() <= 0 || a.Timeout() > policy.MaxAuthorizerTimeout || names[a.Name] {
+				t.Errorf("accepted authorizer %+v", a)
+			}
+			names[a.Name] = true
+		}
+		for _, r := range requests {
+			d, err := e.Decide(&r)
+			if err != nil {
+				continue
+			}
+			if n := e.AuthorizerFor(&d); n != "" && !names[n] {
+				t.Errorf("AuthorizerFor names %q, not configured", n)
+			}
+			if d.Kind == policy.KindPreflightAllowed || d.Kind == policy.KindPreflightRejected {
+				if e.AuthorizerFor(&d) != "" {
+					t.Error("a preflight asks an authorizer")
+				}
+			}
+		}
+	})
 }

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"sync"
@@ -291,6 +292,17 @@ func TestDecideNamesAuthorizer(t *testing.T) {
 	}
 	if n := ta.httpAsked.Load(); n != 0 {
 		t.Errorf("Decide asked the authorizer %d times: it must never ask", n)
+	}
+	list, err := decisionClient(ts).ListPolicies(ctxTimeout(t), &corsauthzv1.ListPoliciesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, p := range list.GetPolicies() {
+		got[p.GetName()] = p.GetAuthorizer()
+	}
+	if want := map[string]string{"web": "forward", "rpc": "ext", "plain": ""}; !maps.Equal(got, want) {
+		t.Errorf("ListPolicies authorizers %v, want %v", got, want)
 	}
 }
 

@@ -49,6 +49,10 @@ const ContextExtensionPolicy = "cors_policy"
 // cors_policy that names no configured policy (FailedPrecondition), or no
 // configuration (Unavailable).
 //
+// A decision whose policy names an authorizer (contract §8) is sent to it
+// and answered with the merged outcome (authorize.go): corsauthz is then
+// the one authorization service the gateway calls.
+//
 // Responses may be shared between calls: treat them as read-only.
 type Authz struct {
 	authv3.UnimplementedAuthorizationServer

@@ -147,6 +147,7 @@ func (s *Decisions) ListPolicies(ctx context.Context, _ *corsauthzv1.ListPolicie
 			AllowPrivateNetwork:     p.AllowPrivateNetwork,
 			RejectDisallowedOrigins: p.RejectDisallowedOrigins,
 			ReportOnly:              p.ReportOnly,
+			Authorizer:              p.Authorizer,
 		})
 	}
 	return resp, nil

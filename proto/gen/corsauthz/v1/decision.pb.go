@@ -651,8 +651,10 @@ type PolicySummary struct {
 	AllowPrivateNetwork     bool                   `protobuf:"varint,10,opt,name=allow_private_network,json=allowPrivateNetwork,proto3" json:"allow_private_network,omitempty"`
 	RejectDisallowedOrigins bool                   `protobuf:"varint,11,opt,name=reject_disallowed_origins,json=rejectDisallowedOrigins,proto3" json:"reject_disallowed_origins,omitempty"`
 	ReportOnly              bool                   `protobuf:"varint,12,opt,name=report_only,json=reportOnly,proto3" json:"report_only,omitempty"`
-	unknownFields           protoimpl.UnknownFields
-	sizeCache               protoimpl.SizeCache
+	// The authorizer the policy asks after CORS (authorizers[].name), or empty.
+	Authorizer    string `protobuf:"bytes,13,opt,name=authorizer,proto3" json:"authorizer,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PolicySummary) Reset() {
@@ -769,6 +771,13 @@ func (x *PolicySummary) GetReportOnly() bool {
 	return false
 }
 
+func (x *PolicySummary) GetAuthorizer() string {
+	if x != nil {
+		return x.Authorizer
+	}
+	return ""
+}
+
 var File_corsauthz_v1_decision_proto protoreflect.FileDescriptor
 
 const file_corsauthz_v1_decision_proto_rawDesc = "" +
@@ -812,7 +821,7 @@ const file_corsauthz_v1_decision_proto_rawDesc = "" +
 	"\x0econfig_version\x18\x01 \x01(\tR\rconfigVersion\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x127\n" +
 	"\bpolicies\x18\x03 \x03(\v2\x1b.corsauthz.v1.PolicySummaryR\bpolicies\x12%\n" +
-	"\x0edefault_policy\x18\x04 \x01(\tR\rdefaultPolicy\"\xe8\x03\n" +
+	"\x0edefault_policy\x18\x04 \x01(\tR\rdefaultPolicy\"\x88\x04\n" +
 	"\rPolicySummary\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05hosts\x18\x02 \x03(\tR\x05hosts\x12#\n" +
@@ -827,7 +836,10 @@ const file_corsauthz_v1_decision_proto_rawDesc = "" +
 	" \x01(\bR\x13allowPrivateNetwork\x12:\n" +
 	"\x19reject_disallowed_origins\x18\v \x01(\bR\x17rejectDisallowedOrigins\x12\x1f\n" +
 	"\vreport_only\x18\f \x01(\bR\n" +
-	"reportOnly*\xdc\x01\n" +
+	"reportOnly\x12\x1e\n" +
+	"\n" +
+	"authorizer\x18\r \x01(\tR\n" +
+	"authorizer*\xdc\x01\n" +
 	"\fDecisionKind\x12\x1d\n" +
 	"\x19DECISION_KIND_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16DECISION_KIND_NOT_CORS\x10\x01\x12#\n" +
