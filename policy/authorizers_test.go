@@ -114,9 +114,9 @@ var invalidAuthorizers = []struct {
 	yaml string
 	errs []string
 }{
-		{
-			desc: "unused authorizer, unknown name",
-			yaml: `authorizers:
+	{
+		desc: "unused authorizer, unknown name",
+		yaml: `authorizers:
   - name: unused
     grpc: {address: "opa:9191", timeout: 1s}
 policies:
@@ -124,23 +124,23 @@ policies:
     authorizer: nope
     allowed_origins: [https://app.example.com]
 `,
-			errs: []string{
-				`f.yaml:2:11: authorizers[0].name: authorizer "unused" is used by no policy: name it in a policy's authorizer field, or remove it`,
-				`f.yaml:6:17: policies[0].authorizer: authorizer "nope" names no authorizer: write one of "unused", or leave it out`,
-			},
+		errs: []string{
+			`f.yaml:2:11: authorizers[0].name: authorizer "unused" is used by no policy: name it in a policy's authorizer field, or remove it`,
+			`f.yaml:6:17: policies[0].authorizer: authorizer "nope" names no authorizer: write one of "unused", or leave it out`,
 		},
-		{
-			desc: "no authorizers at all",
-			yaml: `policies:
+	},
+	{
+		desc: "no authorizers at all",
+		yaml: `policies:
   - name: api
     authorizer: nope
     allowed_origins: [https://app.example.com]
 `,
-			errs: []string{`f.yaml:3:17: policies[0].authorizer: authorizer "nope" names no authorizer: define it under authorizers, or leave it out`},
-		},
-		{
-			desc: "URLs: not http(s), query with forward_path, no host, userinfo, fragment",
-			yaml: `authorizers:
+		errs: []string{`f.yaml:3:17: policies[0].authorizer: authorizer "nope" names no authorizer: define it under authorizers, or leave it out`},
+	},
+	{
+		desc: "URLs: not http(s), query with forward_path, no host, userinfo, fragment",
+		yaml: `authorizers:
   - name: a
     http: {url: "ftp://auth/check", timeout: 1s}
   - name: b
@@ -164,19 +164,19 @@ policies:
   - {name: p6, authorizer: f, allowed_origins: [https://app.example.com]}
   - {name: p7, authorizer: g, allowed_origins: [https://app.example.com]}
 `,
-			errs: []string{
-				`f.yaml:3:17: authorizers[0].http.url: url "ftp://auth/check" must start with http:// or https://`,
-				`f.yaml:5:17: authorizers[1].http.url: url "http://auth/check?x=1" has a query, and forward_path appends the request's path and query to it: drop the query, or set forward_path: false`,
-				`f.yaml:7:17: authorizers[2].http.url: url "http:///check" has no host`,
-				`f.yaml:9:17: authorizers[3].http.url: url "http://u:p@auth/check" carries a user name or password: send credentials in headers instead`,
-				`f.yaml:11:17: authorizers[4].http.url: url "http://auth/check#x" has a fragment (#...), which is never sent: leave it out`,
-				`f.yaml:13:11: authorizers[5].http.url: url is required: write the check's URL, such as "http://oauth2-proxy.auth.svc:4180/oauth2/auth"`,
-				`f.yaml:15:17: authorizers[6].http.url: url "auth.svc:4180/check" must start with http:// or https://`,
-			},
+		errs: []string{
+			`f.yaml:3:17: authorizers[0].http.url: url "ftp://auth/check" must start with http:// or https://`,
+			`f.yaml:5:17: authorizers[1].http.url: url "http://auth/check?x=1" has a query, and forward_path appends the request's path and query to it: drop the query, or set forward_path: false`,
+			`f.yaml:7:17: authorizers[2].http.url: url "http:///check" has no host`,
+			`f.yaml:9:17: authorizers[3].http.url: url "http://u:p@auth/check" carries a user name or password: send credentials in headers instead`,
+			`f.yaml:11:17: authorizers[4].http.url: url "http://auth/check#x" has a fragment (#...), which is never sent: leave it out`,
+			`f.yaml:13:11: authorizers[5].http.url: url is required: write the check's URL, such as "http://oauth2-proxy.auth.svc:4180/oauth2/auth"`,
+			`f.yaml:15:17: authorizers[6].http.url: url "auth.svc:4180/check" must start with http:// or https://`,
 		},
-		{
-			desc: "timeouts: missing, over 10s, negative, not a duration, a number",
-			yaml: `authorizers:
+	},
+	{
+		desc: "timeouts: missing, over 10s, negative, not a duration, a number",
+		yaml: `authorizers:
   - name: a
     http: {url: "http://auth/check"}
   - name: b
@@ -194,17 +194,17 @@ policies:
   - {name: p4, authorizer: d, allowed_origins: [https://app.example.com]}
   - {name: p5, authorizer: e, allowed_origins: [https://app.example.com]}
 `,
-			errs: []string{
-				`f.yaml:3:11: authorizers[0].http.timeout: timeout is required: write how long to wait for the authorizer, such as 250ms (at most 10s), and give the gateway's own ext_authz timeout more`,
-				`f.yaml:5:42: authorizers[1].grpc.timeout: timeout 11s is more than 10s: no page waits that long; write 10s or less`,
-				`f.yaml:7:42: authorizers[2].grpc.timeout: timeout -1s is negative: write a duration such as 250ms`,
-				`f.yaml:9:42: authorizers[3].grpc.timeout: "soon" is not a duration: write a number with a unit, such as "250ms" or "1s"`,
-				`f.yaml:11:42: authorizers[4].grpc.timeout: must be a duration such as "250ms" or "1s", not 250`,
-			},
+		errs: []string{
+			`f.yaml:3:11: authorizers[0].http.timeout: timeout is required: write how long to wait for the authorizer, such as 250ms (at most 10s), and give the gateway's own ext_authz timeout more`,
+			`f.yaml:5:42: authorizers[1].grpc.timeout: timeout 11s is more than 10s: no page waits that long; write 10s or less`,
+			`f.yaml:7:42: authorizers[2].grpc.timeout: timeout -1s is negative: write a duration such as 250ms`,
+			`f.yaml:9:42: authorizers[3].grpc.timeout: "soon" is not a duration: write a number with a unit, such as "250ms" or "1s"`,
+			`f.yaml:11:42: authorizers[4].grpc.timeout: must be a duration such as "250ms" or "1s", not 250`,
 		},
-		{
-			desc: "names, kinds, addresses, on_error, header names, unknown fields",
-			yaml: `authorizers:
+	},
+	{
+		desc: "names, kinds, addresses, on_error, header names, unknown fields",
+		yaml: `authorizers:
   - name: Bad
     grpc: {address: "opa", timeout: 1s}
   - name: both
@@ -221,19 +221,19 @@ policies:
   - {name: p2, authorizer: neither, allowed_origins: [https://app.example.com]}
   - {name: p3, authorizer: hdr, allowed_origins: [https://app.example.com]}
 `,
-			errs: []string{
-				`f.yaml:2:11: authorizers[0].name: invalid name "Bad": use 1 to 64 lower-case letters, digits, '-' or '_', starting with a letter or digit`,
-				`f.yaml:3:21: authorizers[0].grpc.address: address "opa" must be host:port, such as "opa.opa.svc:9191"`,
-				`f.yaml:6:11: authorizers[1].grpc: an authorizer is http or grpc, not both: write two authorizers`,
-				`f.yaml:7:5: authorizers[2]: an authorizer needs http (a forward-auth URL) or grpc (an ext_authz server's address)`,
-				`f.yaml:8:15: authorizers[2].on_error: on_error "open": write "deny" (the default: a failure is answered 503) or "allow" (fail open)`,
-				`f.yaml:9:11: authorizers[3].name: duplicate authorizer name "both" (authorizers[1] has it already): names must be unique`,
-				`f.yaml:10:21: authorizers[3].grpc.address: address "grpc://opa:9191" must be host:port, without a scheme`,
-				`f.yaml:10:53: authorizers[3].grpc.tls: unknown field "tls": valid fields are address, timeout`,
-				`f.yaml:12:56: authorizers[4].http.headers[0]: "bad name" is not a header name: use letters, digits and -`,
-				`f.yaml:12:88: authorizers[4].http.upstream_headers[0]: "x:y" is not a header name: use letters, digits and -`,
-			},
+		errs: []string{
+			`f.yaml:2:11: authorizers[0].name: invalid name "Bad": use 1 to 64 lower-case letters, digits, '-' or '_', starting with a letter or digit`,
+			`f.yaml:3:21: authorizers[0].grpc.address: address "opa" must be host:port, such as "opa.opa.svc:9191"`,
+			`f.yaml:6:11: authorizers[1].grpc: an authorizer is http or grpc, not both: write two authorizers`,
+			`f.yaml:7:5: authorizers[2]: an authorizer needs http (a forward-auth URL) or grpc (an ext_authz server's address)`,
+			`f.yaml:8:15: authorizers[2].on_error: on_error "open": write "deny" (the default: a failure is answered 503) or "allow" (fail open)`,
+			`f.yaml:9:11: authorizers[3].name: duplicate authorizer name "both" (authorizers[1] has it already): names must be unique`,
+			`f.yaml:10:21: authorizers[3].grpc.address: address "grpc://opa:9191" must be host:port, without a scheme`,
+			`f.yaml:10:53: authorizers[3].grpc.tls: unknown field "tls": valid fields are address, timeout`,
+			`f.yaml:12:56: authorizers[4].http.headers[0]: "bad name" is not a header name: use letters, digits and -`,
+			`f.yaml:12:88: authorizers[4].http.upstream_headers[0]: "x:y" is not a header name: use letters, digits and -`,
 		},
+	},
 }
 
 func TestLoadAuthorizersInvalid(t *testing.T) {
