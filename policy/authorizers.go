@@ -232,9 +232,6 @@ func (c *compiler) compileAuthorizers(cfg *Config, e *Engine) {
 			e.policyAuthorizers = make(map[string]string)
 		}
 		e.policyAuthorizers[p.Name] = p.Authorizer
-		if i < len(e.config.Policies) {
-			e.config.Policies[i].Authorizer = p.Authorizer
-		}
 	}
 	for name, i := range byName {
 		if !used[name] {
