@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
@@ -112,3 +113,21 @@ func (s slots) acquire(ctx context.Context) error {
 func (s slots) release() { <-s }
 
 func failed(err error) *Answer { return &Answer{Result: Error, Err: err} }
+
+// late returns an error when ctx's deadline has passed. An answer read
+// after it is a timeout, even though it arrived before the context's
+// timer fired (timers can fire late on a busy machine): the timeout is
+// what the gateway's own ext_authz timeout is set against.
+func late(ctx context.Context) error {
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return fmt.Errorf("the answer came after the deadline: %w", deadlineCause(ctx))
+	}
+	return nil
+}
+
+func deadlineCause(ctx context.Context) error {
+	if c := context.Cause(ctx); c != nil {
+		return c
+	}
+	return context.DeadlineExceeded
+}

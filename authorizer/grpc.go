@@ -84,6 +84,9 @@ func (c *grpcClient) Ask(ctx context.Context, r *Request) *Answer {
 		}
 		return failed(err)
 	}
+	if err := late(ctx); err != nil {
+		return failed(err)
+	}
 	a := &Answer{Check: resp}
 	if codes.Code(resp.GetStatus().GetCode()) == codes.OK {
 		a.Result = Allow // as Envoy: OK passes, with the ok_response if any

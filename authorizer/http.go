@@ -118,6 +118,9 @@ func (c *httpClient) Ask(ctx context.Context, r *Request) *Answer {
 	if len(body) > MaxBodyBytes {
 		return failed(fmt.Errorf("the answer's body is longer than %d bytes", MaxBodyBytes))
 	}
+	if err := late(ctx); err != nil {
+		return failed(err)
+	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return c.allowed(resp.Header)
 	}
