@@ -2,7 +2,10 @@ package authorizer
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -26,12 +29,35 @@ const grpcWindow = 1 << 20
 // grpc.ClientConn (HTTP/2: every call in flight shares it).
 type grpcClient struct {
 	cfg   policy.Authorizer
-	conn  *grpc.ClientConn
 	slots slots
+
+	// The ClientConn is made by the first call (grpc.NewClient starts
+	// goroutines of its own, so a client never asked costs none) and kept
+	// until Close.
+	mu     sync.Mutex
+	conn   *grpc.ClientConn
+	closed bool
+	ready  atomic.Pointer[grpc.ClientConn] // conn once made, read without the lock
 }
 
 func newGRPCClient(a policy.Authorizer) (*grpcClient, error) {
-	conn, err := grpc.NewClient(a.GRPC.Address,
+	return &grpcClient{cfg: a, slots: make(slots, MaxInFlight)}, nil
+}
+
+// clientConn returns the ClientConn, making it on the first call.
+func (c *grpcClient) clientConn() (*grpc.ClientConn, error) {
+	if conn := c.ready.Load(); conn != nil {
+		return conn, nil // after Close, its calls fail on their own
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, errors.New("authorizer client closed")
+	}
+	if c.conn != nil {
+		return c.conn, nil
+	}
+	conn, err := grpc.NewClient(c.cfg.GRPC.Address,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: time.Minute, Timeout: 20 * time.Second}),
 		// Fixed flow-control windows turn off grpc-go's bandwidth-delay
@@ -46,14 +72,23 @@ func newGRPCClient(a policy.Authorizer) (*grpcClient, error) {
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxAnswerBytes), grpc.ForceCodecV2(rawCodec{})),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("authorizer %q: %w", a.Name, err)
+		return nil, fmt.Errorf("authorizer %q: %w", c.cfg.Name, err)
 	}
-	return &grpcClient{cfg: a, conn: conn, slots: make(slots, MaxInFlight)}, nil
+	c.conn = conn
+	c.ready.Store(conn)
+	return conn, nil
 }
 
 func (c *grpcClient) Config() *policy.Authorizer { return &c.cfg }
 
-func (c *grpcClient) Close() { c.conn.Close() }
+func (c *grpcClient) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	if c.conn != nil {
+		c.conn.Close()
+	}
+}
 
 // Ask implements Client: it sends the CheckRequest as received, its wire
 // bytes unchanged when the front end has them.
@@ -76,8 +111,12 @@ func (c *grpcClient) Ask(ctx context.Context, r *Request) *Answer {
 	default:
 		return failed(ErrNoRequest)
 	}
+	conn, err := c.clientConn()
+	if err != nil {
+		return failed(err)
+	}
 	resp := &authv3.CheckResponse{}
-	err := c.conn.Invoke(ctx, authv3.Authorization_Check_FullMethodName, in, resp)
+	err = conn.Invoke(ctx, authv3.Authorization_Check_FullMethodName, in, resp)
 	if err != nil {
 		if c := context.Cause(ctx); c != nil && status.Code(err) == codes.DeadlineExceeded {
 			err = fmt.Errorf("%w (%v)", c, err)

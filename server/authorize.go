@@ -94,7 +94,7 @@ func (a *Authz) authorizeWire(ctx context.Context, e *policy.Engine, name string
 	out := a.merge(ctx, e, name, d, r)
 	if out.Pass && !d.ReportOnly && out.OK == nil && out.DynamicMetadata == nil &&
 		len(out.RequestHeaders) == 0 && len(out.RemoveRequestHeaders) == 0 {
-		return encodeCheckResponse(d)
+		return a.fixed.answer(e, d)
 	}
 	return outcomeResponse(&out)
 }

@@ -65,6 +65,8 @@ type Authz struct {
 	infoLogs, debugLogs *logLimiter
 	// authorizers are the clients of contract §8 (authorize.go).
 	authorizers authorizerState
+	// fixed holds the fast path's shared answers (wire_response.go).
+	fixed fixedAnswers
 }
 
 var _ authv3.AuthorizationServer = (*Authz)(nil)
@@ -120,9 +122,8 @@ func (a *Authz) refuseUnreadable(ctx context.Context, msg string, start time.Tim
 }
 
 // decide decides r with the engine in force, counts and logs the
-// decision and returns it with that engine, or returns the error Check
-// answers with. Check and the fast
-// path both decide here.
+// decision, or returns the error Check answers with. Check and the fast
+// path both decide here; it also returns the engine that decided.
 func (a *Authz) decide(ctx context.Context, r *policy.Request, start time.Time) (policy.Decision, *policy.Engine, error) {
 	var e *policy.Engine
 	if a.engines != nil {
@@ -179,7 +180,7 @@ func readRequest(req *authv3.CheckRequest, r *policy.Request) string {
 			return headerCountProblem("headers", len(headers))
 		}
 		// Envoy writes the keys in lower case.
-		r.Origin = headers["origin"]
+		r.Origin, r.OriginPresent = headers["origin"]
 		r.RequestMethod = headers["access-control-request-method"]
 		r.RequestHeaders = headers["access-control-request-headers"]
 		r.RequestPrivateNetwork = headers["access-control-request-private-network"]
@@ -237,6 +238,7 @@ func readHeaderMap(raw []*corev3.HeaderValue, r *policy.Request) {
 		switch {
 		case strings.EqualFold(key, "origin"):
 			dst = &r.Origin
+			r.OriginPresent = true
 		case strings.EqualFold(key, "access-control-request-method"):
 			dst = &r.RequestMethod
 		case strings.EqualFold(key, "access-control-request-headers"):
@@ -303,8 +305,15 @@ func (a *Authz) logDecision(ctx context.Context, r *policy.Request, d *policy.De
 		slog.String("method", r.Method),
 		slog.String("host", truncate(r.Host)),
 		slog.String("path", truncate(pathOnly(r.Path))),
+		// Last, and only when the policy was picked from a group: which
+		// policies the Origin picked among.
+		slog.String("group", truncate(d.Group)),
 	}
-	a.logger.LogAttrs(ctx, level, msg, attrs[:]...)
+	n := len(attrs)
+	if d.Group == "" {
+		n--
+	}
+	a.logger.LogAttrs(ctx, level, msg, attrs[:n]...)
 }
 
 // maxLoggedLen bounds each request value written to the log.
@@ -325,7 +334,7 @@ func pathOnly(p string) string {
 }
 
 // okNoHeaders is the answer to every pass-on that adds no header (no
-// Origin, no policy, report-only): shared, as it never changes.
+// policy, report-only): shared, as it never changes.
 var okNoHeaders = &authv3.CheckResponse{
 	Status:       &rpcstatus.Status{Code: int32(codes.OK)},
 	HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{}},
