@@ -61,6 +61,8 @@ policies:
 type testAuthorizers struct {
 	httpURL, grpcAddr string
 	httpAsked         atomic.Int64
+	httpMu            sync.Mutex
+	httpLast          http.Header // the headers of the last HTTP check
 	grpcMu            sync.Mutex
 	grpcGot           []*authv3.CheckRequest
 }
@@ -74,6 +76,9 @@ func startTestAuthorizers(t *testing.T) *testAuthorizers {
 	}
 	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ta.httpAsked.Add(1)
+		ta.httpMu.Lock()
+		ta.httpLast = r.Header.Clone()
+		ta.httpMu.Unlock()
 		if r.Header.Get("Cookie") != "session=ok" {
 			w.Header().Set("Access-Control-Allow-Origin", "*")
 			w.Header().Set("Content-Type", "application/json")
