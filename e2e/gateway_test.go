@@ -31,8 +31,10 @@ import (
 //     check_settings.context_extensions);
 //   - a non-OK status is answered by the gateway itself with the
 //     denied_response status (403 when none), headers and body;
-//   - OK forwards upstream and applies ok_response.response_headers_to_add
-//     to the upstream's response, honouring each append_action;
+//   - OK forwards upstream with ok_response's request headers set and
+//     removed and its query parameters set and removed, and applies
+//     ok_response.response_headers_to_add to the upstream's response,
+//     honouring each append_action;
 //   - a failed Check gets status_on_error, 403 by default, since
 //     failure_mode_allow is false by default;
 //   - a route's response_headers_to_remove is applied to the upstream's
@@ -71,6 +73,11 @@ type route struct {
 	// cache puts the shared cache in front of the route; ignoreVary makes
 	// it a broken cache that stores one answer per URL whatever Vary says.
 	cache, ignoreVary bool
+	// noCheck turns ext_authz off for the route, as Envoy's per-route
+	// ExtAuthzPerRoute{disabled: true} does (oauth2-proxy's own /oauth2/
+	// pages, say); the request goes to upstream with X-Forwarded-For,
+	// -Host and -Proto, as Envoy sends them.
+	noCheck bool
 }
 
 // corsResponseHeaders are the response headers the shipped Envoy
@@ -102,6 +109,15 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt, ok := g.route(r.URL.Path)
 	if !ok {
 		http.NotFound(w, r) // Envoy's router: no route matched
+		return
+	}
+	if rt.noCheck {
+		proxy := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(rt.upstream)
+			pr.SetXForwarded()
+			pr.Out.Host = pr.In.Host
+		}}
+		proxy.ServeHTTP(w, r)
 		return
 	}
 	x := exchange{check: g.checkRequest(r, rt.extensions)}
@@ -139,6 +155,16 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				applyHeaders(pr.Out.Header, okResp.GetHeaders())
 				for _, name := range okResp.GetHeadersToRemove() {
 					pr.Out.Header.Del(name)
+				}
+				if set, remove := okResp.GetQueryParametersToSet(), okResp.GetQueryParametersToRemove(); len(set) > 0 || len(remove) > 0 {
+					q := pr.Out.URL.Query()
+					for _, p := range set {
+						q.Set(p.GetKey(), p.GetValue())
+					}
+					for _, k := range remove {
+						q.Del(k)
+					}
+					pr.Out.URL.RawQuery = q.Encode()
 				}
 			},
 			ModifyResponse: func(resp *http.Response) error {

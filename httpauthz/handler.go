@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/corsauthz/corsauthz/authorizer"
 	"github.com/corsauthz/corsauthz/internal/limits"
 	"github.com/corsauthz/corsauthz/policy"
 )
@@ -18,14 +19,22 @@ import (
 // is the process's engine in force, counted in its metrics (with this
 // front end as a label) and written to its rate-limited decision log.
 type Decider interface {
-	// Decide returns the decision for r. An error (a policy named by
-	// X-Corsauthz-Policy that is not configured, no configuration loaded)
-	// is answered 503 with the error's message.
-	Decide(ctx context.Context, r *policy.Request) (policy.Decision, error)
+	// Decide returns the decision for r and, when the decision's policy
+	// names an authorizer to ask (contract §8: not for a preflight nor a
+	// reject_disallowed_origins refusal), the Ask that asks it, bound to
+	// the configuration that decided; nil otherwise. An error (a policy
+	// named by X-Corsauthz-Policy that is not configured, no
+	// configuration loaded) is answered 503 with the error's message.
+	Decide(ctx context.Context, r *policy.Request) (policy.Decision, Ask, error)
 	// Refused is told of every request the handler refused to decide
 	// (400 or 431), to count and log it.
 	Refused(ctx context.Context, err *RequestError)
 }
+
+// Ask asks an authorizer about the request described by r, decided as d,
+// and returns its answer merged with d (authorizer.Merge): the handler
+// writes that outcome instead of the decision.
+type Ask func(ctx context.Context, d *policy.Decision, r *authorizer.Request) authorizer.Outcome
 
 // HealthPath is where the handler answers a gateway's health probe: 200
 // "ok" while Options.Ready reports nil, else 503 with its reason. It is
@@ -92,9 +101,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeText(w, err.Status, err.Message)
 		return
 	}
-	d, err := h.decider.Decide(r.Context(), &req)
+	d, ask, err := h.decider.Decide(r.Context(), &req)
 	if err != nil {
 		writeText(w, http.StatusServiceUnavailable, unavailableMessage(err))
+		return
+	}
+	if ask != nil {
+		out := ask(r.Context(), &d, authorizerRequest(r, &req))
+		writeOutcome(w, &out)
 		return
 	}
 	writeDecision(w, &d)
@@ -139,23 +153,31 @@ func writeDecision(w http.ResponseWriter, d *policy.Decision) {
 		status = d.Status
 	}
 	var buf [policy.MaxHeaders]policy.Header
-	headers := d.AppendHeaders(buf[:0])
+	setOneLineEach(w.Header(), d.AppendHeaders(buf[:0]))
+	w.WriteHeader(status)
+}
+
+// setOneLineEach sets headers on out, one line per name: values of a name
+// given twice are joined, as a list-valued header may be (RFC 9110 §5.3),
+// except Set-Cookie (an authorizer's denial may carry several), which
+// keeps a line per cookie. The names are few: a scan costs less than a
+// map lookup.
+func setOneLineEach(out http.Header, headers []policy.Header) {
 	// One backing array for every value: one allocation per answer.
 	values := make([]string, len(headers))
-	out := w.Header()
 	for i, hd := range headers {
 		values[i] = hd.Value
-		// One line per name: values of a name given twice are joined,
-		// as a list-valued header may be (RFC 9110 §5.3). The names are
-		// few: a scan costs less than a map lookup.
-		if j := slices.IndexFunc(headers[:i], func(h policy.Header) bool { return h.Name == hd.Name }); j >= 0 {
-			first := out[headers[j].Name]
+		if strings.EqualFold(hd.Name, "Set-Cookie") {
+			out.Add(hd.Name, hd.Value)
+			continue
+		}
+		if j := slices.IndexFunc(headers[:i], func(h policy.Header) bool { return strings.EqualFold(h.Name, hd.Name) }); j >= 0 {
+			first := out[http.CanonicalHeaderKey(headers[j].Name)]
 			first[0] += ", " + hd.Value
 			continue
 		}
-		out[hd.Name] = values[i : i+1 : i+1]
+		out[http.CanonicalHeaderKey(hd.Name)] = values[i : i+1 : i+1]
 	}
-	w.WriteHeader(status)
 }
 
 // maxMessageLen bounds a one-line answer body, in bytes.

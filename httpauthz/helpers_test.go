@@ -57,16 +57,23 @@ policies:
 // server package's decider does (without its metrics and logs).
 type engineDecider struct {
 	engines *policy.Holder
+	// ask, when set, is returned for every decision that names an
+	// authorizer (the server package asks a real one).
+	ask     httpauthz.Ask
 	mu      sync.Mutex
 	refused []*httpauthz.RequestError
 }
 
-func (d *engineDecider) Decide(_ context.Context, r *policy.Request) (policy.Decision, error) {
+func (d *engineDecider) Decide(_ context.Context, r *policy.Request) (policy.Decision, httpauthz.Ask, error) {
 	e := d.engines.Load()
 	if e == nil {
-		return policy.Decision{}, fmt.Errorf("corsauthz has no configuration loaded")
+		return policy.Decision{}, nil, fmt.Errorf("corsauthz has no configuration loaded")
 	}
-	return e.Decide(r)
+	dec, err := e.Decide(r)
+	if err != nil || d.ask == nil || e.AuthorizerFor(&dec) == "" {
+		return dec, nil, err
+	}
+	return dec, d.ask, nil
 }
 
 func (d *engineDecider) Refused(_ context.Context, err *httpauthz.RequestError) {

@@ -116,6 +116,7 @@ func (c *compiler) compile(cfg *Config) *Engine {
 			c.errorf("default_policy", "default_policy %q names no policy: write one of %s, or leave it out", cfg.DefaultPolicy, quotedList(slices.Collect(maps.Keys(firstIndex))))
 		}
 	}
+	c.compileAuthorizers(cfg, e)
 	return e
 }
 
@@ -525,7 +526,9 @@ func (cp *compiledPolicy) buildHeaders(p Policy) {
 }
 
 func hashConfig(cfg *Config) string {
-	sum := sha256.Sum256(fmt.Appendf(nil, "%#v", *cfg))
+	c := *cfg
+	c.Authorizers = nil
+	sum := sha256.Sum256(fmt.Appendf(nil, "%#v %s", c, hashAuthorizers(cfg.Authorizers)))
 	return hex.EncodeToString(sum[:])
 }
 

@@ -8,6 +8,9 @@ type Config struct {
 	// context extension nor any Match selects one. Empty means such
 	// requests go on untouched.
 	DefaultPolicy string
+	// Authorizers are the auth services policies may ask after CORS
+	// (contract §8); see [Authorizer].
+	Authorizers []Authorizer
 }
 
 // Policy is one CORS policy as the operator writes it. Field names follow the
@@ -43,6 +46,10 @@ type Policy struct {
 	RejectDisallowedOrigins bool
 	// ReportOnly makes the policy decide, log and count, but change nothing.
 	ReportOnly bool
+	// Authorizer names the authorizer asked about every request this
+	// policy selects, except preflights and reject_disallowed_origins
+	// refusals; empty: none.
+	Authorizer string
 }
 
 // Match says which requests select a policy when the gateway names none.

@@ -20,6 +20,8 @@ type Engine struct {
 	source        string
 	config        Config // the normalised configuration, for Explain and listing
 	warnings      []*FieldError
+	// policyAuthorizers maps a policy name to the authorizer it asks.
+	policyAuthorizers map[string]string
 }
 
 // compiledPolicy is a Policy prepared for the request path: every set is a

@@ -217,17 +217,20 @@ func (p *parser) parse(data []byte) *Config {
 			p.policies(v, path, cfg)
 		case "default_policy":
 			cfg.DefaultPolicy, _ = p.str(v, path)
+		case "authorizers":
+			p.authorizers(v, path, cfg) // load_authorizers.go
 		}
 	})
 	return cfg
 }
 
 var (
-	rootFields   = []string{"policies", "default_policy"}
+	rootFields   = []string{"policies", "default_policy", "authorizers"}
 	policyFields = []string{
 		"name", "match", "allowed_origins", "allowed_methods", "allowed_headers",
 		"exposed_headers", "allow_credentials", "max_age_seconds",
 		"allow_private_network", "reject_disallowed_origins", "report_only",
+		"authorizer",
 	}
 	matchFields = []string{"hosts", "path_prefixes"}
 )
@@ -276,6 +279,8 @@ func (p *parser) policies(n *yaml.Node, path string, cfg *Config) {
 				pol.RejectDisallowedOrigins = p.boolean(v, fp)
 			case "report_only":
 				pol.ReportOnly = p.boolean(v, fp)
+			case "authorizer":
+				pol.Authorizer, _ = p.str(v, fp)
 			}
 		})
 		cfg.Policies = append(cfg.Policies, pol)

@@ -281,7 +281,7 @@ var invalidConfigs = []struct {
 		file: "invalid-unknown-field-top.yaml",
 		errs: []string{
 			"testdata/invalid-unknown-field-top.yaml:4:1: default_polciy: unknown field \"default_polciy\": did you mean \"default_policy\"?",
-			"testdata/invalid-unknown-field-top.yaml:5:1: listen: unknown field \"listen\": valid fields are policies, default_policy",
+			"testdata/invalid-unknown-field-top.yaml:5:1: listen: unknown field \"listen\": valid fields are policies, default_policy, authorizers",
 		},
 	},
 	{
@@ -401,7 +401,7 @@ var invalidConfigs = []struct {
 			"testdata/invalid-many-errors.yaml:7:23: policies[0].allowed_headers[0]: Cookie is a forbidden request header: browsers set it themselves and never ask to send it; remove it (cookies need allow_credentials instead)",
 			"testdata/invalid-many-errors.yaml:8:23: policies[0].exposed_headers[0]: Set-Cookie can never be exposed: browsers hide it from scripts whatever the server says; remove it",
 			"testdata/invalid-many-errors.yaml:9:22: policies[0].max_age_seconds: max_age_seconds 100000 is more than a day (86400): browsers cap it lower (Chromium at 7200); write 7200 or less",
-			"testdata/invalid-many-errors.yaml:11:5: policies[0].colour: unknown field \"colour\": valid fields are name, match, allowed_origins, allowed_methods, allowed_headers, exposed_headers, allow_credentials, max_age_seconds, allow_private_network, reject_disallowed_origins, report_only",
+			"testdata/invalid-many-errors.yaml:11:5: policies[0].colour: unknown field \"colour\": valid fields are name, match, allowed_origins, allowed_methods, allowed_headers, exposed_headers, allow_credentials, max_age_seconds, allow_private_network, reject_disallowed_origins, report_only, authorizer",
 			"testdata/invalid-many-errors.yaml:13:22: policies[1].allowed_origins: allowed_origins is empty: list the origins allowed to read responses, such as \"https://app.example.com\"",
 			"testdata/invalid-many-errors.yaml:14:11: policies[2].name: duplicate policy name \"files\" (policies[1] has it already): names must be unique",
 			"testdata/invalid-many-errors.yaml:15:23: policies[2].allowed_origins[0]: \"http://files.example.com\" is plain http with allow_credentials: anyone on the network can impersonate it; write \"https://files.example.com\" (http is accepted only for localhost and loopback addresses)",

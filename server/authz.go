@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/corsauthz/corsauthz/authorizer"
 	"github.com/corsauthz/corsauthz/internal/limits"
 	"github.com/corsauthz/corsauthz/policy"
 )
@@ -51,6 +52,10 @@ const ContextExtensionPolicy = "cors_policy"
 // cors_policy that names no configured policy (FailedPrecondition), or no
 // configuration (Unavailable).
 //
+// A decision whose policy names an authorizer (contract §8) is sent to it
+// and answered with the merged outcome (authorize.go): corsauthz is then
+// the one authorization service the gateway calls.
+//
 // Responses may be shared between calls: treat them as read-only.
 type Authz struct {
 	authv3.UnimplementedAuthorizationServer
@@ -65,6 +70,8 @@ type Authz struct {
 	// flood of requests cannot fill a disk (see requestLog); the HTTP
 	// listener's copy shares it.
 	log *requestLog
+	// authorizers are the clients of contract §8 (authorize.go).
+	authorizers authorizerState
 	// fixed holds the fast path's shared answers (wire_response.go).
 	fixed fixedAnswers
 }
@@ -80,6 +87,12 @@ func NewAuthz(engines *policy.Holder, logger *slog.Logger, metrics *Metrics) *Au
 	}
 	a := &Authz{engines: engines, logger: logger, metrics: metrics, frontEnd: FrontEndExtAuthz}
 	a.limitDecisionLogs(DefaultDecisionLogRate)
+	a.authorizers.pool = authorizer.NewPool(logger, metrics.authorizerMetrics())
+	if engines != nil {
+		if err := a.syncAuthorizers(engines.Load()); err != nil {
+			logger.Error("authorizers: cannot build a client", slog.String("error", err.Error()))
+		}
+	}
 	return a
 }
 
@@ -98,9 +111,12 @@ func (a *Authz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.Ch
 	if msg := readRequest(req, &r); msg != "" {
 		return nil, a.refuseUnreadable(ctx, msg, start)
 	}
-	d, _, err := a.decide(ctx, &r, start)
+	d, e, err := a.decide(ctx, &r, start)
 	if err != nil {
 		return nil, err
+	}
+	if name := e.AuthorizerFor(&d); name != "" {
+		return a.authorize(ctx, e, name, &d, &authorizer.Request{Check: req}), nil
 	}
 	return checkResponse(&d), nil
 }

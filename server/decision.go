@@ -83,7 +83,9 @@ func (s *Decisions) Decide(ctx context.Context, req *corsauthzv1.DecideRequest) 
 	d := &x.Decision
 	s.metrics.decision(FrontEndDecisionAPI, d, start)
 	s.logs.logDecision(ctx, &r, d)
-	return decideResponse(d, &x, e.Hash()), nil
+	resp := decideResponse(d, &x, e.Hash())
+	resp.Authorizer = e.AuthorizerFor(d) // named, never asked
+	return resp, nil
 }
 
 func (s *Decisions) fail(code codes.Code, msg string, start time.Time) error {
@@ -157,6 +159,7 @@ func (s *Decisions) ListPolicies(ctx context.Context, _ *corsauthzv1.ListPolicie
 			AllowPrivateNetwork:     p.AllowPrivateNetwork,
 			RejectDisallowedOrigins: p.RejectDisallowedOrigins,
 			ReportOnly:              p.ReportOnly,
+			Authorizer:              p.Authorizer,
 		})
 	}
 	return resp, nil

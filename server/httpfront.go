@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/corsauthz/corsauthz/authorizer"
 	"github.com/corsauthz/corsauthz/httpauthz"
 	"github.com/corsauthz/corsauthz/internal/limits"
 	"github.com/corsauthz/corsauthz/policy"
@@ -22,14 +23,19 @@ const DefaultHTTPAddr = "127.0.0.1:9003"
 
 // httpDecider is the HTTP front end's Decider: the ext_authz engine path
 // (the same engine, decision log and its rate limits), counted with
-// front_end="http".
-type httpDecider struct{ a *Authz }
+// front_end="http", and the same authorizers as Check (authorize.go).
+type httpDecider struct {
+	a *Authz
+	// checks is the Authz whose authorizer pool the listener shares: the
+	// pool follows reloads there (syncAuthorizers).
+	checks *Authz
+}
 
 var _ httpauthz.Decider = httpDecider{}
 
-// newHTTPDecider returns a decider sharing authz's engine, logger, metrics
-// and log limits (not its fast path's shared answers, which the HTTP
-// listener does not use).
+// newHTTPDecider returns a decider sharing authz's engine, logger, metrics,
+// log limits and authorizers (not its fast path's shared answers, which
+// the HTTP listener does not use).
 func newHTTPDecider(authz *Authz) httpDecider {
 	return httpDecider{a: &Authz{
 		engines:  authz.engines,
@@ -37,12 +43,25 @@ func newHTTPDecider(authz *Authz) httpDecider {
 		metrics:  authz.metrics,
 		frontEnd: FrontEndHTTP,
 		log:      authz.log,
-	}}
+	}, checks: authz}
 }
 
-func (d httpDecider) Decide(ctx context.Context, r *policy.Request) (policy.Decision, error) {
-	dec, _, _, err := d.a.decideOrFail(ctx, r, time.Now())
-	return dec, err
+// Decide decides r and, exactly as Check does, returns the Ask of the
+// authorizer the decision's policy names (none for a preflight or a
+// reject_disallowed_origins refusal), bound to the engine that decided,
+// so that a reload in between never leaves a request unasked.
+func (d httpDecider) Decide(ctx context.Context, r *policy.Request) (policy.Decision, httpauthz.Ask, error) {
+	dec, e, _, err := d.a.decideOrFail(ctx, r, time.Now())
+	if err != nil || e == nil {
+		return dec, nil, err
+	}
+	name := e.AuthorizerFor(&dec)
+	if name == "" {
+		return dec, nil, nil
+	}
+	return dec, func(ctx context.Context, dec *policy.Decision, r *authorizer.Request) authorizer.Outcome {
+		return d.checks.merge(ctx, e, name, dec, r)
+	}, nil
 }
 
 // Refused counts a request the HTTP listener would not decide as an

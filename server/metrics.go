@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"google.golang.org/grpc/codes"
 
+	"github.com/corsauthz/corsauthz/authorizer"
 	"github.com/corsauthz/corsauthz/internal/limits"
 	"github.com/corsauthz/corsauthz/policy"
 )
@@ -41,6 +42,7 @@ type Metrics struct {
 	tlsNotAfter       prometheus.Gauge
 	malformed         prometheus.Counter
 	tlsHandshakeFails prometheus.Counter
+	authorizers       *authorizer.Metrics // authorize.go
 
 	// decisionCounters caches the children of decisions so the hot path
 	// does one map lookup and no allocation. It is copied on write; its
@@ -86,6 +88,7 @@ var DurationBuckets = []float64{
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	f := promauto.With(reg)
 	m := &Metrics{
+		authorizers: authorizer.NewMetrics(reg),
 		decisions: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "corsauthz_decisions_total",
 			Help: "CORS decisions made, by policy (empty when none applied) and kind (not_cors, preflight_allowed, preflight_rejected, actual_allowed, actual_disallowed). Report-only policies count what would have been decided.",

@@ -51,7 +51,12 @@ func (s *Server) Reload(ctx context.Context, source string, data []byte) error {
 		s.logger.LogAttrs(ctx, slog.LevelWarn, "configuration warning",
 			slog.String("config", source), slog.String("warning", w.Error()))
 	}
+	if err := s.authz.syncAuthorizers(e); err != nil {
+		s.reloadFailed(ctx, source, hash, old, err)
+		return err
+	}
 	s.engines.Store(e)
+	s.authz.afterStore(e)
 	s.metrics.reloaded(e, true)
 	s.syncHealth()
 	attrs := []slog.Attr{

@@ -140,6 +140,7 @@ type Server struct {
 	reloadMu      sync.Mutex // serialises Reload
 
 	grpc     *grpc.Server
+	authz    *Authz
 	health   *health.Server
 	admin    *http.Server
 	grpcLis  net.Listener
@@ -235,11 +236,12 @@ func New(engines *policy.Holder, opts Options) (*Server, error) {
 	}
 	// The ext_authz fast path's codec and the transport settings measured
 	// with cmd/loadbench (fastpath.go).
-	serverOpts = append(serverOpts, fastPathServerOptions(newRequestLog(s.logger, s.metrics, decisionLogRate(opts.DecisionLogRate)))...)
-	serverOpts = append(serverOpts, tlsCreds...)
-	s.grpc = grpc.NewServer(append(serverOpts, opts.GRPCServerOptions...)...)
 	authz := NewAuthz(engines, s.logger, s.metrics)
 	authz.limitDecisionLogs(decisionLogRate(opts.DecisionLogRate))
+	s.authz = authz
+	serverOpts = append(serverOpts, fastPathServerOptions(newRequestLog(s.logger, s.metrics, decisionLogRate(opts.DecisionLogRate)), &authz.authorizers.keepRaw)...)
+	serverOpts = append(serverOpts, tlsCreds...)
+	s.grpc = grpc.NewServer(append(serverOpts, opts.GRPCServerOptions...)...)
 	registerAuthorization(s.grpc, authz)
 	if s.httpLis != nil {
 		if err := s.newHTTPListener(authz, opts.HTTPPathPrefix, certs); err != nil {
@@ -499,6 +501,7 @@ func (s *Server) shutdown() {
 	if err := s.admin.Shutdown(ctx); err != nil {
 		s.admin.Close()
 	}
+	s.authz.closeAuthorizers()
 	s.logger.Info("shut down")
 }
 

@@ -69,6 +69,7 @@ type options struct {
 	skipLoad                    bool
 	variants                    variantFlag
 	kinds                       string
+	chain                       bool
 	// httpMode runs the HTTP authorization benchmarks (http.go) instead.
 	httpMode bool
 	http     httpOptions
@@ -83,6 +84,8 @@ type variant struct {
 	name string
 	env  []string
 	bin  string // another corsauthz binary; "" for the one built
+	// config is another configuration file; "" for the benchmark's.
+	config string
 }
 
 func (v *variantFlag) String() string { return fmt.Sprint(*v) }
@@ -129,6 +132,7 @@ func main() {
 	flag.BoolVar(&o.skipLoad, "skip-load", false, "skip the load measurements")
 	flag.StringVar(&o.kinds, "kinds", "preflight,actual,no-origin", "request sorts to run, comma-separated")
 	flag.Var(&o.variants, "variant", "also measure corsauthz with environment variables added: NAME=VAR=VALUE[,VAR=VALUE...] (repeatable)")
+	flag.BoolVar(&o.chain, "chain", true, "also measure a chained Check: corsauthz with the do-nothing server as the api policy's gRPC authorizer (chain.go)")
 	flag.Var(binFlag{&o.variants}, "variant-bin", "also measure another corsauthz binary, such as one built from an earlier commit: NAME=PATH (repeatable)")
 	flag.BoolVar(&o.httpMode, "http", false, "measure the HTTP authorization listener instead, directly and through NGINX (http.go)")
 	flag.DurationVar(&o.http.duration, "http-duration", 4*time.Second, "with -http: length of each wrk run")
@@ -273,6 +277,13 @@ func runLoad(ctx context.Context, o options, stdout io.Writer, logf func(string,
 		return err
 	}
 	servers = append(servers, nothing)
+	if o.chain {
+		chainFile := filepath.Join(work, "chain.yaml")
+		if err := os.WriteFile(chainFile, []byte(chainConfig(nothingAddr)), 0o644); err != nil {
+			return err
+		}
+		o.variants = append(o.variants, variant{name: chainedName, config: chainFile})
+	}
 	for i, v := range o.variants {
 		grpcAddr, err := freePort()
 		if err != nil {
@@ -282,7 +293,14 @@ func runLoad(ctx context.Context, o options, stdout io.Writer, logf func(string,
 		if err != nil {
 			return err
 		}
-		args := []string{"serve", "--config", configFile, "--grpc-addr", grpcAddr, "--admin-addr", admin, "--http-addr", ""}
+		args := []string{"serve", "--config", cmp.Or(v.config, configFile), "--grpc-addr", grpcAddr, "--admin-addr", admin, "--http-addr", ""}
+		if o.profileDir != "" {
+			dir, err := filepath.Abs(o.profileDir)
+			if err != nil {
+				return err
+			}
+			args = append(args, "--cpuprofile", filepath.Join(dir, fmt.Sprintf("variant%d.prof", i)))
+		}
 		bin := cmp.Or(v.bin, corsBin)
 		p, err := start(v.name, grpcAddr, filepath.Join(work, fmt.Sprintf("variant%d.log", i)), v.env, bin, args...)
 		if err != nil {

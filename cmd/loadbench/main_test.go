@@ -137,6 +137,23 @@ func TestSmoke(t *testing.T) {
 	}
 }
 
+// TestChainConfig: the chained configuration loads, and an actual request
+// to the api policy asks the do-nothing server.
+func TestChainConfig(t *testing.T) {
+	t.Parallel()
+	e, _, err := policy.Load("chain.yaml", []byte(chainConfig("127.0.0.1:9")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := e.Decide(&policy.Request{Method: "GET", Policy: benchPolicyName, Origin: benchAllowOrigin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.AuthorizerFor(&d); got != "nothing" {
+		t.Errorf("AuthorizerFor = %q, want nothing", got)
+	}
+}
+
 func TestInstallDir(t *testing.T) {
 	t.Parallel()
 	sep := string(os.PathListSeparator)

@@ -81,10 +81,11 @@ Decides one request the way curl would describe it and says why. Examples:
 	for _, w := range warnings {
 		fmt.Fprintf(io.Stderr, "warning: %s\n", w)
 	}
+	authz := explainAuthorizer(e, &x.Decision) // explain_authorizer.go
 	if *asJSON {
-		writeJSON(io.Stdout, &x, warnings)
+		writeJSON(io.Stdout, &x, warnings, authz)
 	} else {
-		writeText(io.Stdout, &x)
+		writeText(io.Stdout, &x, authz)
 	}
 	return 0
 }
@@ -183,7 +184,7 @@ func isToken(s string) bool {
 	return true
 }
 
-func writeText(w io.Writer, x *policy.Explanation) {
+func writeText(w io.Writer, x *policy.Explanation, authz authorizerNote) {
 	d := &x.Decision
 	fmt.Fprintln(w, x.Verdict())
 	if len(x.Headers) > 0 {
@@ -201,6 +202,10 @@ func writeText(w io.Writer, x *policy.Explanation) {
 		}
 	} else if d.Direct() {
 		fmt.Fprintf(w, "\nHTTP %d, no headers\n", d.Status)
+	}
+	if authz.text != "" {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, authz.text)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Why:")
@@ -228,9 +233,11 @@ type jsonExplanation struct {
 	ClosestOrigin     string       `json:"closest_origin,omitempty"`
 	OriginDifferences []string     `json:"origin_differences,omitempty"`
 	Warnings          []string     `json:"warnings,omitempty"`
+	// Authorizer names the authorizer a gateway's Check would ask.
+	Authorizer string `json:"authorizer,omitempty"`
 }
 
-func writeJSON(w io.Writer, x *policy.Explanation, warnings []string) {
+func writeJSON(w io.Writer, x *policy.Explanation, warnings []string, authz authorizerNote) {
 	d := &x.Decision
 	out := jsonExplanation{
 		Verdict:           x.Verdict(),
@@ -245,6 +252,7 @@ func writeJSON(w io.Writer, x *policy.Explanation, warnings []string) {
 		OriginDifferences: x.OriginDifferences,
 		Group:             d.Group,
 		Warnings:          warnings,
+		Authorizer:        authz.name,
 	}
 	for _, h := range x.Headers {
 		out.Headers = append(out.Headers, jsonHeader(h))

@@ -355,6 +355,11 @@ type DecideResponse struct {
 	ClosestAllowedOrigin string `protobuf:"bytes,10,opt,name=closest_allowed_origin,json=closestAllowedOrigin,proto3" json:"closest_allowed_origin,omitempty"`
 	// The version (a hash) of the configuration that decided.
 	ConfigVersion string `protobuf:"bytes,11,opt,name=config_version,json=configVersion,proto3" json:"config_version,omitempty"`
+	// The authorizer (configuration's authorizers[].name) a gateway's
+	// Check of this request would ask after CORS; empty when none would:
+	// no policy names one, a preflight, or a reject_disallowed_origins
+	// refusal. Decide never asks it.
+	Authorizer    string `protobuf:"bytes,12,opt,name=authorizer,proto3" json:"authorizer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -462,6 +467,13 @@ func (x *DecideResponse) GetClosestAllowedOrigin() string {
 func (x *DecideResponse) GetConfigVersion() string {
 	if x != nil {
 		return x.ConfigVersion
+	}
+	return ""
+}
+
+func (x *DecideResponse) GetAuthorizer() string {
+	if x != nil {
+		return x.Authorizer
 	}
 	return ""
 }
@@ -653,8 +665,10 @@ type PolicySummary struct {
 	AllowPrivateNetwork     bool                   `protobuf:"varint,10,opt,name=allow_private_network,json=allowPrivateNetwork,proto3" json:"allow_private_network,omitempty"`
 	RejectDisallowedOrigins bool                   `protobuf:"varint,11,opt,name=reject_disallowed_origins,json=rejectDisallowedOrigins,proto3" json:"reject_disallowed_origins,omitempty"`
 	ReportOnly              bool                   `protobuf:"varint,12,opt,name=report_only,json=reportOnly,proto3" json:"report_only,omitempty"`
-	unknownFields           protoimpl.UnknownFields
-	sizeCache               protoimpl.SizeCache
+	// The authorizer the policy asks after CORS (authorizers[].name), or empty.
+	Authorizer    string `protobuf:"bytes,13,opt,name=authorizer,proto3" json:"authorizer,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PolicySummary) Reset() {
@@ -771,6 +785,13 @@ func (x *PolicySummary) GetReportOnly() bool {
 	return false
 }
 
+func (x *PolicySummary) GetAuthorizer() string {
+	if x != nil {
+		return x.Authorizer
+	}
+	return ""
+}
+
 var File_corsauthz_v1_decision_proto protoreflect.FileDescriptor
 
 const file_corsauthz_v1_decision_proto_rawDesc = "" +
@@ -787,7 +808,7 @@ const file_corsauthz_v1_decision_proto_rawDesc = "" +
 	"\x06policy\x18\b \x01(\tR\x06policy\x12!\n" +
 	"\fomit_reasons\x18\t \x01(\bR\vomitReasons\x12%\n" +
 	"\x0eorigin_present\x18\n" +
-	" \x01(\bR\roriginPresent\"\xa8\x03\n" +
+	" \x01(\bR\roriginPresent\"\xc8\x03\n" +
 	"\x0eDecideResponse\x12.\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1a.corsauthz.v1.DecisionKindR\x04kind\x12,\n" +
 	"\x06action\x18\x02 \x01(\x0e2\x14.corsauthz.v1.ActionR\x06action\x12\x1f\n" +
@@ -803,7 +824,10 @@ const file_corsauthz_v1_decision_proto_rawDesc = "" +
 	"\areasons\x18\t \x03(\tR\areasons\x124\n" +
 	"\x16closest_allowed_origin\x18\n" +
 	" \x01(\tR\x14closestAllowedOrigin\x12%\n" +
-	"\x0econfig_version\x18\v \x01(\tR\rconfigVersion\"f\n" +
+	"\x0econfig_version\x18\v \x01(\tR\rconfigVersion\x12\x1e\n" +
+	"\n" +
+	"authorizer\x18\f \x01(\tR\n" +
+	"authorizer\"f\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\x122\n" +
@@ -813,7 +837,7 @@ const file_corsauthz_v1_decision_proto_rawDesc = "" +
 	"\x0econfig_version\x18\x01 \x01(\tR\rconfigVersion\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x127\n" +
 	"\bpolicies\x18\x03 \x03(\v2\x1b.corsauthz.v1.PolicySummaryR\bpolicies\x12%\n" +
-	"\x0edefault_policy\x18\x04 \x01(\tR\rdefaultPolicy\"\xe8\x03\n" +
+	"\x0edefault_policy\x18\x04 \x01(\tR\rdefaultPolicy\"\x88\x04\n" +
 	"\rPolicySummary\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05hosts\x18\x02 \x03(\tR\x05hosts\x12#\n" +
@@ -828,7 +852,10 @@ const file_corsauthz_v1_decision_proto_rawDesc = "" +
 	" \x01(\bR\x13allowPrivateNetwork\x12:\n" +
 	"\x19reject_disallowed_origins\x18\v \x01(\bR\x17rejectDisallowedOrigins\x12\x1f\n" +
 	"\vreport_only\x18\f \x01(\bR\n" +
-	"reportOnly*\xdc\x01\n" +
+	"reportOnly\x12\x1e\n" +
+	"\n" +
+	"authorizer\x18\r \x01(\tR\n" +
+	"authorizer*\xdc\x01\n" +
 	"\fDecisionKind\x12\x1d\n" +
 	"\x19DECISION_KIND_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16DECISION_KIND_NOT_CORS\x10\x01\x12#\n" +
