@@ -26,6 +26,7 @@ import (
 
 	"github.com/corsauthz/corsauthz/policy"
 	corsauthzv1 "github.com/corsauthz/corsauthz/proto/gen/corsauthz/v1"
+	"github.com/corsauthz/corsauthz/xdsconfig"
 )
 
 // Defaults for [Options].
@@ -137,6 +138,7 @@ type Server struct {
 	started  atomic.Bool
 	draining atomic.Bool
 	drainCh  chan struct{} // closed when draining starts
+	xds      *xdsconfig.Publisher
 }
 
 // New builds a Server deciding with the engine engines holds, and binds
@@ -204,7 +206,7 @@ func New(engines *policy.Holder, opts Options) (*Server, error) {
 			Time:                  keepaliveTime,
 			Timeout:               keepaliveTimeout,
 		}),
-		grpc.ChainStreamInterceptor(s.endWatchOnDrain),
+		grpc.ChainStreamInterceptor(s.endWatchOnDrain, s.endXDSOnDrain),
 	}
 	// The ext_authz fast path's codec and the transport settings measured
 	// with cmd/loadbench (fastpath.go).
@@ -219,6 +221,7 @@ func New(engines *policy.Holder, opts Options) (*Server, error) {
 	corsauthzv1.RegisterDecisionServiceServer(s.grpc, NewDecisions(engines, s.logger, s.metrics))
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
+	s.registerXDS(xdsconfig.NewPublisher(reg, s.logger)) // xds.go
 	reflection.Register(s.grpc)
 	s.syncHealth()
 

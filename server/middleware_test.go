@@ -1,0 +1,159 @@
+package server_test
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/corsauthz/corsauthz/internal/envoyheaders"
+	"github.com/corsauthz/corsauthz/middleware"
+	"github.com/corsauthz/corsauthz/policy"
+	corsauthzv1 "github.com/corsauthz/corsauthz/proto/gen/corsauthz/v1"
+	"github.com/corsauthz/corsauthz/server"
+)
+
+// upstreamWithCORS is an upstream that sets CORS headers of its own, which
+// must never reach the browser, and a Vary that must be kept.
+var upstreamWithCORS = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Access-Control-Allow-Origin", "https://upstream.example")
+	w.Header().Set("Access-Control-Expose-Headers", "X-Upstream")
+	w.Header().Set("Vary", "Accept-Encoding")
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprint(w, "upstream")
+})
+
+// httpAnswer is what the browser sees.
+type httpAnswer struct {
+	status  int
+	headers string // "Name: value" lines, sorted
+	body    string
+}
+
+func answerOf(rec *httptest.ResponseRecorder) httpAnswer {
+	res := rec.Result()
+	var lines []string
+	for name, values := range res.Header {
+		if name == "Content-Length" {
+			continue
+		}
+		for _, v := range values {
+			lines = append(lines, name+": "+v)
+		}
+	}
+	slices.Sort(lines)
+	return httpAnswer{status: res.StatusCode, headers: strings.Join(lines, "\n"), body: rec.Body.String()}
+}
+
+// asHTTPRequest is the browser request tt.req describes.
+func asHTTPRequest(req *corsauthzv1.DecideRequest) *http.Request {
+	r := httptest.NewRequest(req.Method, "http://"+req.Host+req.Path, nil)
+	for name, v := range map[string]string{
+		"Origin":                                 req.Origin,
+		"Access-Control-Request-Method":          req.AccessControlRequestMethod,
+		"Access-Control-Request-Headers":         req.AccessControlRequestHeaders,
+		"Access-Control-Request-Private-Network": req.AccessControlRequestPrivateNetwork,
+	} {
+		if v != "" {
+			r.Header.Set(name, v)
+		}
+	}
+	return r
+}
+
+// envoyAnswer is what an Envoy with the shipped configuration sends for
+// req, given corsauthz's CheckResponse: a failed Check is status_on_error
+// (503); a denied one is a local reply with its status and headers; an OK
+// one is the upstream's response with its Access-Control-* headers removed
+// at the route (contract §5) and response_headers_to_add applied.
+func envoyAnswer(t *testing.T, authz authv3.AuthorizationClient, req *corsauthzv1.DecideRequest, upstream http.Handler) (httpAnswer, error) {
+	resp, err := authz.Check(ctxTimeout(t), asCheckRequest(req))
+	rec := httptest.NewRecorder()
+	switch {
+	case err != nil:
+		rec.WriteHeader(http.StatusServiceUnavailable)
+	case codes.Code(resp.GetStatus().GetCode()) != codes.OK:
+		d := resp.GetDeniedResponse()
+		envoyheaders.Apply(rec.Header(), d.GetHeaders())
+		code := int(d.GetStatus().GetCode())
+		if code == 0 {
+			code = http.StatusForbidden
+		}
+		rec.WriteHeader(code)
+		fmt.Fprint(rec, d.GetBody())
+	default:
+		up := httptest.NewRecorder()
+		upstream.ServeHTTP(up, asHTTPRequest(req))
+		for name, values := range up.Result().Header {
+			if !strings.HasPrefix(name, "Access-Control-") {
+				rec.Header()[name] = values
+			}
+		}
+		envoyheaders.Apply(rec.Header(), resp.GetOkResponse().GetResponseHeadersToAdd())
+		rec.WriteHeader(up.Code)
+		rec.Body = up.Body
+	}
+	return answerOf(rec), err
+}
+
+// middlewares builds one Middleware per mode and policy name, lazily.
+type middlewares struct {
+	t    *testing.T
+	addr string
+	mu   sync.Mutex
+	byID map[string]*middleware.Middleware
+}
+
+func (ms *middlewares) get(mode middleware.Mode, policyName string) *middleware.Middleware {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	id := string(mode) + "/" + policyName
+	if m := ms.byID[id]; m != nil {
+		return m
+	}
+	m, err := middleware.New(ctxTimeout(ms.t), middleware.Options{Address: ms.addr, Mode: mode, Policy: policyName})
+	if err != nil {
+		ms.t.Fatalf("middleware.New(%s): %v", id, err)
+	}
+	select {
+	case <-m.Ready():
+	default:
+		ms.t.Fatalf("middleware.New(%s) returned before it had a configuration", id)
+	}
+	ms.t.Cleanup(func() { m.Close() })
+	ms.byID[id] = m
+	return m
+}
+
+// TestMiddlewareAgreesWithEnvoy: over the table of the Decide-vs-Check
+// agreement test, the middleware's HTTP answers, in both modes, are the
+// ones an Envoy in front of corsauthz sends.
+func TestMiddlewareAgreesWithEnvoy(t *testing.T) {
+	ts := startServer(t, policy.NewHolder(loadEngine(t, testConfig)), server.Options{})
+	ms := &middlewares{t: t, addr: ts.srv.GRPCAddr().String(), byID: map[string]*middleware.Middleware{}}
+	for _, tt := range sameDecisionCases {
+		t.Run(tt.desc, func(t *testing.T) {
+			want, checkErr := envoyAnswer(t, ts.authz(), tt.req, upstreamWithCORS)
+			for _, mode := range []middleware.Mode{middleware.ModeLocal, middleware.ModeRemote} {
+				if mode == middleware.ModeLocal && status.Code(checkErr) == codes.InvalidArgument {
+					// A request past the service's size limits: a limit of
+					// the network API, not of the decision; in process the
+					// gateway's own HTTP limits apply (Envoy's are lower).
+					continue
+				}
+				rec := httptest.NewRecorder()
+				ms.get(mode, tt.req.Policy).Wrap(upstreamWithCORS).ServeHTTP(rec, asHTTPRequest(tt.req))
+				if got := answerOf(rec); got != want {
+					t.Errorf("%s mode:\n got %d %q\n%s\nwant %d %q (Envoy)\n%s", mode, got.status, got.body, got.headers, want.status, want.body, want.headers)
+				}
+			}
+		})
+	}
+}

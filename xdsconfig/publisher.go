@@ -1,0 +1,168 @@
+package xdsconfig
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/corsauthz/corsauthz/policy"
+	corsauthzv1 "github.com/corsauthz/corsauthz/proto/gen/corsauthz/v1"
+)
+
+// Publisher serves the configuration in force over xDS (ADS, state of the
+// world) and pushes every new one to the gateways subscribed.
+//
+// Every client gets the same snapshot, whatever its node: the cache keys
+// them all under one name, so a thousand gateways cost one snapshot, and
+// SetSnapshot never waits for a client (each stream's watch is one-shot and
+// buffered; a gateway that does not read holds only its own stream).
+type Publisher struct {
+	cache   cachev3.SnapshotCache
+	xds     serverv3.Server
+	logger  *slog.Logger
+	metrics *publisherMetrics
+	version atomic.Pointer[string]
+}
+
+// NewPublisher returns a Publisher with nothing to serve yet; reg (nil:
+// none) gets its metrics, logger (nil: none) its logs.
+func NewPublisher(reg prometheus.Registerer, logger *slog.Logger) *Publisher {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	p := &Publisher{
+		cache:   cachev3.NewSnapshotCache(false, oneNode{}, nil),
+		logger:  logger,
+		metrics: newPublisherMetrics(reg),
+	}
+	p.xds = serverv3.NewServer(context.Background(), p.cache, serverv3.CallbackFuncs{
+		StreamOpenFunc:     p.streamOpened,
+		StreamClosedFunc:   p.streamClosed,
+		StreamRequestFunc:  p.streamRequest,
+		StreamResponseFunc: p.streamResponse,
+	})
+	return p
+}
+
+// Register adds the aggregated discovery service to s.
+func (p *Publisher) Register(s *grpc.Server) {
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(s, p.xds)
+}
+
+// Publish makes e's configuration the one served, and pushes it to every
+// subscribed gateway. An engine with no file content (built with
+// policy.Compile) cannot be compiled again by a gateway and is not
+// published: the one before stays.
+func (p *Publisher) Publish(ctx context.Context, e *policy.Engine) {
+	if e == nil || e.Data() == nil {
+		p.logger.LogAttrs(ctx, slog.LevelWarn, "xDS: the configuration has no file content to publish; gateways keep the one before")
+		return
+	}
+	version := e.Hash()
+	if old := p.version.Load(); old != nil && *old == version {
+		return
+	}
+	res := &corsauthzv1.Configuration{Version: version, Source: e.Source(), Content: e.Data()}
+	// SetSnapshot only fails for a context that is done; with Background
+	// it cannot, and the cache holds the snapshot even then.
+	if err := p.cache.SetSnapshot(context.Background(), nodeKey, snapshot{version: version, res: res}); err != nil {
+		p.logger.LogAttrs(ctx, slog.LevelError, "xDS: publishing the configuration failed", slog.String("error", err.Error()))
+		return
+	}
+	p.version.Store(&version)
+	p.metrics.version(version)
+}
+
+func (p *Publisher) streamOpened(_ context.Context, _ int64, typeURL string) error {
+	p.metrics.streams.Inc()
+	return nil
+}
+
+func (p *Publisher) streamClosed(int64, *corev3.Node) { p.metrics.streams.Dec() }
+
+// streamRequest counts ACKs and NACKs (a request answering a response,
+// with or without error_detail) and refuses other resource types: this
+// server has only the one.
+func (p *Publisher) streamRequest(_ int64, req *discoveryv3.DiscoveryRequest) error {
+	if req.GetTypeUrl() != TypeURL {
+		return status.Errorf(codes.InvalidArgument, "corsauthz serves only %s over xDS, not %.256q", TypeURL, req.GetTypeUrl())
+	}
+	if req.GetResponseNonce() == "" {
+		return nil // a subscription, not an answer
+	}
+	if d := req.GetErrorDetail(); d != nil {
+		p.metrics.nacked.Inc()
+		p.logger.Warn("xDS: a gateway refused the configuration (NACK); it keeps its last good one",
+			slog.String("node", truncate(req.GetNode().GetId())),
+			slog.String("version_in_use", truncate(req.GetVersionInfo())),
+			slog.String("error", truncate(d.GetMessage())))
+		return nil
+	}
+	p.metrics.acked.Inc()
+	return nil
+}
+
+func (p *Publisher) streamResponse(context.Context, int64, *discoveryv3.DiscoveryRequest, *discoveryv3.DiscoveryResponse) {
+	p.metrics.sent.Inc()
+}
+
+// nodeKey is the one node name the snapshot cache knows.
+const nodeKey = "corsauthz"
+
+// oneNode maps every client to nodeKey.
+type oneNode struct{}
+
+func (oneNode) ID(*corev3.Node) string { return nodeKey }
+
+// snapshot is a cachev3.ResourceSnapshot of the one resource. The cache's
+// own Snapshot type knows only Envoy's resource types.
+type snapshot struct {
+	version string
+	res     *corsauthzv1.Configuration
+}
+
+func (s snapshot) GetVersion(typeURL string) string {
+	if typeURL != TypeURL {
+		return ""
+	}
+	return s.version
+}
+
+func (s snapshot) GetResourcesAndTTL(typeURL string) map[string]types.ResourceWithTTL {
+	if typeURL != TypeURL {
+		return nil
+	}
+	return map[string]types.ResourceWithTTL{ResourceName: {Resource: s.res}}
+}
+
+func (s snapshot) GetResources(typeURL string) map[string]types.Resource {
+	if typeURL != TypeURL {
+		return nil
+	}
+	return map[string]types.Resource{ResourceName: s.res}
+}
+
+func (s snapshot) ConstructVersionMap() error { return nil }
+
+func (s snapshot) GetVersionMap(typeURL string) map[string]string {
+	if typeURL != TypeURL {
+		return nil
+	}
+	return map[string]string{ResourceName: s.version}
+}
+
+var _ cachev3.ResourceSnapshot = snapshot{}
+
+// String names the snapshot in logs.
+func (s snapshot) String() string { return fmt.Sprintf("corsauthz configuration %s", s.version) }
