@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sync/atomic"
+	"sync"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -32,7 +32,11 @@ type Publisher struct {
 	xds     serverv3.Server
 	logger  *slog.Logger
 	metrics *publisherMetrics
-	version atomic.Pointer[string]
+	mu      sync.Mutex // serialises publish
+	version string     // published last
+
+	sentMu sync.Mutex
+	sent   map[int64]string // stream ID: the version last sent on it
 }
 
 // NewPublisher returns a Publisher with nothing to serve yet; reg (nil:
@@ -45,6 +49,7 @@ func NewPublisher(reg prometheus.Registerer, logger *slog.Logger) *Publisher {
 		cache:   cachev3.NewSnapshotCache(false, oneNode{}, nil),
 		logger:  logger,
 		metrics: newPublisherMetrics(reg),
+		sent:    map[int64]string{},
 	}
 	p.xds = serverv3.NewServer(context.Background(), p.cache, serverv3.CallbackFuncs{
 		StreamOpenFunc:     p.streamOpened,
@@ -69,19 +74,26 @@ func (p *Publisher) Publish(ctx context.Context, e *policy.Engine) {
 		p.logger.LogAttrs(ctx, slog.LevelWarn, "xDS: the configuration has no file content to publish; gateways keep the one before")
 		return
 	}
-	version := e.Hash()
-	if old := p.version.Load(); old != nil && *old == version {
-		return
-	}
-	res := &corsauthzv1.Configuration{Version: version, Source: e.Source(), Content: e.Data()}
-	// SetSnapshot only fails for a context that is done; with Background
-	// it cannot, and the cache holds the snapshot even then.
-	if err := p.cache.SetSnapshot(context.Background(), nodeKey, snapshot{version: version, res: res}); err != nil {
+	if err := p.publish(ctx, e.Hash(), e.Source(), e.Data()); err != nil {
 		p.logger.LogAttrs(ctx, slog.LevelError, "xDS: publishing the configuration failed", slog.String("error", err.Error()))
-		return
 	}
-	p.version.Store(&version)
+}
+
+func (p *Publisher) publish(ctx context.Context, version, source string, content []byte) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.version == version {
+		return nil
+	}
+	res := &corsauthzv1.Configuration{Version: version, Source: source, Content: content}
+	// The cache sends to each waiting stream's buffered channel; a
+	// context is only needed to stop waiting, which never happens.
+	if err := p.cache.SetSnapshot(ctx, nodeKey, snapshot{version: version, res: res}); err != nil {
+		return err
+	}
+	p.version = version
 	p.metrics.version(version)
+	return nil
 }
 
 func (p *Publisher) streamOpened(_ context.Context, _ int64, typeURL string) error {
@@ -89,12 +101,23 @@ func (p *Publisher) streamOpened(_ context.Context, _ int64, typeURL string) err
 	return nil
 }
 
-func (p *Publisher) streamClosed(int64, *corev3.Node) { p.metrics.streams.Dec() }
+func (p *Publisher) streamClosed(id int64, _ *corev3.Node) {
+	p.sentMu.Lock()
+	delete(p.sent, id)
+	p.sentMu.Unlock()
+	p.metrics.streams.Dec()
+}
 
 // streamRequest counts ACKs and NACKs (a request answering a response,
 // with or without error_detail) and refuses other resource types: this
 // server has only the one.
-func (p *Publisher) streamRequest(_ int64, req *discoveryv3.DiscoveryRequest) error {
+//
+// A NACK carries the last version the client accepted, and the snapshot
+// cache answers a request whose version differs from its own at once: it
+// would send the refused version straight back, and client and server
+// would loop. So a NACK is read as "I have seen the version you sent me":
+// the stream waits for the next version published.
+func (p *Publisher) streamRequest(id int64, req *discoveryv3.DiscoveryRequest) error {
 	if req.GetTypeUrl() != TypeURL {
 		return status.Errorf(codes.InvalidArgument, "corsauthz serves only %s over xDS, not %.256q", TypeURL, req.GetTypeUrl())
 	}
@@ -102,10 +125,16 @@ func (p *Publisher) streamRequest(_ int64, req *discoveryv3.DiscoveryRequest) er
 		return nil // a subscription, not an answer
 	}
 	if d := req.GetErrorDetail(); d != nil {
+		p.sentMu.Lock()
+		refused, ok := p.sent[id]
+		p.sentMu.Unlock()
+		if ok {
+			req.VersionInfo = refused
+		}
 		p.metrics.nacked.Inc()
 		p.logger.Warn("xDS: a gateway refused the configuration (NACK); it keeps its last good one",
 			slog.String("node", truncate(req.GetNode().GetId())),
-			slog.String("version_in_use", truncate(req.GetVersionInfo())),
+			slog.String("refused_version", truncate(refused)),
 			slog.String("error", truncate(d.GetMessage())))
 		return nil
 	}
@@ -113,7 +142,10 @@ func (p *Publisher) streamRequest(_ int64, req *discoveryv3.DiscoveryRequest) er
 	return nil
 }
 
-func (p *Publisher) streamResponse(context.Context, int64, *discoveryv3.DiscoveryRequest, *discoveryv3.DiscoveryResponse) {
+func (p *Publisher) streamResponse(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
+	p.sentMu.Lock()
+	p.sent[id] = resp.GetVersionInfo()
+	p.sentMu.Unlock()
 	p.metrics.sent.Inc()
 }
 

@@ -156,6 +156,7 @@ func (s *Subscription) stream(ctx context.Context) (delivered bool, err error) {
 	if err := c.InitConnect(s.conn, grpc.WaitForReady(true), grpc.MaxCallRecvMsgSize(MaxMessageSize)); err != nil {
 		return false, err
 	}
+	nackWait := time.Duration(0)
 	for {
 		resp, err := c.Fetch()
 		if err != nil {
@@ -173,11 +174,21 @@ func (s *Subscription) stream(ctx context.Context) (delivered bool, err error) {
 			if len(msg) > maxNackMessage {
 				msg = msg[:maxNackMessage]
 			}
+			// A server that sends a refused version straight back (a
+			// corsauthz does not) would make this a busy loop: NACK
+			// ever more slowly.
+			select {
+			case <-ctx.Done():
+				return delivered, ctx.Err()
+			case <-time.After(nackWait):
+			}
+			nackWait = min(max(2*nackWait, s.opts.MinBackoff), s.opts.MaxBackoff)
 			if err := c.Nack(msg); err != nil {
 				return delivered, err
 			}
 			continue
 		}
+		nackWait = 0
 		if err := c.Ack(); err != nil {
 			return delivered, err
 		}
