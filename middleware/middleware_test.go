@@ -221,4 +221,3 @@ func TestServeReturnsNextError(t *testing.T) {
 		t.Errorf("Serve = %v, want next's error", got)
 	}
 }
-
