@@ -51,6 +51,15 @@ type stack struct {
 	api    string // http://api.corsauthz.localhost:GATEWAY
 	gw     *gateway
 	names  map[string]string // origin -> short name, for the exchange log
+
+	// log records the exchanges the scenarios check: the gateway, or
+	// whatever else stands between the browser and the upstream (Caddy).
+	log interface{ exchanges(paths ...string) []exchange }
+	// For suites that put another front in place of the gateway.
+	corsauthz     *server.Server
+	policies      []byte       // the configuration corsauthz was started with
+	upstream      string       // the upstream's URL
+	stopCorsauthz func() error // stops corsauthz (once) and returns Serve's error
 }
 
 // routes are the gateway's routes: each names its policy the way an Envoy
@@ -114,9 +123,12 @@ func startStack(t *testing.T) *stack {
 	ctx, stop := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx) }()
-	t.Cleanup(func() {
+	stopCorsauthz := sync.OnceValue(func() error {
 		stop()
-		if err := <-served; err != nil {
+		return <-served
+	})
+	t.Cleanup(func() {
+		if err := stopCorsauthz(); err != nil {
 			t.Errorf("corsauthz Serve: %v", err)
 		}
 	})
@@ -136,6 +148,7 @@ func startStack(t *testing.T) *stack {
 	t.Cleanup(gw.Close)
 	s.api = "http://api.corsauthz.localhost:" + port(t, gw)
 	s.names = map[string]string{s.app: "app", s.tenant: "tenant", s.deep: "deep", s.apex: "apex", s.evil: "evil"}
+	s.log, s.corsauthz, s.policies, s.upstream, s.stopCorsauthz = s.gw, srv, yaml.Bytes(), up.URL, stopCorsauthz
 	return s
 }
 
@@ -275,7 +288,12 @@ const maxTabs = 6
 func TestBrowser(t *testing.T) {
 	browser := startBrowser(t)
 	s := startStack(t)
-	scenarios := s.scenarios()
+	s.run(t, browser, s.scenarios())
+}
+
+// run observes the scenarios in browser, maxTabs at a time, then checks
+// each in a subtest.
+func (s *stack) run(t *testing.T, browser context.Context, scenarios []scenario) {
 	outcomes := make([]outcome, len(scenarios))
 	tabs := make(chan struct{}, maxTabs)
 	var wg sync.WaitGroup
@@ -341,7 +359,7 @@ func (s *stack) observe(browser context.Context, sc scenario) outcome {
 	return outcome{
 		results:    results,
 		corsErrors: tb.waitCORSErrors(len(sc.corsErrors)),
-		exchanges:  s.gw.exchanges(paths...), // recorded before the gateway answered
+		exchanges:  s.log.exchanges(paths...), // recorded before the gateway answered
 	}
 }
 

@@ -206,7 +206,7 @@ func New(engines *policy.Holder, opts Options) (*Server, error) {
 			Time:                  keepaliveTime,
 			Timeout:               keepaliveTimeout,
 		}),
-		grpc.ChainStreamInterceptor(s.endWatchOnDrain, s.endXDSOnDrain),
+		grpc.ChainStreamInterceptor(s.endWatchOnDrain),
 	}
 	// The ext_authz fast path's codec and the transport settings measured
 	// with cmd/loadbench (fastpath.go).
@@ -378,6 +378,7 @@ func (s *Server) shutdown() {
 	}
 	s.logger.Info("shutting down: draining gRPC calls", slog.Duration("timeout", s.drainTimeout))
 
+	s.endXDSStreams() // xds.go
 	stopped := make(chan struct{})
 	go func() {
 		s.grpc.GracefulStop()

@@ -30,6 +30,7 @@ import (
 type Publisher struct {
 	cache   cachev3.SnapshotCache
 	xds     serverv3.Server
+	stop    context.CancelFunc // ends every stream
 	logger  *slog.Logger
 	metrics *publisherMetrics
 	mu      sync.Mutex // serialises publish
@@ -51,7 +52,11 @@ func NewPublisher(reg prometheus.Registerer, logger *slog.Logger) *Publisher {
 		metrics: newPublisherMetrics(reg),
 		sent:    map[int64]string{},
 	}
-	p.xds = serverv3.NewServer(context.Background(), p.cache, serverv3.CallbackFuncs{
+	// The server's context ends its streams: go-control-plane's stream
+	// loop returns on it (not on a stream's own context).
+	ctx, stop := context.WithCancel(context.Background())
+	p.stop = stop
+	p.xds = serverv3.NewServer(ctx, p.cache, serverv3.CallbackFuncs{
 		StreamOpenFunc:     p.streamOpened,
 		StreamClosedFunc:   p.streamClosed,
 		StreamRequestFunc:  p.streamRequest,
@@ -64,6 +69,12 @@ func NewPublisher(reg prometheus.Registerer, logger *slog.Logger) *Publisher {
 func (p *Publisher) Register(s *grpc.Server) {
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(s, p.xds)
 }
+
+// Shutdown ends every stream, now and later: a stream lasts as long as its
+// gateway, and a gRPC GracefulStop would otherwise wait for them all. The
+// gateways keep their last configuration and reconnect (to this server's
+// successor, or another replica).
+func (p *Publisher) Shutdown() { p.stop() }
 
 // Publish makes e's configuration the one served, and pushes it to every
 // subscribed gateway. An engine with no file content (built with
