@@ -54,7 +54,9 @@ type stack struct {
 
 	// log records the exchanges the scenarios check: the gateway, or
 	// whatever else stands between the browser and the upstream (Caddy).
-	log interface{ exchanges(paths ...string) []exchange }
+	log interface {
+		exchanges(paths ...string) []exchange
+	}
 	// For suites that put another front in place of the gateway.
 	corsauthz     *server.Server
 	policies      []byte       // the configuration corsauthz was started with
