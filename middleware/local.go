@@ -3,6 +3,7 @@ package middleware
 import (
 	"errors"
 	"net/http"
+	"sync"
 
 	"github.com/corsauthz/corsauthz/policy"
 )
@@ -23,29 +24,45 @@ func (m *Middleware) serveLocal(w http.ResponseWriter, r *http.Request, next fun
 		m.failClosed(w, r, err)
 		return nil
 	}
-	cw := &corsWriter{ResponseWriter: w}
-	if !d.ReportOnly {
-		cw.headers = d.AppendHeaders(cw.buf[:0])
-		if d.Direct() {
-			respond(w, d.Status, cw.headers)
-			return nil
-		}
+	if d.ReportOnly {
+		d = policy.Decision{} // decided, but changes nothing
 	}
+	if d.Direct() {
+		var buf [policy.MaxHeaders]policy.Header
+		respond(w, d.Status, d.AppendHeaders(buf[:0]))
+		return nil
+	}
+	cw := newCORSWriter(w)
+	cw.decision = d
 	return cw.serve(r, next)
+}
+
+// corsWriters are reused: net/http forbids using a ResponseWriter after
+// ServeHTTP returns, so one is free again once serve returns, and pooling
+// it takes its allocation off every request.
+var corsWriters = sync.Pool{New: func() any { return new(corsWriter) }}
+
+func newCORSWriter(w http.ResponseWriter) *corsWriter {
+	cw := corsWriters.Get().(*corsWriter)
+	cw.ResponseWriter = w
+	return cw
 }
 
 // corsWriter puts the CORS headers on the wrapped handler's response when
 // it is written, in place of the handler's own Access-Control-* headers.
+// It holds the local Decision, or the headers Decide sent (remote).
 type corsWriter struct {
 	http.ResponseWriter
-	headers []policy.Header
-	buf     [policy.MaxHeaders]policy.Header
-	written bool
+	decision policy.Decision
+	remote   []policy.Header
+	written  bool
 }
 
 func (cw *corsWriter) serve(r *http.Request, next func(http.ResponseWriter, *http.Request) error) error {
 	err := next(cw, r)
 	cw.finish() // a handler that wrote nothing still gets its 200 with the headers
+	*cw = corsWriter{}
+	corsWriters.Put(cw)
 	return err
 }
 
@@ -56,7 +73,12 @@ func (cw *corsWriter) finish() {
 	cw.written = true
 	h := cw.ResponseWriter.Header()
 	removeAccessControl(h)
-	applyHeaders(h, cw.headers)
+	headers := cw.remote
+	if headers == nil {
+		var buf [policy.MaxHeaders]policy.Header
+		headers = cw.decision.AppendHeaders(buf[:0])
+	}
+	applyHeaders(h, headers)
 }
 
 func (cw *corsWriter) WriteHeader(code int) {

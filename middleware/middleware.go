@@ -187,11 +187,12 @@ func (m *Middleware) Close() error {
 
 // Wrap returns next with CORS decided in front of it.
 func (m *Middleware) Wrap(next http.Handler) http.Handler {
+	call := func(w http.ResponseWriter, r *http.Request) error {
+		next.ServeHTTP(w, r)
+		return nil
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_ = m.Serve(w, r, func(w http.ResponseWriter, r *http.Request) error {
-			next.ServeHTTP(w, r)
-			return nil
-		})
+		_ = m.Serve(w, r, call)
 	})
 }
 
@@ -214,16 +215,19 @@ func (m *Middleware) request(r *http.Request) policy.Request {
 	if !strings.HasPrefix(path, "/") {
 		path = r.URL.RequestURI() // absolute-form, or a request built by hand
 	}
-	return policy.Request{
-		Method:                r.Method,
-		Host:                  r.Host,
-		Path:                  path,
-		Policy:                m.policy,
-		Origin:                headerValue(r.Header, policy.HeaderOrigin),
-		RequestMethod:         headerValue(r.Header, policy.HeaderRequestMethod),
-		RequestHeaders:        headerValue(r.Header, policy.HeaderRequestHeaders),
-		RequestPrivateNetwork: headerValue(r.Header, policy.HeaderRequestPrivateNetwork),
+	req := policy.Request{
+		Method: r.Method,
+		Host:   r.Host,
+		Path:   path,
+		Policy: m.policy,
+		Origin: headerValue(r.Header, policy.HeaderOrigin),
 	}
+	if r.Method == http.MethodOptions { // only a preflight reads the others
+		req.RequestMethod = headerValue(r.Header, policy.HeaderRequestMethod)
+		req.RequestHeaders = headerValue(r.Header, policy.HeaderRequestHeaders)
+		req.RequestPrivateNetwork = headerValue(r.Header, policy.HeaderRequestPrivateNetwork)
+	}
+	return req
 }
 
 // headerValue is the header's values joined with ",", as Envoy joins
@@ -264,13 +268,19 @@ func respond(w http.ResponseWriter, status int, headers []policy.Header) {
 
 // applyHeaders adds headers to h as Envoy applies response_headers_to_add:
 // Append ones (Vary) as one more entry, the others replacing every value.
+// The new values share one allocation.
 func applyHeaders(h http.Header, headers []policy.Header) {
-	for _, hd := range headers {
-		if hd.Append {
-			h[hd.Name] = append(h[hd.Name], hd.Value)
-		} else {
-			h[hd.Name] = []string{hd.Value}
+	if len(headers) == 0 {
+		return
+	}
+	values := make([]string, len(headers))
+	for i, hd := range headers {
+		if old := h[hd.Name]; hd.Append && len(old) > 0 {
+			h[hd.Name] = append(old, hd.Value)
+			continue
 		}
+		values[i] = hd.Value
+		h[hd.Name] = values[i : i+1 : i+1]
 	}
 }
 

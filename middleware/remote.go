@@ -28,10 +28,9 @@ func (m *Middleware) serveRemote(w http.ResponseWriter, r *http.Request, next fu
 		m.failClosed(w, r, err)
 		return nil
 	}
-	cw := &corsWriter{ResponseWriter: w}
-	cw.headers = cw.buf[:0]
+	headers := make([]policy.Header, 0, len(resp.GetHeaders()))
 	for _, h := range resp.GetHeaders() {
-		cw.headers = append(cw.headers, policy.Header{
+		headers = append(headers, policy.Header{
 			Name:   h.GetName(),
 			Value:  h.GetValue(),
 			Append: h.GetAction() == corsauthzv1.HeaderAction_HEADER_ACTION_APPEND,
@@ -44,9 +43,11 @@ func (m *Middleware) serveRemote(w http.ResponseWriter, r *http.Request, next fu
 			m.failClosed(w, r, fmt.Errorf("Decide answered ACTION_RESPOND with HTTP status %d", status))
 			return nil
 		}
-		respond(w, status, cw.headers)
+		respond(w, status, headers)
 		return nil
 	case corsauthzv1.Action_ACTION_CONTINUE:
+		cw := newCORSWriter(w)
+		cw.remote = headers
 		return cw.serve(r, next)
 	default:
 		m.failClosed(w, r, fmt.Errorf("Decide answered an action this middleware does not know (%v)", resp.GetAction()))
