@@ -246,6 +246,7 @@ func headerValue(h http.Header, name string) string {
 // failClosed answers a request that could not be decided: 503, empty body,
 // as Envoy's status_on_error in the shipped configuration.
 func (m *Middleware) failClosed(w http.ResponseWriter, r *http.Request, err error) {
+	removeAccessControl(w.Header())
 	w.WriteHeader(http.StatusServiceUnavailable)
 	n := m.failures.Add(1)
 	now := time.Now().UnixNano()

@@ -33,7 +33,8 @@ type SubscribeOptions struct {
 	// "corsauthz-gateway").
 	NodeID string
 	// Registerer gets the subscription's metrics, labelled address=Address
-	// (nil: none). Two subscriptions to one address share one set.
+	// (nil: none). When two subscriptions to one address register on one
+	// registry, the first one's metrics are those exported.
 	Registerer prometheus.Registerer
 	// Address labels the metrics (the corsauthz address dialled).
 	Address string
