@@ -4,12 +4,15 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"unicode/utf8"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"golang.org/x/net/http/httpguts"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -52,9 +55,14 @@ func answerOf(rec *httptest.ResponseRecorder) httpAnswer {
 	return httpAnswer{status: res.StatusCode, headers: strings.Join(lines, "\n"), body: rec.Body.String()}
 }
 
-// asHTTPRequest is the browser request tt.req describes.
+// asHTTPRequest is the browser request req describes, as net/http hands
+// it to a handler.
 func asHTTPRequest(req *corsauthzv1.DecideRequest) *http.Request {
-	r := httptest.NewRequest(req.Method, "http://"+req.Host+req.Path, nil)
+	u, err := url.ParseRequestURI(req.Path)
+	if err != nil {
+		u = &url.URL{Path: req.Path}
+	}
+	r := &http.Request{Method: req.Method, URL: u, Host: req.Host, RequestURI: req.Path, Header: http.Header{}, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
 	for name, v := range map[string]string{
 		"Origin":                                 req.Origin,
 		"Access-Control-Request-Method":          req.AccessControlRequestMethod,
@@ -105,7 +113,7 @@ func envoyAnswer(t *testing.T, authz authv3.AuthorizationClient, req *corsauthzv
 
 // middlewares builds one Middleware per mode and policy name, lazily.
 type middlewares struct {
-	t    *testing.T
+	t    testing.TB
 	addr string
 	mu   sync.Mutex
 	byID map[string]*middleware.Middleware
@@ -139,21 +147,67 @@ func TestMiddlewareAgreesWithEnvoy(t *testing.T) {
 	ts := startServer(t, policy.NewHolder(loadEngine(t, testConfig)), server.Options{})
 	ms := &middlewares{t: t, addr: ts.srv.GRPCAddr().String(), byID: map[string]*middleware.Middleware{}}
 	for _, tt := range sameDecisionCases {
-		t.Run(tt.desc, func(t *testing.T) {
-			want, checkErr := envoyAnswer(t, ts.authz(), tt.req, upstreamWithCORS)
-			for _, mode := range []middleware.Mode{middleware.ModeLocal, middleware.ModeRemote} {
-				if mode == middleware.ModeLocal && status.Code(checkErr) == codes.InvalidArgument {
-					// A request past the service's size limits: a limit of
-					// the network API, not of the decision; in process the
-					// gateway's own HTTP limits apply (Envoy's are lower).
-					continue
-				}
-				rec := httptest.NewRecorder()
-				ms.get(mode, tt.req.Policy).Wrap(upstreamWithCORS).ServeHTTP(rec, asHTTPRequest(tt.req))
-				if got := answerOf(rec); got != want {
-					t.Errorf("%s mode:\n got %d %q\n%s\nwant %d %q (Envoy)\n%s", mode, got.status, got.body, got.headers, want.status, want.body, want.headers)
-				}
-			}
-		})
+		t.Run(tt.desc, func(t *testing.T) { assertMiddlewareAgrees(t, ts, ms, tt.req) })
 	}
+}
+
+// assertMiddlewareAgrees checks the middleware's answers to req, in both
+// modes, against Envoy's.
+func assertMiddlewareAgrees(t *testing.T, ts *testServer, ms *middlewares, req *corsauthzv1.DecideRequest) {
+	t.Helper()
+	want, checkErr := envoyAnswer(t, ts.authz(), req, upstreamWithCORS)
+	for _, mode := range []middleware.Mode{middleware.ModeLocal, middleware.ModeRemote} {
+		if mode == middleware.ModeLocal && status.Code(checkErr) == codes.InvalidArgument {
+			// A request past the service's size limits: a limit of the
+			// network API, not of the decision; in process the gateway's
+			// own HTTP limits apply (Envoy's are lower).
+			continue
+		}
+		rec := httptest.NewRecorder()
+		ms.get(mode, req.Policy).Wrap(upstreamWithCORS).ServeHTTP(rec, asHTTPRequest(req))
+		if got := answerOf(rec); got != want {
+			t.Errorf("%s mode, %v:\n got %d %q\n%s\nwant %d %q (Envoy)\n%s", mode, req, got.status, got.body, got.headers, want.status, want.body, want.headers)
+		}
+	}
+}
+
+// fuzzPolicies are the policy names the fuzz test names (one middleware
+// each, built up front).
+var fuzzPolicies = []string{"", "api", "strict", "shadow", "public", "nope"}
+
+// FuzzMiddlewareAgreesWithEnvoy: on any request a browser could send
+// through Envoy, the middleware answers as Envoy does. Seeded from the
+// agreement table.
+func FuzzMiddlewareAgreesWithEnvoy(f *testing.F) {
+	for _, tt := range sameDecisionCases {
+		r := tt.req
+		f.Add(r.Method, r.Host, r.Path, uint8(slices.Index(fuzzPolicies, r.Policy)), r.Origin,
+			r.AccessControlRequestMethod, r.AccessControlRequestHeaders, r.AccessControlRequestPrivateNetwork)
+	}
+	ts := startServer(f, policy.NewHolder(loadEngine(f, testConfig)), server.Options{})
+	ms := &middlewares{t: f, addr: ts.srv.GRPCAddr().String(), byID: map[string]*middleware.Middleware{}}
+	for _, name := range fuzzPolicies {
+		ms.get(middleware.ModeLocal, name)
+		ms.get(middleware.ModeRemote, name)
+	}
+	f.Fuzz(func(t *testing.T, method, host, path string, policyIndex uint8, origin, acrm, acrh, acrpn string) {
+		for _, v := range []string{method, host, path, origin, acrm, acrh, acrpn} {
+			// Envoy refuses such requests before ext_authz, and protobuf
+			// strings must be UTF-8.
+			if !utf8.ValidString(v) || !httpguts.ValidHeaderFieldValue(v) {
+				return
+			}
+		}
+		if !httpguts.ValidHeaderFieldName(method) || host == "" {
+			return
+		}
+		if !strings.HasPrefix(path, "/") {
+			path = "/" + path
+		}
+		req := &corsauthzv1.DecideRequest{
+			Method: method, Host: host, Path: path, Policy: fuzzPolicies[int(policyIndex)%len(fuzzPolicies)],
+			Origin: origin, AccessControlRequestMethod: acrm, AccessControlRequestHeaders: acrh, AccessControlRequestPrivateNetwork: acrpn,
+		}
+		assertMiddlewareAgrees(t, ts, ms, req)
+	})
 }
