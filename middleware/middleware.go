@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/corsauthz/corsauthz/policy"
@@ -43,7 +44,9 @@ type Options struct {
 	// Conn, when set, is used instead of dialling Address (for TLS or a
 	// connection shared with other clients); Close leaves it open.
 	Conn grpc.ClientConnInterface
-	// DialOptions are used when dialling Address (default: plaintext).
+	// DialOptions are added to New's own when dialling Address
+	// (plaintext, and reconnection backoff from 100 ms to 5 s); later
+	// options win.
 	DialOptions []grpc.DialOption
 	// Mode is ModeLocal (the default) or ModeRemote.
 	Mode Mode
@@ -114,11 +117,15 @@ func New(ctx context.Context, opts Options) (*Middleware, error) {
 		if opts.Address == "" {
 			return nil, ErrNoAddress
 		}
-		dial := opts.DialOptions
-		if len(dial) == 0 {
-			dial = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+		dial := []grpc.DialOption{
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			// gRPC's default waits up to 2 minutes between attempts; a
+			// gateway wants corsauthz back within seconds.
+			grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{
+				BaseDelay: xdsconfig.DefaultMinBackoff, Multiplier: 1.6, Jitter: 0.2, MaxDelay: xdsconfig.DefaultMaxBackoff,
+			}}),
 		}
-		cc, err := grpc.NewClient(opts.Address, dial...)
+		cc, err := grpc.NewClient(opts.Address, append(dial, opts.DialOptions...)...)
 		if err != nil {
 			return nil, fmt.Errorf("middleware: corsauthz address %q: %w", opts.Address, err)
 		}
