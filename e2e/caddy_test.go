@@ -321,3 +321,27 @@ func waitAnswer(t *testing.T, caddy *url.URL, path, origin, want string, start t
 		t.Errorf("the reload took %s to reach Caddy, more than a second", took)
 	}
 }
+
+// TestCaddyRefusesBadDirective: Caddy itself refuses a corsauthz directive
+// it cannot use, with every problem in its message.
+func TestCaddyRefusesBadDirective(t *testing.T) {
+	bin := caddyBinary(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "Caddyfile")
+	cfg := "{\n\tadmin off\n}\nhttp://127.0.0.1:" + freePort(t) + " {\n\tcorsauthz {\n\t\taddress nowhere\n\t\tmode cached\n\t}\n\trespond ok\n}\n"
+	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "validate", "--config", file, "--adapter", "caddyfile")
+	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("caddy validate accepted the directive:\n%s", out)
+	}
+	said := strings.ReplaceAll(string(out), `\"`, `"`) // Caddy logs the error as a JSON string
+	for _, want := range []string{`address "nowhere": write host:port`, `mode "cached": write local`} {
+		if !strings.Contains(said, want) {
+			t.Errorf("caddy validate does not say %q:\n%s", want, out)
+		}
+	}
+}
