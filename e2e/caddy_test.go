@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -59,20 +60,33 @@ func caddyBinary(t *testing.T) string {
 		}
 		return bin
 	}
+	b := buildCaddy()
+	if b.err != nil {
+		skip("cannot build Caddy with the corsauthz module (cd integrations/caddy && go build ./cmd/caddy): %v\n%s", b.err, b.out)
+	}
+	return b.bin
+}
+
+// caddyBuild is the result of building Caddy: the binary, or go build's
+// output and error.
+type caddyBuild struct {
+	bin string
+	out []byte
+	err error
+}
+
+// buildCaddy builds Caddy with the module once per test process.
+var buildCaddy = sync.OnceValue(func() (b caddyBuild) {
 	cache, err := os.UserCacheDir()
 	if err != nil {
 		cache = os.TempDir()
 	}
-	bin := filepath.Join(cache, "corsauthz", "e2e", "caddy")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/caddy")
+	b.bin = filepath.Join(cache, "corsauthz", "e2e", "caddy")
+	build := exec.Command("go", "build", "-o", b.bin, "./cmd/caddy")
 	build.Dir = filepath.Join("..", "integrations", "caddy")
-	start := time.Now()
-	if out, err := build.CombinedOutput(); err != nil {
-		skip("cannot build Caddy with the corsauthz module (cd integrations/caddy && go build ./cmd/caddy): %v\n%s", err, out)
-	}
-	t.Logf("built %s in %s", bin, time.Since(start).Round(time.Millisecond))
-	return bin
-}
+	b.out, b.err = build.CombinedOutput()
+	return b
+})
 
 // freePort returns a loopback port nothing listens on (Caddy's
 // configuration needs the number before it starts).
