@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -178,5 +179,26 @@ func TestProvisionServeCleanup(t *testing.T) {
 	defer cancelCtx()
 	if err := bad.Provision(cctx); err == nil || !strings.Contains(err.Error(), `address "nowhere"`) {
 		t.Errorf("Provision with a bad address = %v, want a clear error", err)
+	}
+}
+
+// TestExampleCaddyfile: the Caddyfile the README points to adapts, with
+// the corsauthz handler ahead of the proxy.
+func TestExampleCaddyfile(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile("Caddyfile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt(data, nil)
+	if err != nil {
+		t.Fatalf("adapt Caddyfile.example: %v", err)
+	}
+	for _, w := range warnings {
+		t.Errorf("Caddyfile.example: %s", w.Message) // "input is not formatted": run caddy fmt --overwrite
+	}
+	i, j := strings.Index(string(out), `"handler":"corsauthz"`), strings.Index(string(out), `"handler":"reverse_proxy"`)
+	if i < 0 || j < 0 || i > j || !strings.Contains(string(out), `"policy":"api"`) {
+		t.Errorf("Caddyfile.example adapts to\n%s\nwant corsauthz (policy api) before reverse_proxy", out)
 	}
 }
