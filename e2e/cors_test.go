@@ -50,6 +50,10 @@ type stack struct {
 	evil   string // http://evil.localhost:PAGE2, allowed by no policy but star
 	api    string // http://api.corsauthz.localhost:GATEWAY
 	gw     *gateway
+	// direct is an HTTP client that reaches the gateway as the browser
+	// does, by the name api.corsauthz.localhost (which Go's resolver does
+	// not resolve to loopback by itself).
+	direct *http.Client
 	names  map[string]string // origin -> short name, for the exchange log
 
 	// log records the exchanges the scenarios check: the gateway, or
@@ -79,6 +83,35 @@ var routes = []route{
 	{prefix: "/report/", extensions: map[string]string{"cors_policy": "report"}},
 	{prefix: "/conflict/", extensions: map[string]string{"cors_policy": "conflict"}},
 	{prefix: "/mismatch/", extensions: map[string]string{"cors_policy": "not-configured"}},
+	{prefix: "/upstream-star/", extensions: map[string]string{"cors_policy": "nocreds"}},
+	// The shared cache in front, over a policy of listed origins, a "*"
+	// policy, and a broken cache that ignores Vary.
+	{prefix: "/cache-listed/", extensions: map[string]string{"cors_policy": "nocreds"}, cache: true},
+	{prefix: "/cache-star/", extensions: map[string]string{"cors_policy": "star"}, cache: true},
+	{prefix: "/cache-broken/", extensions: map[string]string{"cors_policy": "nocreds"}, cache: true, ignoreVary: true},
+	// No cors_policy: corsauthz selects by host and path, and under
+	// /shared two policies share the match (the app with credentials,
+	// partners without).
+	{prefix: "/shared/"},
+	{prefix: "/named-group/", extensions: map[string]string{"cors_policy": "shared-app,shared-partners"}},
+}
+
+// gatewayRoutes are routes as the shipped Envoy configuration writes
+// them: each removes the upstream's Access-Control-* response headers. A
+// route to an upstream nobody listens on shows the gateway's own 503.
+func gatewayRoutes(t *testing.T) []route {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := &url.URL{Scheme: "http", Host: l.Addr().String()}
+	l.Close()
+	out := append(slices.Clone(routes), route{prefix: "/down/", extensions: map[string]string{"cors_policy": "nocreds"}, upstream: down})
+	for i := range out {
+		out[i].responseHeadersToRemove = corsResponseHeaders
+	}
+	return out
 }
 
 // startStack starts the servers for one test; they stop at its end.
@@ -102,7 +135,7 @@ func startStack(t *testing.T) *stack {
 	// corsauthz, with the test policies for the page's real origin.
 	var yaml bytes.Buffer
 	tmpl := template.Must(template.ParseFiles("testdata/policies.yaml"))
-	if err := tmpl.Execute(&yaml, map[string]string{"App": s.app, "PagePort": port(t, page1)}); err != nil {
+	if err := tmpl.Execute(&yaml, map[string]string{"App": s.app, "PagePort": port(t, page1), "Partner": s.evil}); err != nil {
 		t.Fatal(err)
 	}
 	engine, warnings, err := policy.Load("testdata/policies.yaml", yaml.Bytes())
@@ -145,10 +178,17 @@ func startStack(t *testing.T) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.gw = &gateway{authz: authv3.NewAuthorizationClient(conn), routes: routes, upstream: upURL}
+	s.gw = &gateway{authz: authv3.NewAuthorizationClient(conn), routes: gatewayRoutes(t), upstream: upURL}
 	gw := httptest.NewServer(s.gw)
 	t.Cleanup(gw.Close)
 	s.api = "http://api.corsauthz.localhost:" + port(t, gw)
+	gwAddr := gw.Listener.Addr().String()
+	s.direct = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, gwAddr)
+		},
+	}}
+	t.Cleanup(s.direct.CloseIdleConnections)
 	s.names = map[string]string{s.app: "app", s.tenant: "tenant", s.deep: "deep", s.apex: "apex", s.evil: "evil"}
 	s.log, s.corsauthz, s.policies, s.upstream, s.stopCorsauthz = s.gw, srv, yaml.Bytes(), up.URL, stopCorsauthz
 	return s
@@ -193,10 +233,20 @@ func serveUpstream(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Type", textPlain)
 	h.Set("X-Exposed", exposedValue)
 	h.Set("X-Hidden", hiddenValue)
-	h.Set("Vary", "Accept-Encoding")
+	if strings.Contains(r.URL.Path, "/cacheable/") {
+		// Cacheable by shared caches, and varying on nothing of its own:
+		// any Vary is corsauthz's.
+		h.Set("Cache-Control", "public, max-age=300")
+	} else {
+		h.Set("Vary", "Accept-Encoding")
+	}
 	if strings.HasPrefix(r.URL.Path, "/conflict/") {
 		h.Set("Access-Control-Allow-Origin", upstreamOrigin)
 		h.Set("Access-Control-Expose-Headers", "X-Hidden")
+	}
+	if strings.HasPrefix(r.URL.Path, "/upstream-star/") {
+		// What many frameworks send by default.
+		h.Set("Access-Control-Allow-Origin", "*")
 	}
 	if dir, ok := strings.CutSuffix(r.URL.Path, "/set-cookie"); ok {
 		// SameSite=Lax: sent on same-site requests only, fetches from
@@ -235,10 +285,12 @@ func (s *stack) describe(x exchange) string {
 		}
 	}
 	switch {
+	case x.cached:
+		fmt.Fprintf(&b, ": cache hit %d", x.status)
 	case x.resp == nil && x.err != nil:
 		fmt.Fprintf(&b, ": Check failed (%s), answered %d", status.Code(x.err), x.status)
 	case x.err != nil:
-		fmt.Fprintf(&b, ": upstream failed (%v), answered %d", x.err, x.status)
+		fmt.Fprintf(&b, ": upstream failed, answered %d", x.status)
 	case x.upstream:
 		fmt.Fprintf(&b, ": upstream %d", x.status)
 	default:
@@ -266,8 +318,11 @@ type sentHeader struct {
 // must come of it: what the script sees, which CORS error Chromium
 // reports, what the gateway asked corsauthz and answered.
 type scenario struct {
-	desc  string
-	page  string // the origin the page is served from
+	desc string
+	page string // the origin the page is served from
+	// prime are paths requested before the page runs, with GET and
+	// without Origin, as a page load or a server-side client would.
+	prime []string
 	calls []fetchCall
 	want  []fetchResult
 	// corsErrors are the CORS errors Chromium reports, in order.
@@ -339,16 +394,28 @@ type outcome struct {
 
 // observe runs a scenario in a new tab.
 func (s *stack) observe(browser context.Context, sc scenario) outcome {
-	tb, closeTab, err := openTab(browser, sc.page+"/")
-	defer closeTab()
-	if err != nil {
-		return outcome{err: err}
+	for _, path := range sc.prime {
+		resp, err := s.direct.Get(s.api + path)
+		if err != nil {
+			return outcome{err: err}
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
 	}
-	results, err := tb.fetch(sc.calls)
-	if err != nil {
-		return outcome{err: err}
+	var results []fetchResult
+	var corsErrors []network.CorsError
+	if len(sc.calls) > 0 {
+		tb, closeTab, err := openTab(browser, sc.page+"/")
+		defer closeTab()
+		if err != nil {
+			return outcome{err: err}
+		}
+		if results, err = tb.fetch(sc.calls); err != nil {
+			return outcome{err: err}
+		}
+		corsErrors = tb.waitCORSErrors(len(sc.corsErrors))
 	}
-	var paths []string
+	paths := slices.Clone(sc.prime)
 	for _, c := range sc.calls {
 		u, err := url.Parse(c.URL)
 		if err != nil {
@@ -360,7 +427,7 @@ func (s *stack) observe(browser context.Context, sc scenario) outcome {
 	}
 	return outcome{
 		results:    results,
-		corsErrors: tb.waitCORSErrors(len(sc.corsErrors)),
+		corsErrors: corsErrors,
 		exchanges:  s.log.exchanges(paths...), // recorded before the gateway answered
 	}
 }
@@ -769,6 +836,129 @@ func (s *stack) scenarios() []scenario {
 			want:       []fetchResult{blocked},
 			corsErrors: []network.CorsError{network.CorsErrorPreflightMissingAllowOriginHeader},
 			exchanges:  []string{"OPTIONS /report/put from app asking PUT: upstream 200"},
+		},
+		{
+			desc:       "an upstream's own Access-Control-Allow-Origin: * never reaches the browser for an origin not allowed",
+			page:       s.evil,
+			calls:      []fetchCall{s.get("/upstream-star/evil")},
+			want:       []fetchResult{blocked},
+			corsErrors: []network.CorsError{network.CorsErrorMissingAllowOriginHeader},
+			exchanges:  []string{"GET /upstream-star/evil from evil: upstream 200"},
+			sent: []sentHeader{
+				{0, "Access-Control-Allow-Origin", nil},
+				{0, "Vary", []string{"Accept-Encoding", "Origin"}},
+			},
+		},
+		{
+			desc:      "an upstream's own Access-Control-Allow-Origin: * is removed from a response without Origin, which gets Vary: Origin",
+			page:      s.app,
+			prime:     []string{"/upstream-star/no-origin"},
+			exchanges: []string{"GET /upstream-star/no-origin: upstream 200"},
+			sent: []sentHeader{
+				{0, "Access-Control-Allow-Origin", nil},
+				{0, "Vary", []string{"Accept-Encoding", "Origin"}},
+			},
+		},
+		{
+			desc:  "cache: an answer cached for a request without Origin is not handed to a later fetch, thanks to Vary: Origin",
+			page:  s.app,
+			prime: []string{"/cache-listed/cacheable/data"},
+			calls: []fetchCall{s.get("/cache-listed/cacheable/data")},
+			want:  []fetchResult{ok("GET /cache-listed/cacheable/data", nil)},
+			exchanges: []string{
+				"GET /cache-listed/cacheable/data: upstream 200",
+				"GET /cache-listed/cacheable/data from app: upstream 200",
+			},
+			sent: []sentHeader{
+				{0, "Vary", []string{"Origin"}},
+				{0, "Access-Control-Allow-Origin", nil},
+				{1, "Access-Control-Allow-Origin", []string{s.app}},
+			},
+		},
+		{
+			desc:       "cache: a cache that ignored Vary would hand the answer without Origin to the fetch, which fails",
+			page:       s.app,
+			prime:      []string{"/cache-broken/cacheable/data"},
+			calls:      []fetchCall{s.get("/cache-broken/cacheable/data")},
+			want:       []fetchResult{blocked},
+			corsErrors: []network.CorsError{network.CorsErrorMissingAllowOriginHeader},
+			exchanges: []string{
+				"GET /cache-broken/cacheable/data: upstream 200",
+				"GET /cache-broken/cacheable/data from app: cache hit 200",
+			},
+		},
+		{
+			desc:  "cache: under a * policy the answer without Origin carries Access-Control-Allow-Origin: *, so the cached copy serves any page",
+			page:  s.evil,
+			prime: []string{"/cache-star/cacheable/data"},
+			calls: []fetchCall{s.get("/cache-star/cacheable/data", "X-Exposed")},
+			want:  []fetchResult{ok("GET /cache-star/cacheable/data", map[string]string{"X-Exposed": exposedValue})},
+			exchanges: []string{
+				"GET /cache-star/cacheable/data: upstream 200",
+				"GET /cache-star/cacheable/data from evil: cache hit 200",
+			},
+			sent: []sentHeader{
+				{0, "Access-Control-Allow-Origin", []string{"*"}},
+				{0, "Vary", nil},
+			},
+		},
+		{
+			desc: "a shared match: the app's own page, with cookies, gets the app's policy",
+			page: s.app,
+			calls: []fetchCall{
+				credentialed(s.get("/shared/orders/set-cookie")),
+				credentialed(s.call("PUT", "/shared/orders/echo", nil)),
+			},
+			want: []fetchResult{
+				ok("GET /shared/orders/set-cookie", nil),
+				ok("PUT /shared/orders/echo\ncookie: "+sessionCookie, nil),
+			},
+			exchanges: []string{
+				"GET /shared/orders/set-cookie from app: upstream 200",
+				"OPTIONS /shared/orders/echo from app asking PUT: answered 204",
+				"PUT /shared/orders/echo from app: upstream 200",
+			},
+			sent: []sentHeader{
+				{0, "Access-Control-Allow-Origin", []string{s.app}},
+				{0, "Access-Control-Allow-Credentials", []string{"true"}},
+				{1, "Access-Control-Allow-Credentials", []string{"true"}},
+			},
+		},
+		{
+			desc: "a shared match: a partner's page, on the same path, gets the partners' policy, without credentials",
+			page: s.evil,
+			calls: []fetchCall{
+				s.get("/shared/orders/partner"),
+				credentialed(s.get("/shared/orders/partner-credentialed")),
+				s.call("PUT", "/shared/orders/partner-put", nil),
+			},
+			want:       []fetchResult{ok("GET /shared/orders/partner", nil), blocked, blocked},
+			corsErrors: []network.CorsError{network.CorsErrorInvalidAllowCredentials, network.CorsErrorPreflightMissingAllowOriginHeader},
+			exchanges: []string{
+				"GET /shared/orders/partner from evil: upstream 200",
+				"GET /shared/orders/partner-credentialed from evil: upstream 200",
+				"OPTIONS /shared/orders/partner-put from evil asking PUT: answered 403",
+			},
+			sent: []sentHeader{
+				{0, "Access-Control-Allow-Origin", []string{s.evil}},
+				{0, "Access-Control-Allow-Credentials", nil},
+			},
+		},
+		{
+			desc:      "a group named by the route's cors_policy: the partner's origin picks the partners' policy",
+			page:      s.evil,
+			calls:     []fetchCall{s.get("/named-group/x")},
+			want:      []fetchResult{ok("GET /named-group/x", nil)},
+			exchanges: []string{"GET /named-group/x from evil: upstream 200"},
+			sent:      []sentHeader{{0, "Access-Control-Allow-Origin", []string{s.evil}}},
+		},
+		{
+			desc:      "the gateway's own 503 carries the CORS headers, so the page can read it",
+			page:      s.app,
+			calls:     []fetchCall{s.get("/down/get")},
+			want:      []fetchResult{{Status: 503}},
+			exchanges: []string{"GET /down/get from app: upstream failed, answered 503"},
+			sent:      []sentHeader{{0, "Access-Control-Allow-Origin", []string{s.app}}},
 		},
 		{
 			desc:       "a route naming a policy the service does not have fails closed",

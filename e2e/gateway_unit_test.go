@@ -175,3 +175,46 @@ func TestCheckRequest(t *testing.T) {
 		t.Errorf("context_extensions = %v, want %v", got, ext)
 	}
 }
+
+// TestSharedCache pins the test cache to RFC 9111's use of Vary, which the
+// cache scenarios rely on: a stored answer is reused only for requests
+// with the same values of the headers its Vary names.
+func TestSharedCache(t *testing.T) {
+	t.Parallel()
+	req := func(origin string) *http.Request {
+		r := httptest.NewRequest("GET", "http://api.test/cacheable/x", nil)
+		if origin != "" {
+			r.Header.Set("Origin", origin)
+		}
+		return r
+	}
+	public := func(vary ...string) http.Header {
+		h := http.Header{"Cache-Control": {"public, max-age=300"}}
+		for _, v := range vary {
+			h.Add("Vary", v)
+		}
+		return h
+	}
+	tests := []struct {
+		desc       string
+		stored     http.Header
+		ignoreVary bool
+		lookup     string // the later request's Origin
+		hit        bool
+	}{
+		{desc: "Vary: Origin keeps an answer without Origin from a CORS request", stored: public("Origin"), lookup: "https://app.test"},
+		{desc: "Vary: Origin serves the same absence of Origin", stored: public("Origin"), lookup: "", hit: true},
+		{desc: "Vary listing several names, Origin among them", stored: public("Accept-Encoding, origin"), lookup: "https://app.test"},
+		{desc: "no Vary: any request gets the stored answer", stored: public(), lookup: "https://app.test", hit: true},
+		{desc: "a cache ignoring Vary serves it anyway", stored: public("Origin"), ignoreVary: true, lookup: "https://app.test", hit: true},
+		{desc: "Vary: * is never reused", stored: public("*"), lookup: "", hit: false},
+		{desc: "not public: not stored", stored: http.Header{"Cache-Control": {"max-age=300"}}, lookup: ""},
+	}
+	for _, tc := range tests {
+		var c sharedCache
+		c.store(req(""), http.StatusOK, tc.stored, []byte("body"), tc.ignoreVary)
+		if _, hit := c.lookup(req(tc.lookup), tc.ignoreVary); hit != tc.hit {
+			t.Errorf("%s: hit = %t, want %t", tc.desc, hit, tc.hit)
+		}
+	}
+}

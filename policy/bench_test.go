@@ -105,6 +105,16 @@ func BenchmarkDecide(b *testing.B) {
 	b.Run("actual_allowed_by_host", func(b *testing.B) {
 		benchDecide(b, small, benchByHost, policy.KindActualAllowed)
 	})
+	b.Run("no_origin", func(b *testing.B) {
+		benchDecide(b, small, policy.Request{Method: "GET", Host: "api.example.com", Path: "/v1/orders"}, policy.KindNotCORS)
+	})
+	groups := mustLoad(b, groupConfig)
+	b.Run("group_second_policy", func(b *testing.B) {
+		benchDecide(b, groups, policy.Request{Method: "GET", Host: "api.example.com", Path: "/v1/orders", Origin: "https://partner.example.net"}, policy.KindActualAllowed)
+	})
+	b.Run("group_no_origin", func(b *testing.B) {
+		benchDecide(b, groups, policy.Request{Method: "GET", Host: "api.example.com", Path: "/v1/orders"}, policy.KindNotCORS)
+	})
 	b.Run("large/actual_allowed", func(b *testing.B) {
 		benchDecide(b, large, benchActual, policy.KindActualAllowed)
 	})

@@ -74,8 +74,8 @@ func (c *compiler) compile(cfg *Config) *Engine {
 	e := &Engine{
 		byName: make(map[string]*compiledPolicy, len(cfg.Policies)),
 		routes: routeTable{
-			exactHosts:    make(map[string][]route),
-			wildcardHosts: make(map[string][]route),
+			exactHosts:    make(map[string][]*routeGroup),
+			wildcardHosts: make(map[string][]*routeGroup),
 			empty:         true,
 		},
 	}
@@ -99,6 +99,8 @@ func (c *compiler) compile(cfg *Config) *Engine {
 		e.config.Policies = append(e.config.Policies, np)
 		e.routes.add(cp, np.Match)
 	}
+	e.routes.finish()
+	c.checkGroups(&e.routes)
 	if cfg.DefaultPolicy != "" {
 		e.config.DefaultPolicy = cfg.DefaultPolicy
 		e.defaultPolicy = e.byName[cfg.DefaultPolicy]
@@ -179,7 +181,14 @@ func checkMatchHost(h string) error {
 		return fmt.Errorf("empty host: write a host name such as \"api.example.com\"")
 	}
 	if strings.Contains(h, "://") || strings.ContainsAny(h, "/?#@") {
-		return fmt.Errorf("host %q must be a host name (and optional port), not a URL", h)
+		msg := fmt.Sprintf("host %q must be a host name (and optional port), not a URL", h)
+		if host, path := hostOfURL(h); host != "" && checkMatchHost(host) == nil {
+			msg += fmt.Sprintf(": did you mean %q?", host)
+			if path != "" && path != "/" {
+				msg += fmt.Sprintf(" (and path_prefixes: [%q] for the path)", path)
+			}
+		}
+		return errors.New(msg)
 	}
 	name := h
 	wildcard := false
@@ -211,6 +220,54 @@ func checkMatchHost(h string) error {
 		}
 	}
 	return nil
+}
+
+// checkGroups warns about a policy that shares its match with an earlier
+// "*" policy: "*" admits every origin, so the later one never decides.
+func (c *compiler) checkGroups(t *routeTable) {
+	warned := map[*compiledPolicy]bool{}
+	check := func(groups []*routeGroup) {
+		for _, g := range groups {
+			for i, p := range g.policies {
+				if !p.anyOrigin {
+					continue
+				}
+				for _, later := range g.policies[i+1:] {
+					if !warned[later] {
+						warned[later] = true
+						c.warnf(fmt.Sprintf("policies[%d].match", later.index), "policy %q shares its match with %q, written before it, whose allowed_origins \"*\" admit every origin: %q never decides; put it first, or give it another match", later.name, p.name, later.name)
+					}
+				}
+				break
+			}
+		}
+	}
+	for _, gs := range t.exactHosts {
+		check(gs)
+	}
+	for _, gs := range t.wildcardHosts {
+		check(gs)
+	}
+	check(t.anyHost)
+}
+
+// hostOfURL returns the host (and port) and the path of something written
+// as a URL or as host/path, for a did-you-mean; "" when there is none.
+func hostOfURL(s string) (host, path string) {
+	if _, rest, ok := strings.Cut(s, "://"); ok {
+		s = rest
+	}
+	if i := strings.LastIndexByte(s, '@'); i >= 0 {
+		s = s[i+1:]
+	}
+	host, path = s, ""
+	if i := strings.IndexAny(s, "/?#"); i >= 0 {
+		host, path = s[:i], s[i:]
+		if j := strings.IndexAny(path, "?#"); j >= 0 {
+			path = path[:j]
+		}
+	}
+	return host, path
 }
 
 func (c *compiler) compileOrigins(path string, p Policy, cp *compiledPolicy) []string {
@@ -426,10 +483,25 @@ func (cp *compiledPolicy) buildHeaders(p Policy) {
 	if cp.exposeHeaders != "" {
 		cp.actualAllowed = append(cp.actualAllowed, Header{Name: HeaderExposeHeaders, Value: cp.exposeHeaders})
 	}
+	varyOrigin := Header{Name: HeaderVary, Value: varyActual, Append: true}
+	// A "*" answer is the same for every origin, so it needs no Vary,
+	// except in a group, where another policy may answer another origin.
+	cp.actualAllowedGrouped = append(slices.Clone(cp.actualAllowed), varyOrigin)
 	if !cp.anyOrigin {
-		cp.actualAllowed = append(cp.actualAllowed, Header{Name: HeaderVary, Value: varyActual, Append: true})
+		cp.actualAllowed = cp.actualAllowedGrouped
 	}
-	cp.actualDisallowed = []Header{{Name: HeaderVary, Value: varyActual, Append: true}}
+	cp.actualDisallowed = []Header{varyOrigin}
+
+	// A request without Origin (Fetch, "CORS protocol and HTTP caches"):
+	// a "*" policy answers as it answers any origin, so that a cached
+	// response serves a later CORS request too; any other policy's answer
+	// depends on the Origin, so the response says so for caches.
+	cp.noOrigin = []Header{varyOrigin}
+	cp.noOriginGrouped = cp.noOrigin
+	if cp.anyOrigin {
+		cp.noOrigin = cp.actualAllowed
+		cp.noOriginGrouped = cp.actualAllowedGrouped
+	}
 
 	pre := slices.Clone(common)
 	if p.MaxAgeInSeconds > 0 {

@@ -10,20 +10,39 @@ type Request struct {
 	// Path is the request path; a query string is ignored.
 	Path string
 	// Policy, when not empty, names the policy to apply and skips Match
-	// (Envoy sets it per route as the cors_policy context extension).
+	// (Envoy sets it per route as the cors_policy context extension). A
+	// comma-separated list ("app,partners") names a group: the Origin picks
+	// the first whose allowed_origins admit it, else the first, as among
+	// policies that share a match.
 	Policy string
 
-	Origin                string // Origin
+	Origin string // Origin
+	// OriginPresent says the request carries an Origin header even when
+	// Origin is empty: an empty Origin is a CORS request whose origin
+	// matches no listed origin or pattern, not the absence of one. A
+	// non-empty Origin is present whatever this says.
+	OriginPresent bool
+
 	RequestMethod         string // Access-Control-Request-Method
 	RequestHeaders        string // Access-Control-Request-Headers
 	RequestPrivateNetwork string // Access-Control-Request-Private-Network
 }
 
+// isCORS reports whether r carries an Origin header, even an empty one.
+func (r *Request) isCORS() bool { return r.Origin != "" || r.OriginPresent }
+
+// isPreflight reports whether r is a CORS preflight: OPTIONS with an
+// Access-Control-Request-Method. An OPTIONS without it is an actual request.
+func (r *Request) isPreflight() bool { return r.Method == "OPTIONS" && r.RequestMethod != "" }
+
 // Kind is what sort of answer a Decision is.
 type Kind uint8
 
 const (
-	// KindNotCORS: no Origin, or no policy applies; the request goes on untouched.
+	// KindNotCORS: no Origin, or no policy applies; the request goes on.
+	// Without Origin, a policy's decision still adds what caches need:
+	// Access-Control-Allow-Origin "*" for a "*" policy without
+	// credentials, Vary: Origin for any other.
 	KindNotCORS Kind = iota
 	// KindPreflightAllowed: answer the preflight directly with 204 and the headers.
 	KindPreflightAllowed
@@ -73,6 +92,10 @@ type Decision struct {
 	Status int
 	// Policy is the name of the policy that applied, or empty.
 	Policy string
+	// Group, when the policy was picked from several (policies sharing a
+	// match, or a cors_policy listing several), names them all in order,
+	// comma-separated; the Origin picked Policy among them. Empty otherwise.
+	Group string
 	// ReportOnly means the policy only reports: the gateway must pass the
 	// request on untouched whatever Kind and Status say.
 	ReportOnly bool
@@ -108,6 +131,22 @@ func (d *Decision) AppendHeaders(dst []Header) []Header {
 		dst = append(dst, Header{Name: HeaderAllowHeaders, Value: d.allowHeaders})
 	}
 	return append(dst, d.fixed...)
+}
+
+// FixedAnswer reports whether the decision's answer (Direct, Status and
+// headers) is the same for every request that gets this Kind from this
+// Policy, picked alone or from a group (Group empty or not): a request
+// without Origin, an origin not allowed, a rejected preflight, and an
+// allowed actual request to a "*" policy. A front end may then encode the
+// answer once per policy and reuse it, instead of building it per request.
+func (d *Decision) FixedAnswer() bool {
+	switch d.Kind {
+	case KindNotCORS, KindActualDisallowed, KindPreflightRejected:
+		return true
+	case KindActualAllowed:
+		return d.allowOrigin == "*"
+	}
+	return false
 }
 
 // MaxHeaders is the most headers a Decision can carry; a dst of this

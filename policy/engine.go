@@ -43,7 +43,14 @@ type compiledPolicy struct {
 	allowPrivNet  bool
 	exposeHeaders string
 
-	actualAllowed     []Header
+	actualAllowed []Header
+	// actualAllowedGrouped is actualAllowed with Vary: Origin, for a "*"
+	// policy picked from a group (for other policies they are the same).
+	actualAllowedGrouped []Header
+	// noOrigin is added to the response of a request without Origin;
+	// noOriginGrouped when the policy was picked from a group.
+	noOrigin          []Header
+	noOriginGrouped   []Header
 	actualDisallowed  []Header
 	preflightAllowed  []Header
 	preflightPrivNet  []Header
@@ -110,27 +117,48 @@ const (
 // names a policy the configuration does not have ([ErrUnknownPolicy]); every
 // other outcome, rejections included, is a Decision.
 func (e *Engine) Decide(r *Request) (Decision, error) {
-	p, err := e.selectPolicy(r)
+	sel, err := e.selectPolicy(r)
 	if err != nil {
 		return Decision{}, err
 	}
-	if r.Origin == "" {
-		d := Decision{Kind: KindNotCORS, Reason: ReasonNoOrigin}
-		if p != nil {
-			d.Policy = p.name
+	p := sel.policy
+	if !r.isCORS() {
+		if p == nil {
+			return Decision{Kind: KindNotCORS, Reason: ReasonNoOrigin}, nil
 		}
+		d := p.noOriginDecision(sel.names != "")
+		d.Group = sel.names
 		return d, nil
 	}
 	if p == nil {
 		return Decision{Kind: KindNotCORS, Reason: ReasonNoPolicy}, nil
 	}
-	if r.Method == "OPTIONS" && r.RequestMethod != "" {
-		return p.preflight(r), nil
+	var d Decision
+	if r.isPreflight() {
+		d = p.preflight(r)
+	} else {
+		d = p.actual(r, sel.names != "")
 	}
-	return p.actual(r), nil
+	d.Group = sel.names
+	return d, nil
 }
 
-func (p *compiledPolicy) actual(r *Request) Decision {
+// noOriginDecision is the decision for a request without Origin under p:
+// it goes on, and its response gets what a cache needs to know (see
+// buildHeaders). A report-only policy's decision has the headers too, as
+// what would have been sent.
+func (p *compiledPolicy) noOriginDecision(grouped bool) Decision {
+	d := Decision{Kind: KindNotCORS, Reason: ReasonNoOrigin, Policy: p.name, ReportOnly: p.reportOnly, fixed: p.noOrigin}
+	if grouped {
+		d.fixed = p.noOriginGrouped
+	}
+	if p.anyOrigin {
+		d.allowOrigin = "*"
+	}
+	return d
+}
+
+func (p *compiledPolicy) actual(r *Request, grouped bool) Decision {
 	d := Decision{Policy: p.name, ReportOnly: p.reportOnly}
 	allowed, reason := p.matchOrigin(r.Origin)
 	d.Reason = reason
@@ -145,6 +173,9 @@ func (p *compiledPolicy) actual(r *Request) Decision {
 	d.Kind = KindActualAllowed
 	d.allowOrigin = p.allowOriginValue(r.Origin)
 	d.fixed = p.actualAllowed
+	if grouped {
+		d.fixed = p.actualAllowedGrouped
+	}
 	return d
 }
 

@@ -81,6 +81,12 @@ func actual(pol, method, origin string) policy.Request {
 	return policy.Request{Method: method, Host: "api.example.com", Path: "/v1/orders", Policy: pol, Origin: origin}
 }
 
+// emptyOrigin marks r as carrying an Origin header with an empty value.
+func emptyOrigin(r policy.Request) policy.Request {
+	r.OriginPresent = true
+	return r
+}
+
 func hdr(name, value string) policy.Header { return policy.Header{Name: name, Value: value} }
 
 var (
@@ -123,18 +129,115 @@ var decideCases = []struct {
 	reportOnly bool
 	headers    []policy.Header
 }{
-	// no Origin
+	// no Origin (Fetch, "CORS protocol and HTTP caches")
 	{
-		desc:   "no Origin: not CORS, no headers",
-		req:    actual("creds", "GET", ""),
-		kind:   policy.KindNotCORS,
-		reason: policy.ReasonNoOrigin,
+		desc:    "no Origin, a policy with credentials: not CORS, Vary: Origin for caches",
+		req:     actual("creds", "GET", ""),
+		kind:    policy.KindNotCORS,
+		reason:  policy.ReasonNoOrigin,
+		headers: []policy.Header{varyOrigin},
 	},
 	{
-		desc:   "OPTIONS with Access-Control-Request-Method but no Origin is not a preflight",
-		req:    preflight("creds", "", "PUT", "content-type"),
+		desc:    "no Origin, a policy of listed origins without credentials: Vary: Origin",
+		req:     actual("exact", "GET", ""),
+		kind:    policy.KindNotCORS,
+		reason:  policy.ReasonNoOrigin,
+		headers: []policy.Header{varyOrigin},
+	},
+	{
+		desc:    "no Origin, a wildcard-pattern policy: Vary: Origin",
+		req:     actual("wild", "POST", ""),
+		kind:    policy.KindNotCORS,
+		reason:  policy.ReasonNoOrigin,
+		headers: []policy.Header{varyOrigin},
+	},
+	{
+		desc:    "no Origin, a reject_disallowed_origins policy: passes on with Vary: Origin, never 403",
+		req:     actual("strict", "GET", ""),
+		kind:    policy.KindNotCORS,
+		reason:  policy.ReasonNoOrigin,
+		headers: []policy.Header{varyOrigin},
+	},
+	{
+		desc:   "no Origin, a * policy without credentials: Access-Control-Allow-Origin: * and Expose-Headers, no Vary",
+		req:    actual("public", "GET", ""),
 		kind:   policy.KindNotCORS,
 		reason: policy.ReasonNoOrigin,
+		headers: []policy.Header{
+			hdr("Access-Control-Allow-Origin", "*"),
+			hdr("Access-Control-Expose-Headers", "X-Total"),
+		},
+	},
+	{
+		desc:       "no Origin, a report_only policy: reported, nothing added",
+		req:        actual("report", "GET", ""),
+		kind:       policy.KindNotCORS,
+		reason:     policy.ReasonNoOrigin,
+		reportOnly: true,
+		headers:    []policy.Header{varyOrigin},
+	},
+	{
+		desc:    "OPTIONS with Access-Control-Request-Method but no Origin is not a preflight: Vary: Origin",
+		req:     preflight("creds", "", "PUT", "content-type"),
+		kind:    policy.KindNotCORS,
+		reason:  policy.ReasonNoOrigin,
+		headers: []policy.Header{varyOrigin},
+	},
+	{
+		desc: "OPTIONS with Access-Control-Request-Method but no Origin, a * policy: Access-Control-Allow-Origin: *",
+		req:  preflight("public", "", "PUT", ""),
+		kind: policy.KindNotCORS, reason: policy.ReasonNoOrigin,
+		headers: []policy.Header{
+			hdr("Access-Control-Allow-Origin", "*"),
+			hdr("Access-Control-Expose-Headers", "X-Total"),
+		},
+	},
+
+	// Origin present but empty: a CORS request matching nothing listed
+	{
+		desc:    "empty Origin, listed origins: an actual request from an origin not allowed",
+		req:     emptyOrigin(actual("exact", "GET", "")),
+		kind:    policy.KindActualDisallowed,
+		reason:  policy.ReasonOriginNotAllowed,
+		headers: []policy.Header{varyOrigin},
+	},
+	{
+		desc:    "empty Origin with reject_disallowed_origins: 403",
+		req:     emptyOrigin(actual("strict", "GET", "")),
+		kind:    policy.KindActualDisallowed,
+		status:  403,
+		reason:  policy.ReasonOriginNotAllowed,
+		headers: []policy.Header{varyOrigin},
+	},
+	{
+		desc:   "empty Origin, a * policy: Access-Control-Allow-Origin: *, as for any other value",
+		req:    emptyOrigin(actual("public", "GET", "")),
+		kind:   policy.KindActualAllowed,
+		reason: policy.ReasonAnyOrigin,
+		headers: []policy.Header{
+			hdr("Access-Control-Allow-Origin", "*"),
+			hdr("Access-Control-Expose-Headers", "X-Total"),
+		},
+	},
+	{
+		desc:    "empty Origin, a preflight: rejected",
+		req:     emptyOrigin(preflight("creds", "", "PUT", "")),
+		kind:    policy.KindPreflightRejected,
+		status:  403,
+		reason:  policy.ReasonOriginNotAllowed,
+		headers: []policy.Header{varyPreflight},
+	},
+	{
+		desc:   "empty Origin, a preflight to a * policy: allowed with *",
+		req:    emptyOrigin(preflight("public", "", "PUT", "")),
+		kind:   policy.KindPreflightAllowed,
+		status: 204,
+		reason: policy.ReasonAnyOrigin,
+		headers: []policy.Header{
+			hdr("Access-Control-Allow-Origin", "*"),
+			hdr("Access-Control-Allow-Methods", "PUT"),
+			varyPreflight,
+		},
 	},
 
 	// preflight allowed
@@ -842,6 +945,175 @@ func TestPolicySelection(t *testing.T) {
 	}
 }
 
+// groupConfig has policies that share a match: the app with credentials
+// and partners without on /v1, and a group whose first policy is "*".
+const groupConfig = `
+policies:
+  - name: app
+    match:
+      hosts: [api.example.com]
+      path_prefixes: [/v1]
+    allowed_origins: [https://app.example.com]
+    allowed_methods: [PUT]
+    allow_credentials: true
+  - name: partners
+    match:
+      hosts: [api.example.com]
+      path_prefixes: [/v1]
+    allowed_origins: [https://partner.example.net, https://*.partners.example.org]
+    allowed_methods: [PUT]
+  - name: public
+    match:
+      path_prefixes: [/public]
+    allowed_origins: ["*"]
+    exposed_headers: [X-Total]
+  - name: public-app
+    match:
+      path_prefixes: [/public]
+    allowed_origins: [https://app.example.com]
+    allow_credentials: true
+  - name: assets
+    match:
+      path_prefixes: [/assets/]
+    allowed_origins: [https://app.example.com]
+  - name: fallback
+    allowed_origins: [https://other.example]
+default_policy: fallback
+`
+
+// TestPolicyGroups: the Origin picks among policies that share a match,
+// the first in file order that admits it, else the first; path prefixes
+// match at segment boundaries.
+func TestPolicyGroups(t *testing.T) {
+	t.Parallel()
+	e := mustLoad(t, groupConfig)
+	cases := []struct {
+		desc      string
+		req       policy.Request
+		want      string
+		group     string
+		kind      policy.Kind
+		headers   []policy.Header
+		wantError bool
+	}{
+		{
+			desc: "the app's origin picks the app's policy, with credentials",
+			req:  policy.Request{Method: "GET", Host: "api.example.com", Path: "/v1/orders", Origin: "https://app.example.com"},
+			want: "app", group: "app, partners", kind: policy.KindActualAllowed,
+			headers: []policy.Header{hdr("Access-Control-Allow-Origin", "https://app.example.com"), hdr("Access-Control-Allow-Credentials", "true"), varyOrigin},
+		},
+		{
+			desc: "a partner's origin picks the partners' policy, without credentials",
+			req:  policy.Request{Method: "GET", Host: "api.example.com", Path: "/v1/orders", Origin: "https://partner.example.net"},
+			want: "partners", group: "app, partners", kind: policy.KindActualAllowed,
+			headers: []policy.Header{hdr("Access-Control-Allow-Origin", "https://partner.example.net"), varyOrigin},
+		},
+		{
+			desc: "a partner's preflight, by pattern",
+			req:  policy.Request{Method: "OPTIONS", Host: "api.example.com", Path: "/v1", Origin: "https://a.partners.example.org", RequestMethod: "PUT"},
+			want: "partners", group: "app, partners", kind: policy.KindPreflightAllowed,
+			headers: []policy.Header{hdr("Access-Control-Allow-Origin", "https://a.partners.example.org"), hdr("Access-Control-Allow-Methods", "PUT"), varyPreflight},
+		},
+		{
+			desc: "an origin no policy of the group admits: the first decides",
+			req:  policy.Request{Method: "GET", Host: "api.example.com", Path: "/v1/orders", Origin: "https://evil.example"},
+			want: "app", group: "app, partners", kind: policy.KindActualDisallowed,
+			headers: []policy.Header{varyOrigin},
+		},
+		{
+			desc: "no Origin: the first decides, Vary: Origin",
+			req:  policy.Request{Method: "GET", Host: "api.example.com", Path: "/v1/orders"},
+			want: "app", group: "app, partners", kind: policy.KindNotCORS,
+			headers: []policy.Header{varyOrigin},
+		},
+		{
+			desc: "a group whose first is *: another origin gets * with Vary: Origin, as the answer depends on the Origin",
+			req:  policy.Request{Method: "GET", Host: "www.example.com", Path: "/public/x", Origin: "https://anyone.example"},
+			want: "public", group: "public, public-app", kind: policy.KindActualAllowed,
+			headers: []policy.Header{hdr("Access-Control-Allow-Origin", "*"), hdr("Access-Control-Expose-Headers", "X-Total"), varyOrigin},
+		},
+		{
+			desc: "a group whose first is *: * admits every origin, so it decides for the app's origin too",
+			req:  policy.Request{Method: "GET", Host: "www.example.com", Path: "/public", Origin: "https://app.example.com"},
+			want: "public", group: "public, public-app", kind: policy.KindActualAllowed,
+			headers: []policy.Header{hdr("Access-Control-Allow-Origin", "*"), hdr("Access-Control-Expose-Headers", "X-Total"), varyOrigin},
+		},
+		{
+			desc: "a group whose first is *, no Origin: * and Vary: Origin",
+			req:  policy.Request{Method: "GET", Host: "www.example.com", Path: "/public?q=1"},
+			want: "public", group: "public, public-app", kind: policy.KindNotCORS,
+			headers: []policy.Header{hdr("Access-Control-Allow-Origin", "*"), hdr("Access-Control-Expose-Headers", "X-Total"), varyOrigin},
+		},
+		{
+			desc: "segment boundary: /public does not select /publicity",
+			req:  policy.Request{Method: "GET", Host: "www.example.com", Path: "/publicity/secret", Origin: "https://other.example"},
+			want: "fallback", kind: policy.KindActualAllowed,
+			headers: []policy.Header{hdr("Access-Control-Allow-Origin", "https://other.example"), varyOrigin},
+		},
+		{
+			desc: "segment boundary: /v1 does not select /v10",
+			req:  policy.Request{Method: "GET", Host: "api.example.com", Path: "/v10/orders", Origin: "https://app.example.com"},
+			want: "fallback", kind: policy.KindActualDisallowed,
+			headers: []policy.Header{varyOrigin},
+		},
+		{
+			desc: "a prefix ending in / selects what starts with it",
+			req:  policy.Request{Method: "GET", Host: "www.example.com", Path: "/assets/app.js", Origin: "https://app.example.com"},
+			want: "assets", kind: policy.KindActualAllowed,
+			headers: []policy.Header{hdr("Access-Control-Allow-Origin", "https://app.example.com"), varyOrigin},
+		},
+		{
+			desc: "a prefix ending in / does not select the path without it",
+			req:  policy.Request{Method: "GET", Host: "www.example.com", Path: "/assets", Origin: "https://app.example.com"},
+			want: "fallback", kind: policy.KindActualDisallowed,
+			headers: []policy.Header{varyOrigin},
+		},
+		{
+			desc: "cors_policy naming a group: the Origin picks",
+			req:  policy.Request{Method: "GET", Policy: "app,partners", Origin: "https://partner.example.net"},
+			want: "partners", group: "app,partners", kind: policy.KindActualAllowed,
+			headers: []policy.Header{hdr("Access-Control-Allow-Origin", "https://partner.example.net"), varyOrigin},
+		},
+		{
+			desc: "cors_policy naming a group, spaces around names: the first when none admits",
+			req:  policy.Request{Method: "GET", Policy: " app , partners ", Origin: "https://evil.example"},
+			want: "app", group: " app , partners ", kind: policy.KindActualDisallowed,
+			headers: []policy.Header{varyOrigin},
+		},
+		{
+			desc:      "cors_policy naming a group with an unknown name: refused, even when an earlier one admits the Origin",
+			req:       policy.Request{Method: "GET", Policy: "app,partner", Origin: "https://app.example.com"},
+			wantError: true,
+		},
+		{
+			desc:      "cors_policy with an empty name in the list: refused",
+			req:       policy.Request{Method: "GET", Policy: "app,", Origin: "https://app.example.com"},
+			wantError: true,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.desc, func(t *testing.T) {
+			t.Parallel()
+			d, err := e.Decide(&tc.req)
+			if tc.wantError {
+				if !errors.Is(err, policy.ErrUnknownPolicy) {
+					t.Fatalf("Decide: err = %v, want ErrUnknownPolicy", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Policy != tc.want || d.Kind != tc.kind || d.Group != tc.group {
+				t.Errorf("Decide = policy %q, group %q, %v; want %q, group %q, %v", d.Policy, d.Group, d.Kind, tc.want, tc.group, tc.kind)
+			}
+			if got, want := headersOf(&d), sortedHeaders(tc.headers...); !slices.Equal(got, want) {
+				t.Errorf("headers:\n got %v\nwant %v", got, want)
+			}
+		})
+	}
+}
+
 func TestNoPolicyApplies(t *testing.T) {
 	t.Parallel()
 	e := mustLoad(t, `
@@ -921,6 +1193,9 @@ func TestDecideDoesNotAllocate(t *testing.T) {
 		"preflight anyheader":  preflight("anyheader", "https://app.example.com", "GET", "X-A,X-B"),
 		"actual report only":   actual("report", "GET", "https://app.example.com"),
 		"actual reject origin": actual("strict", "GET", "https://evil.example.net"),
+		"no origin * policy":   actual("public", "GET", ""),
+		"empty origin":         emptyOrigin(actual("exact", "GET", "")),
+		"named group":          actual("exact, public", "GET", "https://other.example"),
 	}
 	dst := make([]policy.Header, 0, policy.MaxHeaders)
 	for name, req := range reqs {

@@ -33,6 +33,9 @@ func (x *Explanation) Verdict() string {
 	switch d.Kind {
 	case KindNotCORS:
 		s = "NOT CORS: pass on untouched"
+		if len(d.fixed) > 0 || d.allowOrigin != "" {
+			s = "NOT CORS (no Origin): pass on; add the headers caches need to the response"
+		}
 	case KindPreflightAllowed:
 		s = "PREFLIGHT ALLOWED: answer 204 with the CORS headers"
 	case KindPreflightRejected:
@@ -46,7 +49,9 @@ func (x *Explanation) Verdict() string {
 			s = "ACTUAL REQUEST NOT ALLOWED: pass on; the browser will hide the response (only Vary added)"
 		}
 	}
-	if d.Policy != "" {
+	if d.Policy != "" && d.Group != "" {
+		s += fmt.Sprintf(" (policy %q of %s)", d.Policy, d.Group)
+	} else if d.Policy != "" {
 		s += fmt.Sprintf(" (policy %q)", d.Policy)
 	}
 	if d.ReportOnly {
@@ -63,18 +68,22 @@ func (e *Engine) Explain(r *Request) (Explanation, error) {
 	}
 	x := Explanation{Decision: d, Headers: d.AppendHeaders(nil)}
 	p := e.byName[d.Policy]
-	x.Reasons = append(x.Reasons, e.explainSelection(r, p))
-	if r.Origin == "" {
+	x.Reasons = append(x.Reasons, e.explainSelection(r, p)...)
+	if !r.isCORS() {
 		x.Reasons = append(x.Reasons, "the request has no Origin header, so it is not a CORS request")
+		x.explainNoOrigin(p, d.Group != "")
 		return x, nil
 	}
 	if p == nil {
 		return x, nil
 	}
-	preflight := r.Method == "OPTIONS" && r.RequestMethod != ""
-	if preflight {
+	preflight := r.isPreflight()
+	switch {
+	case preflight:
 		x.Reasons = append(x.Reasons, fmt.Sprintf("OPTIONS with Origin and Access-Control-Request-Method: a preflight asking for %s", r.RequestMethod))
-	} else {
+	case r.Method == "OPTIONS":
+		x.Reasons = append(x.Reasons, "OPTIONS with Origin but without Access-Control-Request-Method: not a preflight, an actual cross-origin request")
+	default:
 		x.Reasons = append(x.Reasons, fmt.Sprintf("%s with Origin: an actual cross-origin request", orDash(r.Method)))
 	}
 	x.explainOrigin(p, r.Origin)
@@ -96,44 +105,82 @@ func (e *Engine) Explain(r *Request) (Explanation, error) {
 			x.Reasons = append(x.Reasons, "allow_credentials is on: cookies and Authorization may be sent, and the page may read the response")
 		}
 	}
+	if d.Kind == KindActualAllowed && p.anyOrigin && d.Group != "" {
+		x.Reasons = append(x.Reasons, "Vary: Origin is added although the answer is \"*\": in a group, another origin may get another policy's answer")
+	}
 	if d.ReportOnly {
 		x.Reasons = append(x.Reasons, "the policy is report_only: the decision is logged and counted, and the gateway changes nothing")
 	}
 	return x, nil
 }
 
-func (e *Engine) explainSelection(r *Request, p *compiledPolicy) string {
+// explainNoOrigin says what a request without Origin gets under p, and why
+// (Fetch, "CORS protocol and HTTP caches").
+func (x *Explanation) explainNoOrigin(p *compiledPolicy, grouped bool) {
 	switch {
-	case r.Policy != "":
-		return fmt.Sprintf("policy %q was named by the gateway (cors_policy context extension)", r.Policy)
 	case p == nil:
-		return fmt.Sprintf("no policy matches host %q and path %q, and there is no default_policy", r.Host, r.Path)
-	case p == e.defaultPolicy && !e.matchedByRoute(r, p):
-		return fmt.Sprintf("no policy matches host %q and path %q; default_policy %q applies", r.Host, r.Path, p.name)
+		return
+	case p.reportOnly:
+		x.Reasons = append(x.Reasons, "the policy is report_only: the gateway changes nothing (it would add what is listed for a cache)")
+	case p.anyOrigin && !grouped:
+		x.Reasons = append(x.Reasons, "the policy allows any origin (\"*\") without credentials, so the response gets Access-Control-Allow-Origin: * as a CORS request's would, and no Vary: a cache may hand it to any page (Fetch, \"CORS protocol and HTTP caches\")")
+	default:
+		x.Reasons = append(x.Reasons, "the response gets Vary: Origin, so that no cache hands this answer, which has no Access-Control-Allow-Origin, to a later CORS request (Fetch, \"CORS protocol and HTTP caches\")")
 	}
-	m := e.config.Policies[p.index].Match
+}
+
+// explainSelection says how the policy was chosen: by name, by match, by
+// default, and for a group which policies shared the match and why the
+// Origin picked the one that decided.
+func (e *Engine) explainSelection(r *Request, p *compiledPolicy) []string {
+	switch {
+	case r.Policy != "" && strings.Contains(r.Policy, policyListSep):
+		return []string{fmt.Sprintf("the gateway named the group %q (cors_policy context extension); %s", r.Policy, explainPick(r, p))}
+	case r.Policy != "":
+		return []string{fmt.Sprintf("policy %q was named by the gateway (cors_policy context extension)", r.Policy)}
+	case p == nil:
+		return []string{fmt.Sprintf("no policy matches host %q and path %q, and there is no default_policy", r.Host, r.Path)}
+	}
+	var g *routeGroup
+	if !e.routes.empty {
+		g = e.routes.lookup(r.Host, r.Path)
+	}
+	if g == nil {
+		return []string{fmt.Sprintf("no policy matches host %q and path %q; default_policy %q applies", r.Host, r.Path, p.name)}
+	}
 	var why []string
-	if len(m.Hosts) > 0 {
-		why = append(why, fmt.Sprintf("host %q matches %s", r.Host, quoteAll(m.Hosts)))
+	if g.hostRules != "" {
+		why = append(why, fmt.Sprintf("host %q matches %q", r.Host, g.hostRules))
 	}
-	if prefix := longestPrefix(m.PathPrefixes, r.Path); prefix != "" {
-		why = append(why, fmt.Sprintf("path %q starts with %q", r.Path, prefix))
+	if !g.anyPath {
+		why = append(why, fmt.Sprintf("path %q is under %q", r.Path, g.prefix))
 	}
-	return fmt.Sprintf("policy %q was selected: %s", p.name, strings.Join(why, " and "))
+	if len(g.policies) == 1 {
+		return []string{fmt.Sprintf("policy %q was selected: %s", p.name, strings.Join(why, " and "))}
+	}
+	return []string{
+		fmt.Sprintf("policies %s share this match (%s), so the Origin picks among them", quotedNames(g.policies), strings.Join(why, " and ")),
+		explainPick(r, p),
+	}
 }
 
-func (e *Engine) matchedByRoute(r *Request, p *compiledPolicy) bool {
-	return !e.routes.empty && e.routes.lookup(r.Host, r.Path) == p
+// explainPick says why p decided among the policies of a group.
+func explainPick(r *Request, p *compiledPolicy) string {
+	if !r.isCORS() {
+		return fmt.Sprintf("without Origin the first, %q, decides", p.name)
+	}
+	if ok, _ := p.matchOrigin(r.Origin); ok {
+		return fmt.Sprintf("policy %q decides: it is the first of them whose allowed_origins admit origin %q", p.name, r.Origin)
+	}
+	return fmt.Sprintf("none of them admits origin %q, so the first, %q, decides", r.Origin, p.name)
 }
 
-func longestPrefix(prefixes []string, path string) string {
-	best := ""
-	for _, prefix := range prefixes {
-		if len(prefix) > len(best) && strings.HasPrefix(path, prefix) {
-			best = prefix
-		}
+func quotedNames(ps []*compiledPolicy) string {
+	q := make([]string, len(ps))
+	for i, p := range ps {
+		q[i] = strconv.Quote(p.name)
 	}
-	return best
+	return strings.Join(q, ", ")
 }
 
 func (x *Explanation) explainOrigin(p *compiledPolicy, o string) {
@@ -143,6 +190,9 @@ func (x *Explanation) explainOrigin(p *compiledPolicy, o string) {
 		return
 	case len(o) > origin.MaxLen:
 		x.Reasons = append(x.Reasons, fmt.Sprintf("origin is %d bytes long, more than the %d a real origin can be: it matches nothing", len(o), origin.MaxLen))
+		return
+	case o == "":
+		x.Reasons = append(x.Reasons, "the Origin header is present but empty: a CORS request whose origin matches no listed origin or pattern")
 		return
 	}
 	if _, ok := p.exactOrigins[o]; ok {
@@ -236,10 +286,13 @@ func (x *Explanation) explainPrivateNetwork(p *compiledPolicy, v string) {
 	if v != "true" {
 		return
 	}
+	// Chrome 142 replaced Private Network Access preflights with the Local
+	// Network Access permission prompt; only older browsers still ask.
+	const legacy = " (Private Network Access is legacy: Chrome 142 and later ask the user instead, with the Local Network Access permission prompt, and send no such preflight)"
 	if p.allowPrivNet {
-		x.Reasons = append(x.Reasons, "private network access was requested and allow_private_network is on")
+		x.Reasons = append(x.Reasons, "private network access was requested and allow_private_network is on"+legacy)
 	} else {
-		x.Reasons = append(x.Reasons, "private network access was requested but allow_private_network is off: the preflight is answered without Access-Control-Allow-Private-Network, so the browser blocks the private-network request")
+		x.Reasons = append(x.Reasons, "private network access was requested but allow_private_network is off: the preflight is answered without Access-Control-Allow-Private-Network, so the browser blocks the private-network request"+legacy)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -82,6 +83,11 @@ const fuzzRoutes = `
     allowed_origins: [https://app.example.com, https://*.example.com, "null"]
     allowed_methods: [PUT]
     allowed_headers: [X-A]
+  - name: routed-partners
+    match:
+      hosts: [api.example.com, "*.api.example.com"]
+      path_prefixes: [/v1/]
+    allowed_origins: ["*"]
 default_policy: exact
 `
 
@@ -99,7 +105,7 @@ func FuzzDecide(f *testing.F) {
 		return uint8(len(names)) // no policy named
 	}
 	add := func(r policy.Request) {
-		f.Add(r.Method, r.Host, r.Path, index(r.Policy), r.Origin, r.RequestMethod, r.RequestHeaders, r.RequestPrivateNetwork)
+		f.Add(r.Method, r.Host, r.Path, index(r.Policy), r.Origin, r.OriginPresent, r.RequestMethod, r.RequestHeaders, r.RequestPrivateNetwork)
 	}
 	for _, tc := range decideCases {
 		add(tc.req)
@@ -116,9 +122,9 @@ func FuzzDecide(f *testing.F) {
 	add(policy.Request{Method: "OPTIONS", Host: "t.api.example.com", Path: "/v1/x", Origin: "https://a.example.com", RequestMethod: "PUT", RequestHeaders: "x-a"})
 	add(policy.Request{Method: "GET", Host: "www.example.com", Origin: "https://app.example.com", Policy: "nope"})
 
-	f.Fuzz(func(t *testing.T, method, host, path string, pol uint8, origin, reqMethod, reqHeaders, reqPrivNet string) {
+	f.Fuzz(func(t *testing.T, method, host, path string, pol uint8, origin string, originPresent bool, reqMethod, reqHeaders, reqPrivNet string) {
 		req := policy.Request{
-			Method: method, Host: host, Path: path, Origin: origin,
+			Method: method, Host: host, Path: path, Origin: origin, OriginPresent: originPresent,
 			RequestMethod: reqMethod, RequestHeaders: reqHeaders, RequestPrivateNetwork: reqPrivNet,
 		}
 		switch i := int(pol) % (len(names) + 2); {
@@ -161,11 +167,17 @@ func FuzzDecide(f *testing.F) {
 
 		switch d.Kind {
 		case policy.KindNotCORS:
-			if d.Status != 0 || len(hs) != 0 {
+			cors := origin != "" || originPresent
+			if d.Status != 0 || (len(hs) != 0 && (cors || d.Policy == "")) {
 				t.Errorf("not CORS, but Status %d and headers %v", d.Status, hs)
 			}
-			if origin != "" && d.Reason != policy.ReasonNoPolicy {
+			if cors && d.Reason != policy.ReasonNoPolicy {
 				t.Errorf("not CORS with Origin %q: Reason %v", origin, d.Reason)
+			}
+			// Without Origin: Access-Control-Allow-Origin "*" or Vary: Origin,
+			// so that no cache hands the answer to a CORS request.
+			if !cors && d.Policy != "" && acao != "*" && !slices.Contains(hs, varyOrigin) {
+				t.Errorf("no Origin under policy %q: headers %v, want Vary: Origin or Access-Control-Allow-Origin: *", d.Policy, hs)
 			}
 		case policy.KindPreflightAllowed:
 			if d.Status != 204 || acao == "" {
@@ -197,14 +209,19 @@ func FuzzDecide(f *testing.F) {
 
 		if d.Kind == policy.KindActualAllowed || d.Kind == policy.KindPreflightAllowed {
 			want := origin
-			if d.Policy == "public" {
+			if d.Policy == "public" || d.Policy == "routed-partners" {
 				want = "*"
+			}
+			// In a group another origin may get another policy's
+			// answer, so every answer varies on Origin.
+			if d.Group != "" && d.Kind == policy.KindActualAllowed && !slices.Contains(hs, varyOrigin) {
+				t.Errorf("policy %q of group %q: headers %v, want Vary: Origin", d.Policy, d.Group, hs)
 			}
 			if acao != want {
 				t.Errorf("policy %q allowed Origin %q with Access-Control-Allow-Origin %q", d.Policy, origin, acao)
 			}
 		}
-		if origin == "" && d.Kind != policy.KindNotCORS {
+		if origin == "" && !originPresent && d.Kind != policy.KindNotCORS {
 			t.Errorf("no Origin, but %v", d.Kind)
 		}
 	})

@@ -114,19 +114,71 @@ func parentPath(path string) string {
 	return path[:i]
 }
 
-var yamlLineRE = regexp.MustCompile(`line (\d+)`)
+var yamlLineRE = regexp.MustCompile(`^line (\d+): `)
+
+// locateSyntaxError returns the line, column and message of a YAML syntax
+// error that the YAML library describes as msg. The library names the line
+// of the construct it was reading, not of the offending character, and no
+// column (a tab in the indentation, for one, is reported on the line
+// before it; a character that cannot be read, on no line): where the
+// offending character can be told from the bytes, it is found there.
+func locateSyntaxError(data []byte, msg string) (line, col int, message string) {
+	line, col = 1, 1
+	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		msg = msg[len(m[0]):]
+	}
+	lines := strings.Split(string(data), "\n")
+	switch {
+	case strings.Contains(msg, "tab character") || strings.Contains(msg, "cannot start any token"):
+		// A tab in the indentation: the first at or after the reported
+		// line, else the first in the file.
+		for _, from := range []int{max(line-1, 0), 0} {
+			for i := from; i < len(lines); i++ {
+				indent := lines[i][:len(lines[i])-len(strings.TrimLeft(lines[i], " \t"))]
+				if j := strings.IndexByte(indent, '\t'); j >= 0 {
+					return i + 1, j + 1, "invalid YAML: a tab character in the indentation: YAML indents with spaces only; replace the tab with spaces"
+				}
+			}
+		}
+		if i := line - 1; i < len(lines) {
+			if j := strings.IndexAny(lines[i], "@`\t"); j >= 0 {
+				what := fmt.Sprintf("%q", lines[i][j])
+				if lines[i][j] == '\t' {
+					what = "a tab character"
+				}
+				return line, j + 1, fmt.Sprintf("invalid YAML: %s cannot start a value: quote the value", what)
+			}
+		}
+	case strings.Contains(msg, "control characters"):
+		for i, l := range lines {
+			for j := 0; j < len(l); j++ {
+				if c := l[j]; (c < 0x20 && c != '\t' && c != '\r') || c == 0x7f {
+					return i + 1, j + 1, fmt.Sprintf("invalid YAML: control character U+%04X: control characters are not allowed; remove it", c)
+				}
+			}
+		}
+	case strings.HasPrefix(msg, "did not find expected ',' or ']'") || strings.HasPrefix(msg, "did not find expected ',' or '}'"):
+		// The library names the line before the unclosed bracket's.
+		open := byte('[')
+		if strings.HasSuffix(msg, "'}'") {
+			open = '{'
+		}
+		if i := line; i < len(lines) {
+			if j := strings.LastIndexByte(lines[i], open); j >= 0 {
+				return i + 1, j + 1, fmt.Sprintf("invalid YAML: %q is never closed (%s)", open, msg)
+			}
+		}
+	}
+	return line, col, "invalid YAML: " + msg
+}
 
 func (p *parser) parse(data []byte) *Config {
 	cfg := &Config{}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		msg := strings.TrimPrefix(err.Error(), "yaml: ")
-		// The YAML library names no line for a problem on the first line
-		// (or in the bytes themselves, such as a control character).
-		fe := &FieldError{File: p.file, Line: 1, Column: 1, Message: "invalid YAML: " + msg}
-		if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
-			fe.Line, _ = strconv.Atoi(m[1])
-		}
+		fe := &FieldError{File: p.file}
+		fe.Line, fe.Column, fe.Message = locateSyntaxError(data, strings.TrimPrefix(err.Error(), "yaml: "))
 		p.errs = append(p.errs, fe)
 		p.bad = append(p.bad, "policies", "default_policy")
 		return cfg
@@ -231,6 +283,10 @@ func (p *parser) mapping(n *yaml.Node, path string, known []string, field func(k
 		return
 	}
 	seen := map[string]bool{}
+	present := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		present[n.Content[i].Value] = true
+	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], resolve(n.Content[i+1])
 		fp := k.Value
@@ -243,12 +299,26 @@ func (p *parser) mapping(n *yaml.Node, path string, known []string, field func(k
 		}
 		if !slices.Contains(known, k.Value) {
 			msg := fmt.Sprintf("unknown field %q", k.Value)
-			if s := closest(k.Value, known); s != "" {
+			s := closest(k.Value, known)
+			if s != "" {
 				msg += fmt.Sprintf(": did you mean %q?", s)
 			} else {
 				msg += ": valid fields are " + strings.Join(known, ", ")
 			}
 			p.errorf(k, fp, "%s", msg)
+			// Check what it holds as if it were the suggested field (when
+			// that is not written too), so that one pass shows every
+			// problem: a misspelled "policy:" would otherwise hide all of
+			// them.
+			if s != "" && !present[s] && !seen[s] {
+				seen[s] = true
+				sp := s
+				if path != "" {
+					sp = path + "." + s
+				}
+				p.pos[sp] = position{v.Line, v.Column}
+				field(s, v, sp)
+			}
 			continue
 		}
 		if seen[k.Value] {

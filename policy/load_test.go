@@ -268,7 +268,7 @@ var invalidConfigs = []struct {
 		file: "invalid-match.yaml",
 		errs: []string{
 			"testdata/invalid-match.yaml:4:32: policies[0].match.hosts[1]: host \"a.*.example.com\" has a wildcard that is not the whole first label: write \"*.example.com\"",
-			"testdata/invalid-match.yaml:4:51: policies[0].match.hosts[2]: host \"https://api.example.com\" must be a host name (and optional port), not a URL",
+			"testdata/invalid-match.yaml:4:51: policies[0].match.hosts[2]: host \"https://api.example.com\" must be a host name (and optional port), not a URL: did you mean \"api.example.com\"?",
 			"testdata/invalid-match.yaml:4:78: policies[0].match.hosts[3]: host \"api.example.com:0\" has an invalid port: write a number from 1 to 65535",
 			"testdata/invalid-match.yaml:4:99: policies[0].match.hosts[4]: host \"*.example.com:443\": a wildcard host matches any port; leave the port out",
 			"testdata/invalid-match.yaml:4:120: policies[0].match.hosts[5]: empty host: write a host name such as \"api.example.com\"",
@@ -325,14 +325,55 @@ var invalidConfigs = []struct {
 		desc: "invalid YAML syntax",
 		file: "invalid-yaml-syntax.yaml",
 		errs: []string{
-			"testdata/invalid-yaml-syntax.yaml:2:1: invalid YAML: line 2: did not find expected ',' or ']'",
+			"testdata/invalid-yaml-syntax.yaml:3:22: invalid YAML: '[' is never closed (did not find expected ',' or ']')",
 		},
 	},
 	{
 		desc: "control character",
 		file: "invalid-control-character.yaml",
 		errs: []string{
-			"testdata/invalid-control-character.yaml:1:1: invalid YAML: control characters are not allowed",
+			"testdata/invalid-control-character.yaml:2:15: invalid YAML: control character U+0001: control characters are not allowed; remove it",
+		},
+	},
+	{
+		desc: "a misspelled key: what it holds is checked as the suggested field",
+		file: "invalid-misspelled-key-children.yaml",
+		errs: []string{
+			`testdata/invalid-misspelled-key-children.yaml:1:1: policy: unknown field "policy": did you mean "policies"?`,
+			`testdata/invalid-misspelled-key-children.yaml:3:23: policies[0].allowed_origins[0]: origin "https://app.example.com/" has a trailing slash, which browsers never send: did you mean "https://app.example.com"?`,
+			`testdata/invalid-misspelled-key-children.yaml:4:23: policies[0].allowed_methods[0]: CONNECT is a forbidden method: browsers never send it from scripts, and allowing it only helps attacks; remove it`,
+			`testdata/invalid-misspelled-key-children.yaml:5:5: policies[0].alowed_headers: unknown field "alowed_headers": did you mean "allowed_headers"?`,
+			`testdata/invalid-misspelled-key-children.yaml:5:22: policies[0].allowed_headers[0]: Cookie is a forbidden request header: browsers set it themselves and never ask to send it; remove it (cookies need allow_credentials instead)`,
+		},
+	},
+	{
+		desc: "a match host written as a URL: did you mean its host",
+		file: "invalid-match-host-url.yaml",
+		errs: []string{
+			`testdata/invalid-match-host-url.yaml:4:15: policies[0].match.hosts[0]: host "https://api.example.com" must be a host name (and optional port), not a URL: did you mean "api.example.com"?`,
+			`testdata/invalid-match-host-url.yaml:4:42: policies[0].match.hosts[1]: host "http://api.example.com:8443/" must be a host name (and optional port), not a URL: did you mean "api.example.com:8443"?`,
+			`testdata/invalid-match-host-url.yaml:4:74: policies[0].match.hosts[2]: host "api.example.com/v1" must be a host name (and optional port), not a URL: did you mean "api.example.com"? (and path_prefixes: ["/v1"] for the path)`,
+		},
+	},
+	{
+		desc: "a tab in the indentation: its line and column, and the word tab",
+		file: "invalid-yaml-tab.yaml",
+		errs: []string{
+			"testdata/invalid-yaml-tab.yaml:4:1: invalid YAML: a tab character in the indentation: YAML indents with spaces only; replace the tab with spaces",
+		},
+	},
+	{
+		desc: "a tab before a list item",
+		file: "invalid-yaml-tab-list.yaml",
+		errs: []string{
+			"testdata/invalid-yaml-tab-list.yaml:2:1: invalid YAML: a tab character in the indentation: YAML indents with spaces only; replace the tab with spaces",
+		},
+	},
+	{
+		desc: "a character that cannot start a value",
+		file: "invalid-yaml-at-sign.yaml",
+		errs: []string{
+			"testdata/invalid-yaml-at-sign.yaml:3:22: invalid YAML: '@' cannot start a value: quote the value",
 		},
 	},
 	{
@@ -465,6 +506,15 @@ func TestLoadValidWithWarnings(t *testing.T) {
 				"testdata/valid-max-age-warning.yaml:7:22: policies[1].max_age_seconds: max_age_seconds 7201 is more than Chromium's cap of 7200: Chromium-based browsers will cache preflights for 7200 seconds only",
 				"testdata/valid-max-age-warning.yaml:10:22: policies[2].max_age_seconds: max_age_seconds 86400 is more than Chromium's cap of 7200: Chromium-based browsers will cache preflights for 7200 seconds only",
 			},
+		},
+		{
+			desc: "a policy after a * policy with the same match never decides",
+			file: "valid-group-shadowed.yaml",
+			warnings: []string{
+				`testdata/valid-group-shadowed.yaml:8:7: policies[1].match: policy "app" shares its match with "public", written before it, whose allowed_origins "*" admit every origin: "app" never decides; put it first, or give it another match`,
+			},
+			policy:  "public",
+			origins: []string{"https://app.example.com"},
 		},
 		{
 			desc:    "http origins with credentials on localhost and loopback addresses",

@@ -58,6 +58,8 @@ type Authz struct {
 	// Decision log lines are rate-limited per level, so that a flood of
 	// rejected requests cannot fill a disk (see logDecision).
 	infoLogs, debugLogs *logLimiter
+	// fixed holds the fast path's shared answers (wire_response.go).
+	fixed fixedAnswers
 }
 
 var _ authv3.AuthorizationServer = (*Authz)(nil)
@@ -89,7 +91,7 @@ func (a *Authz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.Ch
 	if msg := readRequest(req, &r); msg != "" {
 		return nil, a.refuseUnreadable(ctx, msg, start)
 	}
-	d, err := a.decide(ctx, &r, start)
+	d, _, err := a.decide(ctx, &r, start)
 	if err != nil {
 		return nil, err
 	}
@@ -105,25 +107,25 @@ func (a *Authz) refuseUnreadable(ctx context.Context, msg string, start time.Tim
 
 // decide decides r with the engine in force, counts and logs the
 // decision, or returns the error Check answers with. Check and the fast
-// path both decide here.
-func (a *Authz) decide(ctx context.Context, r *policy.Request, start time.Time) (policy.Decision, error) {
+// path both decide here; it also returns the engine that decided.
+func (a *Authz) decide(ctx context.Context, r *policy.Request, start time.Time) (policy.Decision, *policy.Engine, error) {
 	var e *policy.Engine
 	if a.engines != nil {
 		e = a.engines.Load()
 	}
 	if e == nil {
 		a.logger.LogAttrs(ctx, slog.LevelError, "check refused: no configuration loaded")
-		return policy.Decision{}, a.fail(codes.Unavailable, msgNoConfig, start)
+		return policy.Decision{}, nil, a.fail(codes.Unavailable, msgNoConfig, start)
 	}
 	d, err := e.Decide(r)
 	if err != nil {
 		a.logger.LogAttrs(ctx, slog.LevelError, "check refused: configuration mismatch",
 			slog.String("error", err.Error()), slog.String("config_hash", e.Hash()))
-		return policy.Decision{}, a.fail(decideErrorCode(err), err.Error(), start)
+		return policy.Decision{}, nil, a.fail(decideErrorCode(err), err.Error(), start)
 	}
 	a.metrics.decision(&d, start)
 	a.logDecision(ctx, r, &d)
-	return d, nil
+	return d, e, nil
 }
 
 // decideErrorCode is the gRPC code for an error of Engine.Decide: a
@@ -162,7 +164,7 @@ func readRequest(req *authv3.CheckRequest, r *policy.Request) string {
 			return headerCountProblem("headers", len(headers))
 		}
 		// Envoy writes the keys in lower case.
-		r.Origin = headers["origin"]
+		r.Origin, r.OriginPresent = headers["origin"]
 		r.RequestMethod = headers["access-control-request-method"]
 		r.RequestHeaders = headers["access-control-request-headers"]
 		r.RequestPrivateNetwork = headers["access-control-request-private-network"]
@@ -220,6 +222,7 @@ func readHeaderMap(raw []*corev3.HeaderValue, r *policy.Request) {
 		switch {
 		case strings.EqualFold(key, "origin"):
 			dst = &r.Origin
+			r.OriginPresent = true
 		case strings.EqualFold(key, "access-control-request-method"):
 			dst = &r.RequestMethod
 		case strings.EqualFold(key, "access-control-request-headers"):
@@ -286,8 +289,15 @@ func (a *Authz) logDecision(ctx context.Context, r *policy.Request, d *policy.De
 		slog.String("method", r.Method),
 		slog.String("host", truncate(r.Host)),
 		slog.String("path", truncate(pathOnly(r.Path))),
+		// Last, and only when the policy was picked from a group: which
+		// policies the Origin picked among.
+		slog.String("group", truncate(d.Group)),
 	}
-	a.logger.LogAttrs(ctx, level, msg, attrs[:]...)
+	n := len(attrs)
+	if d.Group == "" {
+		n--
+	}
+	a.logger.LogAttrs(ctx, level, msg, attrs[:n]...)
 }
 
 // maxLoggedLen bounds each request value written to the log.
@@ -308,7 +318,7 @@ func pathOnly(p string) string {
 }
 
 // okNoHeaders is the answer to every pass-on that adds no header (no
-// Origin, no policy, report-only): shared, as it never changes.
+// policy, report-only): shared, as it never changes.
 var okNoHeaders = &authv3.CheckResponse{
 	Status:       &rpcstatus.Status{Code: int32(codes.OK)},
 	HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{}},

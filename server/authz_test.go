@@ -32,9 +32,101 @@ var checkCases = []struct {
 	req  *authv3.CheckRequest
 	want *authv3.CheckResponse
 }{{
-	desc: "no Origin: pass on, no headers",
+	desc: "no Origin, a policy with credentials: pass on with Vary: Origin, for caches",
 	req:  checkRequest("GET", "api.example.com", "/v1/orders", hdrs{"accept": "*/*"}, ""),
+	want: okResponse(appendTo("Vary", "Origin")),
+}, {
+	desc: "no Origin, a reject_disallowed_origins policy: pass on with Vary: Origin",
+	req:  checkRequest("POST", "strict.example.com", "/", nil, ""),
+	want: okResponse(appendTo("Vary", "Origin")),
+}, {
+	desc: "no Origin, a * policy without credentials: Access-Control-Allow-Origin: * and Expose-Headers, no Vary",
+	req:  checkRequest("GET", "open.example.com", "/", hdrs{"accept": "*/*"}, ""),
+	want: okResponse(set("Access-Control-Allow-Origin", "*"), set("Access-Control-Expose-Headers", "X-Total")),
+}, {
+	desc: "no Origin, a * policy named by cors_policy: Access-Control-Allow-Origin: *",
+	req:  checkRequest("GET", "api.example.com", "/", nil, "public"),
+	want: okResponse(set("Access-Control-Allow-Origin", "*")),
+}, {
+	desc: "no Origin, a report_only policy: pass on untouched",
+	req:  checkRequest("GET", "shadow.example.com", "/", nil, ""),
 	want: okResponse(),
+}, {
+	desc: "no Origin, no policy: pass on untouched",
+	req:  checkRequest("GET", "other.example.com", "/", hdrs{"accept": "*/*"}, ""),
+	want: okResponse(),
+}, {
+	desc: "OPTIONS with Access-Control-Request-Method but no Origin: not a preflight, Vary: Origin",
+	req:  checkRequest("OPTIONS", "api.example.com", "/", hdrs{"access-control-request-method": "PUT"}, ""),
+	want: okResponse(appendTo("Vary", "Origin")),
+}, {
+	desc: "empty Origin: a CORS request matching no listed origin",
+	req:  checkRequest("GET", "api.example.com", "/v1/orders", hdrs{"origin": ""}, ""),
+	want: okResponse(appendTo("Vary", "Origin")),
+}, {
+	desc: "empty Origin, reject_disallowed_origins: 403",
+	req:  checkRequest("GET", "strict.example.com", "/", hdrs{"origin": ""}, ""),
+	want: deniedResponse(403, appendTo("Vary", "Origin")),
+}, {
+	desc: "empty Origin, a * policy: Access-Control-Allow-Origin: *",
+	req:  checkRequest("GET", "open.example.com", "/", hdrs{"origin": ""}, ""),
+	want: okResponse(set("Access-Control-Allow-Origin", "*"), set("Access-Control-Expose-Headers", "X-Total")),
+}, {
+	desc: "empty Origin, a preflight: 403",
+	req:  checkRequest("OPTIONS", "api.example.com", "/", hdrs{"origin": "", "access-control-request-method": "PUT"}, ""),
+	want: deniedResponse(403, appendTo("Vary", varyPreflight)),
+}, {
+	desc: "header_map: empty Origin is present",
+	req:  rawCheckRequest("GET", "strict.example.com", "/", [][2]string{{"Origin", ""}}),
+	want: deniedResponse(403, appendTo("Vary", "Origin")),
+}, {
+	desc: "header_map: no Origin, a * policy",
+	req:  rawCheckRequest("GET", "open.example.com", "/", [][2]string{{"accept", "*/*"}}),
+	want: okResponse(set("Access-Control-Allow-Origin", "*"), set("Access-Control-Expose-Headers", "X-Total")),
+}, {
+	desc: "a group: the app's origin picks the app's policy, with credentials",
+	req:  checkRequest("GET", "shared.example.com", "/v1/orders", hdrs{"origin": app}, ""),
+	want: okResponse(set("Access-Control-Allow-Origin", app), set("Access-Control-Allow-Credentials", "true"), appendTo("Vary", "Origin")),
+}, {
+	desc: "a group: a partner's origin picks the partners' policy, without credentials",
+	req:  checkRequest("GET", "shared.example.com", "/v1?x=1", hdrs{"origin": "https://partner.example.net"}, ""),
+	want: okResponse(set("Access-Control-Allow-Origin", "https://partner.example.net"), appendTo("Vary", "Origin")),
+}, {
+	desc: "a group: an origin neither admits: the first decides",
+	req:  checkRequest("GET", "shared.example.com", "/v1/orders", hdrs{"origin": evil}, ""),
+	want: okResponse(appendTo("Vary", "Origin")),
+}, {
+	desc: "a group: no Origin: Vary: Origin",
+	req:  checkRequest("GET", "shared.example.com", "/v1/orders", nil, ""),
+	want: okResponse(appendTo("Vary", "Origin")),
+}, {
+	desc: "a group whose first is *, no Origin: * and Vary: Origin, as another origin may get the other policy",
+	req:  checkRequest("GET", "open.example.com", "/g/x", nil, ""),
+	want: okResponse(set("Access-Control-Allow-Origin", "*"), appendTo("Vary", "Origin")),
+}, {
+	desc: "the same * policy named alone, no Origin: * without Vary (its own shared answer, not the group's)",
+	req:  checkRequest("GET", "other.example.com", "/", nil, "open-group"),
+	want: okResponse(set("Access-Control-Allow-Origin", "*")),
+}, {
+	desc: "a group whose first is *: the app's origin is admitted by * first",
+	req:  checkRequest("GET", "open.example.com", "/g", hdrs{"origin": app}, ""),
+	want: okResponse(set("Access-Control-Allow-Origin", "*"), appendTo("Vary", "Origin")),
+}, {
+	desc: "the same * policy named alone, an origin: * without Vary",
+	req:  checkRequest("GET", "other.example.com", "/", hdrs{"origin": app}, "open-group"),
+	want: okResponse(set("Access-Control-Allow-Origin", "*")),
+}, {
+	desc: "segment boundary: /v1 does not select /v10",
+	req:  checkRequest("GET", "shared.example.com", "/v10", hdrs{"origin": app}, ""),
+	want: okResponse(),
+}, {
+	desc: "cors_policy naming a group: the Origin picks",
+	req:  checkRequest("GET", "other.example.com", "/", hdrs{"origin": "https://partner.example.net"}, "app, partners"),
+	want: okResponse(set("Access-Control-Allow-Origin", "https://partner.example.net"), appendTo("Vary", "Origin")),
+}, {
+	desc: "cors_policy naming a group, no Origin: Vary: Origin",
+	req:  checkRequest("GET", "other.example.com", "/", nil, "app,partners"),
+	want: okResponse(appendTo("Vary", "Origin")),
 }, {
 	desc: "no policy for the host: pass on, no headers",
 	req:  checkRequest("GET", "other.example.com", "/", hdrs{"origin": app}, ""),
@@ -365,6 +457,16 @@ func TestCheckLogs(t *testing.T) {
 		level: slog.LevelInfo,
 		req:   checkRequest("GET", "shadow.example.com", "/", hdrs{"origin": evil}, ""),
 		want:  `level=INFO msg="origin not allowed" policy=shadow kind=actual_disallowed reason=origin_not_allowed detail="" status=403 report_only=true origin=https://evil.example method=GET host=shadow.example.com path=/` + "\n",
+	}, {
+		desc:  "a group's decision names the group",
+		level: slog.LevelInfo,
+		req:   checkRequest("GET", "shared.example.com", "/v1/orders", hdrs{"origin": evil}, ""),
+		want:  `level=INFO msg="origin not allowed" policy=app kind=actual_disallowed reason=origin_not_allowed detail="" status=0 report_only=false origin=https://evil.example method=GET host=shared.example.com path=/v1/orders group="app, partners"` + "\n",
+	}, {
+		desc:  "no Origin at debug",
+		level: slog.LevelDebug,
+		req:   checkRequest("GET", "open.example.com", "/", nil, ""),
+		want:  `level=DEBUG msg="cors decision" policy=open kind=not_cors reason=no_origin detail="" status=0 report_only=false origin="" method=GET host=open.example.com path=/` + "\n",
 	}, {
 		desc:  "unreadable request",
 		level: slog.LevelInfo,

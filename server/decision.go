@@ -21,6 +21,10 @@ type Decisions struct {
 	engines *policy.Holder
 	logger  *slog.Logger
 	metrics *Metrics
+	// logs writes the decision log lines, as Check's: the same lines, at
+	// the same levels, under the same rate limits when shared with the
+	// server's Authz.
+	logs *Authz
 }
 
 var _ corsauthzv1.DecisionServiceServer = (*Decisions)(nil)
@@ -31,8 +35,12 @@ func NewDecisions(engines *policy.Holder, logger *slog.Logger, metrics *Metrics)
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Decisions{engines: engines, logger: logger, metrics: metrics}
+	return &Decisions{engines: engines, logger: logger, metrics: metrics, logs: NewAuthz(engines, logger, metrics)}
 }
+
+// shareDecisionLogs makes Decide log through a, so that Decide and Check
+// share one rate limit per level.
+func (s *Decisions) shareDecisionLogs(a *Authz) { s.logs = a }
 
 // Decide implements corsauthzv1.DecisionServiceServer.
 func (s *Decisions) Decide(ctx context.Context, req *corsauthzv1.DecideRequest) (*corsauthzv1.DecideResponse, error) {
@@ -43,6 +51,7 @@ func (s *Decisions) Decide(ctx context.Context, req *corsauthzv1.DecideRequest) 
 		Path:                  req.GetPath(),
 		Policy:                req.GetPolicy(),
 		Origin:                req.GetOrigin(),
+		OriginPresent:         req.GetOriginPresent(),
 		RequestMethod:         req.GetAccessControlRequestMethod(),
 		RequestHeaders:        req.GetAccessControlRequestHeaders(),
 		RequestPrivateNetwork: req.GetAccessControlRequestPrivateNetwork(),
@@ -71,6 +80,7 @@ func (s *Decisions) Decide(ctx context.Context, req *corsauthzv1.DecideRequest) 
 	}
 	d := &x.Decision
 	s.metrics.decision(d, start)
+	s.logs.logDecision(ctx, &r, d)
 	return decideResponse(d, &x, e.Hash()), nil
 }
 

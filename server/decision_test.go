@@ -22,6 +22,20 @@ var sameDecisionCases = []struct {
 	req  *corsauthzv1.DecideRequest
 }{
 	{desc: "no Origin", req: &corsauthzv1.DecideRequest{Method: "GET", Host: "api.example.com", Path: "/v1/x"}},
+	{desc: "no Origin, reject_disallowed_origins", req: &corsauthzv1.DecideRequest{Method: "GET", Host: "strict.example.com", Path: "/"}},
+	{desc: "no Origin, * policy", req: &corsauthzv1.DecideRequest{Method: "GET", Host: "open.example.com", Path: "/"}},
+	{desc: "no Origin, report only", req: &corsauthzv1.DecideRequest{Method: "GET", Host: "shadow.example.com", Path: "/"}},
+	{desc: "no Origin, no policy", req: &corsauthzv1.DecideRequest{Method: "GET", Host: "other.example.com", Path: "/"}},
+	{desc: "no Origin, OPTIONS with a request method", req: &corsauthzv1.DecideRequest{Method: "OPTIONS", Host: "api.example.com", Path: "/", AccessControlRequestMethod: "PUT"}},
+	{desc: "empty Origin", req: &corsauthzv1.DecideRequest{Method: "GET", Host: "api.example.com", Path: "/", OriginPresent: true}},
+	{desc: "empty Origin, reject_disallowed_origins", req: &corsauthzv1.DecideRequest{Method: "GET", Host: "strict.example.com", Path: "/", OriginPresent: true}},
+	{desc: "empty Origin, * policy", req: &corsauthzv1.DecideRequest{Method: "GET", Host: "open.example.com", Path: "/", OriginPresent: true}},
+	{desc: "empty Origin, preflight", req: &corsauthzv1.DecideRequest{Method: "OPTIONS", Host: "api.example.com", Path: "/", OriginPresent: true, AccessControlRequestMethod: "PUT"}},
+	{desc: "group, app", req: &corsauthzv1.DecideRequest{Method: "GET", Host: "shared.example.com", Path: "/v1/x", Origin: "https://app.example.com"}},
+	{desc: "group, partner", req: &corsauthzv1.DecideRequest{Method: "GET", Host: "shared.example.com", Path: "/v1", Origin: "https://partner.example.net"}},
+	{desc: "group, no Origin", req: &corsauthzv1.DecideRequest{Method: "GET", Host: "shared.example.com", Path: "/v1"}},
+	{desc: "named group, partner", req: &corsauthzv1.DecideRequest{Method: "GET", Host: "other.example.com", Path: "/", Origin: "https://partner.example.net", Policy: "app,partners"}},
+	{desc: "segment boundary", req: &corsauthzv1.DecideRequest{Method: "GET", Host: "shared.example.com", Path: "/v1x", Origin: "https://app.example.com"}},
 	{desc: "no policy for the host", req: &corsauthzv1.DecideRequest{Method: "GET", Host: "other.example.com", Path: "/", Origin: "https://app.example.com"}},
 	{desc: "actual, allowed", req: &corsauthzv1.DecideRequest{Method: "GET", Host: "api.example.com", Path: "/v1/x", Origin: "https://app.example.com"}},
 	{desc: "actual, wildcard origin", req: &corsauthzv1.DecideRequest{Method: "POST", Host: "api.example.com", Path: "/v1/x", Origin: "https://pr-1.preview.example.com"}},
@@ -49,7 +63,7 @@ func asCheckRequest(req *corsauthzv1.DecideRequest) *authv3.CheckRequest {
 		"access-control-request-headers":         req.AccessControlRequestHeaders,
 		"access-control-request-private-network": req.AccessControlRequestPrivateNetwork,
 	} {
-		if v != "" {
+		if v != "" || (name == "origin" && req.OriginPresent) {
 			headers[name] = v
 		}
 	}
@@ -162,6 +176,26 @@ func TestDecideResponse(t *testing.T) {
 	}
 }
 
+// TestDecideReasonsForGroups: Decide says which policy of a group decided
+// and why.
+func TestDecideReasonsForGroups(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, policy.NewHolder(loadEngine(t, testConfig)), server.Options{})
+	resp, err := corsauthzv1.NewDecisionServiceClient(ts.conn).Decide(ctxTimeout(t), &corsauthzv1.DecideRequest{
+		Method: "GET", Host: "shared.example.com", Path: "/v1/orders", Origin: "https://partner.example.net",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`policies "app", "partners" share this match (host "shared.example.com" matches "shared.example.com" and path "/v1/orders" is under "/v1"), so the Origin picks among them`,
+		`policy "partners" decides: it is the first of them whose allowed_origins admit origin "https://partner.example.net"`,
+	}
+	if resp.GetPolicy() != "partners" || len(resp.GetReasons()) < 2 || resp.GetReasons()[0] != want[0] || resp.GetReasons()[1] != want[1] {
+		t.Errorf("Decide = policy %q, reasons %q; want partners, %q", resp.GetPolicy(), resp.GetReasons(), want)
+	}
+}
+
 func TestListPolicies(t *testing.T) {
 	t.Parallel()
 	e := loadEngine(t, testConfig)
@@ -174,7 +208,7 @@ func TestListPolicies(t *testing.T) {
 	for _, p := range resp.GetPolicies() {
 		names = append(names, p.GetName())
 	}
-	if got := strings.Join(names, ","); got != "api,strict,shadow,public" {
+	if got := strings.Join(names, ","); got != "api,strict,shadow,public,open,app,partners,open-group,open-group-app" {
 		t.Errorf("policies = %s", got)
 	}
 	api := resp.GetPolicies()[0]

@@ -25,8 +25,9 @@ import (
 //     (wire.go): the values CORS reads, copied out in one allocation, every
 //     other field checked as proto.Unmarshal checks it but not built;
 //   - sends a wireResponse: the CheckResponse for the decision, serialized
-//     directly (wire_response.go), or, for the answer that never changes,
-//     serialized once and shared.
+//     directly (wire_response.go), or, for an answer that depends only on
+//     the policy (a request without Origin above all), serialized once per
+//     policy and shared (fixedAnswers).
 //
 // The answers are the ones Authz.Check gives, byte for byte (TestFastPath
 // checks them over gRPC against Authz served the standard way), and the
@@ -166,9 +167,9 @@ func (a *Authz) checkWire(ctx context.Context, in *wireCheck) (any, error) {
 	if in.problem != "" {
 		return nil, a.refuseUnreadable(ctx, in.problem, start)
 	}
-	d, err := a.decide(ctx, &in.r, start)
+	d, e, err := a.decide(ctx, &in.r, start)
 	if err != nil {
 		return nil, err
 	}
-	return encodeCheckResponse(&d), nil
+	return a.fixed.answer(e, &d), nil
 }

@@ -50,6 +50,33 @@ policies:
   - name: public
     allowed_origins: ["*"]
     allowed_methods: [GET]
+  - name: open
+    match:
+      hosts: [open.example.com]
+    allowed_origins: ["*"]
+    exposed_headers: [X-Total]
+  - name: app
+    match:
+      hosts: [shared.example.com]
+      path_prefixes: [/v1]
+    allowed_origins: [https://app.example.com]
+    allow_credentials: true
+  - name: partners
+    match:
+      hosts: [shared.example.com]
+      path_prefixes: [/v1]
+    allowed_origins: [https://partner.example.net]
+  - name: open-group
+    match:
+      hosts: [open.example.com]
+      path_prefixes: [/g]
+    allowed_origins: ["*"]
+  - name: open-group-app
+    match:
+      hosts: [open.example.com]
+      path_prefixes: [/g]
+    allowed_origins: [https://app.example.com]
+    allow_credentials: true
 `
 
 func loadEngine(tb testing.TB, yaml string) *policy.Engine {

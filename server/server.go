@@ -218,7 +218,9 @@ func New(engines *policy.Holder, opts Options) (*Server, error) {
 		authz.limitDecisionLogs(opts.DecisionLogRate)
 	}
 	registerAuthorization(s.grpc, authz)
-	corsauthzv1.RegisterDecisionServiceServer(s.grpc, NewDecisions(engines, s.logger, s.metrics))
+	decisions := NewDecisions(engines, s.logger, s.metrics)
+	decisions.shareDecisionLogs(authz)
+	corsauthzv1.RegisterDecisionServiceServer(s.grpc, decisions)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	s.registerXDS(xdsconfig.NewPublisher(reg, s.logger)) // xds.go

@@ -108,6 +108,7 @@ type wireRequest struct {
 	// counts twice).
 	headers       [numCORSHeaders][]byte
 	headerEntries int
+	originPresent bool // the headers map has an "origin" key
 	// headerMap holds, in order, the header_map entries whose key is a CORS
 	// header name in any case; headerMapLen counts all its entries.
 	headerMap    []wireHeaderValue
@@ -371,6 +372,7 @@ func (w *wireRequest) http(b []byte, depth int) error {
 				for i := range corsHeaderNames {
 					if string(key) == corsHeaderNames[i] {
 						w.headers[i] = value
+						w.originPresent = w.originPresent || i == hdrOrigin
 						break
 					}
 				}
@@ -549,12 +551,14 @@ func (w *wireRequest) fill(r *policy.Request) string {
 		// Only reached with at most MaxHeaderCount entries: beyond, the
 		// codec takes the typed path, which counts distinct keys.
 		cors = w.headers
+		r.OriginPresent = w.originPresent
 	case w.headerMapLen > MaxHeaderCount:
 		return headerCountProblem("header_map", w.headerMapLen)
 	case len(w.headerMap) > 0:
 		for _, hv := range w.headerMap {
 			joined[hv.which]++
 		}
+		r.OriginPresent = joined[hdrOrigin] > 0
 	}
 	n := len(w.method) + len(w.host) + len(w.path) + len(w.policy)
 	for i := range cors {

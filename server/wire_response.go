@@ -1,6 +1,10 @@
 package server
 
 import (
+	"maps"
+	"sync"
+	"sync/atomic"
+
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/mem"
@@ -51,7 +55,7 @@ func (r *wireResponse) bufferSlice() mem.BufferSlice { return r.bufs[:] }
 func (r *wireResponse) bytes() []byte { return r.data }
 
 // wireOKNoHeaders is okNoHeaders serialized: every pass-on that adds no
-// header (no Origin, no policy, report-only).
+// header (no policy, report-only).
 var wireOKNoHeaders = newWireResponse(appendCheckResponse(nil, &policy.Decision{}))
 
 // encodeCheckResponse serializes checkResponse(d).
@@ -168,4 +172,63 @@ func headerOptionLen(h *policy.Header) int {
 		n += protowire.SizeTag(fieldOptionAppendAction) + protowire.SizeVarint(uint64(a))
 	}
 	return n
+}
+
+// fixedAnswers holds, for the engine in force, the encoded answer of each
+// decision whose answer depends only on its policy ([policy.Decision.FixedAnswer]):
+// a request without Origin above all, the most common request there is,
+// but also an origin not allowed and a rejected preflight. Each is encoded
+// the first time it is answered, and then shared, so that answering it
+// costs no allocation. A reload brings a new engine and so a new, empty
+// set: policies of the same name may answer differently.
+type fixedAnswers struct {
+	mu  sync.Mutex // held to add
+	cur atomic.Pointer[fixedAnswerSet]
+}
+
+type fixedAnswerSet struct {
+	engine  *policy.Engine
+	answers map[fixedAnswerKey]*wireResponse // never modified once stored
+}
+
+type fixedAnswerKey struct {
+	policy  string
+	kind    policy.Kind
+	grouped bool
+}
+
+// maxFixedAnswers bounds the answers kept per engine (each set is copied
+// to add one): beyond, answers are encoded per request, as others are.
+const maxFixedAnswers = 4096
+
+// answer returns the encoded answer to d, decided by e: shared when d's
+// answer is fixed, encoded for this request otherwise.
+func (f *fixedAnswers) answer(e *policy.Engine, d *policy.Decision) *wireResponse {
+	if d.ReportOnly {
+		return wireOKNoHeaders
+	}
+	if !d.FixedAnswer() || d.Policy == "" {
+		return encodeCheckResponse(d)
+	}
+	key := fixedAnswerKey{policy: d.Policy, kind: d.Kind, grouped: d.Group != ""}
+	if set := f.cur.Load(); set != nil && set.engine == e {
+		if r, ok := set.answers[key]; ok {
+			return r
+		}
+	}
+	r := encodeCheckResponse(d)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	set := f.cur.Load()
+	if set == nil || set.engine != e {
+		set = &fixedAnswerSet{engine: e}
+	}
+	if len(set.answers) >= maxFixedAnswers {
+		return r
+	}
+	next := &fixedAnswerSet{engine: e, answers: make(map[fixedAnswerKey]*wireResponse, len(set.answers)+1)}
+	maps.Copy(next.answers, set.answers)
+	next.answers[key] = r
+	f.cur.Store(next)
+	return r
 }

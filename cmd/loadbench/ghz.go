@@ -17,21 +17,17 @@ import (
 // ghzVersion is the ghz release the figures are taken with.
 const ghzVersion = "v0.120.0"
 
-// findGhz returns the ghz binary: the one given, else $(go env GOPATH)/bin/ghz,
-// else one installed there with go install.
+// findGhz returns the ghz binary: the one given, else ghz in the directory
+// go install installs to, else one installed there with go install.
 func findGhz(ctx context.Context, given string, logf func(string, ...any)) (string, error) {
 	if given != "" {
 		return given, nil
 	}
-	out, err := exec.CommandContext(ctx, "go", "env", "GOPATH").Output()
+	out, err := exec.CommandContext(ctx, "go", "env", "GOBIN", "GOPATH").Output()
 	if err != nil {
-		return "", fmt.Errorf("go env GOPATH: %w", err)
+		return "", fmt.Errorf("go env GOBIN GOPATH: %w", err)
 	}
-	gopath := strings.TrimSpace(string(out))
-	if i := strings.IndexByte(gopath, os.PathListSeparator); i >= 0 {
-		gopath = gopath[:i]
-	}
-	bin := filepath.Join(gopath, "bin", "ghz")
+	bin := filepath.Join(installDir(string(out)), "ghz")
 	if _, err := os.Stat(bin); err == nil {
 		return bin, nil
 	}
@@ -42,6 +38,21 @@ func findGhz(ctx context.Context, given string, logf func(string, ...any)) (stri
 		return "", fmt.Errorf("go install ghz: %w", err)
 	}
 	return bin, nil
+}
+
+// installDir is where go install puts binaries, from the output of
+// go env GOBIN GOPATH (one line each): GOBIN when set, else the bin
+// directory of GOPATH's first entry.
+func installDir(goEnv string) string {
+	gobin, gopath, _ := strings.Cut(goEnv, "\n")
+	if gobin = strings.TrimSpace(gobin); gobin != "" {
+		return gobin
+	}
+	gopath = strings.TrimSpace(gopath)
+	if i := strings.IndexByte(gopath, os.PathListSeparator); i >= 0 {
+		gopath = gopath[:i]
+	}
+	return filepath.Join(gopath, "bin")
 }
 
 // ghzReport is the part of ghz's JSON output (-O json) that is read.

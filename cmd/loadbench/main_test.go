@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -132,6 +133,22 @@ func TestSmoke(t *testing.T) {
 	for _, want := range []string{"| preflight | corsauthz |", "| no-origin | do-nothing |", "Ratios corsauthz / do-nothing"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, stdout.Bytes())
+		}
+	}
+}
+
+func TestInstallDir(t *testing.T) {
+	t.Parallel()
+	sep := string(os.PathListSeparator)
+	for _, tc := range []struct {
+		desc, goEnv, want string
+	}{
+		{"GOBIN set: go install puts ghz there", "/opt/bin\n/home/u/go\n", "/opt/bin"},
+		{"GOBIN empty: GOPATH's bin", "\n/home/u/go\n", filepath.Join("/home/u/go", "bin")},
+		{"GOPATH with several entries: the first", "\n/a" + sep + "/b\n", filepath.Join("/a", "bin")},
+	} {
+		if got := installDir(tc.goEnv); got != tc.want {
+			t.Errorf("%s: installDir(%q) = %q, want %q", tc.desc, tc.goEnv, got, tc.want)
 		}
 	}
 }

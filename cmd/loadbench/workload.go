@@ -162,7 +162,7 @@ func requestKinds() []requestKind {
 	return []requestKind{
 		{"preflight", "OPTIONS with Origin, Access-Control-Request-Method/-Headers: answered 204", checkRequest("OPTIONS", "/v1/orders/42", "HTTP/2", preflight)},
 		{"actual", "PUT with Origin, cookies, Authorization: OK + Access-Control-Allow-Origin etc.", checkRequest("PUT", "/v1/orders/42", "HTTP/2", actual)},
-		{"no-origin", "GET without Origin (same-origin page load): OK, nothing added", checkRequest("GET", "/v1/orders?status=open", "HTTP/2", noOrigin)},
+		{"no-origin", "GET without Origin (same-origin page load): OK + Vary: Origin", checkRequest("GET", "/v1/orders?status=open", "HTTP/2", noOrigin)},
 	}
 }
 

@@ -203,9 +203,88 @@ func TestExplainText(t *testing.T) {
 			},
 		},
 		{
-			desc:      "no Origin",
+			desc:      "no Origin: Vary: Origin, for caches",
 			args:      []string{"https://api.example.com/v1/orders"},
-			wantFirst: `NOT CORS: pass on untouched (policy "api")`,
+			wantFirst: `NOT CORS (no Origin): pass on; add the headers caches need to the response (policy "api")`,
+			wantContains: []string{
+				"Headers added to the response:",
+				"  Vary: Origin",
+				"  - the request has no Origin header, so it is not a CORS request",
+				`  - the response gets Vary: Origin, so that no cache hands this answer, which has no Access-Control-Allow-Origin, to a later CORS request (Fetch, "CORS protocol and HTTP caches")`,
+			},
+		},
+		{
+			desc:      "no Origin under a * policy: Access-Control-Allow-Origin: *, no Vary",
+			args:      []string{"https://api.example.com/public/logo.png"},
+			wantFirst: `NOT CORS (no Origin): pass on; add the headers caches need to the response (policy "public")`,
+			wantContains: []string{
+				"  Access-Control-Allow-Origin: *",
+				`  - the policy allows any origin ("*") without credentials, so the response gets Access-Control-Allow-Origin: * as a CORS request's would, and no Vary: a cache may hand it to any page (Fetch, "CORS protocol and HTTP caches")`,
+			},
+		},
+		{
+			desc:      "an empty Origin is a CORS request that matches no listed origin",
+			args:      []string{"-H", "Origin:", "https://api.example.com/v1/orders"},
+			wantFirst: `ACTUAL REQUEST NOT ALLOWED: pass on; the browser will hide the response (only Vary added) (policy "api")`,
+			wantContains: []string{
+				"  - the Origin header is present but empty: a CORS request whose origin matches no listed origin or pattern",
+			},
+		},
+		{
+			desc:      "segment boundary: /public does not select /publicity",
+			args:      []string{"-H", "Origin: https://anyone.test", "https://api.example.com/publicity"},
+			wantFirst: `ACTUAL REQUEST NOT ALLOWED: pass on; the browser will hide the response (only Vary added) (policy "api")`,
+		},
+		{
+			desc:      "a group: the app's origin picks the app's policy",
+			args:      []string{"--config", "testdata/groups.yaml", "-H", "Origin: https://app.example.com", "https://api.example.com/v1/orders"},
+			wantFirst: `ACTUAL REQUEST ALLOWED: pass on; add the CORS headers to the response (policy "app" of app, partners)`,
+			wantContains: []string{
+				"  Access-Control-Allow-Credentials: true",
+				`  - policies "app", "partners" share this match (host "api.example.com" matches "api.example.com" and path "/v1/orders" is under "/v1"), so the Origin picks among them`,
+				`  - policy "app" decides: it is the first of them whose allowed_origins admit origin "https://app.example.com"`,
+			},
+		},
+		{
+			desc:      "a group: a partner's origin picks the partners' policy",
+			args:      []string{"--config", "testdata/groups.yaml", "-H", "Origin: https://partner.example.net", "https://api.example.com/v1/orders"},
+			wantFirst: `ACTUAL REQUEST ALLOWED: pass on; add the CORS headers to the response (policy "partners" of app, partners)`,
+			wantContains: []string{
+				"  Access-Control-Allow-Origin: https://partner.example.net",
+				`  - policy "partners" decides: it is the first of them whose allowed_origins admit origin "https://partner.example.net"`,
+			},
+		},
+		{
+			desc:      "a group: no policy admits the origin, the first decides",
+			args:      []string{"--config", "testdata/groups.yaml", "-H", "Origin: https://evil.example", "https://api.example.com/v1/orders"},
+			wantFirst: `ACTUAL REQUEST NOT ALLOWED: pass on; the browser will hide the response (only Vary added) (policy "app" of app, partners)`,
+			wantContains: []string{
+				`  - none of them admits origin "https://evil.example", so the first, "app", decides`,
+			},
+		},
+		{
+			desc:      "--policy naming a group",
+			args:      []string{"--config", "testdata/groups.yaml", "--policy", "app,partners", "-H", "Origin: https://partner.example.net", "https://other.example.com/"},
+			wantFirst: `ACTUAL REQUEST ALLOWED: pass on; add the CORS headers to the response (policy "partners" of app,partners)`,
+			wantContains: []string{
+				`  - the gateway named the group "app,partners" (cors_policy context extension); policy "partners" decides: it is the first of them whose allowed_origins admit origin "https://partner.example.net"`,
+			},
+		},
+		{
+			desc:      "OPTIONS without Access-Control-Request-Method is an actual request",
+			args:      []string{"-X", "OPTIONS", "-H", "Origin: https://app.example.com", "https://api.example.com/v1/orders"},
+			wantFirst: `ACTUAL REQUEST ALLOWED: pass on; add the CORS headers to the response (policy "api")`,
+			wantContains: []string{
+				"  - OPTIONS with Origin but without Access-Control-Request-Method: not a preflight, an actual cross-origin request",
+			},
+		},
+		{
+			desc:      "private network access is legacy",
+			args:      []string{"-H", "Origin: https://app.example.com", "-H", "Access-Control-Request-Method: GET", "-H", "Access-Control-Request-Private-Network: true", "https://api.example.com/v1/orders"},
+			wantFirst: `PREFLIGHT ALLOWED: answer 204 with the CORS headers (policy "api")`,
+			wantContains: []string{
+				"  - private network access was requested but allow_private_network is off: the preflight is answered without Access-Control-Allow-Private-Network, so the browser blocks the private-network request (Private Network Access is legacy: Chrome 142 and later ask the user instead, with the Local Network Access permission prompt, and send no such preflight)",
+			},
 		},
 		{
 			desc:      "no policy for the host",
@@ -323,6 +402,73 @@ func TestExplainJSON(t *testing.T) {
 	}
 }
 
+// TestExplainWarnings: explain decides what it is given, and says on
+// stderr when that is likely not what the user meant.
+func TestExplainWarnings(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		desc      string
+		args      []string
+		wantFirst string
+		wantWarn  string // "": no warning
+	}{
+		{
+			desc:      "-X contradicts Access-Control-Request-Method",
+			args:      []string{"-X", "PUT", "-H", "Origin: https://app.example.com", "-H", "Access-Control-Request-Method: PUT", "https://api.example.com/v1/orders"},
+			wantFirst: `ACTUAL REQUEST ALLOWED: pass on; add the CORS headers to the response (policy "api")`,
+			wantWarn:  "warning: -X PUT contradicts Access-Control-Request-Method: PUT: only an OPTIONS request is a preflight, so this is decided as an actual PUT request; leave -X out (or write -X OPTIONS) for the preflight\n",
+		},
+		{
+			desc:      "-X OPTIONS with Access-Control-Request-Method: no warning",
+			args:      []string{"-X", "OPTIONS", "-H", "Origin: https://app.example.com", "-H", "Access-Control-Request-Method: PUT", "https://api.example.com/v1/orders"},
+			wantFirst: `PREFLIGHT ALLOWED: answer 204 with the CORS headers (policy "api")`,
+		},
+		{
+			desc:      "Cookie under a policy without credentials",
+			args:      []string{"--config", "testdata/groups.yaml", "-H", "Origin: https://partner.example.net", "-H", "Cookie: session=1", "https://api.example.com/v1/orders"},
+			wantFirst: `ACTUAL REQUEST ALLOWED: pass on; add the CORS headers to the response (policy "partners" of app, partners)`,
+			wantWarn:  "warning: the request carries Cookie, but policy \"partners\" does not allow credentials (no allow_credentials): a fetch with credentials: \"include\" will be blocked by the browser, as the answer has no Access-Control-Allow-Credentials: true\n",
+		},
+		{
+			desc:      "Authorization and Cookie under a * policy",
+			args:      []string{"-H", "Origin: https://anyone.test", "-H", "authorization: Bearer x", "-H", "Cookie: a=b", "https://api.example.com/public/x"},
+			wantFirst: `ACTUAL REQUEST ALLOWED: pass on; add the CORS headers to the response (policy "public")`,
+			wantWarn:  "warning: the request carries Authorization and Cookie, but policy \"public\" does not allow credentials (no allow_credentials): a fetch with credentials: \"include\" will be blocked by the browser, as the answer has no Access-Control-Allow-Credentials: true\n",
+		},
+		{
+			desc:      "Cookie under a policy with credentials: no warning",
+			args:      []string{"--config", "testdata/groups.yaml", "-H", "Origin: https://app.example.com", "-H", "Cookie: session=1", "https://api.example.com/v1/orders"},
+			wantFirst: `ACTUAL REQUEST ALLOWED: pass on; add the CORS headers to the response (policy "app" of app, partners)`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.desc, func(t *testing.T) {
+			t.Parallel()
+			got := run(t, nil, append([]string{"explain"}, tt.args...)...)
+			if got.code != 0 {
+				t.Fatalf("exit code = %d; stderr:\n%s", got.code, got.stderr)
+			}
+			if out := lines(got.stdout); first(out) != tt.wantFirst {
+				t.Errorf("first line:\n%q\nwant:\n%q", first(out), tt.wantFirst)
+			}
+			if got.stderr != tt.wantWarn {
+				t.Errorf("stderr:\n%q\nwant:\n%q", got.stderr, tt.wantWarn)
+			}
+			if tt.wantWarn == "" {
+				return
+			}
+			js := run(t, nil, append([]string{"explain", "--json"}, tt.args...)...)
+			var out struct{ Warnings []string }
+			if err := json.Unmarshal([]byte(js.stdout), &out); err != nil {
+				t.Fatal(err)
+			}
+			if want := strings.TrimSuffix(strings.TrimPrefix(tt.wantWarn, "warning: "), "\n"); len(out.Warnings) != 1 || out.Warnings[0] != want {
+				t.Errorf("JSON warnings = %q, want [%q]", out.Warnings, want)
+			}
+		})
+	}
+}
+
 func TestExplainErrors(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -334,6 +480,8 @@ func TestExplainErrors(t *testing.T) {
 		{"no URL", []string{"explain", "-H", "Origin: https://a.test"}, 2, "corsauthz explain: give exactly one URL, such as https://api.example.com/v1/orders\n"},
 		{"URL without host", []string{"explain", "/v1/orders"}, 2, "corsauthz explain: URL \"/v1/orders\" has no host: write it in full, such as https://api.example.com/v1/orders\n"},
 		{"malformed header", []string{"explain", "-H", "Origin", "https://api.example.com/"}, 2, "corsauthz explain: header \"Origin\": write it as 'Name: value'\n"},
+		{"header without its colon", []string{"explain", "-H", "Origin https://a.example", "https://api.example.com/"}, 2, "corsauthz explain: header \"Origin https://a.example\": \"Origin https\" is not a header name; write it as 'Name: value', such as 'Origin: https://a.example'\n"},
+		{"header with an empty name", []string{"explain", "-H", ": x", "https://api.example.com/"}, 2, "corsauthz explain: header \": x\": \"\" is not a header name; write it as 'Name: value'\n"},
 		{"unknown policy", []string{"explain", "--policy", "nope", "https://api.example.com/"}, 1, "corsauthz explain: policy \"nope\" is not configured (the gateway's cors_policy names a policy this configuration does not have); configured policies: api, public, files\n"},
 		{"invalid config", []string{"explain", "--config", "testdata/invalid.yaml", "https://api.example.com/"}, 1, ""},
 	}

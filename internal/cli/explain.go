@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"strings"
 
@@ -50,12 +51,16 @@ Decides one request the way curl would describe it and says why. Examples:
 		fmt.Fprintln(io.Stderr, "corsauthz explain: give exactly one URL, such as https://api.example.com/v1/orders")
 		return 2
 	}
-	req, err := buildRequest(positional[0], *method, headers)
+	req, creds, err := buildRequest(positional[0], *method, headers)
 	if err != nil {
 		fmt.Fprintf(io.Stderr, "corsauthz explain: %v\n", err)
 		return 2
 	}
 	req.Policy = *policyName
+	var warnings []string
+	if req.RequestMethod != "" && req.Method != "OPTIONS" {
+		warnings = append(warnings, fmt.Sprintf("-X %s contradicts Access-Control-Request-Method: %s: only an OPTIONS request is a preflight, so this is decided as an actual %s request; leave -X out (or write -X OPTIONS) for the preflight", req.Method, req.RequestMethod, req.Method))
+	}
 
 	e, err := loadConfig(*config, io)
 	if err != nil {
@@ -71,23 +76,48 @@ Decides one request the way curl would describe it and says why. Examples:
 		fmt.Fprintf(io.Stderr, "corsauthz explain: %v\n", err)
 		return 1
 	}
+	warnings = append(warnings, credentialsWarning(creds, &x)...)
+	for _, w := range warnings {
+		fmt.Fprintf(io.Stderr, "warning: %s\n", w)
+	}
 	if *asJSON {
-		writeJSON(io.Stdout, &x)
+		writeJSON(io.Stdout, &x, warnings)
 	} else {
 		writeText(io.Stdout, &x)
 	}
 	return 0
 }
 
-// buildRequest turns a curl-like description into a policy.Request.
-func buildRequest(rawURL, method string, headers []string) (*policy.Request, error) {
+// credentialsWarning says, when the request carries credentials (the
+// names in creds) and the answer does not allow them, that a fetch with
+// credentials: "include" will be blocked: explain decides the request as
+// the gateway would, but the browser's own check comes after.
+func credentialsWarning(creds []string, x *policy.Explanation) []string {
+	d := &x.Decision
+	if len(creds) == 0 || d.Policy == "" || (d.Kind != policy.KindActualAllowed && d.Kind != policy.KindPreflightAllowed) {
+		return nil
+	}
+	for _, h := range x.Headers {
+		if h.Name == policy.HeaderAllowCredentials {
+			return nil
+		}
+	}
+	return []string{fmt.Sprintf("the request carries %s, but policy %q does not allow credentials (no allow_credentials): a fetch with credentials: \"include\" will be blocked by the browser, as the answer has no Access-Control-Allow-Credentials: true", strings.Join(creds, " and "), d.Policy)}
+}
+
+// buildRequest turns a curl-like description into a policy.Request, and
+// names the credentials it carries (Cookie, Authorization). A header that
+// is not 'Name: value' is refused rather than ignored: a typo would
+// otherwise explain another request than the one meant.
+func buildRequest(rawURL, method string, headers []string) (*policy.Request, []string, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("invalid URL %q: %v", rawURL, err)
+		return nil, nil, fmt.Errorf("invalid URL %q: %v", rawURL, err)
 	}
 	if u.Host == "" {
-		return nil, fmt.Errorf("URL %q has no host: write it in full, such as https://api.example.com/v1/orders", rawURL)
+		return nil, nil, fmt.Errorf("URL %q has no host: write it in full, such as https://api.example.com/v1/orders", rawURL)
 	}
+	var creds []string
 	r := &policy.Request{Host: u.Host, Path: u.EscapedPath()}
 	if r.Path == "" {
 		r.Path = "/"
@@ -98,19 +128,32 @@ func buildRequest(rawURL, method string, headers []string) (*policy.Request, err
 	for _, h := range headers {
 		name, value, ok := strings.Cut(h, ":")
 		if !ok {
-			return nil, fmt.Errorf("header %q: write it as 'Name: value'", h)
+			return nil, nil, fmt.Errorf("header %q: write it as 'Name: value'", h)
 		}
 		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+		if name == ":authority" {
+			r.Host = value
+			continue
+		}
+		if !isToken(name) {
+			msg := fmt.Sprintf("header %q: %q is not a header name; write it as 'Name: value'", h, name)
+			if n, rest, ok := strings.Cut(strings.TrimSpace(h), " "); ok && isToken(n) {
+				msg += fmt.Sprintf(", such as '%s: %s'", n, strings.TrimSpace(rest))
+			}
+			return nil, nil, errors.New(msg)
+		}
 		switch strings.ToLower(name) {
+		case "cookie", "authorization":
+			creds = append(creds, http.CanonicalHeaderKey(name))
 		case "origin":
-			r.Origin = value
+			r.Origin, r.OriginPresent = value, true
 		case "access-control-request-method":
 			r.RequestMethod = value
 		case "access-control-request-headers":
 			r.RequestHeaders = value
 		case "access-control-request-private-network":
 			r.RequestPrivateNetwork = value
-		case "host", ":authority":
+		case "host":
 			r.Host = value
 		}
 	}
@@ -121,7 +164,22 @@ func buildRequest(rawURL, method string, headers []string) (*policy.Request, err
 			r.Method = "OPTIONS"
 		}
 	}
-	return r, nil
+	return r, creds, nil
+}
+
+// isToken reports whether s is an HTTP token (RFC 9110), as header names are.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0 {
+			continue
+		}
+		return false
+	}
+	return true
 }
 
 func writeText(w io.Writer, x *policy.Explanation) {
@@ -162,14 +220,16 @@ type jsonExplanation struct {
 	Status            int          `json:"status,omitempty"`
 	Policy            string       `json:"policy,omitempty"`
 	ReportOnly        bool         `json:"report_only,omitempty"`
+	Group             string       `json:"group,omitempty"`
 	Reason            string       `json:"reason"`
 	Headers           []jsonHeader `json:"headers"`
 	Reasons           []string     `json:"reasons"`
 	ClosestOrigin     string       `json:"closest_origin,omitempty"`
 	OriginDifferences []string     `json:"origin_differences,omitempty"`
+	Warnings          []string     `json:"warnings,omitempty"`
 }
 
-func writeJSON(w io.Writer, x *policy.Explanation) {
+func writeJSON(w io.Writer, x *policy.Explanation, warnings []string) {
 	d := &x.Decision
 	out := jsonExplanation{
 		Verdict:           x.Verdict(),
@@ -182,6 +242,8 @@ func writeJSON(w io.Writer, x *policy.Explanation) {
 		Reasons:           x.Reasons,
 		ClosestOrigin:     x.ClosestOrigin,
 		OriginDifferences: x.OriginDifferences,
+		Group:             d.Group,
+		Warnings:          warnings,
 	}
 	for _, h := range x.Headers {
 		out.Headers = append(out.Headers, jsonHeader(h))

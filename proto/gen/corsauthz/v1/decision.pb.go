@@ -210,11 +210,18 @@ type DecideRequest struct {
 	// The request path, for policy selection; a query string is ignored.
 	Path string `protobuf:"bytes,7,opt,name=path,proto3" json:"path,omitempty"`
 	// A policy to apply, skipping host and path matching (as Envoy's
-	// cors_policy context extension does). Empty: select by host and path.
+	// cors_policy context extension does), or a comma-separated list of
+	// policies ("app,partners") among which the Origin picks, as among
+	// policies that share a match. Empty: select by host and path.
 	Policy string `protobuf:"bytes,8,opt,name=policy,proto3" json:"policy,omitempty"`
 	// Leave reasons empty, for gateways that call Decide on every request
 	// and only need the answer.
-	OmitReasons   bool `protobuf:"varint,9,opt,name=omit_reasons,json=omitReasons,proto3" json:"omit_reasons,omitempty"`
+	OmitReasons bool `protobuf:"varint,9,opt,name=omit_reasons,json=omitReasons,proto3" json:"omit_reasons,omitempty"`
+	// The request carries an Origin header even though origin is empty: an
+	// empty Origin is a CORS request whose origin matches no listed origin
+	// or pattern, not a request without Origin. A non-empty origin is
+	// present whatever this says.
+	OriginPresent bool `protobuf:"varint,10,opt,name=origin_present,json=originPresent,proto3" json:"origin_present,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -308,6 +315,13 @@ func (x *DecideRequest) GetPolicy() string {
 func (x *DecideRequest) GetOmitReasons() bool {
 	if x != nil {
 		return x.OmitReasons
+	}
+	return false
+}
+
+func (x *DecideRequest) GetOriginPresent() bool {
+	if x != nil {
+		return x.OriginPresent
 	}
 	return false
 }
@@ -761,7 +775,7 @@ var File_corsauthz_v1_decision_proto protoreflect.FileDescriptor
 
 const file_corsauthz_v1_decision_proto_rawDesc = "" +
 	"\n" +
-	"\x1bcorsauthz/v1/decision.proto\x12\fcorsauthz.v1\"\xfe\x02\n" +
+	"\x1bcorsauthz/v1/decision.proto\x12\fcorsauthz.v1\"\xa5\x03\n" +
 	"\rDecideRequest\x12\x16\n" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x12\x16\n" +
 	"\x06origin\x18\x02 \x01(\tR\x06origin\x12A\n" +
@@ -771,7 +785,9 @@ const file_corsauthz_v1_decision_proto_rawDesc = "" +
 	"\x04host\x18\x06 \x01(\tR\x04host\x12\x12\n" +
 	"\x04path\x18\a \x01(\tR\x04path\x12\x16\n" +
 	"\x06policy\x18\b \x01(\tR\x06policy\x12!\n" +
-	"\fomit_reasons\x18\t \x01(\bR\vomitReasons\"\xa8\x03\n" +
+	"\fomit_reasons\x18\t \x01(\bR\vomitReasons\x12%\n" +
+	"\x0eorigin_present\x18\n" +
+	" \x01(\bR\roriginPresent\"\xa8\x03\n" +
 	"\x0eDecideResponse\x12.\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1a.corsauthz.v1.DecisionKindR\x04kind\x12,\n" +
 	"\x06action\x18\x02 \x01(\x0e2\x14.corsauthz.v1.ActionR\x06action\x12\x1f\n" +
