@@ -222,12 +222,14 @@ func (m *Middleware) request(r *http.Request) policy.Request {
 	if !strings.HasPrefix(path, "/") {
 		path = r.URL.RequestURI() // absolute-form, or a request built by hand
 	}
+	origin, originPresent := r.Header[policy.HeaderOrigin]
 	req := policy.Request{
-		Method: r.Method,
-		Host:   r.Host,
-		Path:   path,
-		Policy: m.policy,
-		Origin: headerValue(r.Header, policy.HeaderOrigin),
+		Method:        r.Method,
+		Host:          r.Host,
+		Path:          path,
+		Policy:        m.policy,
+		Origin:        joined(origin),
+		OriginPresent: originPresent, // an empty Origin is still a CORS request
 	}
 	if r.Method == http.MethodOptions { // only a preflight reads the others
 		req.RequestMethod = headerValue(r.Header, policy.HeaderRequestMethod)
@@ -239,8 +241,10 @@ func (m *Middleware) request(r *http.Request) policy.Request {
 
 // headerValue is the header's values joined with ",", as Envoy joins
 // repeated request headers.
-func headerValue(h http.Header, name string) string {
-	switch v := h[name]; len(v) {
+func headerValue(h http.Header, name string) string { return joined(h[name]) }
+
+func joined(v []string) string {
+	switch len(v) {
 	case 0:
 		return ""
 	case 1:

@@ -18,6 +18,7 @@ func (m *Middleware) serveRemote(w http.ResponseWriter, r *http.Request, next fu
 		Path:                               req.Path,
 		Policy:                             req.Policy,
 		Origin:                             req.Origin,
+		OriginPresent:                      req.OriginPresent,
 		AccessControlRequestMethod:         req.RequestMethod,
 		AccessControlRequestHeaders:        req.RequestHeaders,
 		AccessControlRequestPrivateNetwork: req.RequestPrivateNetwork,

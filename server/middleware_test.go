@@ -73,6 +73,9 @@ func asHTTPRequest(req *corsauthzv1.DecideRequest) *http.Request {
 			r.Header.Set(name, v)
 		}
 	}
+	if req.OriginPresent && req.Origin == "" {
+		r.Header["Origin"] = []string{""}
+	}
 	return r
 }
 
@@ -171,17 +174,26 @@ func assertMiddlewareAgrees(t *testing.T, ts *testServer, ms *middlewares, req *
 	}
 }
 
-// fuzzPolicies are the policy names the fuzz test names (one middleware
-// each, built up front).
-var fuzzPolicies = []string{"", "api", "strict", "shadow", "public", "nope"}
+// fuzzPolicies are the policy names the fuzz test names, one middleware
+// each, built up front: those of the agreement table, and more.
+func fuzzPolicies() []string {
+	names := []string{"", "api", "strict", "shadow", "public", "nope"}
+	for _, tt := range sameDecisionCases {
+		if !slices.Contains(names, tt.req.Policy) {
+			names = append(names, tt.req.Policy)
+		}
+	}
+	return names
+}
 
 // FuzzMiddlewareAgreesWithEnvoy: on any request a browser could send
 // through Envoy, the middleware answers as Envoy does. Seeded from the
 // agreement table.
 func FuzzMiddlewareAgreesWithEnvoy(f *testing.F) {
+	fuzzPolicies := fuzzPolicies()
 	for _, tt := range sameDecisionCases {
 		r := tt.req
-		f.Add(r.Method, r.Host, r.Path, uint8(slices.Index(fuzzPolicies, r.Policy)), r.Origin,
+		f.Add(r.Method, r.Host, r.Path, uint8(slices.Index(fuzzPolicies, r.Policy)), r.Origin, r.OriginPresent,
 			r.AccessControlRequestMethod, r.AccessControlRequestHeaders, r.AccessControlRequestPrivateNetwork)
 	}
 	ts := startServer(f, policy.NewHolder(loadEngine(f, testConfig)), server.Options{})
@@ -190,7 +202,7 @@ func FuzzMiddlewareAgreesWithEnvoy(f *testing.F) {
 		ms.get(middleware.ModeLocal, name)
 		ms.get(middleware.ModeRemote, name)
 	}
-	f.Fuzz(func(t *testing.T, method, host, path string, policyIndex uint8, origin, acrm, acrh, acrpn string) {
+	f.Fuzz(func(t *testing.T, method, host, path string, policyIndex uint8, origin string, originPresent bool, acrm, acrh, acrpn string) {
 		for _, v := range []string{method, host, path, origin, acrm, acrh, acrpn} {
 			// Envoy refuses such requests before ext_authz, and protobuf
 			// strings must be UTF-8.
@@ -206,7 +218,7 @@ func FuzzMiddlewareAgreesWithEnvoy(f *testing.F) {
 		}
 		req := &corsauthzv1.DecideRequest{
 			Method: method, Host: host, Path: path, Policy: fuzzPolicies[int(policyIndex)%len(fuzzPolicies)],
-			Origin: origin, AccessControlRequestMethod: acrm, AccessControlRequestHeaders: acrh, AccessControlRequestPrivateNetwork: acrpn,
+			Origin: origin, OriginPresent: originPresent || origin != "", AccessControlRequestMethod: acrm, AccessControlRequestHeaders: acrh, AccessControlRequestPrivateNetwork: acrpn,
 		}
 		assertMiddlewareAgrees(t, ts, ms, req)
 	})
