@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -102,17 +105,25 @@ func freePort(t *testing.T) string {
 }
 
 // caddyfile is the Caddyfile of the test: one handle per gateway route,
-// each with the corsauthz directive naming the route's policy in front of
-// reverse_proxy to the upstream; other paths get 404, as from Envoy's
-// router.
-func caddyfile(port, corsauthzAddr, upstream string) string {
+// each with the corsauthz directive naming the route's policy (or none:
+// selection by host and path) in front of reverse_proxy to the route's
+// upstream; other paths get 404, as from Envoy's router. An upstream that
+// cannot be reached is answered 503, as Envoy does (Caddy's own is 502).
+func caddyfile(port, corsauthzAddr, upstream string, rts []route) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "{\n\tadmin off\n\tauto_https off\n\tpersist_config off\n}\n\nhttp://127.0.0.1:%s {\n\tbind 127.0.0.1\n", port)
-	for _, rt := range routes {
-		fmt.Fprintf(&b, "\thandle %s* {\n\t\tcorsauthz {\n\t\t\taddress %s\n\t\t\tmode local\n\t\t\tpolicy %s\n\t\t}\n", rt.prefix, corsauthzAddr, rt.extensions["cors_policy"])
-		fmt.Fprintf(&b, "\t\treverse_proxy %s {\n\t\t\theader_down +%s 1\n\t\t}\n\t}\n", upstream, upstreamMark)
+	fmt.Fprintf(&b, "{\n\tadmin off\n\tauto_https off\n\tpersist_config off\n}\n\nhttp://:%s {\n\tbind 127.0.0.1\n", port)
+	for _, rt := range rts {
+		fmt.Fprintf(&b, "\thandle %s* {\n\t\tcorsauthz {\n\t\t\taddress %s\n\t\t\tmode local\n", rt.prefix, corsauthzAddr)
+		if p := rt.extensions["cors_policy"]; p != "" {
+			fmt.Fprintf(&b, "\t\t\tpolicy %s\n", p)
+		}
+		up := upstream
+		if rt.upstream != nil {
+			up = rt.upstream.Host
+		}
+		fmt.Fprintf(&b, "\t\t}\n\t\treverse_proxy %s {\n\t\t\theader_down +%s 1\n\t\t}\n\t}\n", up, upstreamMark)
 	}
-	b.WriteString("\thandle {\n\t\trespond 404\n\t}\n}\n")
+	b.WriteString("\thandle {\n\t\trespond 404\n\t}\n\thandle_errors 502 {\n\t\trespond 503\n\t}\n}\n")
 	return b.String()
 }
 
@@ -124,8 +135,7 @@ func startCaddy(t *testing.T, bin string, s *stack) *url.URL {
 	port := freePort(t)
 	// Caddy listens on 127.0.0.1 but serves every Host: the browser calls
 	// api.corsauthz.localhost through the recorder.
-	cfg := strings.Replace(caddyfile(port, s.corsauthz.GRPCAddr().String(), strings.TrimPrefix(s.upstream, "http://")),
-		"http://127.0.0.1:"+port+" {", "http://:"+port+" {", 1)
+	cfg := caddyfile(port, s.corsauthz.GRPCAddr().String(), strings.TrimPrefix(s.upstream, "http://"), s.gw.routes)
 	file := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -172,7 +182,9 @@ func startCaddy(t *testing.T, bin string, s *stack) *url.URL {
 
 // recorder is the recording proxy in front of Caddy. It keeps its log in
 // a gateway value, so that the log reads as the test gateway's does: the
-// request as Envoy would have described it to corsauthz, and the answer.
+// request as Envoy would have described it to corsauthz, and the answer;
+// and it puts the gateway's shared cache in front of the routes that have
+// one, as the gateway does in front of ext_authz.
 type recorder struct {
 	log   *gateway
 	caddy *url.URL
@@ -181,6 +193,16 @@ type recorder struct {
 func (rc *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt, _ := rc.log.route(r.URL.Path)
 	x := exchange{check: rc.log.checkRequest(r, rt.extensions)}
+	if rt.cache {
+		if hit, ok := rc.log.cache.lookup(r, rt.ignoreVary); ok {
+			x.cached, x.status, x.header = true, hit.status, hit.header.Clone()
+			rc.log.record(x)
+			maps.Copy(w.Header(), hit.header)
+			w.WriteHeader(hit.status)
+			w.Write(hit.body)
+			return
+		}
+	}
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(rc.caddy)
@@ -191,6 +213,14 @@ func (rc *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			resp.Header.Del(upstreamMark)
 			x.status, x.header = resp.StatusCode, resp.Header.Clone()
 			rc.log.record(x)
+			if rt.cache {
+				body, err := io.ReadAll(resp.Body)
+				if err != nil {
+					return err
+				}
+				resp.Body = io.NopCloser(bytes.NewReader(body))
+				rc.log.cache.store(r, resp.StatusCode, resp.Header, body, rt.ignoreVary)
+			}
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
@@ -205,30 +235,39 @@ func (rc *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (rc *recorder) exchanges(paths ...string) []exchange { return rc.log.exchanges(paths...) }
 
 // frontWithCaddy makes Caddy, behind a new recorder, the API the
-// scenarios call.
+// scenarios call, from the browser and from the stack's direct client.
 func (s *stack) frontWithCaddy(t *testing.T, caddy *url.URL) {
 	t.Helper()
-	rc := &recorder{log: &gateway{routes: routes}, caddy: caddy}
+	rc := &recorder{log: &gateway{routes: s.gw.routes}, caddy: caddy}
 	front := httptest.NewServer(rc)
 	t.Cleanup(front.Close)
 	s.api = "http://api.corsauthz.localhost:" + port(t, front)
 	s.log = rc
+	addr := front.Listener.Addr().String()
+	s.direct = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		},
+	}}
+	t.Cleanup(s.direct.CloseIdleConnections)
 }
 
-// checkFailed is how the Envoy suite describes an exchange where Check
-// failed: its gateway answers with Envoy's default status_on_error, 403.
-// The module, like the shipped Envoy configuration (status_on_error: 503),
-// answers 503, and has no Check to fail; the page sees the same blocked
-// fetch either way.
-var checkFailed = regexp.MustCompile(`: Check failed \([^)]*\), answered \d+$`)
+// gatewayFailures are how the Envoy suite describes the exchanges where
+// its gateway, not the upstream, answered because something failed: a
+// failed Check (answered with Envoy's default status_on_error, 403), or an
+// upstream it could not reach (503). Caddy's module has no Check to fail:
+// like the shipped Envoy configuration (status_on_error: 503) it answers
+// 503, and the page sees the same blocked fetch; an unreachable upstream
+// is Caddy's own answer, made 503 by the Caddyfile.
+var gatewayFailures = regexp.MustCompile(`: (Check failed \([^)]*\)|upstream failed), answered \d+$`)
 
-// caddyScenarios are the scenarios, with the exchanges described as
-// Caddy's: a request the module cannot decide is answered 503.
+// caddyScenarios are the scenarios, with those exchanges described as
+// Caddy's: answered 503.
 func (s *stack) caddyScenarios() []scenario {
 	scenarios := s.scenarios()
 	for i := range scenarios {
 		for j, x := range scenarios[i].exchanges {
-			scenarios[i].exchanges[j] = checkFailed.ReplaceAllString(x, ": answered 503")
+			scenarios[i].exchanges[j] = gatewayFailures.ReplaceAllString(x, ": answered 503")
 		}
 	}
 	return scenarios

@@ -10,7 +10,7 @@
 //	corsauthz {
 //	    address      127.0.0.1:9001  # the corsauthz gRPC address (required)
 //	    mode         local           # local (the default) or remote
-//	    policy       orders          # optional: the policy to use, as cors_policy
+//	    policy       orders          # optional: the policy (or group a,b) to use, as cors_policy
 //	    timeout      250ms           # remote mode: per Decide (default 250ms)
 //	    startup_wait 10s             # local mode: wait for the first configuration (default 10s)
 //	}
@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -87,8 +88,14 @@ func (h *Handler) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("mode %q: write local (decide in process; the default) or remote (Decide per request)", h.Mode))
 	}
-	if h.Policy != "" && !policyName.MatchString(h.Policy) {
-		errs = append(errs, fmt.Errorf("policy %q: a policy name is [a-z0-9][a-z0-9_-]{0,63}", h.Policy))
+	if h.Policy != "" {
+		// A name, or a comma-separated group of names (as cors_policy).
+		for name := range strings.SplitSeq(h.Policy, ",") {
+			if !policyName.MatchString(name) {
+				errs = append(errs, fmt.Errorf("policy %q: a policy name is [a-z0-9][a-z0-9_-]{0,63}, or a group of them separated by commas", h.Policy))
+				break
+			}
+		}
 	}
 	if h.Timeout < 0 {
 		errs = append(errs, fmt.Errorf("timeout %s: must be positive", time.Duration(h.Timeout)))

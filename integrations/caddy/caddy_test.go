@@ -67,6 +67,8 @@ func TestValidate(t *testing.T) {
 		want []string // each must appear in the one error
 	}{
 		{desc: "valid", h: Handler{Address: "127.0.0.1:9001"}},
+		{desc: "a group of policies", h: Handler{Address: "127.0.0.1:9001", Policy: "shared-app,shared-partners"}},
+		{desc: "an empty name in a group", h: Handler{Address: "127.0.0.1:9001", Policy: "app,"}, want: []string{`policy "app,"`}},
 		{desc: "no address", h: Handler{}, want: []string{"address: required"}},
 		{desc: "address without a port", h: Handler{Address: "corsauthz"}, want: []string{`address "corsauthz": write host:port`}},
 		{desc: "port out of range", h: Handler{Address: "127.0.0.1:70000"}, want: []string{"write host:port"}},
