@@ -51,6 +51,7 @@ func (s *Server) Reload(ctx context.Context, source string, data []byte) error {
 			slog.String("config", source), slog.String("warning", w.Error()))
 	}
 	s.engines.Store(e)
+	s.publishConfig(ctx, e) // xds.go
 	s.metrics.reloaded(e, true)
 	s.syncHealth()
 	attrs := []slog.Attr{
