@@ -6,8 +6,8 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/jub0bs/cors"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/cors"
 
 	"github.com/corsauthz/corsauthz/middleware"
 	"github.com/corsauthz/corsauthz/policy"
@@ -15,7 +15,8 @@ import (
 )
 
 // benchConfig is one policy, as an API with a first-party app would have.
-// benchRSCors is the same policy in github.com/rs/cors, the comparison.
+// benchJub0bsCors is the same policy in github.com/jub0bs/cors, the
+// comparison.
 const benchConfig = `
 policies:
   - name: api
@@ -28,13 +29,13 @@ policies:
 default_policy: api
 `
 
-var benchRSCors = cors.Options{
-	AllowedOrigins:   []string{"https://app.example.com"},
-	AllowedMethods:   []string{"GET", "HEAD", "POST", "PUT", "DELETE"},
-	AllowedHeaders:   []string{"Content-Type", "Authorization"},
-	ExposedHeaders:   []string{"X-Request-Id"},
-	AllowCredentials: true,
-	MaxAge:           600,
+var benchJub0bsCors = cors.Config{
+	Origins:         []string{"https://app.example.com"},
+	Credentialed:    true,
+	Methods:         []string{"GET", "POST", "PUT", "DELETE"},
+	RequestHeaders:  []string{"Content-Type", "Authorization"},
+	MaxAgeInSeconds: 600,
+	ResponseHeaders: []string{"X-Request-Id"},
 }
 
 // discardWriter is a ResponseWriter that keeps only the headers, so that
@@ -55,9 +56,9 @@ var benchUpstream = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request
 
 // BenchmarkMiddleware compares, per request: no middleware, corsauthz's
 // middleware in local mode (decided in process) and in remote mode (one
-// Decide over loopback gRPC), and rs/cors configured the same way.
+// Decide over loopback gRPC), and jub0bs/cors configured the same way.
 //
-//	go test ./middleware -run '^$' -bench Middleware -benchmem -count 5
+//	go test ./middleware -run '^$' -bench Middleware -benchmem -count 6 -benchtime 300ms
 func BenchmarkMiddleware(b *testing.B) {
 	e, _, err := policy.Load("bench.yaml", []byte(benchConfig))
 	if err != nil {
@@ -85,6 +86,10 @@ func BenchmarkMiddleware(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer remote.Close()
+	jub0bs, err := cors.NewMiddleware(benchJub0bsCors)
+	if err != nil {
+		b.Fatal(err)
+	}
 
 	handlers := []struct {
 		name string
@@ -92,7 +97,7 @@ func BenchmarkMiddleware(b *testing.B) {
 	}{
 		{"none", benchUpstream},
 		{"corsauthz-local", local.Wrap(benchUpstream)},
-		{"rs-cors", cors.New(benchRSCors).Handler(benchUpstream)},
+		{"jub0bs-cors", jub0bs.Wrap(benchUpstream)},
 		{"corsauthz-remote", remote.Wrap(benchUpstream)},
 	}
 	requests := []struct {
