@@ -107,23 +107,13 @@ func (p *oauth2Proxy) stop() {
 	<-p.done
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // startOAuth2Proxy runs oauth2-proxy as the README's Istio section sets it
 // up behind corsauthz: OIDC against issuer, X-Auth-Request-* headers on
 // /oauth2/auth's 202, X-Forwarded-* trusted from loopback only.
 func startOAuth2Proxy(t *testing.T, bin string, m *mockoidc.MockOIDC, publicURL string) *oauth2Proxy {
 	t.Helper()
 	cfg := m.Config()
-	p := &oauth2Proxy{addr: freePort(t), done: make(chan struct{})}
+	p := &oauth2Proxy{addr: freeLoopbackAddr(t), done: make(chan struct{})}
 	p.cmd = exec.Command(bin,
 		"--http-address="+p.addr,
 		"--provider=oidc",

@@ -51,16 +51,24 @@ type stack struct {
 	api    string // http://api.corsauthz.localhost:GATEWAY
 	gw     *gateway
 	// direct is an HTTP client that reaches the gateway (for the NGINX
-	// suite, its tap) as the browser does, by the name
+	// and Caddy suites, the tap) as the browser does, by the name
 	// api.corsauthz.localhost (which Go's resolver does not resolve to
 	// loopback by itself).
 	direct *http.Client
 	names  map[string]string // origin -> short name, for the exchange log
-	// log is where the exchanges are read: the gateway's own log, or for
-	// the NGINX suite its tap (nginx_test.go).
+	// log is where the exchanges are read: the ext_authz gateway's own
+	// log, or the tap in front of NGINX or Caddy (tap_test.go).
 	log exchangeLog
-	// upstream is the API's address (host:port).
+	// upstream is the API's address (host:port); reached tells which of
+	// the tap's requests it saw.
 	upstream string
+	reached  *reached
+
+	// corsauthz is the service the gateway asks, started with policies;
+	// stopCorsauthz stops it (once) and returns Serve's error.
+	corsauthz     *server.Server
+	policies      []byte
+	stopCorsauthz func() error
 }
 
 // exchangeLog returns the exchanges so far whose path is one of paths.
@@ -126,25 +134,7 @@ func downRoute(t *testing.T) route {
 func startStack(t *testing.T) *stack {
 	t.Helper()
 	s, engine, up := startPagesAndUpstream(t, http.HandlerFunc(serveUpstream))
-	srv, err := server.New(policy.NewHolder(engine), server.Options{
-		GRPCAddr:     "127.0.0.1:0",
-		AdminAddr:    "127.0.0.1:0",
-		Logger:       slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Registry:     prometheus.NewRegistry(),
-		DrainTimeout: time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-served; err != nil {
-			t.Errorf("corsauthz Serve: %v", err)
-		}
-	})
+	srv := s.startCorsauthz(t, engine, server.Options{})
 
 	// The gateway, a real gRPC client of corsauthz.
 	conn, err := grpc.NewClient(srv.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -165,24 +155,25 @@ func startStack(t *testing.T) *stack {
 }
 
 // startPagesAndUpstream starts the page servers and the upstream (served
-// by upstream), and loads the test policies for the page's origins; every
-// suite shares them.
+// by upstream, noting the tap's requests it sees in s.reached), and loads
+// the test policies for the page's origins; every suite shares them.
 func startPagesAndUpstream(t *testing.T, upstream http.Handler) (*stack, *policy.Engine, *httptest.Server) {
 	t.Helper()
 	page1 := httptest.NewServer(http.HandlerFunc(servePage))
 	t.Cleanup(page1.Close)
 	page2 := httptest.NewServer(http.HandlerFunc(servePage))
 	t.Cleanup(page2.Close)
-	up := httptest.NewServer(upstream)
-	t.Cleanup(up.Close)
 
 	s := &stack{
-		app:    "http://app.corsauthz.localhost:" + port(t, page1),
-		tenant: "http://tenant.corsauthz.localhost:" + port(t, page1),
-		deep:   "http://a.b.corsauthz.localhost:" + port(t, page1),
-		apex:   "http://corsauthz.localhost:" + port(t, page1),
-		evil:   "http://evil.localhost:" + port(t, page2),
+		app:     "http://app.corsauthz.localhost:" + port(t, page1),
+		tenant:  "http://tenant.corsauthz.localhost:" + port(t, page1),
+		deep:    "http://a.b.corsauthz.localhost:" + port(t, page1),
+		apex:    "http://corsauthz.localhost:" + port(t, page1),
+		evil:    "http://evil.localhost:" + port(t, page2),
+		reached: &reached{},
 	}
+	up := httptest.NewServer(s.reached.noting(upstream))
+	t.Cleanup(up.Close)
 
 	// corsauthz, with the test policies for the page's real origin.
 	var yaml bytes.Buffer
@@ -199,11 +190,42 @@ func startPagesAndUpstream(t *testing.T, upstream http.Handler) (*stack, *policy
 	}
 	s.names = map[string]string{s.app: "app", s.tenant: "tenant", s.deep: "deep", s.apex: "apex", s.evil: "evil"}
 	s.upstream = up.Listener.Addr().String()
+	s.policies = yaml.Bytes()
 	return s, engine, up
 }
 
-// setFront makes front (the gateway, or the NGINX suite's tap) the API
-// the browser calls, as api.corsauthz.localhost, and points s.direct at it.
+// startCorsauthz starts corsauthz deciding with engine, on loopback ports
+// (gRPC, admin, and HTTP when opts.HTTPAddr says so), until the test ends
+// or s.stopCorsauthz.
+func (s *stack) startCorsauthz(t *testing.T, engine *policy.Engine, opts server.Options) *server.Server {
+	t.Helper()
+	opts.GRPCAddr, opts.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
+	opts.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	opts.Registry = prometheus.NewRegistry()
+	opts.DrainTimeout = time.Second
+	srv, err := server.New(policy.NewHolder(engine), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx) }()
+	s.corsauthz = srv
+	s.stopCorsauthz = sync.OnceValue(func() error {
+		stop()
+		return <-served
+	})
+	t.Cleanup(func() {
+		if err := s.stopCorsauthz(); err != nil {
+			t.Errorf("corsauthz Serve: %v", err)
+		}
+	})
+	return srv
+}
+
+// setFront makes front (the gateway, or the tap in front of NGINX or
+// Caddy) the API the browser calls, as api.corsauthz.localhost, and points
+// s.direct at it.
 func (s *stack) setFront(t *testing.T, front *httptest.Server) {
 	t.Helper()
 	s.api = "http://api.corsauthz.localhost:" + port(t, front)
@@ -350,13 +372,46 @@ type scenario struct {
 	// corsErrors are the CORS errors Chromium reports, in order.
 	corsErrors []network.CorsError
 	// exchanges are the gateway's exchanges for the calls' paths, as
-	// describe writes them; nginxExchanges are NGINX's where they differ
-	// (nil: the same), for what NGINX does differently by design, and
-	// nginxWant what the script sees through NGINX where that differs.
-	exchanges      []string
-	nginxExchanges []string
-	nginxWant      []fetchResult
-	sent           []sentHeader
+	// describe writes them, through the ext_authz gateway.
+	exchanges []string
+	sent      []sentHeader
+	// elsewhere is what another gateway does differently by design, for
+	// the suites through it (scenariosThrough).
+	elsewhere map[gatewayKind]variant
+}
+
+// gatewayKind names a gateway the scenarios run through besides the
+// ext_authz gateway (Envoy's semantics).
+type gatewayKind string
+
+const (
+	nginxGateway gatewayKind = "NGINX"
+	caddyGateway gatewayKind = "Caddy"
+)
+
+// variant is what a scenario expects through another gateway, where that
+// differs: what the script sees, and the exchanges (nil: the scenario's).
+type variant struct {
+	want      []fetchResult
+	exchanges []string
+}
+
+// scenariosThrough returns the scenarios with what differs through g.
+func (s *stack) scenariosThrough(g gatewayKind) []scenario {
+	scenarios := s.scenarios()
+	for i := range scenarios {
+		v, ok := scenarios[i].elsewhere[g]
+		if !ok {
+			continue
+		}
+		if v.want != nil {
+			scenarios[i].want = v.want
+		}
+		if v.exchanges != nil {
+			scenarios[i].exchanges = v.exchanges
+		}
+	}
+	return scenarios
 }
 
 // maxTabs bounds the tabs open at once.
@@ -374,7 +429,8 @@ func TestBrowser(t *testing.T) {
 	s.run(t, browser, s.scenarios())
 }
 
-// run runs the scenarios in browser against s and checks each in a subtest.
+// run observes the scenarios in browser, maxTabs at a time, then checks
+// each in a subtest.
 func (s *stack) run(t *testing.T, browser context.Context, scenarios []scenario) {
 	outcomes := make([]outcome, len(scenarios))
 	tabs := make(chan struct{}, maxTabs)
@@ -861,9 +917,11 @@ func (s *stack) scenarios() []scenario {
 			want:       []fetchResult{blocked},
 			corsErrors: []network.CorsError{network.CorsErrorPreflightMissingAllowOriginHeader},
 			exchanges:  []string{"OPTIONS /report/put from app asking PUT: upstream 200"},
-			// NGINX sends every preflight to corsauthz, whose 200 goes to
-			// the browser as it is.
-			nginxExchanges: []string{"OPTIONS /report/put from app asking PUT: answered 200"},
+			elsewhere: map[gatewayKind]variant{
+				// NGINX sends every preflight to corsauthz, whose 200 goes
+				// to the browser as it is.
+				nginxGateway: {exchanges: []string{"OPTIONS /report/put from app asking PUT: answered 200"}},
+			},
 		},
 		{
 			desc:       "an upstream's own Access-Control-Allow-Origin: * never reaches the browser for an origin not allowed",
@@ -987,10 +1045,17 @@ func (s *stack) scenarios() []scenario {
 			want:      []fetchResult{{Status: 503}},
 			exchanges: []string{"GET /down/get from app: upstream failed, answered 503"},
 			sent:      []sentHeader{{0, "Access-Control-Allow-Origin", []string{s.app}}},
-			// NGINX answers 502, with add_header ... always putting
-			// corsauthz's headers on it.
-			nginxWant:      []fetchResult{{Status: 502, Body: nginx502Body}},
-			nginxExchanges: []string{"GET /down/get from app: answered 502"},
+			elsewhere: map[gatewayKind]variant{
+				// NGINX answers 502, with add_header ... always putting
+				// corsauthz's headers on it.
+				nginxGateway: {
+					want:      []fetchResult{{Status: 502, Body: nginx502Body}},
+					exchanges: []string{"GET /down/get from app: answered 502"},
+				},
+				// Caddy's own 502, made Envoy's 503 by handle_errors in the
+				// Caddyfile; the module's CORS headers stay on it.
+				caddyGateway: {exchanges: []string{"GET /down/get from app: answered 503"}},
+			},
 		},
 		{
 			desc:       "a route naming a policy the service does not have fails closed",
@@ -999,8 +1064,14 @@ func (s *stack) scenarios() []scenario {
 			want:       []fetchResult{blocked},
 			corsErrors: []network.CorsError{network.CorsErrorMissingAllowOriginHeader},
 			exchanges:  []string{"GET /mismatch/get from app: Check failed (FailedPrecondition), answered 403"},
-			// corsauthz's 503 is an error to auth_request: NGINX answers 500.
-			nginxExchanges: []string{"GET /mismatch/get from app: answered 500"},
+			elsewhere: map[gatewayKind]variant{
+				// corsauthz's 503 is an error to auth_request: NGINX
+				// answers 500.
+				nginxGateway: {exchanges: []string{"GET /mismatch/get from app: answered 500"}},
+				// The module has no Check to fail: it answers 503 itself,
+				// as the shipped Envoy configuration's status_on_error.
+				caddyGateway: {exchanges: []string{"GET /mismatch/get from app: answered 503"}},
+			},
 		},
 	}
 }

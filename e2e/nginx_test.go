@@ -1,32 +1,19 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"maps"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/chromedp/cdproto/network"
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/corsauthz/corsauthz/internal/nginxproc"
-	"github.com/corsauthz/corsauthz/policy"
 	"github.com/corsauthz/corsauthz/server"
 )
 
@@ -39,121 +26,8 @@ import (
 //	               corsauthz's HTTP listener (server.New, --http-addr)
 //
 // NGINX runs the shipped deploy/nginx/corsauthz-*.conf snippets, included
-// by a generated nginx.conf with one location per route. The tap is a
-// recording pass-through (httputil.ReverseProxy, which keeps every header
-// line NGINX sent) that logs each exchange as the ext_authz gateway does;
-// whether a request reached the upstream is told by the upstream itself.
-// On the routes that have one, the tap is also the shared cache in front
-// of NGINX (the ext_authz gateway's sharedCache, as a CDN would be): a hit
-// is answered without asking NGINX, and so without asking corsauthz.
-
-// exchangeIDHeader carries the tap's exchange number through NGINX to the
-// upstream, which records the numbers it saw.
-const exchangeIDHeader = "X-E2e-Exchange"
-
-// nginxStack is a stack behind NGINX.
-type nginxStack struct {
-	*stack
-	stopCorsauthz func() // stops corsauthz, for the failure scenario
-}
-
-// tap is the recording pass-through in front of NGINX.
-type tap struct {
-	proxy    *httputil.ReverseProxy
-	routes   []route // for their cache settings
-	cache    sharedCache
-	nextID   atomic.Uint64
-	upstream *sync.Map // exchange number -> true, for those the upstream saw
-	mu       sync.Mutex
-	log      []exchange
-}
-
-func (tp *tap) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if rt, ok := tp.route(r.URL.Path); ok && rt.cache {
-		if hit, ok := tp.cache.lookup(r, rt.ignoreVary); ok {
-			tp.record(exchange{check: describeRequest(r), cached: true, status: hit.status, header: hit.header.Clone()})
-			maps.Copy(w.Header(), hit.header)
-			w.WriteHeader(hit.status)
-			w.Write(hit.body)
-			return
-		}
-	}
-	tp.proxy.ServeHTTP(w, r)
-}
-
-// route returns the first route whose prefix path has, as NGINX's
-// locations (all prefixes, none a prefix of another) choose.
-func (tp *tap) route(path string) (route, bool) {
-	for _, rt := range tp.routes {
-		if strings.HasPrefix(path, rt.prefix) {
-			return rt, true
-		}
-	}
-	return route{}, false
-}
-
-// describeRequest holds what describe reads of a request, in the form the
-// ext_authz gateway logs it.
-func describeRequest(r *http.Request) *authv3.CheckRequest {
-	headers := map[string]string{}
-	for name, values := range r.Header {
-		headers[strings.ToLower(name)] = strings.Join(values, ",")
-	}
-	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
-		Http: &authv3.AttributeContext_HttpRequest{Method: r.Method, Path: r.URL.RequestURI(), Host: r.Host, Headers: headers},
-	}}}
-}
-
-func newTap(target *url.URL, routes []route, upstream *sync.Map) *tap {
-	tp := &tap{routes: routes, upstream: upstream}
-	tp.proxy = &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(target)
-			pr.Out.Host = pr.In.Host
-			id := strconv.FormatUint(tp.nextID.Add(1), 10)
-			pr.Out.Header.Set(exchangeIDHeader, id)
-		},
-		ModifyResponse: func(resp *http.Response) error {
-			id := resp.Request.Header.Get(exchangeIDHeader)
-			_, up := tp.upstream.Load(id)
-			tp.record(exchange{check: describeRequest(resp.Request), upstream: up, status: resp.StatusCode, header: resp.Header.Clone()})
-			if rt, ok := tp.route(resp.Request.URL.Path); ok && rt.cache {
-				body, err := io.ReadAll(resp.Body)
-				if err != nil {
-					return err
-				}
-				resp.Body = io.NopCloser(bytes.NewReader(body))
-				tp.cache.store(resp.Request, resp.StatusCode, resp.Header, body, rt.ignoreVary)
-			}
-			return nil
-		},
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			tp.record(exchange{check: describeRequest(r), err: err, status: http.StatusBadGateway})
-			w.WriteHeader(http.StatusBadGateway)
-		},
-	}
-	return tp
-}
-
-func (tp *tap) record(x exchange) {
-	tp.mu.Lock()
-	defer tp.mu.Unlock()
-	tp.log = append(tp.log, x)
-}
-
-func (tp *tap) exchanges(paths ...string) []exchange {
-	tp.mu.Lock()
-	defer tp.mu.Unlock()
-	var out []exchange
-	for _, x := range tp.log {
-		for _, p := range paths {
-			if x.check.GetAttributes().GetRequest().GetHttp().GetPath() == p {
-				out = append(out, x)
-			}
-		}
-	}
-	return out
-}
+// by a generated nginx.conf with one location per route. The tap
+// (tap_test.go) keeps the exchange log and is the shared cache in front.
 
 // needNginx returns the NGINX binary, or skips (fails with
 // CORSAUTHZ_E2E_NGINX=require).
@@ -170,20 +44,15 @@ func needNginx(t *testing.T) string {
 	return bin
 }
 
-// serveNginxUpstream is serveUpstream, recording the exchanges it sees,
-// and under /star-upstream/ answering CORS by itself with
-// Access-Control-Allow-Origin: *, as many frameworks do by default.
-func serveNginxUpstream(seen *sync.Map) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if id := r.Header.Get(exchangeIDHeader); id != "" {
-			seen.Store(id, true)
-		}
-		if strings.HasPrefix(r.URL.Path, "/star-upstream/") {
-			w.Header().Set("Access-Control-Allow-Origin", "*")
-			w.Header().Set("Access-Control-Allow-Methods", "*")
-		}
-		serveUpstream(w, r)
-	})
+// serveNginxUpstream is serveUpstream, and under /star-upstream/ answers
+// CORS by itself with Access-Control-Allow-Origin: *, as many frameworks
+// do by default.
+func serveNginxUpstream(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/star-upstream/") {
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		w.Header().Set("Access-Control-Allow-Methods", "*")
+	}
+	serveUpstream(w, r)
 }
 
 // nginxRoutes are routes, plus the upstream that answers with * and one
@@ -239,34 +108,10 @@ server {
 
 // startNginxStack starts the pages, the upstream, corsauthz with its HTTP
 // listener, NGINX and the tap; they stop at the test's end.
-func startNginxStack(t *testing.T, bin string) *nginxStack {
+func startNginxStack(t *testing.T, bin string) *stack {
 	t.Helper()
-	seen := &sync.Map{}
-	s, engine, _ := startPagesAndUpstream(t, serveNginxUpstream(seen))
-	srv, err := server.New(policy.NewHolder(engine), server.Options{
-		GRPCAddr:     "127.0.0.1:0",
-		AdminAddr:    "127.0.0.1:0",
-		HTTPAddr:     "127.0.0.1:0",
-		Logger:       slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Registry:     prometheus.NewRegistry(),
-		DrainTimeout: time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx) }()
-	var once sync.Once
-	stopCorsauthz := func() {
-		once.Do(func() {
-			stop()
-			if err := <-served; err != nil {
-				t.Errorf("corsauthz Serve: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stopCorsauthz)
+	s, engine, _ := startPagesAndUpstream(t, http.HandlerFunc(serveNginxUpstream))
+	srv := s.startCorsauthz(t, engine, server.Options{HTTPAddr: "127.0.0.1:0"})
 
 	dir, err := nginxproc.NewDir(bin)
 	if err != nil {
@@ -303,12 +148,8 @@ func startNginxStack(t *testing.T, bin string) *nginxStack {
 		}
 	})
 
-	tp := newTap(&url.URL{Scheme: "http", Host: listen}, routes, seen)
-	s.log = tp
-	front := httptest.NewServer(tp)
-	t.Cleanup(front.Close)
-	s.setFront(t, front)
-	return &nginxStack{stack: s, stopCorsauthz: stopCorsauthz}
+	s.frontWithTap(t, &url.URL{Scheme: "http", Host: listen}, routes)
+	return s
 }
 
 func freeLoopbackAddr(t *testing.T) string {
@@ -329,16 +170,7 @@ func lastBytes(b []byte, n int) string {
 // nginxScenarios are the scenarios as NGINX runs them, plus those only
 // NGINX has.
 func (s *stack) nginxScenarios() []scenario {
-	scenarios := s.scenarios()
-	for i := range scenarios {
-		if scenarios[i].nginxExchanges != nil {
-			scenarios[i].exchanges = scenarios[i].nginxExchanges
-		}
-		if scenarios[i].nginxWant != nil {
-			scenarios[i].want = scenarios[i].nginxWant
-		}
-	}
-	return append(scenarios,
+	return append(s.scenariosThrough(nginxGateway),
 		scenario{
 			desc:       "an upstream answering Access-Control-Allow-Origin: * to an origin the policy does not list: its * is dropped, the browser blocks",
 			page:       s.evil,
@@ -411,6 +243,8 @@ func TestBrowserThroughNginx(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	s.stopCorsauthz()
+	if err := s.stopCorsauthz(); err != nil {
+		t.Fatalf("corsauthz Serve: %v", err)
+	}
 	t.Run("corsauthz stopped", func(t *testing.T) { s.run(t, browser, s.downScenarios()) })
 }

@@ -18,6 +18,7 @@ type Engine struct {
 	routes        routeTable
 	hash          string
 	source        string
+	data          []byte // the file's content when loaded with Load; never modified
 	config        Config // the normalised configuration, for Explain and listing
 	warnings      []*FieldError
 	// policyAuthorizers maps a policy name to the authorizer it asks.
@@ -84,6 +85,12 @@ func (e *Engine) Hash() string { return e.hash }
 
 // Source names where the configuration came from (a file name), if known.
 func (e *Engine) Source() string { return e.source }
+
+// Data is the configuration file's content the engine was loaded from by
+// [Load] or [LoadFile] (nil for [Compile]): what corsauthz hands to
+// gateways that compile the same configuration themselves. It is shared:
+// do not modify it.
+func (e *Engine) Data() []byte { return e.data }
 
 // Config returns a copy of the normalised configuration in force.
 func (e *Engine) Config() Config {

@@ -61,6 +61,7 @@ func Load(filename string, data []byte) (*Engine, []*FieldError, error) {
 	sum := sha256.Sum256(data)
 	e.hash = hex.EncodeToString(sum[:])
 	e.source = filename
+	e.data = slices.Clone(data) // the caller may reuse its buffer
 	return e, warnings, nil
 }
 

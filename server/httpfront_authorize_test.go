@@ -13,10 +13,10 @@ import (
 	"github.com/corsauthz/corsauthz/server"
 )
 
-// httpAnswer is an HTTP listener's answer as a gateway reads it: the
+// listenerAnswer is an HTTP listener's answer as a gateway reads it: the
 // status, every header line but Date and Content-Length ("Name: value",
 // sorted) and the body.
-type httpAnswer struct {
+type listenerAnswer struct {
 	status  int
 	headers []string
 	body    string
@@ -24,7 +24,7 @@ type httpAnswer struct {
 
 // askHTTP sends a check to the HTTP listener at addr, described as NGINX
 // does (X-Forwarded-*) with the request's own headers hs.
-func askHTTP(t *testing.T, addr, method, host, uri string, hs map[string]string) httpAnswer {
+func askHTTP(t *testing.T, addr, method, host, uri string, hs map[string]string) listenerAnswer {
 	t.Helper()
 	req, err := http.NewRequestWithContext(ctxTimeout(t), "GET", "http://"+addr+"/check", nil)
 	if err != nil {
@@ -46,7 +46,7 @@ func askHTTP(t *testing.T, addr, method, host, uri string, hs map[string]string)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := httpAnswer{status: resp.StatusCode, body: string(body)}
+	a := listenerAnswer{status: resp.StatusCode, body: string(body)}
 	for name, vs := range resp.Header {
 		if name == "Date" || name == "Content-Length" {
 			continue
@@ -77,7 +77,7 @@ func TestHTTPListenerAsksAuthorizers(t *testing.T) {
 		desc              string
 		method, host, uri string
 		headers           map[string]string
-		want              httpAnswer
+		want              listenerAnswer
 		httpAsked         int64
 		grpcAsked         int
 	}{
@@ -85,7 +85,7 @@ func TestHTTPListenerAsksAuthorizers(t *testing.T) {
 			desc:   "HTTP authorizer allows: 200, CORS headers, its upstream_headers, the absent one to remove",
 			method: "GET", host: "web.example.com", uri: "/v1/x?q=1",
 			headers: map[string]string{"Origin": origin, "Cookie": "session=ok", "X-Auth-Request-Email": "forged@example.com"},
-			want: httpAnswer{status: 200, headers: []string{
+			want: listenerAnswer{status: 200, headers: []string{
 				"Access-Control-Allow-Credentials: true",
 				"Access-Control-Allow-Origin: https://app.example.com",
 				"Vary: Origin",
@@ -98,7 +98,7 @@ func TestHTTPListenerAsksAuthorizers(t *testing.T) {
 			desc:   "HTTP authorizer denies: its 401, headers and body, corsauthz's Allow-Origin wins",
 			method: "GET", host: "web.example.com", uri: "/v1/x",
 			headers: map[string]string{"Origin": origin},
-			want: httpAnswer{status: 401, headers: []string{
+			want: listenerAnswer{status: 401, headers: []string{
 				"Access-Control-Allow-Credentials: true",
 				"Access-Control-Allow-Origin: https://app.example.com",
 				"Content-Type: application/json",
@@ -110,7 +110,7 @@ func TestHTTPListenerAsksAuthorizers(t *testing.T) {
 			desc:   "a request without Origin asks too, and gets Vary: Origin",
 			method: "GET", host: "web.example.com", uri: "/v1/x",
 			headers: map[string]string{"Cookie": "session=ok"},
-			want: httpAnswer{status: 200, headers: []string{
+			want: listenerAnswer{status: 200, headers: []string{
 				"Vary: Origin",
 				"X-Auth-Request-User: alice",
 				"X-Envoy-Auth-Headers-To-Remove: x-auth-request-email",
@@ -121,7 +121,7 @@ func TestHTTPListenerAsksAuthorizers(t *testing.T) {
 			desc:   "a preflight never reaches the authorizer",
 			method: "OPTIONS", host: "web.example.com", uri: "/v1/x",
 			headers: map[string]string{"Origin": origin, "Access-Control-Request-Method": "PUT", "Cookie": "session=ok"},
-			want: httpAnswer{status: 204, headers: []string{
+			want: listenerAnswer{status: 204, headers: []string{
 				"Access-Control-Allow-Credentials: true",
 				"Access-Control-Allow-Methods: PUT",
 				"Access-Control-Allow-Origin: https://app.example.com",
@@ -132,13 +132,13 @@ func TestHTTPListenerAsksAuthorizers(t *testing.T) {
 			desc:   "a reject_disallowed_origins refusal never reaches the authorizer",
 			method: "GET", host: "web.example.com", uri: "/v1/x",
 			headers: map[string]string{"Origin": "https://evil.example", "Cookie": "session=ok"},
-			want:    httpAnswer{status: 403, headers: []string{"Vary: Origin"}},
+			want:    listenerAnswer{status: 403, headers: []string{"Vary: Origin"}},
 		},
 		{
 			desc:   "gRPC authorizer allows: its request and response headers, the removal; corsauthz's Allow-Origin wins",
 			method: "POST", host: "rpc.example.com", uri: "/v1/x",
 			headers: map[string]string{"Origin": origin, "X-Token": "ok"},
-			want: httpAnswer{status: 200, headers: []string{
+			want: listenerAnswer{status: 200, headers: []string{
 				"Access-Control-Allow-Origin: https://app.example.com",
 				"Vary: Origin",
 				"X-Checked: yes",
@@ -151,7 +151,7 @@ func TestHTTPListenerAsksAuthorizers(t *testing.T) {
 			desc:   "gRPC authorizer denies: its status, headers and body with the CORS headers",
 			method: "POST", host: "rpc.example.com", uri: "/v1/x",
 			headers: map[string]string{"Origin": origin},
-			want: httpAnswer{status: 401, headers: []string{
+			want: listenerAnswer{status: 401, headers: []string{
 				"Access-Control-Allow-Origin: https://app.example.com",
 				"Vary: Origin",
 				"Www-Authenticate: Bearer",
@@ -162,7 +162,7 @@ func TestHTTPListenerAsksAuthorizers(t *testing.T) {
 			desc:   "a policy without an authorizer answers as before",
 			method: "GET", host: "plain.example.com", uri: "/v1/x",
 			headers: map[string]string{"Origin": origin},
-			want: httpAnswer{status: 200, headers: []string{
+			want: listenerAnswer{status: 200, headers: []string{
 				"Access-Control-Allow-Origin: https://app.example.com",
 				"Vary: Origin",
 			}},

@@ -57,6 +57,7 @@ func (s *Server) Reload(ctx context.Context, source string, data []byte) error {
 	}
 	s.engines.Store(e)
 	s.authz.afterStore(e)
+	s.publishConfig(ctx, e) // xds.go
 	s.metrics.reloaded(e, true)
 	s.syncHealth()
 	attrs := []slog.Attr{

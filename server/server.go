@@ -29,6 +29,7 @@ import (
 	"github.com/corsauthz/corsauthz/internal/limits"
 	"github.com/corsauthz/corsauthz/policy"
 	corsauthzv1 "github.com/corsauthz/corsauthz/proto/gen/corsauthz/v1"
+	"github.com/corsauthz/corsauthz/xdsconfig"
 )
 
 // Defaults for [Options].
@@ -150,6 +151,7 @@ type Server struct {
 	started  atomic.Bool
 	draining atomic.Bool
 	drainCh  chan struct{} // closed when draining starts
+	xds      *xdsconfig.Publisher
 }
 
 // New builds a Server deciding with the engine engines holds, and binds
@@ -256,6 +258,7 @@ func New(engines *policy.Holder, opts Options) (*Server, error) {
 	corsauthzv1.RegisterDecisionServiceServer(s.grpc, decisions)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
+	s.registerXDS(xdsconfig.NewPublisher(reg, s.logger)) // xds.go
 	reflection.Register(s.grpc)
 	s.syncHealth()
 
@@ -480,6 +483,7 @@ func (s *Server) shutdown() {
 		defer close(httpStopped)
 		s.shutdownHTTP()
 	}()
+	s.endXDSStreams() // xds.go
 	stopped := make(chan struct{})
 	go func() {
 		s.grpc.GracefulStop()

@@ -1,0 +1,136 @@
+package middleware_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/jub0bs/cors"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/corsauthz/corsauthz/middleware"
+	"github.com/corsauthz/corsauthz/policy"
+	"github.com/corsauthz/corsauthz/server"
+)
+
+// benchConfig is one policy, as an API with a first-party app would have.
+// benchJub0bsCors is the same policy in github.com/jub0bs/cors, the
+// comparison.
+const benchConfig = `
+policies:
+  - name: api
+    allowed_origins: [https://app.example.com]
+    allowed_methods: [GET, POST, PUT, DELETE]
+    allowed_headers: [Content-Type, Authorization]
+    exposed_headers: [X-Request-Id]
+    allow_credentials: true
+    max_age_seconds: 600
+default_policy: api
+`
+
+var benchJub0bsCors = cors.Config{
+	Origins:         []string{"https://app.example.com"},
+	Credentialed:    true,
+	Methods:         []string{"GET", "POST", "PUT", "DELETE"},
+	RequestHeaders:  []string{"Content-Type", "Authorization"},
+	MaxAgeInSeconds: 600,
+	ResponseHeaders: []string{"X-Request-Id"},
+}
+
+// discardWriter is a ResponseWriter that keeps only the headers, so that
+// a benchmark measures the handler chain, not a recorder.
+type discardWriter struct {
+	h    http.Header
+	code int
+}
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (w *discardWriter) WriteHeader(code int)        { w.code = code }
+
+var benchUpstream = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	w.Header()["Content-Type"] = []string{"text/plain; charset=utf-8"}
+	_, _ = w.Write([]byte("ok"))
+})
+
+// BenchmarkMiddleware compares, per request: no middleware, corsauthz's
+// middleware in local mode (decided in process) and in remote mode (one
+// Decide over loopback gRPC), and jub0bs/cors configured the same way.
+//
+//	go test ./middleware -run '^$' -bench Middleware -benchmem -count 6 -benchtime 300ms
+func BenchmarkMiddleware(b *testing.B) {
+	e, _, err := policy.Load("bench.yaml", []byte(benchConfig))
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv, err := server.New(policy.NewHolder(e), server.Options{GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Registry: prometheus.NewRegistry()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		_ = srv.Serve(ctx)
+		close(done)
+	}()
+	defer func() { cancel(); <-done }()
+	addr := srv.GRPCAddr().String()
+	local, err := middleware.New(ctx, middleware.Options{Address: addr})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer local.Close()
+	remote, err := middleware.New(ctx, middleware.Options{Address: addr, Mode: middleware.ModeRemote})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer remote.Close()
+	jub0bs, err := cors.NewMiddleware(benchJub0bsCors)
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	handlers := []struct {
+		name string
+		h    http.Handler
+	}{
+		{"none", benchUpstream},
+		{"corsauthz-local", local.Wrap(benchUpstream)},
+		{"jub0bs-cors", jub0bs.Wrap(benchUpstream)},
+		{"corsauthz-remote", remote.Wrap(benchUpstream)},
+	}
+	requests := []struct {
+		name   string
+		header http.Header
+		method string
+		status int
+	}{
+		{"actual", http.Header{"Origin": {"https://app.example.com"}}, "GET", 200},
+		{"preflight", http.Header{
+			"Origin":                         {"https://app.example.com"},
+			"Access-Control-Request-Method":  {"PUT"},
+			"Access-Control-Request-Headers": {"content-type"},
+		}, "OPTIONS", 204},
+		{"no-origin", http.Header{}, "GET", 200},
+	}
+	for _, rq := range requests {
+		for _, hd := range handlers {
+			b.Run(rq.name+"/"+hd.name, func(b *testing.B) {
+				r := httptest.NewRequest(rq.method, "http://api.example.com/v1/orders", nil)
+				r.Header = rq.header
+				w := &discardWriter{h: http.Header{}}
+				hd.h.ServeHTTP(w, r)
+				if want := rq.status; hd.name != "none" && w.code != want && !(want == 200 && w.code == 0) {
+					b.Fatalf("%s answered %d, want %d", hd.name, w.code, want)
+				}
+				b.ReportAllocs()
+				for b.Loop() {
+					clear(w.h)
+					w.code = 0
+					hd.h.ServeHTTP(w, r)
+				}
+			})
+		}
+	}
+}

@@ -1,0 +1,309 @@
+package middleware
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/corsauthz/corsauthz/policy"
+	corsauthzv1 "github.com/corsauthz/corsauthz/proto/gen/corsauthz/v1"
+	"github.com/corsauthz/corsauthz/xdsconfig"
+)
+
+// Mode is how the middleware decides.
+type Mode string
+
+const (
+	// ModeLocal decides in process with the configuration received over xDS.
+	ModeLocal Mode = "local"
+	// ModeRemote asks Decide over gRPC for each request.
+	ModeRemote Mode = "remote"
+)
+
+// Defaults for [Options].
+const (
+	DefaultTimeout     = 250 * time.Millisecond
+	DefaultStartupWait = 10 * time.Second
+)
+
+// Options configure a Middleware.
+type Options struct {
+	// Address is corsauthz's gRPC address, such as "127.0.0.1:9001".
+	// Required unless Conn is set.
+	Address string
+	// Conn, when set, is used instead of dialling Address (for TLS or a
+	// connection shared with other clients); Close leaves it open.
+	Conn grpc.ClientConnInterface
+	// DialOptions are added to New's own when dialling Address
+	// (plaintext, and reconnection backoff from 100 ms to 5 s); later
+	// options win.
+	DialOptions []grpc.DialOption
+	// Mode is ModeLocal (the default) or ModeRemote.
+	Mode Mode
+	// Policy, when set, names the policy every request is decided with,
+	// as Envoy's cors_policy context extension does; otherwise the
+	// configuration selects one by host and path.
+	Policy string
+	// Timeout bounds each Decide in remote mode (default DefaultTimeout);
+	// past it the request is answered 503.
+	Timeout time.Duration
+	// StartupWait bounds how long New waits, in local mode, for the first
+	// configuration (default DefaultStartupWait; negative: do not wait).
+	// Past it New returns a middleware that answers 503 until one arrives.
+	StartupWait time.Duration
+	// NodeID names this gateway in corsauthz's logs (local mode).
+	NodeID string
+	// Logger gets the middleware's logs (nil: none).
+	Logger *slog.Logger
+	// Registerer gets the xDS subscription's metrics (nil: none).
+	Registerer prometheus.Registerer
+}
+
+// Middleware decides CORS for the handlers it wraps. It is safe for
+// concurrent use; one Middleware may wrap many handlers.
+type Middleware struct {
+	mode    Mode
+	policy  string
+	timeout time.Duration
+	logger  *slog.Logger
+
+	conn      grpc.ClientConnInterface
+	ownConn   *grpc.ClientConn // dialled by New, closed by Close
+	decisions corsauthzv1.DecisionServiceClient
+	sub       *xdsconfig.Subscription
+
+	lastFailureLog atomic.Int64 // UnixNano; failures are logged at most once a second
+	failures       atomic.Int64 // since the last failure log line
+}
+
+// ErrNoAddress is returned by New without an Address or a Conn.
+var ErrNoAddress = errors.New("middleware: no corsauthz address: set Options.Address (such as 127.0.0.1:9001) or Options.Conn")
+
+// New connects to corsauthz and returns a Middleware. In local mode it
+// waits for the first configuration for up to StartupWait (or until ctx is
+// done, which is an error). The connection is made lazily and kept up by
+// gRPC; New does not fail because corsauthz is not there yet.
+func New(ctx context.Context, opts Options) (*Middleware, error) {
+	m := &Middleware{
+		mode:    opts.Mode,
+		policy:  opts.Policy,
+		timeout: opts.Timeout,
+		logger:  opts.Logger,
+		conn:    opts.Conn,
+	}
+	if m.mode == "" {
+		m.mode = ModeLocal
+	}
+	if m.mode != ModeLocal && m.mode != ModeRemote {
+		return nil, fmt.Errorf("middleware: mode %q: write %q or %q", opts.Mode, ModeLocal, ModeRemote)
+	}
+	if m.timeout <= 0 {
+		m.timeout = DefaultTimeout
+	}
+	if m.logger == nil {
+		m.logger = slog.New(slog.DiscardHandler)
+	}
+	if m.conn == nil {
+		if opts.Address == "" {
+			return nil, ErrNoAddress
+		}
+		dial := []grpc.DialOption{
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			// gRPC's default waits up to 2 minutes between attempts; a
+			// gateway wants corsauthz back within seconds.
+			grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{
+				BaseDelay: xdsconfig.DefaultMinBackoff, Multiplier: 1.6, Jitter: 0.2, MaxDelay: xdsconfig.DefaultMaxBackoff,
+			}}),
+		}
+		cc, err := grpc.NewClient(opts.Address, append(dial, opts.DialOptions...)...)
+		if err != nil {
+			return nil, fmt.Errorf("middleware: corsauthz address %q: %w", opts.Address, err)
+		}
+		m.conn, m.ownConn = cc, cc
+	}
+	if m.mode == ModeRemote {
+		m.decisions = corsauthzv1.NewDecisionServiceClient(m.conn)
+		return m, nil
+	}
+
+	m.sub = xdsconfig.Subscribe(context.Background(), m.conn, xdsconfig.SubscribeOptions{
+		NodeID: opts.NodeID, Address: opts.Address, Registerer: opts.Registerer, Logger: m.logger,
+	})
+	wait := opts.StartupWait
+	if wait == 0 {
+		wait = DefaultStartupWait
+	}
+	if wait > 0 {
+		timer := time.NewTimer(wait)
+		defer timer.Stop()
+		select {
+		case <-m.sub.Ready():
+		case <-timer.C:
+			m.logger.Warn("no configuration from corsauthz yet: answering 503 until one arrives",
+				slog.String("address", opts.Address), slog.Duration("waited", wait))
+		case <-ctx.Done():
+			m.Close()
+			return nil, fmt.Errorf("middleware: waiting for the configuration from %s: %w", opts.Address, ctx.Err())
+		}
+	}
+	return m, nil
+}
+
+// Ready is closed once the middleware can decide: at once in remote mode,
+// once a configuration is in force in local mode.
+func (m *Middleware) Ready() <-chan struct{} {
+	if m.sub != nil {
+		return m.sub.Ready()
+	}
+	closed := make(chan struct{})
+	close(closed)
+	return closed
+}
+
+// Engine returns the configuration in force in local mode (nil before the
+// first, and in remote mode).
+func (m *Middleware) Engine() *policy.Engine {
+	if m.sub == nil {
+		return nil
+	}
+	return m.sub.Engine()
+}
+
+// Close ends the xDS stream and closes the connection New dialled. A
+// request after Close is answered 503 in remote mode and with the last
+// configuration in local mode.
+func (m *Middleware) Close() error {
+	if m.sub != nil {
+		m.sub.Close()
+	}
+	if m.ownConn != nil {
+		return m.ownConn.Close()
+	}
+	return nil
+}
+
+// Wrap returns next with CORS decided in front of it.
+func (m *Middleware) Wrap(next http.Handler) http.Handler {
+	call := func(w http.ResponseWriter, r *http.Request) error {
+		next.ServeHTTP(w, r)
+		return nil
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = m.Serve(w, r, call)
+	})
+}
+
+// Serve decides r and either answers it (a preflight, a 403 in reject
+// mode, a 503 when it cannot decide) or calls next with a ResponseWriter
+// that puts the CORS headers on next's response; it returns next's error.
+// It is Wrap for gateways whose handlers return errors (Caddy).
+func (m *Middleware) Serve(w http.ResponseWriter, r *http.Request, next func(http.ResponseWriter, *http.Request) error) error {
+	if m.mode == ModeRemote {
+		return m.serveRemote(w, r, next)
+	}
+	return m.serveLocal(w, r, next)
+}
+
+// request reads the facts CORS depends on from r, as Envoy describes them
+// in a CheckRequest: repeated headers joined with ",", the path as on the
+// request line.
+func (m *Middleware) request(r *http.Request) policy.Request {
+	path := r.RequestURI
+	if !strings.HasPrefix(path, "/") {
+		path = r.URL.RequestURI() // absolute-form, or a request built by hand
+	}
+	origin, originPresent := r.Header[policy.HeaderOrigin]
+	req := policy.Request{
+		Method:        r.Method,
+		Host:          r.Host,
+		Path:          path,
+		Policy:        m.policy,
+		Origin:        joined(origin),
+		OriginPresent: originPresent, // an empty Origin is still a CORS request
+	}
+	if r.Method == http.MethodOptions { // only a preflight reads the others
+		req.RequestMethod = headerValue(r.Header, policy.HeaderRequestMethod)
+		req.RequestHeaders = headerValue(r.Header, policy.HeaderRequestHeaders)
+		req.RequestPrivateNetwork = headerValue(r.Header, policy.HeaderRequestPrivateNetwork)
+	}
+	return req
+}
+
+// headerValue is the header's values joined with ",", as Envoy joins
+// repeated request headers.
+func headerValue(h http.Header, name string) string { return joined(h[name]) }
+
+func joined(v []string) string {
+	switch len(v) {
+	case 0:
+		return ""
+	case 1:
+		return v[0]
+	default:
+		return strings.Join(v, ",")
+	}
+}
+
+// failClosed answers a request that could not be decided: 503, empty body,
+// as Envoy's status_on_error in the shipped configuration.
+func (m *Middleware) failClosed(w http.ResponseWriter, r *http.Request, err error) {
+	removeAccessControl(w.Header())
+	w.WriteHeader(http.StatusServiceUnavailable)
+	n := m.failures.Add(1)
+	now := time.Now().UnixNano()
+	last := m.lastFailureLog.Load()
+	if now-last < int64(time.Second) || !m.lastFailureLog.CompareAndSwap(last, now) {
+		return
+	}
+	m.failures.Add(-n)
+	m.logger.LogAttrs(r.Context(), slog.LevelWarn, "corsauthz could not decide: answered 503",
+		slog.String("mode", string(m.mode)), slog.String("error", err.Error()), slog.Int64("requests", n))
+}
+
+// respond writes a direct answer: status, headers, no body.
+func respond(w http.ResponseWriter, status int, headers []policy.Header) {
+	h := w.Header()
+	removeAccessControl(h) // headers an outer handler set: one answer only
+	applyHeaders(h, headers)
+	w.WriteHeader(status)
+}
+
+// applyHeaders adds headers to h as Envoy applies response_headers_to_add:
+// Append ones (Vary) as one more entry, the others replacing every value.
+// The new values share one allocation.
+func applyHeaders(h http.Header, headers []policy.Header) {
+	if len(headers) == 0 {
+		return
+	}
+	values := make([]string, len(headers))
+	for i, hd := range headers {
+		if old := h[hd.Name]; hd.Append && len(old) > 0 {
+			h[hd.Name] = append(old, hd.Value)
+			continue
+		}
+		values[i] = hd.Value
+		h[hd.Name] = values[i : i+1 : i+1]
+	}
+}
+
+// removeAccessControl deletes the Access-Control-* headers from h, as the
+// shipped Envoy route's response_headers_to_remove does to the upstream's.
+func removeAccessControl(h http.Header) {
+	for name := range h {
+		if len(name) > len(accessControlPrefix) && strings.EqualFold(name[:len(accessControlPrefix)], accessControlPrefix) {
+			delete(h, name)
+		}
+	}
+}
+
+const accessControlPrefix = "Access-Control-"
