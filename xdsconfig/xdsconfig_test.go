@@ -244,7 +244,7 @@ func TestStuckClientBlocksNobody(t *testing.T) {
 	big := func(i int) *policy.Engine {
 		var b strings.Builder
 		b.WriteString("policies:\n")
-		for j := range 2000 {
+		for j := range policy.MaxPolicies { // over 100 KB, past the stream window
 			fmt.Fprintf(&b, "  - name: p%d-%d\n    match: {hosts: [h%d.example]}\n    allowed_origins: [\"https://o%d.example\"]\n", i, j, j, j)
 		}
 		return mustLoad(t, b.String())
