@@ -61,8 +61,7 @@ type gateway struct {
 	cache    sharedCache
 
 	nextID atomic.Uint64
-	mu     sync.Mutex
-	log    []exchange
+	exchangeRecorder
 }
 
 // route is an Envoy route: a path prefix, the ext_authz context
@@ -245,18 +244,25 @@ func (g *gateway) answer(w http.ResponseWriter, x exchange, status int, headers 
 	fmt.Fprint(w, body)
 }
 
-func (g *gateway) record(x exchange) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.log = append(g.log, x)
+// exchangeRecorder is what a front end in front of the browser's requests (the
+// test gateway, or the tap in front of NGINX and Caddy) has seen, in order.
+type exchangeRecorder struct {
+	mu  sync.Mutex
+	log []exchange
+}
+
+func (l *exchangeRecorder) record(x exchange) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.log = append(l.log, x)
 }
 
 // exchanges returns the exchanges so far whose path is one of paths.
-func (g *gateway) exchanges(paths ...string) []exchange {
-	g.mu.Lock()
-	defer g.mu.Unlock()
+func (l *exchangeRecorder) exchanges(paths ...string) []exchange {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	var out []exchange
-	for _, x := range g.log {
+	for _, x := range l.log {
 		for _, p := range paths {
 			if x.check.GetAttributes().GetRequest().GetHttp().GetPath() == p {
 				out = append(out, x)

@@ -70,8 +70,7 @@ type tap struct {
 	proxy  *httputil.ReverseProxy
 	routes []route // for their cache settings
 	cache  sharedCache
-	mu     sync.Mutex
-	log    []exchange
+	exchangeRecorder
 }
 
 func newTap(target *url.URL, routes []route, reached *reached) *tap {
@@ -149,24 +148,4 @@ func describeRequest(r *http.Request) *authv3.CheckRequest {
 	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
 		Http: &authv3.AttributeContext_HttpRequest{Method: r.Method, Path: r.URL.RequestURI(), Host: r.Host, Headers: headers},
 	}}}
-}
-
-func (tp *tap) record(x exchange) {
-	tp.mu.Lock()
-	defer tp.mu.Unlock()
-	tp.log = append(tp.log, x)
-}
-
-func (tp *tap) exchanges(paths ...string) []exchange {
-	tp.mu.Lock()
-	defer tp.mu.Unlock()
-	var out []exchange
-	for _, x := range tp.log {
-		for _, p := range paths {
-			if x.check.GetAttributes().GetRequest().GetHttp().GetPath() == p {
-				out = append(out, x)
-			}
-		}
-	}
-	return out
 }
