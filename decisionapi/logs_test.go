@@ -1,20 +1,22 @@
-package server_test
+package decisionapi_test
 
 import (
 	"bytes"
 	"log/slog"
 	"testing"
 
+	"github.com/corsauthz/corsauthz/decisionapi"
+	th "github.com/corsauthz/corsauthz/internal/testharness"
+
 	"github.com/corsauthz/corsauthz/policy"
 	corsauthzv1 "github.com/corsauthz/corsauthz/proto/gen/corsauthz/v1"
-	"github.com/corsauthz/corsauthz/server"
 )
 
 // TestDecideLogs: a Decide is logged as the same Check would be: rejected
 // preflights and origins not allowed at info, everything at debug.
 func TestDecideLogs(t *testing.T) {
 	t.Parallel()
-	holder := policy.NewHolder(loadEngine(t, testConfig))
+	holder := policy.NewHolder(th.LoadEngine(t, th.Config))
 	for _, tc := range []struct {
 		desc  string
 		level slog.Level
@@ -23,17 +25,17 @@ func TestDecideLogs(t *testing.T) {
 	}{{
 		desc:  "rejected preflight at info",
 		level: slog.LevelInfo,
-		req:   &corsauthzv1.DecideRequest{Method: "OPTIONS", Host: "api.example.com", Path: "/", Origin: app, AccessControlRequestMethod: "PATCH"},
+		req:   &corsauthzv1.DecideRequest{Method: "OPTIONS", Host: "api.example.com", Path: "/", Origin: th.App, AccessControlRequestMethod: "PATCH"},
 		want:  `level=INFO msg="preflight rejected" policy=api kind=preflight_rejected reason=method_not_allowed detail=PATCH status=403 report_only=false origin=https://app.example.com method=OPTIONS host=api.example.com path=/` + "\n",
 	}, {
 		desc:  "origin not allowed at info",
 		level: slog.LevelInfo,
-		req:   &corsauthzv1.DecideRequest{Method: "GET", Host: "strict.example.com", Path: "/x?y=1", Origin: evil, OmitReasons: true},
+		req:   &corsauthzv1.DecideRequest{Method: "GET", Host: "strict.example.com", Path: "/x?y=1", Origin: th.Evil, OmitReasons: true},
 		want:  `level=INFO msg="origin not allowed" policy=strict kind=actual_disallowed reason=origin_not_allowed detail="" status=403 report_only=false origin=https://evil.example method=GET host=strict.example.com path=/x` + "\n",
 	}, {
 		desc:  "allowed: nothing at info",
 		level: slog.LevelInfo,
-		req:   &corsauthzv1.DecideRequest{Method: "GET", Host: "api.example.com", Path: "/", Origin: app},
+		req:   &corsauthzv1.DecideRequest{Method: "GET", Host: "api.example.com", Path: "/", Origin: th.App},
 		want:  "",
 	}} {
 		t.Run(tc.desc, func(t *testing.T) {
@@ -48,7 +50,7 @@ func TestDecideLogs(t *testing.T) {
 					return a
 				},
 			}))
-			if _, err := server.NewDecisions(holder, logger, nil).Decide(ctxTimeout(t), tc.req); err != nil {
+			if _, err := decisionapi.New(th.NewCore(t, holder, logger)).Decide(th.CtxTimeout(t), tc.req); err != nil {
 				t.Fatal(err)
 			}
 			if got := buf.String(); got != tc.want {

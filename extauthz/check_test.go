@@ -1,4 +1,4 @@
-package server_test
+package extauthz_test
 
 import (
 	"bytes"
@@ -8,6 +8,10 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+
+	"github.com/corsauthz/corsauthz/extauthz"
+	"github.com/corsauthz/corsauthz/internal/limits"
+	th "github.com/corsauthz/corsauthz/internal/testharness"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -19,12 +23,6 @@ import (
 	"github.com/corsauthz/corsauthz/server"
 )
 
-const (
-	app           = "https://app.example.com"
-	evil          = "https://evil.example"
-	varyPreflight = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"
-)
-
 // checkCases are the decisions the ext_authz mapping must render, each
 // with the exact CheckResponse Envoy gets (contract §5).
 var checkCases = []struct {
@@ -33,298 +31,298 @@ var checkCases = []struct {
 	want *authv3.CheckResponse
 }{{
 	desc: "no Origin, a policy with credentials: pass on with Vary: Origin, for caches",
-	req:  checkRequest("GET", "api.example.com", "/v1/orders", hdrs{"accept": "*/*"}, ""),
-	want: okResponse(appendTo("Vary", "Origin")),
+	req:  th.CheckRequest("GET", "api.example.com", "/v1/orders", th.Hdrs{"accept": "*/*"}, ""),
+	want: th.OKResponse(th.AppendTo("Vary", "Origin")),
 }, {
 	desc: "no Origin, a reject_disallowed_origins policy: pass on with Vary: Origin",
-	req:  checkRequest("POST", "strict.example.com", "/", nil, ""),
-	want: okResponse(appendTo("Vary", "Origin")),
+	req:  th.CheckRequest("POST", "strict.example.com", "/", nil, ""),
+	want: th.OKResponse(th.AppendTo("Vary", "Origin")),
 }, {
 	desc: "no Origin, a * policy without credentials: Access-Control-Allow-Origin: * and Expose-Headers, no Vary",
-	req:  checkRequest("GET", "open.example.com", "/", hdrs{"accept": "*/*"}, ""),
-	want: okResponse(set("Access-Control-Allow-Origin", "*"), set("Access-Control-Expose-Headers", "X-Total")),
+	req:  th.CheckRequest("GET", "open.example.com", "/", th.Hdrs{"accept": "*/*"}, ""),
+	want: th.OKResponse(th.Set("Access-Control-Allow-Origin", "*"), th.Set("Access-Control-Expose-Headers", "X-Total")),
 }, {
 	desc: "no Origin, a * policy named by cors_policy: Access-Control-Allow-Origin: *",
-	req:  checkRequest("GET", "api.example.com", "/", nil, "public"),
-	want: okResponse(set("Access-Control-Allow-Origin", "*")),
+	req:  th.CheckRequest("GET", "api.example.com", "/", nil, "public"),
+	want: th.OKResponse(th.Set("Access-Control-Allow-Origin", "*")),
 }, {
 	desc: "no Origin, a report_only policy: pass on untouched",
-	req:  checkRequest("GET", "shadow.example.com", "/", nil, ""),
-	want: okResponse(),
+	req:  th.CheckRequest("GET", "shadow.example.com", "/", nil, ""),
+	want: th.OKResponse(),
 }, {
 	desc: "no Origin, no policy: pass on untouched",
-	req:  checkRequest("GET", "other.example.com", "/", hdrs{"accept": "*/*"}, ""),
-	want: okResponse(),
+	req:  th.CheckRequest("GET", "other.example.com", "/", th.Hdrs{"accept": "*/*"}, ""),
+	want: th.OKResponse(),
 }, {
 	desc: "OPTIONS with Access-Control-Request-Method but no Origin: not a preflight, Vary: Origin",
-	req:  checkRequest("OPTIONS", "api.example.com", "/", hdrs{"access-control-request-method": "PUT"}, ""),
-	want: okResponse(appendTo("Vary", "Origin")),
+	req:  th.CheckRequest("OPTIONS", "api.example.com", "/", th.Hdrs{"access-control-request-method": "PUT"}, ""),
+	want: th.OKResponse(th.AppendTo("Vary", "Origin")),
 }, {
 	desc: "empty Origin: a CORS request matching no listed origin",
-	req:  checkRequest("GET", "api.example.com", "/v1/orders", hdrs{"origin": ""}, ""),
-	want: okResponse(appendTo("Vary", "Origin")),
+	req:  th.CheckRequest("GET", "api.example.com", "/v1/orders", th.Hdrs{"origin": ""}, ""),
+	want: th.OKResponse(th.AppendTo("Vary", "Origin")),
 }, {
 	desc: "empty Origin, reject_disallowed_origins: 403",
-	req:  checkRequest("GET", "strict.example.com", "/", hdrs{"origin": ""}, ""),
-	want: deniedResponse(403, appendTo("Vary", "Origin")),
+	req:  th.CheckRequest("GET", "strict.example.com", "/", th.Hdrs{"origin": ""}, ""),
+	want: th.DeniedResponse(403, th.AppendTo("Vary", "Origin")),
 }, {
 	desc: "empty Origin, a * policy: Access-Control-Allow-Origin: *",
-	req:  checkRequest("GET", "open.example.com", "/", hdrs{"origin": ""}, ""),
-	want: okResponse(set("Access-Control-Allow-Origin", "*"), set("Access-Control-Expose-Headers", "X-Total")),
+	req:  th.CheckRequest("GET", "open.example.com", "/", th.Hdrs{"origin": ""}, ""),
+	want: th.OKResponse(th.Set("Access-Control-Allow-Origin", "*"), th.Set("Access-Control-Expose-Headers", "X-Total")),
 }, {
 	desc: "empty Origin, a preflight: 403",
-	req:  checkRequest("OPTIONS", "api.example.com", "/", hdrs{"origin": "", "access-control-request-method": "PUT"}, ""),
-	want: deniedResponse(403, appendTo("Vary", varyPreflight)),
+	req:  th.CheckRequest("OPTIONS", "api.example.com", "/", th.Hdrs{"origin": "", "access-control-request-method": "PUT"}, ""),
+	want: th.DeniedResponse(403, th.AppendTo("Vary", th.VaryPreflight)),
 }, {
 	desc: "header_map: empty Origin is present",
-	req:  rawCheckRequest("GET", "strict.example.com", "/", [][2]string{{"Origin", ""}}),
-	want: deniedResponse(403, appendTo("Vary", "Origin")),
+	req:  th.RawCheckRequest("GET", "strict.example.com", "/", [][2]string{{"Origin", ""}}),
+	want: th.DeniedResponse(403, th.AppendTo("Vary", "Origin")),
 }, {
 	desc: "header_map: no Origin, a * policy",
-	req:  rawCheckRequest("GET", "open.example.com", "/", [][2]string{{"accept", "*/*"}}),
-	want: okResponse(set("Access-Control-Allow-Origin", "*"), set("Access-Control-Expose-Headers", "X-Total")),
+	req:  th.RawCheckRequest("GET", "open.example.com", "/", [][2]string{{"accept", "*/*"}}),
+	want: th.OKResponse(th.Set("Access-Control-Allow-Origin", "*"), th.Set("Access-Control-Expose-Headers", "X-Total")),
 }, {
 	desc: "a group: the app's origin picks the app's policy, with credentials",
-	req:  checkRequest("GET", "shared.example.com", "/v1/orders", hdrs{"origin": app}, ""),
-	want: okResponse(set("Access-Control-Allow-Origin", app), set("Access-Control-Allow-Credentials", "true"), appendTo("Vary", "Origin")),
+	req:  th.CheckRequest("GET", "shared.example.com", "/v1/orders", th.Hdrs{"origin": th.App}, ""),
+	want: th.OKResponse(th.Set("Access-Control-Allow-Origin", th.App), th.Set("Access-Control-Allow-Credentials", "true"), th.AppendTo("Vary", "Origin")),
 }, {
 	desc: "a group: a partner's origin picks the partners' policy, without credentials",
-	req:  checkRequest("GET", "shared.example.com", "/v1?x=1", hdrs{"origin": "https://partner.example.net"}, ""),
-	want: okResponse(set("Access-Control-Allow-Origin", "https://partner.example.net"), appendTo("Vary", "Origin")),
+	req:  th.CheckRequest("GET", "shared.example.com", "/v1?x=1", th.Hdrs{"origin": "https://partner.example.net"}, ""),
+	want: th.OKResponse(th.Set("Access-Control-Allow-Origin", "https://partner.example.net"), th.AppendTo("Vary", "Origin")),
 }, {
 	desc: "a group: an origin neither admits: the first decides",
-	req:  checkRequest("GET", "shared.example.com", "/v1/orders", hdrs{"origin": evil}, ""),
-	want: okResponse(appendTo("Vary", "Origin")),
+	req:  th.CheckRequest("GET", "shared.example.com", "/v1/orders", th.Hdrs{"origin": th.Evil}, ""),
+	want: th.OKResponse(th.AppendTo("Vary", "Origin")),
 }, {
 	desc: "a group: no Origin: Vary: Origin",
-	req:  checkRequest("GET", "shared.example.com", "/v1/orders", nil, ""),
-	want: okResponse(appendTo("Vary", "Origin")),
+	req:  th.CheckRequest("GET", "shared.example.com", "/v1/orders", nil, ""),
+	want: th.OKResponse(th.AppendTo("Vary", "Origin")),
 }, {
 	desc: "a group whose first is *, no Origin: * and Vary: Origin, as another origin may get the other policy",
-	req:  checkRequest("GET", "open.example.com", "/g/x", nil, ""),
-	want: okResponse(set("Access-Control-Allow-Origin", "*"), appendTo("Vary", "Origin")),
+	req:  th.CheckRequest("GET", "open.example.com", "/g/x", nil, ""),
+	want: th.OKResponse(th.Set("Access-Control-Allow-Origin", "*"), th.AppendTo("Vary", "Origin")),
 }, {
 	desc: "the same * policy named alone, no Origin: * without Vary (its own shared answer, not the group's)",
-	req:  checkRequest("GET", "other.example.com", "/", nil, "open-group"),
-	want: okResponse(set("Access-Control-Allow-Origin", "*")),
+	req:  th.CheckRequest("GET", "other.example.com", "/", nil, "open-group"),
+	want: th.OKResponse(th.Set("Access-Control-Allow-Origin", "*")),
 }, {
 	desc: "a group whose first is *: the app's origin is admitted by * first",
-	req:  checkRequest("GET", "open.example.com", "/g", hdrs{"origin": app}, ""),
-	want: okResponse(set("Access-Control-Allow-Origin", "*"), appendTo("Vary", "Origin")),
+	req:  th.CheckRequest("GET", "open.example.com", "/g", th.Hdrs{"origin": th.App}, ""),
+	want: th.OKResponse(th.Set("Access-Control-Allow-Origin", "*"), th.AppendTo("Vary", "Origin")),
 }, {
 	desc: "the same * policy named alone, an origin: * without Vary",
-	req:  checkRequest("GET", "other.example.com", "/", hdrs{"origin": app}, "open-group"),
-	want: okResponse(set("Access-Control-Allow-Origin", "*")),
+	req:  th.CheckRequest("GET", "other.example.com", "/", th.Hdrs{"origin": th.App}, "open-group"),
+	want: th.OKResponse(th.Set("Access-Control-Allow-Origin", "*")),
 }, {
 	desc: "segment boundary: /v1 does not select /v10",
-	req:  checkRequest("GET", "shared.example.com", "/v10", hdrs{"origin": app}, ""),
-	want: okResponse(),
+	req:  th.CheckRequest("GET", "shared.example.com", "/v10", th.Hdrs{"origin": th.App}, ""),
+	want: th.OKResponse(),
 }, {
 	desc: "cors_policy naming a group: the Origin picks",
-	req:  checkRequest("GET", "other.example.com", "/", hdrs{"origin": "https://partner.example.net"}, "app, partners"),
-	want: okResponse(set("Access-Control-Allow-Origin", "https://partner.example.net"), appendTo("Vary", "Origin")),
+	req:  th.CheckRequest("GET", "other.example.com", "/", th.Hdrs{"origin": "https://partner.example.net"}, "app, partners"),
+	want: th.OKResponse(th.Set("Access-Control-Allow-Origin", "https://partner.example.net"), th.AppendTo("Vary", "Origin")),
 }, {
 	desc: "cors_policy naming a group, no Origin: Vary: Origin",
-	req:  checkRequest("GET", "other.example.com", "/", nil, "app,partners"),
-	want: okResponse(appendTo("Vary", "Origin")),
+	req:  th.CheckRequest("GET", "other.example.com", "/", nil, "app,partners"),
+	want: th.OKResponse(th.AppendTo("Vary", "Origin")),
 }, {
 	desc: "no policy for the host: pass on, no headers",
-	req:  checkRequest("GET", "other.example.com", "/", hdrs{"origin": app}, ""),
-	want: okResponse(),
+	req:  th.CheckRequest("GET", "other.example.com", "/", th.Hdrs{"origin": th.App}, ""),
+	want: th.OKResponse(),
 }, {
 	desc: "allowed actual request",
-	req:  checkRequest("GET", "api.example.com", "/v1/orders?id=1", hdrs{"origin": app}, ""),
-	want: okResponse(
-		set("Access-Control-Allow-Origin", app),
-		set("Access-Control-Allow-Credentials", "true"),
-		set("Access-Control-Expose-Headers", "X-Request-Id"),
-		appendTo("Vary", "Origin"),
+	req:  th.CheckRequest("GET", "api.example.com", "/v1/orders?id=1", th.Hdrs{"origin": th.App}, ""),
+	want: th.OKResponse(
+		th.Set("Access-Control-Allow-Origin", th.App),
+		th.Set("Access-Control-Allow-Credentials", "true"),
+		th.Set("Access-Control-Expose-Headers", "X-Request-Id"),
+		th.AppendTo("Vary", "Origin"),
 	),
 }, {
 	desc: "allowed actual request from a wildcard origin, host with port",
-	req:  checkRequest("POST", "api.example.com:443", "/v1/orders", hdrs{"origin": "https://pr-7.preview.example.com"}, ""),
-	want: okResponse(
-		set("Access-Control-Allow-Origin", "https://pr-7.preview.example.com"),
-		set("Access-Control-Allow-Credentials", "true"),
-		set("Access-Control-Expose-Headers", "X-Request-Id"),
-		appendTo("Vary", "Origin"),
+	req:  th.CheckRequest("POST", "api.example.com:443", "/v1/orders", th.Hdrs{"origin": "https://pr-7.preview.example.com"}, ""),
+	want: th.OKResponse(
+		th.Set("Access-Control-Allow-Origin", "https://pr-7.preview.example.com"),
+		th.Set("Access-Control-Allow-Credentials", "true"),
+		th.Set("Access-Control-Expose-Headers", "X-Request-Id"),
+		th.AppendTo("Vary", "Origin"),
 	),
 }, {
 	desc: "OPTIONS without Access-Control-Request-Method is an actual request",
-	req:  checkRequest("OPTIONS", "api.example.com", "/v1/orders", hdrs{"origin": app}, ""),
-	want: okResponse(
-		set("Access-Control-Allow-Origin", app),
-		set("Access-Control-Allow-Credentials", "true"),
-		set("Access-Control-Expose-Headers", "X-Request-Id"),
-		appendTo("Vary", "Origin"),
+	req:  th.CheckRequest("OPTIONS", "api.example.com", "/v1/orders", th.Hdrs{"origin": th.App}, ""),
+	want: th.OKResponse(
+		th.Set("Access-Control-Allow-Origin", th.App),
+		th.Set("Access-Control-Allow-Credentials", "true"),
+		th.Set("Access-Control-Expose-Headers", "X-Request-Id"),
+		th.AppendTo("Vary", "Origin"),
 	),
 }, {
 	desc: "disallowed actual request: only Vary",
-	req:  checkRequest("GET", "api.example.com", "/v1/orders", hdrs{"origin": evil}, ""),
-	want: okResponse(appendTo("Vary", "Origin")),
+	req:  th.CheckRequest("GET", "api.example.com", "/v1/orders", th.Hdrs{"origin": th.Evil}, ""),
+	want: th.OKResponse(th.AppendTo("Vary", "Origin")),
 }, {
 	desc: "allowed preflight: 204 with the headers",
-	req: checkRequest("OPTIONS", "api.example.com", "/v1/orders", hdrs{
-		"origin":                         app,
+	req: th.CheckRequest("OPTIONS", "api.example.com", "/v1/orders", th.Hdrs{
+		"origin":                         th.App,
 		"access-control-request-method":  "PUT",
 		"access-control-request-headers": "authorization,content-type",
 	}, ""),
-	want: deniedResponse(204,
-		set("Access-Control-Allow-Origin", app),
-		set("Access-Control-Allow-Methods", "PUT"),
-		set("Access-Control-Allow-Headers", "authorization,content-type"),
-		set("Access-Control-Allow-Credentials", "true"),
-		set("Access-Control-Max-Age", "600"),
-		appendTo("Vary", varyPreflight),
+	want: th.DeniedResponse(204,
+		th.Set("Access-Control-Allow-Origin", th.App),
+		th.Set("Access-Control-Allow-Methods", "PUT"),
+		th.Set("Access-Control-Allow-Headers", "authorization,content-type"),
+		th.Set("Access-Control-Allow-Credentials", "true"),
+		th.Set("Access-Control-Max-Age", "600"),
+		th.AppendTo("Vary", th.VaryPreflight),
 	),
 }, {
 	desc: "allowed preflight asking for private-network access",
-	req: checkRequest("OPTIONS", "api.example.com", "/v1/orders", hdrs{
-		"origin":                                 app,
+	req: th.CheckRequest("OPTIONS", "api.example.com", "/v1/orders", th.Hdrs{
+		"origin":                                 th.App,
 		"access-control-request-method":          "DELETE",
 		"access-control-request-private-network": "true",
 	}, ""),
-	want: deniedResponse(204,
-		set("Access-Control-Allow-Origin", app),
-		set("Access-Control-Allow-Methods", "DELETE"),
-		set("Access-Control-Allow-Credentials", "true"),
-		set("Access-Control-Max-Age", "600"),
-		set("Access-Control-Allow-Private-Network", "true"),
-		appendTo("Vary", varyPreflight),
+	want: th.DeniedResponse(204,
+		th.Set("Access-Control-Allow-Origin", th.App),
+		th.Set("Access-Control-Allow-Methods", "DELETE"),
+		th.Set("Access-Control-Allow-Credentials", "true"),
+		th.Set("Access-Control-Max-Age", "600"),
+		th.Set("Access-Control-Allow-Private-Network", "true"),
+		th.AppendTo("Vary", th.VaryPreflight),
 	),
 }, {
 	desc: "preflight with a method not allowed: 403, only Vary",
-	req: checkRequest("OPTIONS", "api.example.com", "/v1/orders", hdrs{
-		"origin":                        app,
+	req: th.CheckRequest("OPTIONS", "api.example.com", "/v1/orders", th.Hdrs{
+		"origin":                        th.App,
 		"access-control-request-method": "PATCH",
 	}, ""),
-	want: deniedResponse(403, appendTo("Vary", varyPreflight)),
+	want: th.DeniedResponse(403, th.AppendTo("Vary", th.VaryPreflight)),
 }, {
 	desc: "preflight with a header not allowed: 403, only Vary",
-	req: checkRequest("OPTIONS", "api.example.com", "/v1/orders", hdrs{
-		"origin":                         app,
+	req: th.CheckRequest("OPTIONS", "api.example.com", "/v1/orders", th.Hdrs{
+		"origin":                         th.App,
 		"access-control-request-method":  "PUT",
 		"access-control-request-headers": "content-type,x-debug",
 	}, ""),
-	want: deniedResponse(403, appendTo("Vary", varyPreflight)),
+	want: th.DeniedResponse(403, th.AppendTo("Vary", th.VaryPreflight)),
 }, {
 	desc: "preflight from a disallowed origin: 403, only Vary",
-	req: checkRequest("OPTIONS", "api.example.com", "/v1/orders", hdrs{
-		"origin":                        evil,
+	req: th.CheckRequest("OPTIONS", "api.example.com", "/v1/orders", th.Hdrs{
+		"origin":                        th.Evil,
 		"access-control-request-method": "GET",
 	}, ""),
-	want: deniedResponse(403, appendTo("Vary", varyPreflight)),
+	want: th.DeniedResponse(403, th.AppendTo("Vary", th.VaryPreflight)),
 }, {
 	desc: "reject_disallowed_origins: actual request from another origin gets 403",
-	req:  checkRequest("POST", "strict.example.com", "/", hdrs{"origin": evil}, ""),
-	want: deniedResponse(403, appendTo("Vary", "Origin")),
+	req:  th.CheckRequest("POST", "strict.example.com", "/", th.Hdrs{"origin": th.Evil}, ""),
+	want: th.DeniedResponse(403, th.AppendTo("Vary", "Origin")),
 }, {
 	desc: "reject_disallowed_origins: allowed origin passes on",
-	req:  checkRequest("POST", "strict.example.com", "/", hdrs{"origin": app}, ""),
-	want: okResponse(set("Access-Control-Allow-Origin", app), appendTo("Vary", "Origin")),
+	req:  th.CheckRequest("POST", "strict.example.com", "/", th.Hdrs{"origin": th.App}, ""),
+	want: th.OKResponse(th.Set("Access-Control-Allow-Origin", th.App), th.AppendTo("Vary", "Origin")),
 }, {
 	desc: "report_only: a rejection passes on untouched",
-	req:  checkRequest("POST", "shadow.example.com", "/", hdrs{"origin": evil}, ""),
-	want: okResponse(),
+	req:  th.CheckRequest("POST", "shadow.example.com", "/", th.Hdrs{"origin": th.Evil}, ""),
+	want: th.OKResponse(),
 }, {
 	desc: "report_only: an allowed request passes on untouched",
-	req:  checkRequest("GET", "shadow.example.com", "/", hdrs{"origin": app}, ""),
-	want: okResponse(),
+	req:  th.CheckRequest("GET", "shadow.example.com", "/", th.Hdrs{"origin": th.App}, ""),
+	want: th.OKResponse(),
 }, {
 	desc: "report_only: a preflight passes on untouched",
-	req: checkRequest("OPTIONS", "shadow.example.com", "/", hdrs{
-		"origin":                        app,
+	req: th.CheckRequest("OPTIONS", "shadow.example.com", "/", th.Hdrs{
+		"origin":                        th.App,
 		"access-control-request-method": "GET",
 	}, ""),
-	want: okResponse(),
+	want: th.OKResponse(),
 }, {
 	desc: "cors_policy selects a policy the match rules would not",
-	req:  checkRequest("GET", "api.example.com", "/v1/orders", hdrs{"origin": "https://anyone.test"}, "public"),
-	want: okResponse(set("Access-Control-Allow-Origin", "*")),
+	req:  th.CheckRequest("GET", "api.example.com", "/v1/orders", th.Hdrs{"origin": "https://anyone.test"}, "public"),
+	want: th.OKResponse(th.Set("Access-Control-Allow-Origin", "*")),
 }, {
 	desc: "cors_policy overrides the match rules",
-	req:  checkRequest("GET", "strict.example.com", "/", hdrs{"origin": evil}, "api"),
-	want: okResponse(appendTo("Vary", "Origin")),
+	req:  th.CheckRequest("GET", "strict.example.com", "/", th.Hdrs{"origin": th.Evil}, "api"),
+	want: th.OKResponse(th.AppendTo("Vary", "Origin")),
 }, {
 	desc: "cors_policy: preflight on a * policy",
-	req: checkRequest("OPTIONS", "files.example.com", "/", hdrs{
+	req: th.CheckRequest("OPTIONS", "files.example.com", "/", th.Hdrs{
 		"origin":                        "null",
 		"access-control-request-method": "GET",
 	}, "public"),
-	want: deniedResponse(204,
-		set("Access-Control-Allow-Origin", "*"),
-		set("Access-Control-Allow-Methods", "GET"),
-		appendTo("Vary", varyPreflight),
+	want: th.DeniedResponse(204,
+		th.Set("Access-Control-Allow-Origin", "*"),
+		th.Set("Access-Control-Allow-Methods", "GET"),
+		th.AppendTo("Vary", th.VaryPreflight),
 	),
 }, {
 	desc: "header_map (encode_raw_headers): allowed preflight, keys in any case",
-	req: rawCheckRequest("OPTIONS", "api.example.com", "/v1/orders", [][2]string{
+	req: th.RawCheckRequest("OPTIONS", "api.example.com", "/v1/orders", [][2]string{
 		{":authority", "api.example.com"},
-		{"Origin", app},
+		{"Origin", th.App},
 		{"access-control-request-method", "PUT"},
 		{"Access-Control-Request-Headers", "content-type"},
 	}),
-	want: deniedResponse(204,
-		set("Access-Control-Allow-Origin", app),
-		set("Access-Control-Allow-Methods", "PUT"),
-		set("Access-Control-Allow-Headers", "content-type"),
-		set("Access-Control-Allow-Credentials", "true"),
-		set("Access-Control-Max-Age", "600"),
-		appendTo("Vary", varyPreflight),
+	want: th.DeniedResponse(204,
+		th.Set("Access-Control-Allow-Origin", th.App),
+		th.Set("Access-Control-Allow-Methods", "PUT"),
+		th.Set("Access-Control-Allow-Headers", "content-type"),
+		th.Set("Access-Control-Allow-Credentials", "true"),
+		th.Set("Access-Control-Max-Age", "600"),
+		th.AppendTo("Vary", th.VaryPreflight),
 	),
 }, {
 	desc: "header_map: allowed actual request",
-	req:  rawCheckRequest("GET", "api.example.com", "/", [][2]string{{"origin", app}}),
-	want: okResponse(
-		set("Access-Control-Allow-Origin", app),
-		set("Access-Control-Allow-Credentials", "true"),
-		set("Access-Control-Expose-Headers", "X-Request-Id"),
-		appendTo("Vary", "Origin"),
+	req:  th.RawCheckRequest("GET", "api.example.com", "/", [][2]string{{"origin", th.App}}),
+	want: th.OKResponse(
+		th.Set("Access-Control-Allow-Origin", th.App),
+		th.Set("Access-Control-Allow-Credentials", "true"),
+		th.Set("Access-Control-Expose-Headers", "X-Request-Id"),
+		th.AppendTo("Vary", "Origin"),
 	),
 }, {
 	desc: "header_map: a repeated Origin is joined, and matches nothing",
-	req:  rawCheckRequest("GET", "api.example.com", "/", [][2]string{{"origin", app}, {"origin", app}}),
-	want: okResponse(appendTo("Vary", "Origin")),
+	req:  th.RawCheckRequest("GET", "api.example.com", "/", [][2]string{{"origin", th.App}, {"origin", th.App}}),
+	want: th.OKResponse(th.AppendTo("Vary", "Origin")),
 }, {
 	desc: "header_map: an Origin that is not UTF-8 matches nothing",
-	req:  rawCheckRequest("GET", "api.example.com", "/", [][2]string{{"origin", "https://app.example.com\xff"}}),
-	want: okResponse(appendTo("Vary", "Origin")),
+	req:  th.RawCheckRequest("GET", "api.example.com", "/", [][2]string{{"origin", "https://app.example.com\xff"}}),
+	want: th.OKResponse(th.AppendTo("Vary", "Origin")),
 }, {
 	desc: "header_map: repeated Access-Control-Request-Headers are joined",
-	req: rawCheckRequest("OPTIONS", "api.example.com", "/", [][2]string{
-		{"origin", app},
+	req: th.RawCheckRequest("OPTIONS", "api.example.com", "/", [][2]string{
+		{"origin", th.App},
 		{"access-control-request-method", "POST"},
 		{"access-control-request-headers", "content-type"},
 		{"access-control-request-headers", "authorization"},
 	}),
-	want: deniedResponse(204,
-		set("Access-Control-Allow-Origin", app),
-		set("Access-Control-Allow-Methods", "POST"),
-		set("Access-Control-Allow-Headers", "content-type,authorization"),
-		set("Access-Control-Allow-Credentials", "true"),
-		set("Access-Control-Max-Age", "600"),
-		appendTo("Vary", varyPreflight),
+	want: th.DeniedResponse(204,
+		th.Set("Access-Control-Allow-Origin", th.App),
+		th.Set("Access-Control-Allow-Methods", "POST"),
+		th.Set("Access-Control-Allow-Headers", "content-type,authorization"),
+		th.Set("Access-Control-Allow-Credentials", "true"),
+		th.Set("Access-Control-Max-Age", "600"),
+		th.AppendTo("Vary", th.VaryPreflight),
 	),
 }}
 
 func TestCheck(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, policy.NewHolder(loadEngine(t, testConfig)), server.Options{})
-	client := ts.authz()
+	ts := th.StartServer(t, policy.NewHolder(th.LoadEngine(t, th.Config)), server.Options{})
+	client := ts.Authz()
 	for _, tc := range checkCases {
 		t.Run(tc.desc, func(t *testing.T) {
 			t.Parallel()
-			got, err := client.Check(ctxTimeout(t), tc.req)
+			got, err := client.Check(th.CtxTimeout(t), tc.req)
 			if err != nil {
 				t.Fatalf("Check: %v", err)
 			}
-			assertProtoEqual(t, got, tc.want)
+			th.AssertProtoEqual(t, got, tc.want)
 		})
 	}
 }
 
-func manyHeaders(n int) hdrs {
-	h := make(hdrs, n)
+func manyHeaders(n int) th.Hdrs {
+	h := make(th.Hdrs, n)
 	for i := range n {
 		h[fmt.Sprintf("x-h%d", i)] = "v"
 	}
@@ -332,7 +330,7 @@ func manyHeaders(n int) hdrs {
 }
 
 func manyRawHeaders(n int) *authv3.CheckRequest {
-	req := checkRequest("GET", "api.example.com", "/", nil, "")
+	req := th.CheckRequest("GET", "api.example.com", "/", nil, "")
 	hm := &corev3.HeaderMap{}
 	for i := range n {
 		hm.Headers = append(hm.Headers, &corev3.HeaderValue{Key: fmt.Sprintf("x-h%d", i), RawValue: []byte("v")})
@@ -368,49 +366,49 @@ var checkErrorCases = []struct {
 	message: noHTTP,
 }, {
 	desc:    "cors_policy names no configured policy",
-	req:     checkRequest("GET", "api.example.com", "/", hdrs{"origin": app}, "nope"),
+	req:     th.CheckRequest("GET", "api.example.com", "/", th.Hdrs{"origin": th.App}, "nope"),
 	code:    codes.FailedPrecondition,
 	message: `~"nope"`,
 }, {
 	desc:    "cors_policy names no configured policy, even without Origin",
-	req:     checkRequest("GET", "api.example.com", "/", nil, "nope"),
+	req:     th.CheckRequest("GET", "api.example.com", "/", nil, "nope"),
 	code:    codes.FailedPrecondition,
 	message: `~"nope"`,
 }, {
 	desc:    "method too long",
-	req:     checkRequest(strings.Repeat("A", server.MaxMethodLen+1), "api.example.com", "/", hdrs{"origin": app}, ""),
+	req:     th.CheckRequest(strings.Repeat("A", limits.MethodLen+1), "api.example.com", "/", th.Hdrs{"origin": th.App}, ""),
 	code:    codes.InvalidArgument,
 	message: "attributes.request.http.method is 65 bytes long, more than the limit of 64",
 }, {
 	desc:    "host too long",
-	req:     checkRequest("GET", strings.Repeat("a", server.MaxHostLen+1), "/", hdrs{"origin": app}, ""),
+	req:     th.CheckRequest("GET", strings.Repeat("a", limits.HostLen+1), "/", th.Hdrs{"origin": th.App}, ""),
 	code:    codes.InvalidArgument,
 	message: "attributes.request.http.host is 8193 bytes long, more than the limit of 8192",
 }, {
 	desc:    "path too long",
-	req:     checkRequest("GET", "api.example.com", "/"+strings.Repeat("a", server.MaxPathLen), hdrs{"origin": app}, ""),
+	req:     th.CheckRequest("GET", "api.example.com", "/"+strings.Repeat("a", limits.PathLen), th.Hdrs{"origin": th.App}, ""),
 	code:    codes.InvalidArgument,
 	message: "attributes.request.http.path is 65537 bytes long, more than the limit of 65536",
 }, {
 	desc:    "too many headers",
-	req:     checkRequest("GET", "api.example.com", "/", manyHeaders(server.MaxHeaderCount+1), ""),
+	req:     th.CheckRequest("GET", "api.example.com", "/", manyHeaders(limits.HeaderCount+1), ""),
 	code:    codes.InvalidArgument,
 	message: "attributes.request.http.headers has more than 1000 entries, the limit",
 }, {
 	desc:    "too many header_map entries",
-	req:     manyRawHeaders(server.MaxHeaderCount + 1),
+	req:     manyRawHeaders(limits.HeaderCount + 1),
 	code:    codes.InvalidArgument,
 	message: "attributes.request.http.header_map has more than 1000 entries, the limit",
 }}
 
 func TestCheckErrors(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, policy.NewHolder(loadEngine(t, testConfig)), server.Options{})
-	client := ts.authz()
+	ts := th.StartServer(t, policy.NewHolder(th.LoadEngine(t, th.Config)), server.Options{})
+	client := ts.Authz()
 	for _, tc := range checkErrorCases {
 		t.Run(tc.desc, func(t *testing.T) {
 			t.Parallel()
-			resp, err := client.Check(ctxTimeout(t), tc.req)
+			resp, err := client.Check(th.CtxTimeout(t), tc.req)
 			if err == nil {
 				t.Fatalf("Check returned no error but\n%v", resp)
 			}
@@ -431,7 +429,7 @@ func TestCheckErrors(t *testing.T) {
 
 func TestCheckLogs(t *testing.T) {
 	t.Parallel()
-	holder := policy.NewHolder(loadEngine(t, testConfig))
+	holder := policy.NewHolder(th.LoadEngine(t, th.Config))
 	for _, tc := range []struct {
 		desc  string
 		level slog.Level
@@ -440,32 +438,32 @@ func TestCheckLogs(t *testing.T) {
 	}{{
 		desc:  "allowed actual request: nothing at info",
 		level: slog.LevelInfo,
-		req:   checkRequest("GET", "api.example.com", "/", hdrs{"origin": app}, ""),
+		req:   th.CheckRequest("GET", "api.example.com", "/", th.Hdrs{"origin": th.App}, ""),
 		want:  "",
 	}, {
 		desc:  "allowed actual request at debug",
 		level: slog.LevelDebug,
-		req:   checkRequest("GET", "api.example.com", "/v1/orders?token=secret", hdrs{"origin": app, "authorization": "Bearer secret"}, ""),
+		req:   th.CheckRequest("GET", "api.example.com", "/v1/orders?token=secret", th.Hdrs{"origin": th.App, "authorization": "Bearer secret"}, ""),
 		want:  `level=DEBUG msg="cors decision" policy=api kind=actual_allowed reason=origin_allowed detail="" status=0 report_only=false origin=https://app.example.com method=GET host=api.example.com path=/v1/orders` + "\n",
 	}, {
 		desc:  "rejected preflight at info",
 		level: slog.LevelInfo,
-		req:   checkRequest("OPTIONS", "api.example.com", "/", hdrs{"origin": app, "access-control-request-method": "PATCH"}, ""),
+		req:   th.CheckRequest("OPTIONS", "api.example.com", "/", th.Hdrs{"origin": th.App, "access-control-request-method": "PATCH"}, ""),
 		want:  `level=INFO msg="preflight rejected" policy=api kind=preflight_rejected reason=method_not_allowed detail=PATCH status=403 report_only=false origin=https://app.example.com method=OPTIONS host=api.example.com path=/` + "\n",
 	}, {
 		desc:  "disallowed origin at info, report-only",
 		level: slog.LevelInfo,
-		req:   checkRequest("GET", "shadow.example.com", "/", hdrs{"origin": evil}, ""),
+		req:   th.CheckRequest("GET", "shadow.example.com", "/", th.Hdrs{"origin": th.Evil}, ""),
 		want:  `level=INFO msg="origin not allowed" policy=shadow kind=actual_disallowed reason=origin_not_allowed detail="" status=403 report_only=true origin=https://evil.example method=GET host=shadow.example.com path=/` + "\n",
 	}, {
 		desc:  "a group's decision names the group",
 		level: slog.LevelInfo,
-		req:   checkRequest("GET", "shared.example.com", "/v1/orders", hdrs{"origin": evil}, ""),
+		req:   th.CheckRequest("GET", "shared.example.com", "/v1/orders", th.Hdrs{"origin": th.Evil}, ""),
 		want:  `level=INFO msg="origin not allowed" policy=app kind=actual_disallowed reason=origin_not_allowed detail="" status=0 report_only=false origin=https://evil.example method=GET host=shared.example.com path=/v1/orders group="app, partners"` + "\n",
 	}, {
 		desc:  "no Origin at debug",
 		level: slog.LevelDebug,
-		req:   checkRequest("GET", "open.example.com", "/", nil, ""),
+		req:   th.CheckRequest("GET", "open.example.com", "/", nil, ""),
 		want:  `level=DEBUG msg="cors decision" policy=open kind=not_cors reason=no_origin detail="" status=0 report_only=false origin="" method=GET host=open.example.com path=/` + "\n",
 	}, {
 		desc:  "unreadable request",
@@ -485,7 +483,7 @@ func TestCheckLogs(t *testing.T) {
 					return a
 				},
 			}))
-			a := server.NewAuthz(holder, logger, nil)
+			a := extauthz.New(th.NewCore(t, holder, logger))
 			_, _ = a.Check(context.Background(), tc.req)
 			if got := buf.String(); got != tc.want {
 				t.Errorf("log:\n%s\nwant:\n%s", got, tc.want)
@@ -498,9 +496,9 @@ func TestCheckUnknownPolicyLogs(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
 	logger := slog.New(slog.NewJSONHandler(&buf, nil))
-	engine := loadEngine(t, testConfig)
-	a := server.NewAuthz(policy.NewHolder(engine), logger, nil)
-	_, err := a.Check(context.Background(), checkRequest("GET", "api.example.com", "/", nil, "nope"))
+	engine := th.LoadEngine(t, th.Config)
+	a := extauthz.New(th.NewCore(t, policy.NewHolder(engine), logger))
+	_, err := a.Check(context.Background(), th.CheckRequest("GET", "api.example.com", "/", nil, "nope"))
 	var rec struct {
 		Level, Msg, Error string
 		ConfigHash        string `json:"config_hash"`
@@ -516,8 +514,8 @@ func TestCheckUnknownPolicyLogs(t *testing.T) {
 
 func TestCheckWithoutEngine(t *testing.T) {
 	t.Parallel()
-	a := server.NewAuthz(policy.NewHolder(nil), nil, nil)
-	_, err := a.Check(context.Background(), checkRequest("GET", "api.example.com", "/", hdrs{"origin": app}, ""))
+	a := extauthz.New(th.NewCore(t, policy.NewHolder(nil), nil))
+	_, err := a.Check(context.Background(), th.CheckRequest("GET", "api.example.com", "/", th.Hdrs{"origin": th.App}, ""))
 	if status.Code(err) != codes.Unavailable {
 		t.Errorf("Check without an engine: err = %v, want code Unavailable", err)
 	}
@@ -540,7 +538,7 @@ func FuzzCheck(f *testing.F) {
 		}
 		f.Add(data)
 	}
-	a := server.NewAuthz(policy.NewHolder(loadEngine(f, testConfig)), nil, server.NewMetrics(nil))
+	a := extauthz.New(th.NewCore(f, policy.NewHolder(th.LoadEngine(f, th.Config)), nil))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		req := &authv3.CheckRequest{}
 		if err := proto.Unmarshal(data, req); err != nil {
@@ -582,15 +580,15 @@ func FuzzCheck(f *testing.F) {
 }
 
 func BenchmarkCheck(b *testing.B) {
-	a := server.NewAuthz(policy.NewHolder(loadEngine(b, testConfig)), nil, server.NewMetrics(nil))
+	a := extauthz.New(th.NewCore(b, policy.NewHolder(th.LoadEngine(b, th.Config)), nil))
 	for _, bc := range []struct {
 		desc string
 		req  *authv3.CheckRequest
 	}{
-		{"no_origin", checkRequest("GET", "api.example.com", "/v1/orders", hdrs{"accept": "*/*"}, "")},
-		{"actual", checkRequest("GET", "api.example.com", "/v1/orders", hdrs{"origin": app}, "")},
-		{"preflight", checkRequest("OPTIONS", "api.example.com", "/v1/orders", hdrs{
-			"origin":                         app,
+		{"no_origin", th.CheckRequest("GET", "api.example.com", "/v1/orders", th.Hdrs{"accept": "*/*"}, "")},
+		{"actual", th.CheckRequest("GET", "api.example.com", "/v1/orders", th.Hdrs{"origin": th.App}, "")},
+		{"preflight", th.CheckRequest("OPTIONS", "api.example.com", "/v1/orders", th.Hdrs{
+			"origin":                         th.App,
 			"access-control-request-method":  "PUT",
 			"access-control-request-headers": "authorization,content-type",
 		}, "")},
