@@ -43,8 +43,13 @@ func (c *Core) logDecision(ctx context.Context, fe FrontEnd, r *policy.Request, 
 		// What the gateway does: pass, or respond with status.
 		slog.String("action", out.Action.String()),
 	)
-	if out.Action == Respond {
-		attrs = append(attrs, slog.Int("status", out.Status))
+	// The status answered, or for a report-only decision the one that
+	// would have been.
+	if status := out.Status; status != 0 || d.Status != 0 {
+		if status == 0 {
+			status = d.Status
+		}
+		attrs = append(attrs, slog.Int("status", status))
 	}
 	attrs = append(attrs,
 		slog.Bool("report_only", d.ReportOnly),

@@ -26,12 +26,12 @@ func TestDecideLogs(t *testing.T) {
 		desc:  "rejected preflight at info",
 		level: slog.LevelInfo,
 		req:   &corsauthzv1.DecideRequest{Method: "OPTIONS", Host: "api.example.com", Path: "/", Origin: th.App, AccessControlRequestMethod: "PATCH"},
-		want:  `level=INFO msg="preflight rejected" policy=api kind=preflight_rejected reason=method_not_allowed detail=PATCH status=403 report_only=false origin=https://app.example.com method=OPTIONS host=api.example.com path=/` + "\n",
+		want:  `level=INFO msg="preflight rejected" front_end=decision_api policy=api kind=preflight_rejected reason=method_not_allowed detail=PATCH action=respond status=403 report_only=false origin=https://app.example.com method=OPTIONS host=api.example.com path=/` + "\n",
 	}, {
 		desc:  "origin not allowed at info",
 		level: slog.LevelInfo,
 		req:   &corsauthzv1.DecideRequest{Method: "GET", Host: "strict.example.com", Path: "/x?y=1", Origin: th.Evil, OmitReasons: true},
-		want:  `level=INFO msg="origin not allowed" policy=strict kind=actual_disallowed reason=origin_not_allowed detail="" status=403 report_only=false origin=https://evil.example method=GET host=strict.example.com path=/x` + "\n",
+		want:  `level=INFO msg="origin not allowed" front_end=decision_api policy=strict kind=actual_disallowed reason=origin_not_allowed detail="" action=respond status=403 report_only=false origin=https://evil.example method=GET host=strict.example.com path=/x` + "\n",
 	}, {
 		desc:  "allowed: nothing at info",
 		level: slog.LevelInfo,

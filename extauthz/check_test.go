@@ -444,32 +444,32 @@ func TestCheckLogs(t *testing.T) {
 		desc:  "allowed actual request at debug",
 		level: slog.LevelDebug,
 		req:   th.CheckRequest("GET", "api.example.com", "/v1/orders?token=secret", th.Hdrs{"origin": th.App, "authorization": "Bearer secret"}, ""),
-		want:  `level=DEBUG msg="cors decision" policy=api kind=actual_allowed reason=origin_allowed detail="" status=0 report_only=false origin=https://app.example.com method=GET host=api.example.com path=/v1/orders` + "\n",
+		want:  `level=DEBUG msg="cors decision" front_end=ext_authz policy=api kind=actual_allowed reason=origin_allowed detail="" action=pass report_only=false origin=https://app.example.com method=GET host=api.example.com path=/v1/orders` + "\n",
 	}, {
 		desc:  "rejected preflight at info",
 		level: slog.LevelInfo,
 		req:   th.CheckRequest("OPTIONS", "api.example.com", "/", th.Hdrs{"origin": th.App, "access-control-request-method": "PATCH"}, ""),
-		want:  `level=INFO msg="preflight rejected" policy=api kind=preflight_rejected reason=method_not_allowed detail=PATCH status=403 report_only=false origin=https://app.example.com method=OPTIONS host=api.example.com path=/` + "\n",
+		want:  `level=INFO msg="preflight rejected" front_end=ext_authz policy=api kind=preflight_rejected reason=method_not_allowed detail=PATCH action=respond status=403 report_only=false origin=https://app.example.com method=OPTIONS host=api.example.com path=/` + "\n",
 	}, {
 		desc:  "disallowed origin at info, report-only",
 		level: slog.LevelInfo,
 		req:   th.CheckRequest("GET", "shadow.example.com", "/", th.Hdrs{"origin": th.Evil}, ""),
-		want:  `level=INFO msg="origin not allowed" policy=shadow kind=actual_disallowed reason=origin_not_allowed detail="" status=403 report_only=true origin=https://evil.example method=GET host=shadow.example.com path=/` + "\n",
+		want:  `level=INFO msg="origin not allowed" front_end=ext_authz policy=shadow kind=actual_disallowed reason=origin_not_allowed detail="" action=pass status=403 report_only=true origin=https://evil.example method=GET host=shadow.example.com path=/` + "\n",
 	}, {
 		desc:  "a group's decision names the group",
 		level: slog.LevelInfo,
 		req:   th.CheckRequest("GET", "shared.example.com", "/v1/orders", th.Hdrs{"origin": th.Evil}, ""),
-		want:  `level=INFO msg="origin not allowed" policy=app kind=actual_disallowed reason=origin_not_allowed detail="" status=0 report_only=false origin=https://evil.example method=GET host=shared.example.com path=/v1/orders group="app, partners"` + "\n",
+		want:  `level=INFO msg="origin not allowed" front_end=ext_authz policy=app kind=actual_disallowed reason=origin_not_allowed detail="" action=pass report_only=false origin=https://evil.example method=GET host=shared.example.com path=/v1/orders group="app, partners"` + "\n",
 	}, {
 		desc:  "no Origin at debug",
 		level: slog.LevelDebug,
 		req:   th.CheckRequest("GET", "open.example.com", "/", nil, ""),
-		want:  `level=DEBUG msg="cors decision" policy=open kind=not_cors reason=no_origin detail="" status=0 report_only=false origin="" method=GET host=open.example.com path=/` + "\n",
+		want:  `level=DEBUG msg="cors decision" front_end=ext_authz policy=open kind=not_cors reason=no_origin detail="" action=pass report_only=false origin="" method=GET host=open.example.com path=/` + "\n",
 	}, {
 		desc:  "unreadable request",
 		level: slog.LevelInfo,
 		req:   &authv3.CheckRequest{},
-		want:  `level=WARN msg="check refused: unreadable request" error="` + strings.ReplaceAll(noHTTP, `"`, `\"`) + `"` + "\n",
+		want:  `level=WARN msg="request refused: unreadable request" front_end=ext_authz error="` + strings.ReplaceAll(noHTTP, `"`, `\"`) + `"` + "\n",
 	}} {
 		t.Run(tc.desc, func(t *testing.T) {
 			t.Parallel()
@@ -507,7 +507,7 @@ func TestCheckUnknownPolicyLogs(t *testing.T) {
 		t.Fatalf("log %q: %v", buf.String(), jerr)
 	}
 	want := status.Convert(err).Message()
-	if rec.Level != "ERROR" || rec.Msg != "check refused: configuration mismatch" || rec.Error != want || rec.ConfigHash != engine.Hash() {
+	if rec.Level != "ERROR" || rec.Msg != "request refused: configuration mismatch" || rec.Error != want || rec.ConfigHash != engine.Hash() {
 		t.Errorf("log record = %+v, want an ERROR with error %q and the config hash", rec, want)
 	}
 }
