@@ -124,6 +124,10 @@ func (s slots) acquire(ctx context.Context) error {
 	}
 	select {
 	case s <- struct{}{}:
+		if ctx.Err() != nil { // both were ready: a call past its deadline is not made
+			<-s
+			return fmt.Errorf("%d calls in flight already: %w", cap(s), context.Cause(ctx))
+		}
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("%d calls in flight already: %w", cap(s), context.Cause(ctx))

@@ -113,10 +113,10 @@ func (c *httpClient) Ask(ctx context.Context, r *Request) *Answer {
 	if host == "" {
 		host = headers[":authority"]
 	}
-	req.Header.Set("X-Forwarded-Method", method)
-	req.Header.Set("X-Forwarded-Proto", scheme)
-	req.Header.Set("X-Forwarded-Host", host)
-	req.Header.Set("X-Forwarded-Uri", path)
+	req.Header.Set("X-Forwarded-Method", escapeControls(method))
+	req.Header.Set("X-Forwarded-Proto", escapeControls(scheme))
+	req.Header.Set("X-Forwarded-Host", escapeControls(host))
+	req.Header.Set("X-Forwarded-Uri", escapeControls(path))
 	if err := c.static.each(req.Header.Set); err != nil {
 		return failed(err)
 	}
@@ -165,6 +165,25 @@ func (c *httpClient) readAnswer(ctx context.Context, resp *http.Response) *Answe
 	}
 	a.Headers = answerHeaders(resp.Header)
 	return a
+}
+
+// escapeControls percent-encodes the control characters of v, which no
+// header value may hold (a gateway checks its requests; a front end that
+// did not must not make the check fail).
+func escapeControls(v string) string {
+	if validValue(v) {
+		return v
+	}
+	const hex = "0123456789ABCDEF"
+	b := make([]byte, 0, len(v)+8)
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+			b = append(b, '%', hex[c>>4], hex[c&15])
+		} else {
+			b = append(b, c)
+		}
+	}
+	return string(b)
 }
 
 // refused is the answer for a path forward_path cannot send.
