@@ -57,7 +57,7 @@ func checkResponse(out *decision.Outcome) (*authv3.CheckResponse, error) {
 		}
 		return okResponse(headers), nil
 	}
-	return upstreamResponse(up, headers), nil
+	return upstreamResponse(up), nil
 }
 
 // The responses are built in few allocations: the fixed messages in one
@@ -127,27 +127,14 @@ func headerOptions(headers []policy.Header) []*corev3.HeaderValueOption {
 	return out
 }
 
-// upstreamResponse is the ok_response of a request an authorizer allowed:
-// the gRPC authorizer's own ok_response when there was one (the authorizer
-// package dropped from it what it may not carry), with the headers to set
-// on and remove from the request going upstream and the CORS response
-// headers added.
-func upstreamResponse(up *authorizer.Outcome, cors []policy.Header) *authv3.CheckResponse {
-	ok := up.OK
-	if ok == nil {
-		ok = &authv3.OkHttpResponse{}
-	}
-	for _, h := range up.RequestHeaders {
-		ok.Headers = append(ok.Headers, &corev3.HeaderValueOption{
-			Header:       &corev3.HeaderValue{Key: h.Name, Value: h.Value},
-			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-		})
-	}
-	ok.HeadersToRemove = append(ok.HeadersToRemove, up.RemoveRequestHeaders...)
-	ok.ResponseHeadersToAdd = append(ok.ResponseHeadersToAdd, headerOptions(cors)...)
+// upstreamResponse is the answer to a request an authorizer allowed: its
+// ok_response (authorizer.Outcome.OkHTTPResponse: the gRPC authorizer's
+// own, made safe, or the HTTP authorizer's upstream headers to set and
+// remove) with the CORS response headers, and its dynamic metadata.
+func upstreamResponse(up *authorizer.Outcome) *authv3.CheckResponse {
 	return &authv3.CheckResponse{
 		Status:          &rpcstatus.Status{Code: int32(codes.OK)},
-		HttpResponse:    &authv3.CheckResponse_OkResponse{OkResponse: ok},
+		HttpResponse:    &authv3.CheckResponse_OkResponse{OkResponse: up.OkHTTPResponse()},
 		DynamicMetadata: up.DynamicMetadata,
 	}
 }

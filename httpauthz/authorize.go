@@ -2,7 +2,6 @@ package httpauthz
 
 import (
 	"net/http"
-	"slices"
 	"strings"
 
 	"github.com/corsauthz/corsauthz/authorizer"
@@ -116,14 +115,10 @@ func writeOutcome(w http.ResponseWriter, out *decision.Outcome) {
 		headers := out.AppendHeaders(buf[:0])
 		var remove []string
 		if up := out.Upstream(); up != nil {
+			// The request's edits, never the response's (a gRPC
+			// ok_response's response headers have no place here).
 			headers = append(headers, up.RequestHeaders...)
 			remove = up.RemoveRequestHeaders
-			if ok := up.OK; ok != nil {
-				for _, o := range ok.GetHeaders() {
-					headers = append(headers, policy.Header{Name: o.GetHeader().GetKey(), Value: headerValue(o.GetHeader().GetValue(), o.GetHeader().GetRawValue())})
-				}
-				remove = append(slices.Clip(remove), ok.GetHeadersToRemove()...)
-			}
 		}
 		setOneLineEach(h, headers)
 		if len(remove) > 0 {
@@ -131,11 +126,4 @@ func writeOutcome(w http.ResponseWriter, out *decision.Outcome) {
 		}
 		w.WriteHeader(http.StatusOK)
 	}
-}
-
-func headerValue(v string, raw []byte) string {
-	if len(raw) > 0 {
-		return string(raw)
-	}
-	return v
 }

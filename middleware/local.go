@@ -51,9 +51,14 @@ func (m *Middleware) serveLocal(w http.ResponseWriter, r *http.Request, next fun
 	}
 	cw := &corsWriter{ResponseWriter: w, outcome: out}
 	if up := out.Upstream(); up != nil {
-		r = upstreamRequest(r, up.RequestHeaders, up.RemoveRequestHeaders, up.OK)
-		if ok := up.OK; ok != nil {
-			cw.extra = responseHeaders(ok.GetResponseHeadersToAdd())
+		// A gRPC authorizer's ok_response holds its edits with their
+		// exact actions and query parameters; otherwise the outcome's
+		// lists (an HTTP authorizer's upstream headers).
+		if up.OK != nil {
+			r = upstreamRequest(r, nil, nil, up.OK)
+			cw.extra = responseHeaders(up.OK.GetResponseHeadersToAdd())
+		} else {
+			r = upstreamRequest(r, up.RequestHeaders, up.RemoveRequestHeaders, nil)
 		}
 	}
 	return cw.serve(r, next)
@@ -95,7 +100,11 @@ func upstreamRequest(r *http.Request, set []policy.Header, remove []string, ok *
 		h.Del(name)
 	}
 	for _, hd := range set {
-		h.Set(hd.Name, hd.Value)
+		if hd.Append {
+			h.Add(hd.Name, hd.Value)
+		} else {
+			h.Set(hd.Name, hd.Value)
+		}
 	}
 	if ok == nil {
 		return r2
