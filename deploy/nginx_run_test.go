@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -12,10 +13,18 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 
 	"github.com/corsauthz/corsauthz/policy"
 	"github.com/corsauthz/corsauthz/server"
@@ -60,12 +69,12 @@ type nginxRun struct {
 }
 
 // runRecipe installs r as docs/nginx.md says, with corsauthz serving the
-// configuration its `corsauthz serve` names (edited by configVars, each
-// exactly once) and NGINX's variables of the table plus confVars, and
+// configuration its `corsauthz serve` names (edited by config when not
+// nil) and NGINX's variables of the table plus confVars, and
 // starts everything on 127.0.0.1. The API answers with its own
 // Access-Control-Allow-Origin: * and Vary, and echoes the request; edit,
 // when not nil, changes the installed files before NGINX starts.
-func runRecipe(t *testing.T, r nginxRecipe, configVars, confVars map[string]string, edit func(d *debian)) *nginxRun {
+func runRecipe(t *testing.T, r nginxRecipe, config func(string) string, confVars map[string]string, edit func(d *debian)) *nginxRun {
 	t.Helper()
 	dir := newNginxDir(t, needNginx(t))
 	run := &nginxRun{listen: freeAddr(t)}
@@ -84,11 +93,8 @@ func runRecipe(t *testing.T, r nginxRecipe, configVars, confVars map[string]stri
 	d := installRecipe(t, dir, r, run.listen, api.Listener.Addr().String(), placeholder)
 	run.d = d
 	cfg := string(readFile(t, filepath.Join("..", filepath.FromSlash(d.serveConfig))))
-	for old, new := range configVars {
-		if n := strings.Count(cfg, old); n != 1 {
-			t.Fatalf("%s: %q appears %d times, want once", d.serveConfig, old, n)
-		}
-		cfg = strings.Replace(cfg, old, new, 1)
+	if config != nil {
+		cfg = config(cfg)
 	}
 	e, _, err := policy.Load(d.serveConfig, []byte(cfg))
 	if err != nil {
@@ -166,13 +172,22 @@ func runRecipe(t *testing.T, r nginxRecipe, configVars, confVars map[string]stri
 // are "Name: value" (a name may repeat), body is sent when not empty.
 func (run *nginxRun) do(t *testing.T, method, path, body string, headers ...string) (*http.Response, string) {
 	t.Helper()
+	resp, b, err := run.try(method, path, body, headers...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, b
+}
+
+// try is do, returning the error of a request that got no answer.
+func (run *nginxRun) try(method, path, body string, headers ...string) (*http.Response, string, error) {
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
 	}
 	req, err := http.NewRequest(method, "https://api.example.com"+path, rd)
 	if err != nil {
-		t.Fatal(err)
+		return nil, "", err
 	}
 	for _, h := range headers {
 		name, value, _ := strings.Cut(h, ": ")
@@ -180,11 +195,11 @@ func (run *nginxRun) do(t *testing.T, method, path, body string, headers ...stri
 	}
 	resp, err := run.client.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
+		return nil, "", fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, string(b)
+	b, err := io.ReadAll(resp.Body)
+	return resp, string(b), err
 }
 
 // wantHeaders compares response headers, each as its values joined with
@@ -410,7 +425,13 @@ func runAuthorizerRecipe(t *testing.T, authz *httptest.Server, edit func(d *debi
 	t.Helper()
 	addr := authz.Listener.Addr().String()
 	return runRecipe(t, nginxRecipes[1],
-		map[string]string{"url: http://127.0.0.1:4180/oauth2/auth": "url: http://" + addr + "/oauth2/auth"},
+		func(cfg string) string {
+			const url = "url: http://127.0.0.1:4180/oauth2/auth"
+			if n := strings.Count(cfg, url); n != 1 {
+				t.Fatalf("%s: %q appears %d times, want once", nginxOAuth2Config, url, n)
+			}
+			return strings.Replace(cfg, url, "url: http://"+addr+"/oauth2/auth", 1)
+		},
 		map[string]string{"server 127.0.0.1:4180;": "server " + addr + ";"},
 		edit)
 }
@@ -646,4 +667,88 @@ func tail(s string) string {
 		return s[len(s)-n:]
 	}
 	return s
+}
+
+// statusDenier is a gRPC authorizer that denies every request with the
+// HTTP status its path names (/status/NNN), a body and a header.
+type statusDenier struct {
+	authv3.UnimplementedAuthorizationServer
+}
+
+func (statusDenier) Check(_ context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	code, _ := strconv.Atoi(strings.TrimPrefix(req.GetAttributes().GetRequest().GetHttp().GetPath(), "/status/"))
+	return &authv3.CheckResponse{
+		Status: &rpcstatus.Status{Code: int32(codes.PermissionDenied)},
+		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(code)},
+			Headers: []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "x-denied", Value: "yes"}}},
+			Body:    "denied\n",
+		}},
+	}, nil
+}
+
+// TestNginxAuthorizerDenialStaysDenied: through real NGINX with the
+// shipped authorizer snippets, a gRPC authorizer's denial whatever status
+// it carries. NGINX's auth_request lets any 2xx through, so a denial
+// rendered as 200 or 204 would reach the API; a denial is rendered with
+// its own status only from 400 to 599, and as 403 otherwise.
+func TestNginxAuthorizerDenialStaysDenied(t *testing.T) {
+	t.Parallel()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	authv3.RegisterAuthorizationServer(gs, statusDenier{})
+	go gs.Serve(lis)
+	t.Cleanup(gs.Stop)
+	run := runRecipe(t, nginxRecipes[1], func(string) string {
+		return `
+authorizers:
+  - name: denier
+    grpc:
+      address: ` + lis.Addr().String() + `
+      timeout: 1s
+policies:
+  - name: api
+    authorizer: denier
+    match:
+      hosts: [api.example.com]
+    allowed_origins: [https://app.example.com]
+    allow_credentials: true
+`
+	}, map[string]string{"server 127.0.0.1:4180;": "server 127.0.0.1:9;"}, nil)
+
+	for _, tt := range []struct {
+		desc   string
+		status int // the denial's
+		want   int // what the page gets
+	}{
+		{desc: "401: as it is", status: 401, want: 401},
+		{desc: "451: as it is", status: 451, want: 451},
+		{desc: "599: as it is", status: 599, want: 599},
+		{desc: "200: an allow for NGINX, so 403", status: 200, want: 403},
+		{desc: "204: an allow for NGINX, so 403", status: 204, want: 403},
+		{desc: "302: 403", status: 302, want: 403},
+		{desc: "100: 403", status: 100, want: 403},
+		{desc: "99, no status at all: 403", status: 99, want: 403},
+		{desc: "1000, no status at all: 403", status: 1000, want: 403},
+	} {
+		for _, method := range []string{"GET", "POST"} {
+			before := run.api.count()
+			path := "/status/" + strconv.Itoa(tt.status)
+			resp, _, err := run.try(method, path, "", "Origin: "+app)
+			switch {
+			case err != nil:
+				t.Errorf("%s, %s: no answer: %v", tt.desc, method, err)
+			case resp.StatusCode != tt.want:
+				t.Errorf("%s, %s: status %d, want %d", tt.desc, method, resp.StatusCode, tt.want)
+			case resp.Header.Get("Access-Control-Allow-Origin") != app:
+				t.Errorf("%s, %s: Access-Control-Allow-Origin %q, want %s", tt.desc, method, resp.Header.Get("Access-Control-Allow-Origin"), app)
+			}
+			for _, r := range run.api.since(before) {
+				t.Errorf("%s, %s: the API saw %s %s from a denied request", tt.desc, method, r.Method, r.URL)
+			}
+		}
+	}
 }
