@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
+	"github.com/corsauthz/corsauthz/internal/nginxproc"
 	"github.com/corsauthz/corsauthz/policy"
 	"github.com/corsauthz/corsauthz/server"
 )
@@ -311,7 +312,10 @@ func TestNginxShippedConfigServes(t *testing.T) {
 
 	t.Run("the page's curl command", func(t *testing.T) {
 		if _, err := exec.LookPath("curl"); err != nil {
-			t.Skip("no curl (apt-get install curl)")
+			if os.Getenv(nginxproc.Env) == "require" {
+				t.Fatalf("no curl (apt-get install curl); %s=require makes this a failure", nginxproc.Env)
+			}
+			t.Skipf("no curl (apt-get install curl); set %s=require to make this a failure", nginxproc.Env)
 		}
 		cmds := docCommands(docBlock(t, "nginx-try"))
 		if len(cmds) != 1 {
@@ -605,6 +609,22 @@ func TestNginxAuthorizerServes(t *testing.T) {
 	}
 	if n := len(run.api.since(apiBefore)); n != 0 {
 		t.Errorf("auth service down: the API saw %d requests", n)
+	}
+
+	// corsauthz down: NGINX's own 502, and nothing passes.
+	if err := run.stopCorsauthz(); err != nil {
+		t.Errorf("corsauthz Serve: %v", err)
+	}
+	resp, _ = run.do(t, "GET", "/v1/me", "", "Origin: "+app, "Cookie: _oauth2_proxy=alice")
+	if resp.StatusCode != 502 {
+		t.Errorf("corsauthz down: %d, want 502", resp.StatusCode)
+	}
+	resp, _ = run.do(t, "OPTIONS", "/v1/me", "", "Origin: "+app, "Access-Control-Request-Method: PUT")
+	if resp.StatusCode != 502 {
+		t.Errorf("corsauthz down, preflight: %d, want 502", resp.StatusCode)
+	}
+	if n := len(run.api.since(apiBefore)); n != 0 {
+		t.Errorf("corsauthz down: the API saw %d requests", n)
 	}
 }
 
