@@ -685,6 +685,21 @@ func TestNginxDocCommands(t *testing.T) {
 			t.Errorf("docs/nginx.md links %s: %v", m[1], err)
 		}
 	}
+	// Each example's opening comment gives the page's commands.
+	for _, r := range nginxRecipes {
+		comment := string(readFile(t, r.example))
+		comment = comment[:strings.Index(comment, "\ninclude ")]
+		for _, b := range r.blocks {
+			for _, c := range docCommands(docBlock(t, b)) {
+				if strings.HasPrefix(c, "corsauthz ") || strings.HasPrefix(c, "install ") {
+					if !strings.Contains(comment, "#   "+c+"\n") && !strings.Contains(comment, "#       "+c+"\n") {
+						t.Errorf("%s does not say, as docs/nginx.md does: %s", r.example, c)
+					}
+				}
+			}
+		}
+	}
+
 	cmds := docCommands(docBlock(t, "nginx-oauth2-proxy"))
 	if len(cmds) != 1 {
 		t.Fatalf("docs/nginx.md: the oauth2-proxy block has %d commands, want 1", len(cmds))
