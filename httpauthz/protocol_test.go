@@ -327,8 +327,8 @@ func TestProtocol(t *testing.T) {
 	listeners := map[string]*testListener{}
 	for _, tt := range protocolCases {
 		if listeners[tt.prefix] == nil {
-			ts, d := startListener(t, httpauthz.Options{PathPrefix: tt.prefix})
-			listeners[tt.prefix] = &testListener{addr: ts.Listener.Addr().String(), decider: d}
+			ts, _ := startListener(t, httpauthz.Options{PathPrefix: tt.prefix})
+			listeners[tt.prefix] = &testListener{addr: ts.Listener.Addr().String()}
 		}
 	}
 	for _, tt := range protocolCases {
@@ -357,8 +357,7 @@ func TestProtocol(t *testing.T) {
 }
 
 type testListener struct {
-	addr    string
-	decider *engineDecider
+	addr string
 }
 
 // checkBody checks that an answer to be sent to the browser or used as

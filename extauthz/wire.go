@@ -1,4 +1,4 @@
-package server
+package extauthz
 
 import (
 	"encoding/binary"
@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/corsauthz/corsauthz/internal/limits"
 	"github.com/corsauthz/corsauthz/policy"
 )
 
@@ -47,7 +48,7 @@ var (
 	errWireUTF8   = errors.New("string field contains invalid UTF-8")
 	errWireDepth  = errors.New("exceeded maximum recursion depth")
 	// errWireTooMany stops the reader at the first header entry past
-	// MaxHeaderCount: the request is refused, and nothing after that
+	// limits.HeaderCount: the request is refused, and nothing after that
 	// entry is read (decodeCheck).
 	errWireTooMany = errors.New("more header entries than the limit")
 )
@@ -108,12 +109,12 @@ type wireRequest struct {
 	method, host, path, policy []byte
 	// headers are the CORS headers of attributes.request.http.headers;
 	// headerEntries counts that map's entries as read (a key read twice
-	// counts twice, so that no message past MaxHeaderCount is decided).
+	// counts twice, so that no message past limits.HeaderCount is decided).
 	headers       [numCORSHeaders][]byte
 	headerEntries int
 	originPresent bool // the headers map has an "origin" key
 	// headerMap holds, in order, the header_map entries whose key is a CORS
-	// header name in any case (at most MaxHeaderCount+1 of them: more
+	// header name in any case (at most limits.HeaderCount+1 of them: more
 	// refuse the request anyway); headerMapLen counts all its entries.
 	headerMap    []wireHeaderValue
 	headerMapLen int
@@ -369,7 +370,7 @@ func (w *wireRequest) http(b []byte, depth int) error {
 				if err != nil {
 					return err
 				}
-				if w.headerEntries++; w.headerEntries > MaxHeaderCount {
+				if w.headerEntries++; w.headerEntries > limits.HeaderCount {
 					return errWireTooMany
 				}
 				// Envoy writes the keys in lower case; a key in any other
@@ -428,7 +429,7 @@ func (w *wireRequest) headerMapMessage(b []byte, depth int) error {
 			if err != nil {
 				return err
 			}
-			if w.headerMapLen++; w.headerMapLen > MaxHeaderCount {
+			if w.headerMapLen++; w.headerMapLen > limits.HeaderCount {
 				return errWireTooMany
 			}
 			if err := w.headerValue(v, depth); err != nil {
@@ -549,7 +550,7 @@ func (w *wireRequest) fill(r *policy.Request) string {
 	if !w.hasHTTP {
 		return msgNoHTTP
 	}
-	if msg := sizeProblem(httpFields, len(w.method), len(w.host), len(w.path)); msg != "" {
+	if msg := limits.CheckRequestLine(httpFields, len(w.method), len(w.host), len(w.path)); msg != "" {
 		return msg
 	}
 	if msg := w.countProblem(); msg != "" {
@@ -578,11 +579,11 @@ func (w *wireRequest) fill(r *policy.Request) string {
 		if joined[i] > 0 {
 			field, n = "header_map.", joinedLen[i]
 		}
-		if msg := tooLong(httpFields+field, corsHeaderNames[i], n, MaxHeaderValueLen); msg != "" {
+		if msg := limits.TooLong(httpFields+field, corsHeaderNames[i], n, limits.HeaderValueLen); msg != "" {
 			return msg
 		}
 	}
-	if msg := tooLong("", policyField, len(w.policy), MaxHeaderValueLen); msg != "" {
+	if msg := limits.TooLong("", policyField, len(w.policy), limits.HeaderValueLen); msg != "" {
 		return msg
 	}
 	n := len(w.method) + len(w.host) + len(w.path) + len(w.policy)
@@ -922,12 +923,12 @@ func bytesLen(_ []byte, n int) (int, error) {
 }
 
 // countProblem returns "" or readRequest's message for more header entries
-// than MaxHeaderCount, in headers or in header_map, counted as sent.
+// than limits.HeaderCount, in headers or in header_map, counted as sent.
 func (w *wireRequest) countProblem() string {
 	switch {
-	case w.headerEntries > MaxHeaderCount:
+	case w.headerEntries > limits.HeaderCount:
 		return headerCountProblem("headers")
-	case w.headerMapLen > MaxHeaderCount:
+	case w.headerMapLen > limits.HeaderCount:
 		return headerCountProblem("header_map")
 	}
 	return ""
@@ -938,7 +939,7 @@ func (w *wireRequest) countProblem() string {
 // such as one past the limits. It reads b once at most and builds nothing
 // of what it skips: a request past the header count is refused at the
 // first entry too many, one past another limit once read, and no path
-// decodes it again (contract §9). Otherwise it fails exactly when
+// decodes it again. Otherwise it fails exactly when
 // proto.Unmarshal fails.
 func decodeCheck(b []byte, w *wireRequest, r *policy.Request) (problem string, err error) {
 	if err := decodeCheckRequest(b, w); err != nil {

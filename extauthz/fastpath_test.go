@@ -1,4 +1,4 @@
-package server_test
+package extauthz_test
 
 import (
 	"bytes"
@@ -9,10 +9,12 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/corsauthz/corsauthz/extauthz"
+	th "github.com/corsauthz/corsauthz/internal/testharness"
+
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/mem"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -20,27 +22,6 @@ import (
 	"github.com/corsauthz/corsauthz/policy"
 	"github.com/corsauthz/corsauthz/server"
 )
-
-// rawCodec passes messages as their bytes, so that a test sends any bytes
-// and sees exactly the bytes the server answers with.
-type rawCodec struct{}
-
-func (rawCodec) Name() string { return "proto" }
-
-func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
-	return mem.BufferSlice{mem.SliceBuffer(*v.(*[]byte))}, nil
-}
-
-func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	*v.(*[]byte) = data.Materialize()
-	return nil
-}
-
-func rawCheck(ctx context.Context, conn *grpc.ClientConn, req []byte) ([]byte, error) {
-	var resp []byte
-	err := conn.Invoke(ctx, authv3.Authorization_Check_FullMethodName, &req, &resp, grpc.ForceCodecV2(rawCodec{}))
-	return resp, err
-}
 
 // startStandard serves Authz the standard way, the generated service
 // registration and the standard codec, and returns a client connection.
@@ -51,7 +32,7 @@ func startStandard(tb testing.TB, holder *policy.Holder) *grpc.ClientConn {
 		tb.Fatal(err)
 	}
 	s := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(s, server.NewAuthz(holder, nil, nil))
+	authv3.RegisterAuthorizationServer(s, extauthz.New(th.NewCore(tb, holder, nil)))
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = s.Serve(lis) })
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -110,20 +91,20 @@ func TestFastPath(t *testing.T) {
 		desc   string
 		engine *policy.Engine
 	}{
-		{"configured", loadEngine(t, testConfig)},
+		{"configured", th.LoadEngine(t, th.Config)},
 		{"no configuration", nil},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			t.Parallel()
 			holder := policy.NewHolder(tc.engine)
-			fast := startServer(t, holder, server.Options{})
+			fast := th.StartServer(t, holder, server.Options{})
 			std := startStandard(t, holder)
-			inProcess := server.NewAuthz(holder, nil, nil)
-			ctx := ctxTimeout(t)
+			inProcess := extauthz.New(th.NewCore(t, holder, nil))
+			ctx := th.CtxTimeout(t)
 			var answered, refused int
 			for _, in := range fastPathInputs(t) {
-				got, gotErr := rawCheck(ctx, fast.conn, in)
-				want, wantErr := rawCheck(ctx, std, in)
+				got, gotErr := th.RawCheck(ctx, fast.Conn, in)
+				want, wantErr := th.RawCheck(ctx, std, in)
 				if status.Code(gotErr) != status.Code(wantErr) || status.Convert(gotErr).Message() != status.Convert(wantErr).Message() {
 					t.Fatalf("input %q:\nfast path error %v\nstandard error  %v", in, gotErr, wantErr)
 				}
@@ -147,7 +128,7 @@ func TestFastPath(t *testing.T) {
 				if err := proto.Unmarshal(got, gotMsg); err != nil {
 					t.Fatalf("answer %x does not unmarshal: %v", got, err)
 				}
-				assertProtoEqual(t, gotMsg, wantMsg)
+				th.AssertProtoEqual(t, gotMsg, wantMsg)
 			}
 			if tc.engine != nil && (answered < 50 || refused < 10) {
 				t.Errorf("%d inputs answered, %d refused: want a mix", answered, refused)
@@ -160,7 +141,7 @@ func TestFastPath(t *testing.T) {
 // the bytes on the wire are the expected CheckResponse's.
 func TestFastPathCheckCases(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, policy.NewHolder(loadEngine(t, testConfig)), server.Options{})
+	ts := th.StartServer(t, policy.NewHolder(th.LoadEngine(t, th.Config)), server.Options{})
 	// Twice: the second time, answers that depend only on the policy are
 	// the shared ones encoded the first time.
 	for _, tc := range append(slices.Clone(checkCases), checkCases...) {
@@ -168,7 +149,7 @@ func TestFastPathCheckCases(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := rawCheck(ctxTimeout(t), ts.conn, in)
+		got, err := th.RawCheck(th.CtxTimeout(t), ts.Conn, in)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.desc, err)
 		}
@@ -195,15 +176,15 @@ func TestFastPathInterceptor(t *testing.T) {
 		mu.Unlock()
 		return resp, err
 	}
-	ts := startServer(t, policy.NewHolder(loadEngine(t, testConfig)), server.Options{
+	ts := th.StartServer(t, policy.NewHolder(th.LoadEngine(t, th.Config)), server.Options{
 		GRPCServerOptions: []grpc.ServerOption{grpc.UnaryInterceptor(intercept)},
 	})
 	tc := checkCases[6] // an allowed preflight
-	got, err := ts.authz().Check(ctxTimeout(t), tc.req)
+	got, err := ts.Authz().Check(th.CtxTimeout(t), tc.req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	assertProtoEqual(t, got, tc.want)
+	th.AssertProtoEqual(t, got, tc.want)
 	mu.Lock()
 	defer mu.Unlock()
 	if len(seen) != 2 {
@@ -215,7 +196,7 @@ func TestFastPathInterceptor(t *testing.T) {
 	if resp, ok := seen[1].(*authv3.CheckResponse); !ok {
 		t.Errorf("the interceptor saw a %T response, want *authv3.CheckResponse", seen[1])
 	} else {
-		assertProtoEqual(t, resp, tc.want)
+		th.AssertProtoEqual(t, resp, tc.want)
 	}
 }
 
@@ -223,13 +204,13 @@ func TestFastPathInterceptor(t *testing.T) {
 // tools such as grpcurl and ghz find the method and its messages.
 func TestFastPathReflection(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, policy.NewHolder(loadEngine(t, testConfig)), server.Options{})
-	stream, err := reflectionpb.NewServerReflectionClient(ts.conn).ServerReflectionInfo(ctxTimeout(t))
+	ts := th.StartServer(t, policy.NewHolder(th.LoadEngine(t, th.Config)), server.Options{})
+	stream, err := reflectionpb.NewServerReflectionClient(ts.Conn).ServerReflectionInfo(th.CtxTimeout(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	err = stream.Send(&reflectionpb.ServerReflectionRequest{
-		MessageRequest: &reflectionpb.ServerReflectionRequest_FileContainingSymbol{FileContainingSymbol: authorizationService},
+		MessageRequest: &reflectionpb.ServerReflectionRequest_FileContainingSymbol{FileContainingSymbol: authv3.Authorization_ServiceDesc.ServiceName},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -239,14 +220,14 @@ func TestFastPathReflection(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(resp.GetFileDescriptorResponse().GetFileDescriptorProto()) == 0 {
-		t.Errorf("reflection has no file for %s: %v", authorizationService, resp)
+		t.Errorf("reflection has no file for %s: %v", authv3.Authorization_ServiceDesc.ServiceName, resp)
 	}
 }
 
 // BenchmarkCheckGRPC measures a whole Check over gRPC on loopback, client
 // included, with the fast path and served the standard way.
 func BenchmarkCheckGRPC(b *testing.B) {
-	holder := policy.NewHolder(loadEngine(b, testConfig))
+	holder := policy.NewHolder(th.LoadEngine(b, th.Config))
 	req, err := proto.Marshal(browserPreflight())
 	if err != nil {
 		b.Fatal(err)
@@ -255,7 +236,7 @@ func BenchmarkCheckGRPC(b *testing.B) {
 		name string
 		conn func() *grpc.ClientConn
 	}{
-		{"fast_path", func() *grpc.ClientConn { return startServer(b, holder, server.Options{}).conn }},
+		{"fast_path", func() *grpc.ClientConn { return th.StartServer(b, holder, server.Options{}).Conn }},
 		{"standard", func() *grpc.ClientConn { return startStandard(b, holder) }},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
@@ -264,7 +245,7 @@ func BenchmarkCheckGRPC(b *testing.B) {
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					if _, err := rawCheck(ctx, conn, req); err != nil {
+					if _, err := th.RawCheck(ctx, conn, req); err != nil {
 						b.Error(err)
 						return
 					}

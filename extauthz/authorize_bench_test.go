@@ -1,10 +1,12 @@
-package server_test
+package extauthz_test
 
 import (
 	"context"
 	"fmt"
 	"net"
 	"testing"
+
+	th "github.com/corsauthz/corsauthz/internal/testharness"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
@@ -42,8 +44,8 @@ authorizers:
 policies:
   - {name: api, authorizer: ok, match: {hosts: [api.example.com]}, allowed_origins: [https://app.example.com]}
 `, lis.Addr())
-	ts := startServer(b, policy.NewHolder(loadEngine(b, cfg)), server.Options{})
-	req, err := proto.Marshal(checkRequest("GET", "api.example.com", "/v1/x", hdrs{"origin": "https://app.example.com"}, ""))
+	ts := th.StartServer(b, policy.NewHolder(th.LoadEngine(b, cfg)), server.Options{})
+	req, err := proto.Marshal(th.CheckRequest("GET", "api.example.com", "/v1/x", th.Hdrs{"origin": "https://app.example.com"}, ""))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -51,7 +53,7 @@ policies:
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, err := rawCheck(ctx, ts.conn, req); err != nil {
+			if _, err := th.RawCheck(ctx, ts.Conn, req); err != nil {
 				b.Error(err)
 				return
 			}

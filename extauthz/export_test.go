@@ -1,8 +1,9 @@
-package server
+package extauthz
 
 import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
+	"github.com/corsauthz/corsauthz/decision"
 	"github.com/corsauthz/corsauthz/policy"
 )
 
@@ -29,6 +30,13 @@ func ReadRequest(req *authv3.CheckRequest) (policy.Request, string) {
 
 // EncodeWire is the fast path's serialized answer to d, and CheckResponse
 // the typed path's.
-func EncodeWire(d *policy.Decision) []byte { return encodeCheckResponse(d).bytes() }
+func EncodeWire(d *policy.Decision) []byte { return encodeDecision(d).bytes() }
 
-func CheckResponse(d *policy.Decision) *authv3.CheckResponse { return checkResponse(d) }
+func CheckResponse(d *policy.Decision) *authv3.CheckResponse {
+	out := decision.Plain(*d, nil)
+	resp, err := checkResponse(&out)
+	if err != nil {
+		panic(err) // a plain outcome is never a failure
+	}
+	return resp
+}

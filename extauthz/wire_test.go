@@ -1,4 +1,4 @@
-package server_test
+package extauthz_test
 
 import (
 	"bytes"
@@ -7,13 +7,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/corsauthz/corsauthz/extauthz"
+	"github.com/corsauthz/corsauthz/internal/limits"
+	th "github.com/corsauthz/corsauthz/internal/testharness"
+
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
-
-	"github.com/corsauthz/corsauthz/server"
 )
 
 // The fast path's CheckRequest reader must agree with proto.Unmarshal on
@@ -32,7 +34,7 @@ func assertWireAgrees(t *testing.T, data []byte) (decoded bool) {
 	t.Helper()
 	msg := &authv3.CheckRequest{}
 	protoErr := proto.Unmarshal(data, msg)
-	got, gotProblem, _, wireErr := server.DecodeWire(data)
+	got, gotProblem, _, wireErr := extauthz.DecodeWire(data)
 	if wireErr == nil && strings.HasSuffix(gotProblem, "entries, the limit") {
 		// Refused at the first header entry past the limit, unread
 		// beyond (contract §9): whatever follows, proto.Unmarshal may
@@ -45,7 +47,7 @@ func assertWireAgrees(t *testing.T, data []byte) (decoded bool) {
 	if protoErr != nil {
 		return false
 	}
-	want, wantProblem := server.ReadRequest(msg)
+	want, wantProblem := extauthz.ReadRequest(msg)
 	if gotProblem != wantProblem {
 		t.Fatalf("refusal %q, want %q\ninput: %q", gotProblem, wantProblem, data)
 	}
@@ -80,7 +82,7 @@ func wireSeeds(tb testing.TB) [][]byte {
 
 // browserPreflight is a preflight with everything Envoy sends for Chrome.
 func browserPreflight() *authv3.CheckRequest {
-	req := checkRequest("OPTIONS", "api.example.com", "/v1/orders/42", hdrs{
+	req := th.CheckRequest("OPTIONS", "api.example.com", "/v1/orders/42", th.Hdrs{
 		":authority":                     "api.example.com",
 		":method":                        "OPTIONS",
 		":path":                          "/v1/orders/42",
@@ -89,7 +91,7 @@ func browserPreflight() *authv3.CheckRequest {
 		"accept-language":                "en-US,en;q=0.9",
 		"access-control-request-headers": "authorization,content-type",
 		"access-control-request-method":  "PUT",
-		"origin":                         app,
+		"origin":                         th.App,
 		"referer":                        "https://app.example.com/",
 		"sec-fetch-mode":                 "cors",
 		"user-agent":                     "Mozilla/5.0 (X11; Linux x86_64) Chrome/139.0.0.0",
@@ -149,7 +151,7 @@ func TestWireDecodeRandom(t *testing.T) {
 			continue
 		}
 		decoded++
-		r, problem, _, _ := server.DecodeWire(data)
+		r, problem, _, _ := extauthz.DecodeWire(data)
 		if problem != "" {
 			continue
 		}
@@ -200,13 +202,13 @@ func TestWireDecodeEdges(t *testing.T) {
 		{"http present but empty", http()},
 		{"method read twice: the last wins", http(str(2, "GET"), str(2, "OPTIONS"))},
 		{"method with a varint wire type is an unknown field", http(str(2, "GET"), varint(2, 5))},
-		{"origin entry read twice: the last wins", http(entry(3, "origin", app), entry(3, "origin", evil))},
-		{"map entry value before key", http(msg(3, str(2, app), str(1, "origin")))},
-		{"map entry key read twice", http(msg(3, str(1, "x"), str(2, app), str(1, "origin")))},
+		{"origin entry read twice: the last wins", http(entry(3, "origin", th.App), entry(3, "origin", th.Evil))},
+		{"map entry value before key", http(msg(3, str(2, th.App), str(1, "origin")))},
+		{"map entry key read twice", http(msg(3, str(1, "x"), str(2, th.App), str(1, "origin")))},
 		{"map entry without value", http(msg(3, str(1, "origin")))},
-		{"map entry with an unknown field", http(msg(3, str(1, "origin"), varint(7, 1), str(2, app)))},
-		{"upper-case key in headers is another header", http(entry(3, "Origin", app))},
-		{"http merged from two occurrences", append(http(str(2, "GET"), entry(3, "origin", app)), http(str(5, "api.example.com"))...)},
+		{"map entry with an unknown field", http(msg(3, str(1, "origin"), varint(7, 1), str(2, th.App)))},
+		{"upper-case key in headers is another header", http(entry(3, "Origin", th.App))},
+		{"http merged from two occurrences", append(http(str(2, "GET"), entry(3, "origin", th.App)), http(str(5, "api.example.com"))...)},
 		{"attributes merged", append(msg(1, msg(10, str(1, "cors_policy"), str(2, "api"))), http(str(2, "GET"))...)},
 		{"invalid UTF-8 in a value not read", http(entry(3, "user-agent", "\xff"))},
 		{"invalid UTF-8 in the method", http(str(2, "G\xffT"))},
@@ -219,9 +221,9 @@ func TestWireDecodeEdges(t *testing.T) {
 		{"reserved wire type", append(http(), 0x0e)},
 		{"truncated length", append(http(), 0x0a, 0x05, 0x01)},
 		{"overlong varint", append(http(), 0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f)},
-		{"header_map joins repeated headers", http(msg(13, msg(1, str(1, "Origin"), str(2, app)), msg(1, str(1, "ORIGIN"), str(3, "x"))))},
-		{"headers win over header_map", http(entry(3, "accept", "*/*"), msg(13, msg(1, str(1, "origin"), str(2, app))))},
-		{"header_map merged from two occurrences", http(msg(13, msg(1, str(1, "origin"), str(2, app))), msg(13, msg(1, str(1, "origin"), str(2, evil))))},
+		{"header_map joins repeated headers", http(msg(13, msg(1, str(1, "Origin"), str(2, th.App)), msg(1, str(1, "ORIGIN"), str(3, "x"))))},
+		{"headers win over header_map", http(entry(3, "accept", "*/*"), msg(13, msg(1, str(1, "origin"), str(2, th.App))))},
+		{"header_map merged from two occurrences", http(msg(13, msg(1, str(1, "origin"), str(2, th.App))), msg(13, msg(1, str(1, "origin"), str(2, th.Evil))))},
 		{"a packed list where none is expected", msg(1, msg(4, msg(1, msg(1, varint(1, 5)))))},
 		{"timestamp nanos as bytes", msg(1, msg(4, msg(1, str(2, "x"))))},
 	} {
@@ -246,7 +248,7 @@ func TestWireDecodeDepth(t *testing.T) {
 				v = structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{"a": v}})
 			}
 		}
-		req := checkRequest("GET", "api.example.com", "/", hdrs{"origin": app}, "")
+		req := th.CheckRequest("GET", "api.example.com", "/", th.Hdrs{"origin": th.App}, "")
 		req.Attributes.MetadataContext = metadata(v)
 		data, err := proto.MarshalOptions{}.Marshal(req)
 		if err != nil {
@@ -282,10 +284,10 @@ func metadata(v *structpb.Value) *corev3.Metadata {
 // the typed path's, serialized byte for byte as proto.Marshal does it.
 func TestWireResponse(t *testing.T) {
 	t.Parallel()
-	e := loadEngine(t, testConfig)
+	e := th.LoadEngine(t, th.Config)
 	for _, tc := range checkCases {
 		t.Run(tc.desc, func(t *testing.T) {
-			r, problem := server.ReadRequest(tc.req)
+			r, problem := extauthz.ReadRequest(tc.req)
 			if problem != "" {
 				t.Fatal(problem)
 			}
@@ -293,11 +295,11 @@ func TestWireResponse(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want, err := proto.Marshal(server.CheckResponse(&d))
+			want, err := proto.Marshal(extauthz.CheckResponse(&d))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := server.EncodeWire(&d); !bytes.Equal(got, want) {
+			if got := extauthz.EncodeWire(&d); !bytes.Equal(got, want) {
 				t.Errorf("fast path answer\n%x\nproto.Marshal\n%x", got, want)
 			}
 		})
@@ -324,7 +326,7 @@ var (
 		"access-control-request-headers", "access-control-request-headers", "access-control-request-private-network",
 		":authority", "user-agent", "x-a", "",
 	}
-	genHeaderValues = []string{app, evil, "null", "PUT", "GET", "content-type,authorization", "true", "", "a, b"}
+	genHeaderValues = []string{th.App, th.Evil, "null", "PUT", "GET", "content-type,authorization", "true", "", "a, b"}
 )
 
 // message joins encoded fields into a message: some repeated, unknown
@@ -487,20 +489,20 @@ func (g *wireGen) http() []byte {
 func TestWireDecodeRepeatedKeys(t *testing.T) {
 	t.Parallel()
 	var b []byte
-	for i := range server.MaxHeaderCount + 5 {
+	for i := range limits.HeaderCount + 5 {
 		k := "origin"
 		if i%2 == 0 {
 			k = "x-a"
 		}
 		e := protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), k)
-		e = protowire.AppendString(protowire.AppendTag(e, 2, protowire.BytesType), app)
+		e = protowire.AppendString(protowire.AppendTag(e, 2, protowire.BytesType), th.App)
 		b = protowire.AppendBytes(protowire.AppendTag(b, 3, protowire.BytesType), e)
 	}
 	http := protowire.AppendBytes(protowire.AppendTag(nil, 2, protowire.BytesType), b)
 	req := protowire.AppendBytes(protowire.AppendTag(nil, 4, protowire.BytesType), http)
 	data := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), req)
-	_, problem, typed, err := server.DecodeWire(data)
-	want := fmt.Sprintf("attributes.request.http.headers has more than %d entries, the limit", server.MaxHeaderCount)
+	_, problem, typed, err := extauthz.DecodeWire(data)
+	want := fmt.Sprintf("attributes.request.http.headers has more than %d entries, the limit", limits.HeaderCount)
 	if err != nil || typed || problem != want {
 		t.Errorf("DecodeWire = problem %q, typed %v, err %v; want problem %q", problem, typed, err, want)
 	}
@@ -517,7 +519,7 @@ func BenchmarkWireDecode(b *testing.B) {
 		b.ReportAllocs()
 		b.SetBytes(int64(len(data)))
 		for b.Loop() {
-			if _, _, _, err := server.DecodeWire(data); err != nil {
+			if _, _, _, err := extauthz.DecodeWire(data); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -530,7 +532,7 @@ func BenchmarkWireDecode(b *testing.B) {
 			if err := proto.Unmarshal(data, m); err != nil {
 				b.Fatal(err)
 			}
-			server.ReadRequest(m)
+			extauthz.ReadRequest(m)
 		}
 	})
 }

@@ -1,4 +1,4 @@
-package server
+package extauthz
 
 import (
 	"maps"
@@ -14,7 +14,7 @@ import (
 )
 
 // This file writes the fast path's answers: the CheckResponse that
-// checkResponse builds for a decision, serialized directly, byte for byte
+// checkResponse builds for a plain decision, serialized directly, byte for byte
 // as proto.Marshal serializes it (fields in number order, zero values
 // left out). TestWireResponse holds the two together.
 
@@ -56,28 +56,17 @@ func (r *wireResponse) bytes() []byte { return r.data }
 
 // wireOKNoHeaders is okNoHeaders serialized: every pass-on that adds no
 // header (no policy, report-only).
-var wireOKNoHeaders = newWireResponse(appendCheckResponse(nil, &policy.Decision{}))
+var wireOKNoHeaders = newWireResponse(appendResponse(nil, false, 0, nil))
 
-// encodeCheckResponse serializes checkResponse(d).
-func encodeCheckResponse(d *policy.Decision) *wireResponse {
-	if d.ReportOnly {
-		return wireOKNoHeaders
-	}
+// encodeDecision serializes the answer to the plain decision d, as
+// checkResponse writes it.
+func encodeDecision(d *policy.Decision) *wireResponse {
 	var buf [policy.MaxHeaders]policy.Header
-	headers := d.AppendHeaders(buf[:0])
+	headers := d.AppendResponseHeaders(buf[:0])
 	if !d.Direct() && len(headers) == 0 {
 		return wireOKNoHeaders
 	}
 	return newWireResponse(appendResponse(nil, d.Direct(), d.Status, headers))
-}
-
-// appendCheckResponse appends checkResponse(d), serialized, to dst.
-func appendCheckResponse(dst []byte, d *policy.Decision) []byte {
-	if d.ReportOnly {
-		return appendResponse(dst, false, 0, nil)
-	}
-	var buf [policy.MaxHeaders]policy.Header
-	return appendResponse(dst, d.Direct(), d.Status, d.AppendHeaders(buf[:0]))
 }
 
 // appendResponse appends to dst the CheckResponse that passes the request
@@ -201,14 +190,14 @@ type fixedAnswerKey struct {
 // to add one): beyond, answers are encoded per request, as others are.
 const maxFixedAnswers = 4096
 
-// answer returns the encoded answer to d, decided by e: shared when d's
-// answer is fixed, encoded for this request otherwise.
-func (f *fixedAnswers) answer(e *policy.Engine, d *policy.Decision) *wireResponse {
+// answer returns the encoded answer to the plain decision d, decided by e:
+// shared when d's answer is fixed, encoded for this request otherwise.
+func (f *fixedAnswers) answer(d *policy.Decision, e *policy.Engine) *wireResponse {
 	if d.ReportOnly {
 		return wireOKNoHeaders
 	}
 	if !d.FixedAnswer() || d.Policy == "" {
-		return encodeCheckResponse(d)
+		return encodeDecision(d)
 	}
 	key := fixedAnswerKey{policy: d.Policy, kind: d.Kind, grouped: d.Group != ""}
 	if set := f.cur.Load(); set != nil && set.engine == e {
@@ -216,7 +205,7 @@ func (f *fixedAnswers) answer(e *policy.Engine, d *policy.Decision) *wireRespons
 			return r
 		}
 	}
-	r := encodeCheckResponse(d)
+	r := encodeDecision(d)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	set := f.cur.Load()

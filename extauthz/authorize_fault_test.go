@@ -1,4 +1,4 @@
-package server_test
+package extauthz_test
 
 import (
 	"context"
@@ -11,11 +11,14 @@ import (
 	"testing"
 	"time"
 
+	th "github.com/corsauthz/corsauthz/internal/testharness"
+
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"go.uber.org/goleak"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/corsauthz/corsauthz/policy"
 	"github.com/corsauthz/corsauthz/server"
@@ -157,7 +160,7 @@ policies:
 `, f.httpAddr, f.grpcAddr)
 
 	func() { // the server and its clients end before goleak looks
-		ts := startServerNoCleanup(t, policy.NewHolder(loadEngine(t, cfg)))
+		ts := startServerNoCleanup(t, policy.NewHolder(th.LoadEngine(t, cfg)))
 		defer ts.close(t)
 		client := ts.authz()
 
@@ -195,12 +198,12 @@ policies:
 					if (w+i)%2 == 0 {
 						host = "rpc.example.com"
 					}
-					h := hdrs{"origin": "https://app.example.com", "x-request-id": id}
+					h := th.Hdrs{"origin": "https://app.example.com", "x-request-id": id}
 					if i%3 != 0 {
 						h["cookie"] = "ok"
 					}
 					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-					resp, err := client.Check(ctx, checkRequest("GET", host, "/x", h, ""))
+					resp, err := client.Check(ctx, th.CheckRequest("GET", host, "/x", h, ""))
 					cancel()
 					switch {
 					case err != nil:
@@ -265,27 +268,27 @@ policies:
   - {name: web, authorizer: forward, match: {hosts: [web.example.com]}, allowed_origins: [%s]}
 `, lis.Addr(), origin)
 	}
-	ts := startServer(t, policy.NewHolder(loadEngine(t, cfg("https://a.example.com", true))), server.Options{})
+	ts := th.StartServer(t, policy.NewHolder(th.LoadEngine(t, cfg("https://a.example.com", true))), server.Options{})
 	check := func() {
 		t.Helper()
-		resp, err := ts.authz().Check(ctxTimeout(t), checkRequest("GET", "web.example.com", "/", hdrs{"origin": "https://a.example.com"}, ""))
+		resp, err := ts.Authz().Check(th.CtxTimeout(t), th.CheckRequest("GET", "web.example.com", "/", th.Hdrs{"origin": "https://a.example.com"}, ""))
 		if err != nil || codes.Code(resp.GetStatus().GetCode()) != codes.OK {
 			t.Fatalf("Check: %v %v", resp, err)
 		}
 	}
 	check()
 	check()
-	if err := ts.srv.Reload(context.Background(), "test.yaml", []byte(cfg("https://b.example.com", true))); err != nil {
+	if err := ts.Srv.Reload(context.Background(), "test.yaml", []byte(cfg("https://b.example.com", true))); err != nil {
 		t.Fatal(err)
 	}
 	check()
 	if n := opened.Load(); n != 1 {
 		t.Errorf("%d connections to the authorizer, want 1 kept across the reload", n)
 	}
-	if err := ts.srv.Reload(context.Background(), "test.yaml", []byte(cfg("https://a.example.com", false))); err != nil {
+	if err := ts.Srv.Reload(context.Background(), "test.yaml", []byte(cfg("https://a.example.com", false))); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the removed authorizer's connection to close", func() bool { return closed.Load() == 1 })
+	th.WaitFor(t, "the removed authorizer's connection to close", func() bool { return closed.Load() == 1 })
 }
 
 // startServerNoCleanup is startServer for a test that must see the server
@@ -299,7 +302,7 @@ func startServerNoCleanup(t *testing.T, holder *policy.Holder) *closableServer {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx) }()
-	conn, err := grpc.NewClient(srv.GRPCAddr().String(), grpc.WithTransportCredentials(insecureCreds()))
+	conn, err := grpc.NewClient(srv.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}

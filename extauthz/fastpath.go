@@ -1,20 +1,20 @@
-package server
+package extauthz
 
 import (
 	"bytes"
 	"context"
-	"log/slog"
 	"runtime"
-	"sync/atomic"
-	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
 	protocodec "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/proto"
 
-	"github.com/corsauthz/corsauthz/internal/limits"
+	"github.com/corsauthz/corsauthz/authorizer"
+	"github.com/corsauthz/corsauthz/decision"
+	"github.com/corsauthz/corsauthz/internal/grpcfail"
 	"github.com/corsauthz/corsauthz/policy"
 )
 
@@ -33,16 +33,17 @@ import (
 //     the policy (a request without Origin above all), serialized once per
 //     policy and shared (fixedAnswers).
 //
-// The answers are the ones Authz.Check gives, byte for byte (TestFastPath
-// checks them over gRPC against Authz served the standard way), and the
-// decision, metrics and logs are the same code: Authz.decide. Every other
+// The answers are the ones Server.Check gives, byte for byte (TestFastPath
+// checks them over gRPC against Check served the standard way), and the
+// decision, the authorizer call, metrics and logs are the same code: the
+// decision core's. Every other
 // message of the server (health, reflection, the decision API) goes
 // through the standard codec.
 //
 // With a unary interceptor installed (Options.GRPCServerOptions), Check is
 // served the standard way, so that interceptors see the
 // *authv3.CheckRequest and *authv3.CheckResponse they expect.
-// Options.GRPCServerOptions must not force a codec of their own: it would
+// A gRPC server's options must not force a codec of their own: it would
 // replace wireCodec, which the fast path needs.
 
 // wireCheck is the fast path's request message.
@@ -53,31 +54,51 @@ type wireCheck struct {
 	// the message built, only for a request within the limits; also set
 	// when the standard codec reads a message the fast path could not.
 	typed *authv3.CheckRequest
-	raw   []byte // a copy of the wire bytes, kept for an authorizer (authorize.go)
+	// raw is a copy of the wire bytes of a request within the limits,
+	// kept while the configuration has authorizers: a gRPC authorizer is
+	// sent it unchanged, an HTTP one gets it decoded in full.
+	raw []byte
+}
+
+// AuthorizerRequest implements decision.Source.
+func (in *wireCheck) AuthorizerRequest(kind string) *authorizer.Request {
+	if in.raw == nil {
+		// Read before the configuration with authorizers came in force:
+		// nothing to send, so the request fails closed.
+		return nil
+	}
+	if kind == "http" {
+		// An HTTP authorizer needs the request's headers, which the
+		// fast path did not read: decode the message in full.
+		m := &authv3.CheckRequest{}
+		if err := proto.Unmarshal(in.raw, m); err != nil {
+			return nil
+		}
+		return &authorizer.Request{Check: m}
+	}
+	return &authorizer.Request{Raw: in.raw}
 }
 
 // wireCodec is the server's codec: the fast path's messages are read and
 // written here, any other message by the standard protobuf codec. A
-// message that does not parse is logged (rate-limited) and counted.
+// message that does not parse is logged (rate-limited) and counted by the
+// core.
 type wireCodec struct {
-	std encoding.CodecV2
-	log *requestLog
-	// keepRaw, when on, keeps a copy of each CheckRequest's wire bytes
-	// for the authorizers (authorize.go).
-	keepRaw *atomic.Bool
+	std  encoding.CodecV2
+	core *decision.Core
 }
 
 var _ encoding.CodecV2 = wireCodec{}
 
-func newWireCodec(log *requestLog, keepRaw *atomic.Bool) wireCodec {
-	return wireCodec{std: encoding.GetCodecV2(protocodec.Name), log: log, keepRaw: keepRaw}
+func newWireCodec(core *decision.Core) wireCodec {
+	return wireCodec{std: encoding.GetCodecV2(protocodec.Name), core: core}
 }
 
 // maxRedecodeLen bounds the malformed CheckRequests the standard codec
 // reads again to say what is wrong in its own words: its cost grows with
 // what it builds before it fails (for 80,000 tiny headers, 53 MB), so a
 // larger message gets the fast path's words instead, at the cost of one
-// read (contract §9).
+// read (docs/operations-and-limits.md).
 const maxRedecodeLen = 16 << 10
 
 func (c wireCodec) Name() string { return protocodec.Name }
@@ -93,7 +114,7 @@ func (c wireCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	in, ok := v.(*wireCheck)
 	if !ok {
 		if err := c.std.Unmarshal(data, v); err != nil {
-			c.malformed(data.Len(), err)
+			c.core.Malformed(data.Len(), err)
 			return err
 		}
 		return nil
@@ -109,7 +130,7 @@ func (c wireCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	var w wireRequest
 	problem, err := decodeCheck(b, &w, &in.r)
 	if err != nil {
-		c.malformed(len(b), err)
+		c.core.Malformed(len(b), err)
 		if len(b) > maxRedecodeLen {
 			return err
 		}
@@ -124,33 +145,28 @@ func (c wireCodec) Unmarshal(data mem.BufferSlice, v any) error {
 		return nil
 	}
 	in.problem = problem
-	if in.typed != nil && problem == "" {
+	if problem != "" {
+		// Refused for size: nothing is built or copied.
+		return nil
+	}
+	if in.typed != nil {
 		return c.std.Unmarshal(data, in.typed)
 	}
-	if in.typed == nil && c.keepRaw != nil && c.keepRaw.Load() {
+	if c.core.KeepRequests() {
 		in.raw = bytes.Clone(b)
 	}
 	return nil
 }
 
-// malformed logs and counts a message that does not parse.
-func (c wireCodec) malformed(size int, err error) {
-	if c.log == nil {
-		return
-	}
-	c.log.metrics.malformedMessage()
-	c.log.log(context.Background(), slog.LevelWarn, "malformed request message",
-		slog.Int("bytes", size), slog.String("error", limits.Cut(err.Error())))
-}
-
-// fastPathServerOptions are the gRPC server options of the fast path: its
-// codec, and stream workers. With workers, a call is served on a
-// long-lived goroutine when one is free, instead of on a new goroutine
-// whose stack grows on every call (runtime.morestack and copystack take
-// 5-10% of the CPU in a profile under load without them).
-func fastPathServerOptions(log *requestLog, keepRaw *atomic.Bool) []grpc.ServerOption {
+// ServerOptions are the gRPC server options of the fast path: its codec,
+// and stream workers. With workers, a call is served on a long-lived
+// goroutine when one is free, instead of on a new goroutine whose stack
+// grows on every call (runtime.morestack and copystack take 5-10% of the
+// CPU in a profile under load without them). A server that registers a
+// Server with Register must be built with them.
+func ServerOptions(core *decision.Core) []grpc.ServerOption {
 	return []grpc.ServerOption{
-		grpc.ForceServerCodecV2(newWireCodec(log, keepRaw)),
+		grpc.ForceServerCodecV2(newWireCodec(core)),
 		grpc.NumStreamWorkers(streamWorkers()),
 	}
 }
@@ -179,14 +195,14 @@ var authorizationServiceDesc = grpc.ServiceDesc{
 	Metadata: authv3.Authorization_ServiceDesc.Metadata,
 }
 
-// registerAuthorization registers a as the server's ext_authz service, on
-// the fast path. s must have been built with grpc.ForceServerCodecV2(newWireCodec(&a.authorizers.keepRaw)).
-func registerAuthorization(s *grpc.Server, a *Authz) {
-	s.RegisterService(&authorizationServiceDesc, a)
+// Register registers s as g's ext_authz service, on the fast path. g must
+// have been built with ServerOptions(core) for s's core.
+func Register(g *grpc.Server, s *Server) {
+	g.RegisterService(&authorizationServiceDesc, s)
 }
 
 func checkHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
-	a := srv.(*Authz)
+	s := srv.(*Server)
 	if interceptor != nil {
 		// The message is built only within the limits: a request past
 		// one is refused here, without reaching the interceptors.
@@ -195,39 +211,51 @@ func checkHandler(srv any, ctx context.Context, dec func(any) error, interceptor
 			return nil, err
 		}
 		if in.problem != "" {
-			return nil, a.refuseUnreadable(ctx, in.problem, time.Now())
+			return nil, s.refuse(ctx, in.problem)
 		}
 		info := &grpc.UnaryServerInfo{Server: srv, FullMethod: authv3.Authorization_Check_FullMethodName}
 		return interceptor(ctx, in.typed, info, func(ctx context.Context, req any) (any, error) {
-			return a.Check(ctx, req.(*authv3.CheckRequest))
+			return s.Check(ctx, req.(*authv3.CheckRequest))
 		})
 	}
 	in := &wireCheck{}
 	if err := dec(in); err != nil {
 		return nil, err
 	}
-	return a.checkWire(ctx, in)
+	return s.checkWire(ctx, in)
 }
 
 // checkWire is Check for a request read by the fast path.
-func (a *Authz) checkWire(ctx context.Context, in *wireCheck) (any, error) {
+func (s *Server) checkWire(ctx context.Context, in *wireCheck) (any, error) {
 	if in.typed != nil {
-		resp, err := a.Check(ctx, in.typed)
+		resp, err := s.Check(ctx, in.typed)
 		if err != nil {
 			return nil, err
 		}
 		return resp, nil
 	}
-	start := time.Now()
 	if in.problem != "" {
-		return nil, a.refuseUnreadable(ctx, in.problem, start)
+		return nil, s.refuse(ctx, in.problem)
 	}
-	d, e, err := a.decide(ctx, &in.r, start)
+	out := s.core.Decide(ctx, decision.FrontEndExtAuthz, &in.r, in)
+	switch {
+	case out.Action == decision.Fail:
+		return nil, grpcfail.Error(out.Failure)
+	case out.Plain(), out.Action == decision.Pass && addsNothing(out.Upstream()):
+		// The answer is the CORS decision's alone.
+		return s.fixed.answer(&out.Decision, out.Engine), nil
+	}
+	resp, err := checkResponse(&out)
 	if err != nil {
 		return nil, err
 	}
-	if name := e.AuthorizerFor(&d); name != "" {
-		return a.authorizeWire(ctx, e, name, &d, in), nil
-	}
-	return a.fixed.answer(e, &d), nil
+	return resp, nil
+}
+
+// addsNothing reports whether an authorizer's allow asks nothing of the
+// request going upstream: its answer is then the decision's alone, sent as
+// the fast path sends a plain decision.
+func addsNothing(up *authorizer.Outcome) bool {
+	return up != nil && up.OK == nil && up.DynamicMetadata == nil &&
+		len(up.RequestHeaders) == 0 && len(up.RemoveRequestHeaders) == 0
 }

@@ -1,9 +1,10 @@
-package server
+package extauthz
 
 import (
 	"context"
 	"testing"
 
+	"github.com/corsauthz/corsauthz/decision"
 	"github.com/corsauthz/corsauthz/policy"
 )
 
@@ -28,7 +29,7 @@ policies:
 		t.Fatal(err)
 	}
 	holder := policy.NewHolder(e)
-	a := NewAuthz(holder, nil, nil)
+	a := New(decision.New(holder, decision.Options{}))
 	ctx := context.Background()
 	for _, tc := range []struct {
 		desc string
@@ -73,7 +74,7 @@ policies:
 		t.Fatal(err)
 	}
 	d, _ := e2.Decide(&policy.Request{Method: "GET", Host: "open.example.com", Path: "/"})
-	if want := encodeCheckResponse(&d); string(got.(*wireResponse).bytes()) != string(want.bytes()) {
+	if want := encodeDecision(&d); string(got.(*wireResponse).bytes()) != string(want.bytes()) {
 		t.Errorf("after a reload: answer %x, want %x", got.(*wireResponse).bytes(), want.bytes())
 	}
 }
