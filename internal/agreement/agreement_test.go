@@ -156,7 +156,6 @@ func fromHTTP(t *testing.T, resp *http.Response, body string) answer {
 	return answer{}
 }
 
-
 func httpHeaders(t *testing.T, resp *http.Response) []string {
 	var out []string
 	for name, vs := range resp.Header {
