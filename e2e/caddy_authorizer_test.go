@@ -87,7 +87,7 @@ default_policy: api
 		t.Run(mode, func(t *testing.T) {
 			port := freePort(t)
 			caddy := runCaddyfile(t, bin, port, fmt.Sprintf(
-				"{\n\tadmin off\n\tauto_https off\n\tpersist_config off\n}\n\nhttp://127.0.0.1:%s {\n\tcorsauthz {\n\t\taddress %s\n\t\tmode %s\n\t}\n\treverse_proxy %s\n}\n",
+				"{\n\tadmin off\n\tauto_https off\n\tpersist_config off\n}\n\nhttp://:%s {\n\tbind 127.0.0.1\n\tcorsauthz {\n\t\taddress %s\n\t\tmode %s\n\t}\n\treverse_proxy %s\n}\n",
 				port, srv.GRPCAddr(), mode, up.Host))
 
 			mu.Lock()
