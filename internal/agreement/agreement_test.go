@@ -18,7 +18,6 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/corsauthz/corsauthz/internal/envoyheaders"
 	"github.com/corsauthz/corsauthz/internal/limits"
 	th "github.com/corsauthz/corsauthz/internal/testharness"
 	"github.com/corsauthz/corsauthz/middleware"
@@ -262,37 +261,9 @@ func asHTTPRequest(req *corsauthzv1.DecideRequest) *http.Request {
 }
 
 // envoyAnswer is what an Envoy with the shipped configuration sends for
-// req, given corsauthz's CheckResponse: a failed Check is status_on_error
-// (503); a denied one is a local reply with its status and headers; an OK
-// one is the upstream's response with its Access-Control-* headers removed
-// at the route (contract §5) and response_headers_to_add applied.
+// req (throughEnvoy), and Check's error.
 func envoyAnswer(t *testing.T, authz authv3.AuthorizationClient, req *corsauthzv1.DecideRequest, upstream http.Handler) (httpAnswer, error) {
-	resp, err := authz.Check(th.CtxTimeout(t), th.AsCheckRequest(req))
-	rec := httptest.NewRecorder()
-	switch {
-	case err != nil:
-		rec.WriteHeader(http.StatusServiceUnavailable)
-	case codes.Code(resp.GetStatus().GetCode()) != codes.OK:
-		d := resp.GetDeniedResponse()
-		envoyheaders.Apply(rec.Header(), d.GetHeaders())
-		code := int(d.GetStatus().GetCode())
-		if code == 0 {
-			code = http.StatusForbidden
-		}
-		rec.WriteHeader(code)
-		fmt.Fprint(rec, d.GetBody())
-	default:
-		up := httptest.NewRecorder()
-		upstream.ServeHTTP(up, asHTTPRequest(req))
-		for name, values := range up.Result().Header {
-			if !strings.HasPrefix(name, "Access-Control-") {
-				rec.Header()[name] = values
-			}
-		}
-		envoyheaders.Apply(rec.Header(), resp.GetOkResponse().GetResponseHeadersToAdd())
-		rec.WriteHeader(up.Code)
-		rec.Body = up.Body
-	}
+	rec, err := throughEnvoy(t, authz, th.AsCheckRequest(req), asHTTPRequest(req), upstream)
 	return answerOf(rec), err
 }
 

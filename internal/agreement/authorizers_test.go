@@ -442,10 +442,12 @@ func TestAuthorizersAgree(t *testing.T) {
 	}
 	frontEnds := []frontEnd{
 		{"ext_authz fast path", func(t *testing.T, r *http.Request, up http.Handler) *http.Response {
-			return throughEnvoy(t, ts.Authz(), r, up)
+			rec, _ := throughEnvoy(t, ts.Authz(), checkRequestOf(r), r, up)
+			return rec.Result()
 		}},
 		{"ext_authz typed path", func(t *testing.T, r *http.Request, up http.Handler) *http.Response {
-			return throughEnvoy(t, authv3.NewAuthorizationClient(typed), r, up)
+			rec, _ := throughEnvoy(t, authv3.NewAuthorizationClient(typed), checkRequestOf(r), r, up)
+			return rec.Result()
 		}},
 		{"HTTP listener", func(t *testing.T, r *http.Request, up http.Handler) *http.Response {
 			return throughHTTPService(t, httpAddr, r, up)
@@ -556,24 +558,17 @@ func startTyped(t *testing.T, holder *policy.Holder) *grpc.ClientConn {
 	return conn
 }
 
-// throughEnvoy does what Envoy's ext_authz filter does with Check's answer
-// (Envoy 1.31 and later, source/extensions/filters/http/ext_authz): an
-// error is status_on_error (503 in the shipped configuration); a denial
-// is answered with its status (403 when none), headers and body; an allow
-// sets and removes the request headers of ok_response, and the route
-// (response_headers_to_remove in the shipped configuration) drops the
-// upstream's Access-Control-* before response_headers_to_add apply.
-func throughEnvoy(t *testing.T, authz authv3.AuthorizationClient, r *http.Request, upstream http.Handler) *http.Response {
+// throughEnvoy does what Envoy's ext_authz filter does with the answer to
+// check, which describes r (Envoy 1.31 and later,
+// source/extensions/filters/http/ext_authz): an error is status_on_error
+// (503 in the shipped configuration); a denial is answered with its status
+// (403 when none), headers and body; an allow sets and removes the request
+// headers of ok_response, and the route (response_headers_to_remove in the
+// shipped configuration) drops the upstream's Access-Control-* before
+// response_headers_to_add apply.
+func throughEnvoy(t *testing.T, authz authv3.AuthorizationClient, check *authv3.CheckRequest, r *http.Request, upstream http.Handler) (*httptest.ResponseRecorder, error) {
 	t.Helper()
-	headers := map[string]string{}
-	for name, vs := range r.Header {
-		headers[strings.ToLower(name)] = strings.Join(vs, ",")
-	}
-	resp, err := authz.Check(th.CtxTimeout(t), &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
-		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
-			Method: r.Method, Host: r.Host, Path: r.RequestURI, Scheme: "https", Headers: headers,
-		}},
-	}})
+	resp, err := authz.Check(th.CtxTimeout(t), check)
 	rec := httptest.NewRecorder()
 	switch {
 	case err != nil:
@@ -605,7 +600,21 @@ func throughEnvoy(t *testing.T, authz authv3.AuthorizationClient, r *http.Reques
 		rec.WriteHeader(urec.Code)
 		rec.Body = urec.Body
 	}
-	return rec.Result()
+	return rec, err
+}
+
+// checkRequestOf is the CheckRequest Envoy sends for r: every header, lower
+// case, repeated ones joined with ",".
+func checkRequestOf(r *http.Request) *authv3.CheckRequest {
+	headers := map[string]string{}
+	for name, vs := range r.Header {
+		headers[strings.ToLower(name)] = strings.Join(vs, ",")
+	}
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Method: r.Method, Host: r.Host, Path: r.RequestURI, Scheme: "https", Headers: headers,
+		}},
+	}}
 }
 
 // allowedUpstreamHeaders are the authorization answer's headers the
