@@ -10,6 +10,10 @@ import (
 // publisherMetrics are a Publisher's: what it sent and what gateways said.
 type publisherMetrics struct {
 	sent, acked, nacked prometheus.Counter
+	ignored             prometheus.Counter
+	refusedRequests     prometheus.Counter
+	streamsRefused      prometheus.Counter
+	logsSuppressed      *prometheus.CounterVec
 	streams             prometheus.Gauge
 	info                *prometheus.GaugeVec
 	mu                  sync.Mutex
@@ -24,12 +28,28 @@ func newPublisherMetrics(reg prometheus.Registerer) *publisherMetrics {
 		}),
 		acked: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "corsauthz_xds_versions_acked_total",
-			Help: "Configuration versions gateways accepted (xDS ACK).",
+			Help: "Configuration versions gateways accepted (xDS ACK), once per response.",
 		}),
 		nacked: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "corsauthz_xds_versions_nacked_total",
-			Help: "Configuration versions gateways refused (xDS NACK); they keep their last good one.",
+			Help: "Configuration versions gateways refused (xDS NACK), once per response; they keep their last good one.",
 		}),
+		ignored: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "corsauthz_xds_requests_ignored_total",
+			Help: "xDS requests that answer no response or one already answered (an ACK or NACK repeated, or naming an older response): nothing is resent.",
+		}),
+		refusedRequests: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "corsauthz_xds_requests_refused_total",
+			Help: "xDS requests refused, ending their stream: another resource type than corsauthz's.",
+		}),
+		streamsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "corsauthz_xds_streams_refused_total",
+			Help: "xDS streams refused with RESOURCE_EXHAUSTED because --max-xds-streams were open; the gateway retries with backoff.",
+		}),
+		logsSuppressed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "corsauthz_xds_logs_suppressed_total",
+			Help: "Log lines xDS clients caused (NACKs, refused requests and streams) dropped by the rate limit, by level.",
+		}, []string{"level"}),
 		streams: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "corsauthz_xds_streams",
 			Help: "Open xDS streams: gateways subscribed to the configuration.",
@@ -40,9 +60,13 @@ func newPublisherMetrics(reg prometheus.Registerer) *publisherMetrics {
 		}, []string{"version"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.sent, m.acked, m.nacked, m.streams, m.info)
+		reg.MustRegister(m.sent, m.acked, m.nacked, m.ignored, m.refusedRequests, m.streamsRefused, m.logsSuppressed, m.streams, m.info)
 	}
 	return m
+}
+
+func (m *publisherMetrics) logSuppressed(level string) {
+	m.logsSuppressed.WithLabelValues(level).Inc()
 }
 
 func (m *publisherMetrics) version(v string) {
