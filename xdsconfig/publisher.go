@@ -288,4 +288,3 @@ func (p *Publisher) streamResponse(_ context.Context, id int64, _ *discoveryv3.D
 	p.streamsMu.Unlock()
 	p.metrics.sent.Inc()
 }
-
