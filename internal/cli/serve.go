@@ -15,9 +15,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/corsauthz/corsauthz/httpauthz"
 	"github.com/corsauthz/corsauthz/internal/configwatch"
 	"github.com/corsauthz/corsauthz/policy"
 	"github.com/corsauthz/corsauthz/server"
+	"github.com/corsauthz/corsauthz/xdsconfig"
 )
 
 func runServe(ctx context.Context, args []string, io IO) int {
@@ -43,6 +45,9 @@ func runServe(ctx context.Context, args []string, io IO) int {
 	maxStreams := fs.Uint("max-concurrent-streams", server.DefaultMaxConcurrentStreams, "calls in flight allowed on one gRPC connection")
 	maxMsg := fs.Int("max-recv-msg-size", server.DefaultMaxRecvMsgSize, "largest gRPC request message accepted, in bytes")
 	logRate := fs.Float64("decision-log-rate", server.DefaultDecisionLogRate, "decision log lines per second, per level, before lines are dropped and counted (0: no limit)")
+	maxXDSStreams := fs.Int("max-xds-streams", xdsconfig.DefaultMaxStreams, "xDS streams (gateways in local mode) open at once; past it a stream is refused with RESOURCE_EXHAUSTED and the gateway retries")
+	httpMaxConns := fs.Int("http-max-connections", httpauthz.DefaultMaxConnections, "connections open at once on the HTTP authorization listener, idle ones included; past it a connection is answered 503 and closed")
+	httpIdle := fs.Duration("http-idle-timeout", httpauthz.IdleTimeout, "close HTTP authorization keep-alive connections idle this long")
 	fs.Usage = func() {
 		fmt.Fprint(io.Stderr, "Usage: corsauthz serve [--config FILE] [--grpc-addr ADDR] [--admin-addr ADDR] [--http-addr ADDR]\n\n")
 		fs.PrintDefaults()
@@ -74,6 +79,10 @@ func runServe(ctx context.Context, args []string, io IO) int {
 	}
 	if *maxConfigBytes <= 0 {
 		fmt.Fprintln(io.Stderr, "corsauthz serve: --max-config-bytes must be positive")
+		return 2
+	}
+	if *maxXDSStreams <= 0 || *httpMaxConns <= 0 || *httpIdle <= 0 {
+		fmt.Fprintln(io.Stderr, "corsauthz serve: --max-xds-streams, --http-max-connections and --http-idle-timeout must be positive")
 		return 2
 	}
 
@@ -115,6 +124,9 @@ func runServe(ctx context.Context, args []string, io IO) int {
 		MaxRecvMsgSize:        *maxMsg,
 		DecisionLogRate:       zeroIsNoLimit(*logRate),
 		Version:               Version(),
+		MaxXDSStreams:         *maxXDSStreams,
+		HTTPMaxConnections:    *httpMaxConns,
+		HTTPIdleTimeout:       *httpIdle,
 	})
 	if err != nil {
 		fmt.Fprintf(io.Stderr, "corsauthz serve: %v\n", err)
