@@ -1,12 +1,14 @@
 package httpauthz
 
 import (
+	"context"
+	"crypto/tls"
 	"io"
 	"net"
+	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"time"
 )
 
 // DefaultMaxConnections is the default of ConnLimits.Max (and of
@@ -15,16 +17,9 @@ import (
 // within the shipped 128 MiB with the rest of the process.
 const DefaultMaxConnections = 2048
 
-// Refusal bounds: connections past the cap are answered by at most
-// maxRefusing goroutines at once, each spending at most refuseTimeout on
-// its connection (the TLS handshake, the answer, and reading what the
-// client sent so that closing does not reset the answer away); past
-// maxRefusing a connection is closed at once.
-const (
-	maxRefusing   = 128
-	refuseTimeout = time.Second
-	refuseDrain   = 64 << 10
-)
+// maxRefusing bounds the connections past the cap being answered at
+// once; past it a connection is closed at once.
+const maxRefusing = 128
 
 // ConnLimits bound the connections of a listener.
 type ConnLimits struct {
@@ -38,22 +33,24 @@ type ConnLimits struct {
 	Opened, Closed func()
 }
 
-// LimitListener returns l with at most lim.Max connections open at once.
+// LimitConnections bounds srv's connections on l (a TCP listener: wrap
+// the listener it returns with tls.NewListener for TLS) to lim.Max open
+// at once, and returns the listener srv must serve.
 //
-// A connection past the cap is accepted and answered at once with
-// tooManyConnections (a 503 that closes the connection), written before
-// its request is read: the gateway gets an answer it can log, count and
-// retry elsewhere, where closing the connection or leaving it in the
-// kernel's backlog would give it an EOF, a reset or a timeout, which NGINX
-// reports as a 502 and Envoy as an upstream failure without saying why.
-// The answer cannot carry CORS headers (the request is not read); a
-// gateway answers the browser with its own error for it, as for any
-// failure of corsauthz. When more than maxRefusing connections are being
-// refused at once, the next ones are closed without an answer: a flood of
-// connections costs a bounded number of goroutines.
-//
-// With TLS, l is the TLS listener: the answer goes through the handshake.
-func LimitListener(l net.Listener, lim ConnLimits) net.Listener {
+// A connection past the cap is served one request, answered 503 with
+// Connection: close and a line naming the flag, then closed. The gateway
+// gets an answer it can log, count and retry elsewhere, where closing the
+// connection at once or leaving it in the kernel's backlog would give it
+// an EOF, a reset or a timeout, which NGINX reports as a 502 and Envoy as
+// an upstream failure without saying why. The answer is written after the
+// request has been read: an HTTP client that sees an answer before it has
+// sent its request drops the connection (Go's does). It carries no CORS
+// headers (nothing is decided); a gateway answers the browser with its own
+// error, as for any failure of corsauthz. At most maxRefusing connections
+// are refused this way at once, each within srv's timeouts; past that, a
+// connection is closed as soon as it is accepted, so that a flood of
+// connections costs a bounded number of goroutines and buffers.
+func LimitConnections(srv *http.Server, l net.Listener, lim ConnLimits) net.Listener {
 	if lim.Max <= 0 {
 		lim.Max = DefaultMaxConnections
 	}
@@ -63,8 +60,39 @@ func LimitListener(l net.Listener, lim ConnLimits) net.Listener {
 			*f = nop
 		}
 	}
-	return &limitListener{Listener: l, lim: lim}
+	ll := &limitListener{Listener: l, lim: lim}
+	next := srv.Handler
+	answer := tooManyConnections(lim.Max)
+	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Context().Value(refusedKey{}) == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		h := w.Header()
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		h.Set("Retry-After", "1")
+		h.Set("Connection", "close")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, answer)
+	})
+	connContext := srv.ConnContext
+	srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		if connContext != nil {
+			ctx = connContext(ctx, c)
+		}
+		if tc, ok := c.(*tls.Conn); ok {
+			c = tc.NetConn()
+		}
+		if _, ok := c.(*refusedConn); ok {
+			ctx = context.WithValue(ctx, refusedKey{}, true)
+		}
+		return ctx
+	}
+	return ll
 }
+
+// refusedKey marks the context of a connection past the cap.
+type refusedKey struct{}
 
 type limitListener struct {
 	net.Listener
@@ -81,7 +109,10 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		if l.open.Add(1) <= int64(l.lim.Max) {
 			l.lim.Opened()
-			return &limitedConn{Conn: c, l: l}, nil
+			return &limitedConn{Conn: c, release: func() {
+				l.open.Add(-1)
+				l.lim.Closed()
+			}}, nil
 		}
 		l.open.Add(-1)
 		l.lim.Refused()
@@ -90,56 +121,28 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			c.Close()
 			continue
 		}
-		go func() {
-			defer l.refusing.Add(-1)
-			refuse(c, l.lim.Max)
-		}()
+		return &refusedConn{limitedConn{Conn: c, release: func() { l.refusing.Add(-1) }}}, nil
 	}
 }
 
-// Open is how many connections are open within the cap.
-func (l *limitListener) Open() int { return int(l.open.Load()) }
-
-// limitedConn gives its place back when closed (once, however often net/http
-// closes it).
+// limitedConn gives its place back when closed (once, however often
+// net/http closes it).
 type limitedConn struct {
 	net.Conn
-	l    *limitListener
-	once sync.Once
+	release func()
+	once    sync.Once
 }
 
 func (c *limitedConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(func() {
-		c.l.open.Add(-1)
-		c.l.lim.Closed()
-	})
+	c.once.Do(c.release)
 	return err
 }
 
-// tooManyConnections is the answer to a connection past the cap.
-func tooManyConnections(limit int) []byte {
-	body := "corsauthz: too many connections open (" + strconv.Itoa(limit) + ", --http-max-connections); retry later\n"
-	return []byte("HTTP/1.1 503 Service Unavailable\r\n" +
-		"Content-Type: text/plain; charset=utf-8\r\n" +
-		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n" +
-		"Retry-After: 1\r\n" +
-		"Connection: close\r\n\r\n" + body)
-}
+// refusedConn is a connection past the cap: its request is answered 503.
+type refusedConn struct{ limitedConn }
 
-// refuse answers c with tooManyConnections, then closes it. Closing a
-// socket with unread data makes the kernel send a reset, which can
-// overtake the answer: so the writing side is shut first, and what the
-// client sent is read (up to refuseDrain) until it closes or
-// refuseTimeout passes.
-func refuse(c net.Conn, limit int) {
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(refuseTimeout))
-	if _, err := c.Write(tooManyConnections(limit)); err != nil {
-		return
-	}
-	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		_ = cw.CloseWrite()
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(c, refuseDrain))
+// tooManyConnections is the body of the answer past the cap.
+func tooManyConnections(limit int) string {
+	return "corsauthz: too many connections open (" + strconv.Itoa(limit) + ", --http-max-connections); retry later\n"
 }

@@ -51,13 +51,13 @@ func (w *limitedLogWriter) Write(p []byte) (int, error) {
 }
 
 // limitHTTPConnections puts the cap on the HTTP listener's connections
-// (httpauthz.LimitListener): open ones are counted in
+// (httpauthz.LimitConnections): open ones are counted in
 // corsauthz_http_connections, refused ones in
 // corsauthz_http_connections_refused_total and logged within the request
 // log's rate limit.
 func (s *Server) limitHTTPConnections(l net.Listener, max int) net.Listener {
 	max = cmp.Or(max, httpauthz.DefaultMaxConnections)
-	return httpauthz.LimitListener(l, httpauthz.ConnLimits{
+	return httpauthz.LimitConnections(s.http, l, httpauthz.ConnLimits{
 		Max: max,
 		Refused: func() {
 			s.metrics.httpConnectionRefused()

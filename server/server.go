@@ -374,12 +374,16 @@ func (s *Server) newHTTPListener(opts Options, certs *certReloader) error {
 	var tlsConfig *tls.Config
 	if certs != nil {
 		tlsConfig = certs.httpTLSConfig()
-		s.httpLis = tls.NewListener(s.httpLis, tlsConfig)
 	}
-	s.httpLis = s.limitHTTPConnections(s.httpLis, opts.HTTPMaxConnections)
 	s.http = httpauthz.NewServer(h, tlsConfig, netHTTPLog(s.core, s.metrics))
 	if opts.HTTPIdleTimeout > 0 {
 		s.http.IdleTimeout = opts.HTTPIdleTimeout
+	}
+	// The cap counts TCP connections; TLS is served above it, so that
+	// net/http sees the *tls.Conn it needs (handshake, Request.TLS).
+	s.httpLis = s.limitHTTPConnections(s.httpLis, opts.HTTPMaxConnections)
+	if tlsConfig != nil {
+		s.httpLis = tls.NewListener(s.httpLis, tlsConfig)
 	}
 	return nil
 }
