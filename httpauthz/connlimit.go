@@ -1,14 +1,14 @@
 package httpauthz
 
 import (
-	"context"
+	"bytes"
 	"crypto/tls"
 	"io"
 	"net"
-	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // DefaultMaxConnections is the default of ConnLimits.Max (and of
@@ -17,9 +17,17 @@ import (
 // within the shipped 128 MiB with the rest of the process.
 const DefaultMaxConnections = 2048
 
-// maxRefusing bounds the connections past the cap being answered at
-// once; past it a connection is closed at once.
-const maxRefusing = 128
+// Refusals: at most maxRefusing connections past the cap are being
+// answered at once, each within refuseTimeout (reading the request's
+// header, at most refuseReadLimit bytes of it, writing the answer, and
+// reading what else the client sent so that closing does not reset the
+// answer away). Past maxRefusing the listener accepts nothing until one
+// of them, or any connection, closes.
+const (
+	maxRefusing     = 1024
+	refuseTimeout   = ReadHeaderTimeout
+	refuseReadLimit = 64 << 10
+)
 
 // ConnLimits bound the connections of a listener.
 type ConnLimits struct {
@@ -33,24 +41,26 @@ type ConnLimits struct {
 	Opened, Closed func()
 }
 
-// LimitConnections bounds srv's connections on l (a TCP listener: wrap
-// the listener it returns with tls.NewListener for TLS) to lim.Max open
-// at once, and returns the listener srv must serve.
+// LimitConnections bounds the connections accepted on l (a TCP listener;
+// tlsConfig, when not nil, is the TLS the server speaks above it: wrap the
+// listener returned with tls.NewListener) to lim.Max open at once.
 //
-// A connection past the cap is served one request, answered 503 with
-// Connection: close and a line naming the flag, then closed. The gateway
-// gets an answer it can log, count and retry elsewhere, where closing the
-// connection at once or leaving it in the kernel's backlog would give it
-// an EOF, a reset or a timeout, which NGINX reports as a 502 and Envoy as
-// an upstream failure without saying why. The answer is written after the
-// request has been read: an HTTP client that sees an answer before it has
-// sent its request drops the connection (Go's does). It carries no CORS
-// headers (nothing is decided); a gateway answers the browser with its own
-// error, as for any failure of corsauthz. At most maxRefusing connections
-// are refused this way at once, each within srv's timeouts; past that, a
-// connection is closed as soon as it is accepted, so that a flood of
-// connections costs a bounded number of goroutines and buffers.
-func LimitConnections(srv *http.Server, l net.Listener, lim ConnLimits) net.Listener {
+// A connection past the cap is not handed to the server: the listener
+// reads its request's header, answers 503 with Connection: close and a
+// line naming the flag, and closes it, with a goroutine and a 1 KiB buffer
+// (net/http would spend about 20 KiB). The gateway gets an answer it can
+// log, count and retry elsewhere, where closing the connection at once or
+// leaving it in the kernel's backlog would give it an EOF, a reset or a
+// timeout, which NGINX reports as a 502 and Envoy as an upstream failure
+// without saying why. The answer comes after the request's header: an
+// HTTP client that sees an answer before it has sent its request drops the
+// connection (Go's does). It carries no CORS headers (nothing is decided);
+// a gateway answers the browser with its own error, as for any failure of
+// corsauthz. At most maxRefusing connections are being refused at once,
+// each for at most refuseTimeout; past that, the listener accepts nothing
+// until a connection closes, and new ones wait in the kernel's backlog: a
+// flood of connections costs a bounded number of goroutines and buffers.
+func LimitConnections(l net.Listener, tlsConfig *tls.Config, lim ConnLimits) net.Listener {
 	if lim.Max <= 0 {
 		lim.Max = DefaultMaxConnections
 	}
@@ -60,49 +70,34 @@ func LimitConnections(srv *http.Server, l net.Listener, lim ConnLimits) net.List
 			*f = nop
 		}
 	}
-	ll := &limitListener{Listener: l, lim: lim}
-	next := srv.Handler
-	answer := tooManyConnections(lim.Max)
-	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Context().Value(refusedKey{}) == nil {
-			next.ServeHTTP(w, r)
-			return
-		}
-		h := w.Header()
-		h.Set("Content-Type", "text/plain; charset=utf-8")
-		h.Set("Retry-After", "1")
-		h.Set("Connection", "close")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = io.WriteString(w, answer)
-	})
-	connContext := srv.ConnContext
-	srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
-		if connContext != nil {
-			ctx = connContext(ctx, c)
-		}
-		if tc, ok := c.(*tls.Conn); ok {
-			c = tc.NetConn()
-		}
-		if _, ok := c.(*refusedConn); ok {
-			ctx = context.WithValue(ctx, refusedKey{}, true)
-		}
-		return ctx
+	return &limitListener{
+		Listener: l, lim: lim, tls: tlsConfig, answer: tooManyConnections(lim.Max),
+		freed: make(chan struct{}, 1), closed: make(chan struct{}),
 	}
-	return ll
 }
-
-// refusedKey marks the context of a connection past the cap.
-type refusedKey struct{}
 
 type limitListener struct {
 	net.Listener
-	lim      ConnLimits
-	open     atomic.Int64
-	refusing atomic.Int64
+	lim       ConnLimits
+	tls       *tls.Config
+	answer    []byte
+	open      atomic.Int64
+	refusing  atomic.Int64
+	freed     chan struct{} // a token when a connection closed
+	closed    chan struct{}
+	closeOnce sync.Once
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
 	for {
+		// Past both bounds, wait for a connection to close first.
+		for l.open.Load() >= int64(l.lim.Max) && l.refusing.Load() >= maxRefusing {
+			select {
+			case <-l.freed:
+			case <-l.closed:
+				return nil, net.ErrClosed
+			}
+		}
 		c, err := l.Listener.Accept()
 		if err != nil {
 			return nil, err
@@ -112,17 +107,82 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			return &limitedConn{Conn: c, release: func() {
 				l.open.Add(-1)
 				l.lim.Closed()
+				l.signal()
 			}}, nil
 		}
 		l.open.Add(-1)
 		l.lim.Refused()
-		if l.refusing.Add(1) > maxRefusing {
-			l.refusing.Add(-1)
-			c.Close()
-			continue
-		}
-		return &refusedConn{limitedConn{Conn: c, release: func() { l.refusing.Add(-1) }}}, nil
+		// Only Accept adds to refusing, and it waited for room above.
+		l.refusing.Add(1)
+		go func() {
+			defer func() {
+				l.refusing.Add(-1)
+				l.signal()
+			}()
+			l.refuse(c)
+		}()
 	}
+}
+
+func (l *limitListener) signal() {
+	select {
+	case l.freed <- struct{}{}:
+	default:
+	}
+}
+
+func (l *limitListener) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return l.Listener.Close()
+}
+
+// refuse reads the header of c's request, answers it with l.answer and
+// closes c, all within refuseTimeout. Closing a socket with unread data
+// makes the kernel send a reset, which can overtake the answer: so the
+// writing side is shut first, and what else the client sent is read until
+// it closes or the time is up.
+func (l *limitListener) refuse(c net.Conn) {
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(refuseTimeout))
+	if l.tls != nil {
+		tc := tls.Server(c, l.tls)
+		defer tc.Close()
+		c = tc
+	}
+	if !readHeader(c) {
+		return
+	}
+	if _, err := c.Write(l.answer); err != nil {
+		return
+	}
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(c, refuseReadLimit))
+}
+
+// readHeader reads from r up to the blank line that ends a request's
+// header; false when r ends or fails first, or sends more than
+// refuseReadLimit bytes without one.
+func readHeader(r io.Reader) bool {
+	var buf [1024]byte
+	var tail [3]byte // the last bytes of the read before
+	read := 0
+	for read < refuseReadLimit {
+		n, err := r.Read(buf[:])
+		if n > 0 {
+			chunk := append(tail[:], buf[:n]...)
+			if bytes.Contains(chunk, []byte("\r\n\r\n")) {
+				return true
+			}
+			copy(tail[:], chunk[len(chunk)-3:])
+			read += n
+		}
+		if err != nil {
+			return false
+		}
+	}
+	return false
 }
 
 // limitedConn gives its place back when closed (once, however often
@@ -139,10 +199,12 @@ func (c *limitedConn) Close() error {
 	return err
 }
 
-// refusedConn is a connection past the cap: its request is answered 503.
-type refusedConn struct{ limitedConn }
-
-// tooManyConnections is the body of the answer past the cap.
-func tooManyConnections(limit int) string {
-	return "corsauthz: too many connections open (" + strconv.Itoa(limit) + ", --http-max-connections); retry later\n"
+// tooManyConnections is the answer past the cap.
+func tooManyConnections(limit int) []byte {
+	body := "corsauthz: too many connections open (" + strconv.Itoa(limit) + ", --http-max-connections); retry later\n"
+	return []byte("HTTP/1.1 503 Service Unavailable\r\n" +
+		"Content-Type: text/plain; charset=utf-8\r\n" +
+		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n" +
+		"Retry-After: 1\r\n" +
+		"Connection: close\r\n\r\n" + body)
 }

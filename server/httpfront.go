@@ -57,11 +57,11 @@ func (w *limitedLogWriter) Write(p []byte) (int, error) {
 // log's rate limit.
 func (s *Server) limitHTTPConnections(l net.Listener, max int) net.Listener {
 	max = cmp.Or(max, httpauthz.DefaultMaxConnections)
-	return httpauthz.LimitConnections(s.http, l, httpauthz.ConnLimits{
+	return httpauthz.LimitConnections(l, s.http.TLSConfig, httpauthz.ConnLimits{
 		Max: max,
 		Refused: func() {
 			s.metrics.httpConnectionRefused()
-			s.core.Log(context.Background(), slog.LevelWarn, "HTTP listener: connection refused: too many connections open; answered 503",
+			s.core.Log(context.Background(), slog.LevelWarn, "HTTP listener: connection refused: too many connections open; answering 503",
 				slog.String("listener", "http"), slog.Int("limit", max))
 		},
 		Opened: func() { s.metrics.httpConnections(1) },

@@ -3,6 +3,8 @@ package main_test
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -18,10 +20,17 @@ import (
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/corsauthz/corsauthz/policy"
+	"github.com/corsauthz/corsauthz/xdsconfig"
 )
 
 // The memory tests of issue 17's surfaces: the real binary, run as
@@ -132,6 +141,20 @@ func (s *served) metric(series string) float64 {
 	return -1
 }
 
+// goMemory names the child's Go memory figures, from /metrics.
+func (s *served) goMemory() string {
+	var parts []string
+	for _, name := range []string{"go_memstats_heap_inuse_bytes", "go_memstats_heap_idle_bytes", "go_memstats_heap_released_bytes", "go_memstats_stack_inuse_bytes", "go_memstats_sys_bytes", "go_goroutines"} {
+		v := s.metric(name)
+		if strings.HasSuffix(name, "_bytes") {
+			parts = append(parts, fmt.Sprintf("%s %.1f MiB", strings.TrimSuffix(strings.TrimPrefix(name, "go_memstats_"), "_bytes"), v/(1<<20)))
+		} else {
+			parts = append(parts, fmt.Sprintf("%s %.0f", name, v))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
 // cpu is the CPU time the child has used, from /proc/PID/stat.
 func (s *served) cpu() time.Duration {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
@@ -197,14 +220,21 @@ func (s *served) watchHealth() *healthWatch {
 	return h
 }
 
-// end stops the watch and fails t if health failed or took over 2 s (the
-// machine is shared and loaded: a probe's timeout is longer).
+// slowAnswer is the longest a health check or a request needing no
+// authorizer may take under a load test. The test machine is shared (2
+// cores, load averages of 20-35 from other jobs): it is about what a
+// Kubernetes probe would wait with timeoutSeconds: 5, far from the
+// authorizer's 5 s timeout plus the queueing that would show starvation.
+const slowAnswer = 5 * time.Second
+
+// end stops the watch and fails t if health failed or took over
+// slowAnswer.
 func (h *healthWatch) end(t *testing.T) {
 	t.Helper()
 	close(h.stop)
 	<-h.done
 	t.Logf("health asked %d times, slowest answer %s", h.asked, h.slowest.Round(time.Millisecond))
-	if len(h.failed) > 0 || h.asked == 0 || h.slowest > 2*time.Second {
+	if len(h.failed) > 0 || h.asked == 0 || h.slowest > slowAnswer {
 		t.Errorf("health during the load: %d asks, slowest %s, failures %q", h.asked, h.slowest, h.failed)
 	}
 }
@@ -412,10 +442,10 @@ func TestHangingAuthorizerMemoryGRPC(t *testing.T) {
 	}
 	// Past the bound (1,024 calls) the answer comes at once: the median
 	// call is one of those, far sooner than the 5 s timeout.
-	if m := res.quantile("503 with CORS", .5); m > 2*time.Second {
+	if m := res.quantile("503 with CORS", .5); m > 2500*time.Millisecond {
 		t.Errorf("median answer after %s: the calls past the bound were not answered at once", m)
 	}
-	if plainN == 0 || plainSlowest > 2*time.Second {
+	if plainN == 0 || plainSlowest > slowAnswer {
 		t.Errorf("requests needing no authorizer: %d, slowest %s", plainN, plainSlowest)
 	}
 	if overloaded := s.metric(`corsauthz_authorizer_requests_total{authorizer="hangs",result="overloaded"}`); overloaded < calls/2 {
@@ -490,9 +520,16 @@ func TestHangingAuthorizerMemoryHTTP(t *testing.T) {
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	cpu0 := s.cpu()
-	for range calls {
+	for i := range calls {
 		wg.Go(func() {
 			<-start
+			// Over one second, as gateways' requests come, rather than
+			// 5,000 connections in the same millisecond: past the
+			// kernel's accept backlog (4,096) a connection's packets are
+			// dropped and resent later, and a request that arrives more
+			// than 3 s after its connection was accepted is closed
+			// unanswered (the header timeout), whatever the server.
+			time.Sleep(time.Duration(i) * time.Second / calls)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			t0 := time.Now()
@@ -521,16 +558,240 @@ func TestHangingAuthorizerMemoryHTTP(t *testing.T) {
 	close(stopPlain)
 	<-plainDone
 	health.end(t)
+	t.Logf("transport errors after %s", res.spread("transport error"))
 	t.Logf("%d HTTP checks in %s, child CPU %s: %v; times with CORS %s; past the cap %s; %d requests needing no authorizer during the flood, slowest %s",
 		calls, took.Round(time.Millisecond), cpu, res.count, res.spread("503 with CORS"), res.spread("503 past the connection cap"), plainN, plainSlowest.Round(time.Millisecond))
 	if n := res.count["503 with CORS"] + res.count["503 past the connection cap"]; n != calls {
 		t.Errorf("answers %v: want every one a 503", res.count)
+		msgs := map[string]int{}
+		s.log.mu.Lock()
+		for _, rec := range s.log.lines {
+			msgs[fmt.Sprint(rec["msg"])]++
+		}
+		s.log.mu.Unlock()
+		t.Logf("the child's log: %v", msgs)
 	}
 	if res.count["503 with CORS"] < 1024 {
 		t.Errorf("answers %v: want at least the authorizer's bound answered by the core, with CORS headers", res.count)
 	}
-	if plainN == 0 || plainSlowest > 2*time.Second {
+	if plainN == 0 || plainSlowest > slowAnswer {
 		t.Errorf("requests needing no authorizer: %d, slowest %s", plainN, plainSlowest)
 	}
 	s.checkPeak(t, fmt.Sprintf("%d concurrent HTTP checks, authorizer hanging", calls))
+}
+
+// countMsg is how many lines have msg.
+func (l *jsonLog) countMsg(msg string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, rec := range l.lines {
+		if rec["msg"] == msg {
+			n++
+		}
+	}
+	return n
+}
+
+// waitFor polls cond every 20 ms until it holds, failing t after d.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// reload rewrites the configuration file with cfg, sends SIGHUP, and waits
+// for the reload (the n-th since start).
+func (s *served) reload(t *testing.T, cfg []byte, n int) {
+	t.Helper()
+	tmp := s.config + ".tmp"
+	if err := os.WriteFile(tmp, cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, s.config); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the configuration was not reloaded", func() bool { return s.log.countMsg("configuration reloaded") >= n })
+}
+
+// bigConfig is a valid configuration of about size bytes: one policy with
+// many origins, different for each seed.
+func bigConfig(seed, size int) []byte {
+	var b strings.Builder
+	b.WriteString("policies:\n  - name: big\n    allowed_origins:\n")
+	for i := 0; b.Len() < size; i++ {
+		fmt.Fprintf(&b, "      - https://o%d-s%d.example.com\n", i, seed)
+	}
+	b.WriteString("default_policy: big\n")
+	return []byte(b.String())
+}
+
+// adsStream opens an ADS stream on cc and subscribes to the configuration.
+func adsStream(ctx context.Context, cc *grpc.ClientConn, node string) (discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient, error) {
+	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(cc).StreamAggregatedResources(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return st, st.Send(&discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: node}, TypeUrl: xdsconfig.TypeURL})
+}
+
+// TestXDSStreamsMemory: 3,000 gateways open xDS streams at once. With the
+// default --max-xds-streams the ones past it are refused with
+// RESOURCE_EXHAUSTED; with --max-xds-streams 3000 all are served, and the
+// test reports the memory a stream costs. Either way the process stays
+// under the shipped limit and health answers throughout. (Before: no cap;
+// 3,000 streams took RSS from 23 to 101 MB with a 539-byte configuration,
+// to 347 MB with a 50 KB one.)
+func TestXDSStreamsMemory(t *testing.T) {
+	needLoad(t)
+	for _, tc := range []struct {
+		desc     string
+		args     []string
+		accepted int
+	}{
+		{desc: "default cap", accepted: xdsconfig.DefaultMaxStreams},
+		{desc: "cap 3000", args: []string{"--max-xds-streams", "3000"}, accepted: 3000},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			const streams, conns = 3000, 30
+			s := serve(t, bigConfig(0, 50_000), tc.args...)
+			var ccs []*grpc.ClientConn
+			for range conns {
+				cc, err := grpc.NewClient(s.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer cc.Close()
+				ccs = append(ccs, cc)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			rss0, _ := s.memory()
+			health := s.watchHealth()
+			var res outcomes
+			var wg sync.WaitGroup
+			for i := range streams {
+				wg.Go(func() {
+					t0 := time.Now()
+					st, err := adsStream(ctx, ccs[i%conns], fmt.Sprint("gw", i))
+					if err == nil {
+						_, err = st.Recv()
+					}
+					switch {
+					case err == nil:
+						res.add("served", time.Since(t0))
+					case status.Code(err) == codes.ResourceExhausted:
+						res.add("refused", time.Since(t0))
+					default:
+						res.add("error: "+err.Error(), time.Since(t0))
+					}
+				})
+			}
+			wg.Wait()
+			time.Sleep(time.Second) // the streams settle
+			rss, _ := s.memory()
+			health.end(t)
+			t.Logf("%d streams: %v; refused in %s; RSS %.1f → %.1f MiB, %.1f KiB per stream served",
+				streams, res.count, res.spread("refused"), float64(rss0)/(1<<20), float64(rss)/(1<<20), float64(rss-rss0)/float64(max(res.count["served"], 1))/1024)
+			if res.count["served"] != tc.accepted || res.count["refused"] != streams-tc.accepted {
+				t.Errorf("streams %v, want %d served and the rest refused", res.count, tc.accepted)
+			}
+			if got := s.metric("corsauthz_xds_streams_refused_total"); got != float64(streams-tc.accepted) {
+				t.Errorf("corsauthz_xds_streams_refused_total = %v", got)
+			}
+			s.checkPeak(t, fmt.Sprintf("%d xDS streams, %s", streams, tc.desc))
+		})
+	}
+}
+
+// TestStalledXDSStreamsMemory: 400 gateways subscribe to a 1 MB
+// configuration, ACK it without reading it, and never read; the
+// configuration is reloaded twice. Every stream is sent each version
+// (sent, not read: it waits in the transport), sharing the one encoded
+// copy; the process stays under the shipped limit, health answers, and a
+// live gateway gets both reloads. (Before: 280 MB, then 631 MB after two
+// reloads: each stream held its own copy.)
+func TestStalledXDSStreamsMemory(t *testing.T) {
+	needLoad(t)
+	const stalled, size = 400, 1 << 20
+	s := serve(t, bigConfig(0, size), "--max-xds-streams", "1000")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	live, err := grpc.NewClient(s.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	sub := xdsconfig.Subscribe(ctx, live, xdsconfig.SubscribeOptions{NodeID: "live"})
+	defer sub.Close()
+	select {
+	case <-sub.Ready():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the live gateway got no configuration")
+	}
+
+	health := s.watchHealth()
+	var streams []discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient
+	for i := range stalled {
+		// A 64 KiB window that never grows: the gateway's transport
+		// takes that much and the rest stays on the server's side.
+		cc, err := grpc.NewClient(s.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cc.Close()
+		st, err := adsStream(ctx, cc, fmt.Sprint("stalled", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		streams = append(streams, st)
+	}
+	waitFor(t, 60*time.Second, "the configuration was not sent to every stream", func() bool {
+		return s.metric("corsauthz_xds_versions_sent_total") >= stalled+1
+	})
+	// The first response's nonce is "1": ACKed without reading it, so
+	// that each reload is sent to the stream too.
+	for _, st := range streams {
+		if err := st.Send(&discoveryv3.DiscoveryRequest{TypeUrl: xdsconfig.TypeURL, ResponseNonce: "1", VersionInfo: "unread"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 30*time.Second, "the blind ACKs were not read", func() bool {
+		return s.metric("corsauthz_xds_versions_acked_total") >= stalled+1
+	})
+	rss0, _ := s.memory()
+	t.Logf("before the reloads: RSS %.1f MiB; %s", float64(rss0)/(1<<20), s.goMemory())
+	for n := 1; n <= 2; n++ {
+		cfg := bigConfig(n, size)
+		s.reload(t, cfg, n)
+		e, _, err := policy.Load("reload.yaml", cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		canonical, err := e.Canonical()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(canonical)
+		want := hex.EncodeToString(sum[:])
+		waitFor(t, 30*time.Second, fmt.Sprintf("reload %d did not reach the live gateway", n), func() bool {
+			return sub.Engine() != nil && sub.Engine().Hash() == want
+		})
+		rss, _ := s.memory()
+		t.Logf("reload %d: in force at the live gateway; RSS %.1f MiB; versions sent %v; %s", n, float64(rss)/(1<<20), s.metric("corsauthz_xds_versions_sent_total"), s.goMemory())
+	}
+	rss, _ := s.memory()
+	health.end(t)
+	t.Logf("%d stalled streams, %d MB configuration, two reloads: RSS %.1f → %.1f MiB", stalled, size>>20, float64(rss0)/(1<<20), float64(rss)/(1<<20))
+	s.checkPeak(t, fmt.Sprintf("%d stalled xDS streams, 1 MB configuration, two reloads", stalled))
 }

@@ -132,7 +132,10 @@ func runServe(ctx context.Context, args []string, io IO) int {
 		fmt.Fprintf(io.Stderr, "corsauthz serve: %v\n", err)
 		return 1
 	}
-	tuneGC(io.Env) // runtime.go
+	if limit := tuneGC(io.Env); limit > 0 { // runtime.go
+		logger.Info("GOMEMLIMIT: the Go runtime aims lower, keeping room for the binary's own memory",
+			"runtime_memory_limit_bytes", limit)
+	}
 	stopProfile, err := startCPUProfile(*cpuProfile)
 	if err != nil {
 		fmt.Fprintf(io.Stderr, "corsauthz serve: %v\n", err)
