@@ -795,3 +795,89 @@ func TestStalledXDSStreamsMemory(t *testing.T) {
 	t.Logf("%d stalled streams, %d MB configuration, two reloads: RSS %.1f → %.1f MiB", stalled, size>>20, float64(rss0)/(1<<20), float64(rss)/(1<<20))
 	s.checkPeak(t, fmt.Sprintf("%d stalled xDS streams, 1 MB configuration, two reloads", stalled))
 }
+
+// TestHTTPIdleConnectionsMemory measures what an idle keep-alive
+// connection costs the HTTP listener: 2,000 of them, each having asked one
+// check; then 200 more, past --http-max-connections (2,048) for most: each
+// gets an answer (200 within the cap, 503 past it), none an EOF; after
+// --http-idle-timeout the listener has closed them all. (Before: about
+// 18 KiB each, no cap, closed after 2 min.)
+func TestHTTPIdleConnectionsMemory(t *testing.T) {
+	needLoad(t)
+	const idle, extra = 2000, 200
+	s := serve(t, opsConfig("https://app.example.com"), "--http-idle-timeout", "5s")
+	ask := func(c net.Conn, r *bufio.Reader) (int, error) {
+		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+		if _, err := io.WriteString(c, "GET /check HTTP/1.1\r\nHost: corsauthz\r\nX-Original-Method: GET\r\nX-Original-Host: api.example.com\r\nX-Original-URI: /\r\nOrigin: https://app.example.com\r\n\r\n"); err != nil {
+			return 0, err
+		}
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			return 0, err
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, err
+	}
+	type conn struct {
+		net.Conn
+		r *bufio.Reader
+	}
+	dial := func() (conn, error) {
+		c, err := net.Dial("tcp", s.http)
+		if err != nil {
+			return conn{}, err
+		}
+		t.Cleanup(func() { c.Close() })
+		return conn{c, bufio.NewReader(c)}, nil
+	}
+	rss0, _ := s.memory()
+	var conns []conn
+	for i := range idle {
+		c, err := dial()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code, err := ask(c, c.r); err != nil || code != 200 {
+			t.Fatalf("connection %d: %d %v", i, code, err)
+		}
+		conns = append(conns, c)
+	}
+	time.Sleep(500 * time.Millisecond)
+	rss, _ := s.memory()
+	perConn := float64(rss-rss0) / idle
+	t.Logf("%d idle keep-alive connections: RSS %.1f → %.1f MiB, %.1f KiB each; %s", idle, float64(rss0)/(1<<20), float64(rss)/(1<<20), perConn/1024, s.goMemory())
+	var res outcomes
+	for range extra {
+		c, err := dial()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Now()
+		code, err := ask(c, c.r)
+		switch {
+		case err != nil:
+			res.add("error: "+err.Error(), time.Since(t0))
+		default:
+			res.add(strconv.Itoa(code), time.Since(t0))
+		}
+	}
+	t.Logf("%d more connections: %v, 503 in %s", extra, res.count, res.spread("503"))
+	if res.count["200"]+res.count["503"] != extra || res.count["503"] != idle+extra-2048 {
+		t.Errorf("past the cap: %v, want %d answered 503 and the others 200", res.count, idle+extra-2048)
+	}
+	waitFor(t, 20*time.Second, "idle connections still open 20 s after the 5 s idle timeout", func() bool {
+		return s.metric("corsauthz_http_connections") == 0
+	})
+	closed := 0
+	for _, c := range conns {
+		_ = c.SetReadDeadline(time.Now().Add(time.Second))
+		if _, err := c.r.ReadByte(); err == io.EOF {
+			closed++
+		}
+	}
+	if closed != idle {
+		t.Errorf("%d of %d idle connections closed by the listener", closed, idle)
+	}
+	s.checkPeak(t, fmt.Sprintf("%d idle HTTP connections", idle))
+}
