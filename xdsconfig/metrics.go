@@ -82,7 +82,12 @@ func (m *publisherMetrics) version(v string) {
 // subscriptionMetrics are a Subscription's, labelled with the address it
 // subscribes to so that several can share a registry.
 type subscriptionMetrics struct {
-	acked, nacked prometheus.Counter
+	acked, nacked      prometheus.Counter
+	tooLarge           prometheus.Counter
+	compiles           prometheus.Counter
+	compileSeconds     prometheus.Counter
+	compileWaits       prometheus.Counter
+	compileWaitSeconds prometheus.Counter
 	connected     prometheus.Gauge
 	lastUpdate    prometheus.Gauge
 	staleness     prometheus.GaugeFunc
@@ -99,6 +104,26 @@ func newSubscriptionMetrics(reg prometheus.Registerer, address string, staleness
 			Name: "corsauthz_gateway_xds_updates_nacked_total", ConstLabels: labels,
 			Help: "Configuration versions received over xDS that did not compile (NACK); the last good one stays.",
 		}),
+		tooLarge: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "corsauthz_gateway_xds_updates_too_large_total", ConstLabels: labels,
+			Help: "Configuration versions NACKed, undecoded, for being larger than MaxConfigBytes (the default of --max-config-bytes); also counted as NACKed.",
+		}),
+		compiles: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "corsauthz_gateway_xds_compiles_total", ConstLabels: labels,
+			Help: "Configuration versions received over xDS and compiled (a version already in force is not).",
+		}),
+		compileSeconds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "corsauthz_gateway_xds_compile_seconds_total", ConstLabels: labels,
+			Help: "Time spent compiling configuration versions received over xDS.",
+		}),
+		compileWaits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "corsauthz_gateway_xds_compile_waits_total", ConstLabels: labels,
+			Help: "Times a version waited before being compiled because versions came faster than the compile budget (CompileBurst, CompileShare) allows.",
+		}),
+		compileWaitSeconds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "corsauthz_gateway_xds_compile_wait_seconds_total", ConstLabels: labels,
+			Help: "Time versions waited for the compile budget.",
+		}),
 		connected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "corsauthz_gateway_xds_connected", ConstLabels: labels,
 			Help: "1 while the xDS stream to corsauthz is up, 0 otherwise.",
@@ -113,7 +138,7 @@ func newSubscriptionMetrics(reg prometheus.Registerer, address string, staleness
 		}, staleness),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.acked, m.nacked, m.connected, m.lastUpdate, m.staleness} {
+		for _, c := range []prometheus.Collector{m.acked, m.nacked, m.tooLarge, m.compiles, m.compileSeconds, m.compileWaits, m.compileWaitSeconds, m.connected, m.lastUpdate, m.staleness} {
 			if err := reg.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
 				panic(err) // a programming error: a metric of another shape under this name
 			}

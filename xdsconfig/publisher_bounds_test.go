@@ -135,11 +135,11 @@ func processCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// logSink counts the bytes of log written and the lines of each message.
+// logSink counts the bytes of log written and keeps the lines.
 type logSink struct {
-	mu   sync.Mutex
-	n    int
-	msgs map[string]int
+	mu    sync.Mutex
+	n     int
+	lines []map[string]any
 }
 
 func (w *logSink) logger(level slog.Level) *slog.Logger {
@@ -147,17 +147,14 @@ func (w *logSink) logger(level slog.Level) *slog.Logger {
 }
 
 func (w *logSink) Write(p []byte) (int, error) {
-	var rec struct{ Msg string }
+	var rec map[string]any
 	if err := json.Unmarshal(p, &rec); err != nil {
 		panic(err)
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.n += len(p)
-	if w.msgs == nil {
-		w.msgs = map[string]int{}
-	}
-	w.msgs[rec.Msg]++
+	w.lines = append(w.lines, rec)
 	return len(p), nil
 }
 
@@ -167,11 +164,20 @@ func (w *logSink) bytes() int {
 	return w.n
 }
 
-func (w *logSink) count(msg string) int {
+// withMsg returns the lines whose msg is msg.
+func (w *logSink) withMsg(msg string) []map[string]any {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.msgs[msg]
+	var out []map[string]any
+	for _, rec := range w.lines {
+		if rec["msg"] == msg {
+			out = append(out, rec)
+		}
+	}
+	return out
 }
+
+func (w *logSink) count(msg string) int { return len(w.withMsg(msg)) }
 
 // TestNackFloodBounded: 20,000 NACKs on one stream, then one NACK on each
 // of 300 streams. The NACK of a response is counted and logged once; the
