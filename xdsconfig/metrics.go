@@ -88,9 +88,9 @@ type subscriptionMetrics struct {
 	compileSeconds     prometheus.Counter
 	compileWaits       prometheus.Counter
 	compileWaitSeconds prometheus.Counter
-	connected     prometheus.Gauge
-	lastUpdate    prometheus.Gauge
-	staleness     prometheus.GaugeFunc
+	connected          prometheus.Gauge
+	lastUpdate         prometheus.Gauge
+	staleness          prometheus.GaugeFunc
 }
 
 func newSubscriptionMetrics(reg prometheus.Registerer, address string, staleness func() float64) *subscriptionMetrics {
