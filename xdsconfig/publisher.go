@@ -65,8 +65,8 @@ type streamState struct {
 }
 
 // DefaultMaxStreams is the default of PublisherOptions.MaxStreams (and of
-// corsauthz serve --max-xds-streams): a stream costs about 20 KiB (docs/limits.md),
-// so that many stay well within the shipped 128 MiB.
+// corsauthz serve --max-xds-streams): a stream costs about 23 KiB
+// (docs/limits.md), so that many stay well within the shipped 128 MiB.
 const DefaultMaxStreams = 1000
 
 // PublisherOptions configure a Publisher. The zero value is usable.
