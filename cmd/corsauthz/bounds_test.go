@@ -658,15 +658,18 @@ func adsStream(ctx context.Context, cc *grpc.ClientConn, node string) (discovery
 func TestXDSStreamsMemory(t *testing.T) {
 	needLoad(t)
 	for _, tc := range []struct {
-		desc     string
-		args     []string
-		accepted int
+		desc           string
+		args           []string
+		streams, conns int
+		accepted       int
 	}{
-		{desc: "default cap", accepted: xdsconfig.DefaultMaxStreams},
-		{desc: "cap 3000", args: []string{"--max-xds-streams", "3000"}, accepted: 3000},
+		{desc: "default cap", streams: 3000, conns: 30, accepted: xdsconfig.DefaultMaxStreams},
+		{desc: "cap 3000", args: []string{"--max-xds-streams", "3000"}, streams: 3000, conns: 30, accepted: 3000},
+		// As gateways connect: each its own connection.
+		{desc: "a connection each", streams: xdsconfig.DefaultMaxStreams, conns: xdsconfig.DefaultMaxStreams, accepted: xdsconfig.DefaultMaxStreams},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
-			const streams, conns = 3000, 30
+			streams, conns := tc.streams, tc.conns
 			s := serve(t, bigConfig(0, 50_000), tc.args...)
 			var ccs []*grpc.ClientConn
 			for range conns {
