@@ -413,3 +413,9 @@ func probes(res *Result, exact, wild []string) []string {
 	out = append(out, "http://evil.example", "https://app.example.com.evil.net")
 	return out
 }
+
+// IsBrowserOrigin reports whether s is in the universe of origins a
+// browser can send (see the package comment).
+func IsBrowserOrigin(s string) bool {
+	return mustDFA(universeExpr).matches(s) && !mustDFA(excludedExpr).matches(s)
+}
