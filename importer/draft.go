@@ -41,8 +41,17 @@ func (b *builder) draft(source string, at Pos, creds bool) *draft {
 	return &draft{b: b, source: source, at: at, creds: creds}
 }
 
+// find reports a finding about the draft's source. A policy shared by
+// several routes (an Envoy virtual host's) is read once per route: the
+// same remark at the same place is reported once.
 func (d *draft) find(at Pos, kind Kind, format string, args ...any) {
-	d.b.find(at, kind, "%s: %s", d.source, fmt.Sprintf(format, args...))
+	detail := fmt.Sprintf(format, args...)
+	key := fmt.Sprintf("%s %s %s", at, kind, detail)
+	if d.b.seen[key] {
+		return
+	}
+	d.b.seen[key] = true
+	d.b.find(at, kind, "%s: %s", d.source, detail)
 }
 
 func (d *draft) comment(format string, args ...any) {
@@ -55,17 +64,21 @@ func (d *draft) addOrigin(o string) {
 	}
 }
 
-// anyOriginAllowed records that the source admits every origin (what says
-// so is in how, such as `exact "*"`).
-func (d *draft) anyOriginAllowed(at Pos, how string, echoes bool) {
+// anyOriginAllowed records that the source admits every origin (how says
+// what in the source does, such as `the origin "*"`); echoes says the
+// source answers with the request's Origin rather than "*". extra is
+// appended to the finding.
+func (d *draft) anyOriginAllowed(at Pos, how string, echoes bool, extra ...string) {
 	d.anyOrigin = true
-	if d.creds {
-		answer := "answers with Access-Control-Allow-Origin: *, which browsers refuse on credentialed requests, so it worked for requests without credentials only"
-		if echoes {
-			answer = "echoes every Origin back with Access-Control-Allow-Credentials: true, so any web site can read responses with your users' cookies"
-		}
-		d.find(at, Unsafe, "%s admits every origin and the source %s; corsauthz refuses \"*\" with credentials: imported as \"*\" without credentials (credentialed requests fail); list your origins exactly to keep credentials", how, answer)
+	if !d.creds {
+		return
 	}
+	tail := strings.Join(extra, "")
+	if echoes {
+		d.find(at, Unsafe, "%s admits every origin and the source echoes it back with Access-Control-Allow-Credentials: true, so any web site can read responses with your users' cookies; corsauthz refuses \"*\" with credentials: imported as \"*\" without credentials (credentialed requests now fail); list your origins exactly to keep credentials%s", how, tail)
+		return
+	}
+	d.find(at, Changed, "%s admits every origin with credentials on, but the source answers Access-Control-Allow-Origin: *, which browsers refuse on credentialed requests, so only requests without credentials worked: imported as \"*\" without credentials, the same for browsers%s", how, tail)
 }
 
 // originCheck compiles o alone in a policy: the policy package is the one
@@ -200,6 +213,14 @@ func (d *draft) regex(at Pos, expr string, opt regexorigin.Options, what string)
 	var own []string
 	for _, o := range append(slices.Clone(res.Exact), res.Wildcards...) {
 		own = append(own, siteOf(o))
+	}
+	// A site written literally in the expression is the author's own,
+	// even where no candidate origin could be read.
+	literal := strings.ToLower(strings.ReplaceAll(expr, `\`, ""))
+	for _, e := range res.Extra {
+		if s := siteOf(e); s != "" && strings.Contains(literal, s) {
+			own = append(own, s)
+		}
 	}
 	switch {
 	case res.Same && res.Any:

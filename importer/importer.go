@@ -199,10 +199,11 @@ type builder struct {
 	format Format
 	res    *Result
 	names  map[string]bool
+	seen   map[string]bool // findings already made, see draft.find
 }
 
 func newBuilder(format Format) *builder {
-	return &builder{format: format, res: &Result{Format: string(format)}, names: map[string]bool{}}
+	return &builder{format: format, res: &Result{Format: string(format)}, names: map[string]bool{}, seen: map[string]bool{}}
 }
 
 func (b *builder) find(at Pos, kind Kind, format string, args ...any) {
@@ -263,7 +264,11 @@ func (b *builder) finish(inputs []Input) {
 		if len(inputs) > 0 {
 			at.File = inputs[0].Name
 		}
-		b.find(at, Unsupported, "no CORS configuration that corsauthz can express was found in the input (%s): nothing to import; check the format (--from) and that the objects carry CORS settings", b.format)
+		if len(b.res.Findings) > 0 {
+			b.find(at, Unsupported, "no policy could be imported (see the other findings): the output has no policies and does not load until you add one")
+		} else {
+			b.find(at, Unsupported, "no CORS configuration was found in the input (%s): nothing to import; check the format (--from) and that the objects carry CORS settings", b.format)
+		}
 	}
 	// Policies that share a match form a group in corsauthz: the Origin
 	// picks among them. In the source the first route decides.

@@ -1,14 +1,17 @@
 package importer
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
-	networkingv1alpha3 "istio.io/api/networking/v1alpha3"
-	securityv1beta1 "istio.io/api/security/v1beta1"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	networkingv1alpha3 "istio.io/api/networking/v1alpha3"
+	securityv1beta1 "istio.io/api/security/v1beta1"
 
 	"github.com/corsauthz/corsauthz/importer/internal/regexorigin"
 )
@@ -50,7 +53,12 @@ func decodeSpec(d *doc, m proto.Message) error {
 	if spec == nil {
 		return nil
 	}
-	js, err := nodeJSON(spec)
+	var raw any
+	err := spec.Decode(&raw)
+	var js []byte
+	if err == nil {
+		js, err = json.Marshal(goDurations(jsonable(raw)))
+	}
 	if err != nil {
 		return &ParseError{Pos: d.pos(spec), Message: fmt.Sprintf("%s: spec: %v", d.ref(), err)}
 	}
@@ -167,4 +175,24 @@ func istioAuthorizationPolicy(b *builder, d *doc, ap *securityv1beta1.Authorizat
 				"%s: rules[%d] ALLOWs OPTIONS requests %s without any other check (istio#31335): it lets every origin's preflight, and any OPTIONS request, through authorization; corsauthz answers preflights itself before authorization, so remove OPTIONS from this rule", d.ref(), i, who)
 		}
 	}
+}
+
+// goDurations rewrites durations written as Go writes them ("24h",
+// "1m30s"), which Istio accepts, into the seconds protojson reads.
+func goDurations(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, e := range t {
+			t[k] = goDurations(e)
+		}
+	case []any:
+		for i, e := range t {
+			t[i] = goDurations(e)
+		}
+	case string:
+		if d, err := time.ParseDuration(t); err == nil && strings.ContainsAny(strings.TrimSuffix(t, "s"), "hmuµn") {
+			return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) + "s"
+		}
+	}
+	return v
 }

@@ -166,11 +166,25 @@ func Translate(expr string, opt Options) (*Result, error) {
 			res.Missing = append(res.Missing, e)
 		}
 	}
+	// Origins with the schemes browsers send first.
+	webFirst := func(a, b string) int {
+		wa := strings.HasPrefix(a, "https://") || strings.HasPrefix(a, "http://")
+		wb := strings.HasPrefix(b, "https://") || strings.HasPrefix(b, "http://")
+		switch {
+		case wa && !wb:
+			return -1
+		case wb && !wa:
+			return 1
+		}
+		return 0
+	}
+	slices.SortStableFunc(res.Extra, webFirst)
 	for _, e := range cmp.admitted {
 		if !slices.Contains(res.Admitted, e) {
 			res.Admitted = append(res.Admitted, e)
 		}
 	}
+	slices.SortStableFunc(res.Admitted, webFirst)
 	return res, nil
 }
 
