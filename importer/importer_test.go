@@ -103,8 +103,10 @@ func exactly(origins ...string) func(string) bool {
 	}
 }
 
-func prefixed(p string) func(string) bool { return func(o string) bool { return strings.HasPrefix(o, p) } }
-func always(string) bool                  { return true }
+func prefixed(p string) func(string) bool {
+	return func(o string) bool { return strings.HasPrefix(o, p) }
+}
+func always(string) bool { return true }
 
 // nginxOrigins is ingress-nginx's origin check: each listed origin
 // quoted, its first "*" one label of letters, digits and hyphens, the

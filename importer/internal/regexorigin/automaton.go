@@ -36,10 +36,21 @@ const (
 	// MaxLen is the longest expression translated.
 	MaxLen = 1024
 	// maxNFAStates bounds the automaton built from one expression.
-	maxNFAStates = 20000
+	maxNFAStates = 4000
 	// maxProductStates bounds the states explored by one proof.
-	maxProductStates = 200000
+	maxProductStates = 50000
+	// maxWork bounds the automaton states visited by one proof, all
+	// closures added up: what the time of a proof grows with.
+	maxWork = 2_000_000
 )
+
+// budget is the work left to one proof, shared by its automata.
+type budget struct{ left int }
+
+func (b *budget) spend(n int) bool {
+	b.left -= n
+	return b.left >= 0
+}
 
 // ErrTooComplex is returned for an expression whose automaton, or whose
 // comparison with its translation, would exceed the bounds above.
@@ -227,7 +238,10 @@ func classContains(ranges []rune, r rune) bool {
 // dfa determinizes an nfa lazily: each set of nfa states reached is
 // interned once, with its transitions computed when first asked for.
 type dfa struct {
-	n     *nfa
+	n      *nfa
+	budget *budget
+	// over is set once the budget is spent: the dfa then rejects all.
+	over  bool
 	ids   map[string]int32
 	sets  [][]int
 	trans [][nsym]int32 // -1: not computed yet
@@ -236,8 +250,11 @@ type dfa struct {
 
 const dead = 0 // the empty set: rejects every continuation
 
-func newDFA(n *nfa) *dfa {
-	d := &dfa{n: n, ids: map[string]int32{}}
+func newDFA(n *nfa, b *budget) *dfa {
+	if b == nil {
+		b = &budget{left: maxWork}
+	}
+	d := &dfa{n: n, ids: map[string]int32{}, budget: b}
 	d.intern(nil)
 	return d
 }
@@ -284,6 +301,10 @@ func (d *dfa) closure(set []int, atStart, atEnd bool) []int {
 		if atEnd {
 			stack = append(stack, st.end...)
 		}
+	}
+	if !d.budget.spend(len(seen)) {
+		d.over = true
+		return nil
 	}
 	out := make([]int, 0, len(seen))
 	for s := range seen {
@@ -365,6 +386,9 @@ func compare(r, c, u, x *dfa) (comparison, error) {
 		return string(b)
 	}
 	for i := 0; i < len(nodes); i++ {
+		if r.over || c.over || u.over || x.over {
+			return out, ErrTooComplex
+		}
 		k := nodes[i].key
 		if i > 0 && u.acc[k[2]] && !x.acc[k[3]] {
 			ra, ca := r.acc[k[0]], c.acc[k[1]]
@@ -392,6 +416,9 @@ func compare(r, c, u, x *dfa) (comparison, error) {
 			seen[nk] = true
 			nodes = append(nodes, node{key: nk, parent: i, sym: int8(sym)})
 		}
+	}
+	if r.over || c.over || u.over || x.over {
+		return out, ErrTooComplex
 	}
 	return out, nil
 }

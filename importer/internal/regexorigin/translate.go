@@ -6,6 +6,7 @@ import (
 	"regexp/syntax"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // Anchor says how the source applies the expression to the Origin value.
@@ -72,7 +73,7 @@ func mustDFA(expr string) *dfa {
 	if err != nil {
 		panic(err)
 	}
-	return newDFA(n)
+	return newDFA(n, nil)
 }
 
 // Translate reads expr as a set of origins. An error means the expression
@@ -95,8 +96,10 @@ func Translate(expr string, opt Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := newDFA(rn)
+	work := &budget{left: maxWork}
+	r := newDFA(rn, work)
 	u, x := mustDFA(universeExpr), mustDFA(excludedExpr)
+	u.budget, x.budget = work, work
 	inUniverse := func(s string) bool { return u.matches(s) && !x.matches(s) }
 
 	res := &Result{}
@@ -123,7 +126,7 @@ func Translate(expr string, opt Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := newDFA(cn)
+	c := newDFA(cn, work)
 	cmp, err := compare(r, c, u, x)
 	if err != nil {
 		return nil, err
@@ -431,5 +434,17 @@ func probes(res *Result, exact, wild []string) []string {
 // IsBrowserOrigin reports whether s is in the universe of origins a
 // browser can send (see the package comment).
 func IsBrowserOrigin(s string) bool {
-	return mustDFA(universeExpr).matches(s) && !mustDFA(excludedExpr).matches(s)
+	universeMu.Lock()
+	defer universeMu.Unlock()
+	if universeDFA == nil {
+		universeDFA, excludedDFA = mustDFA(universeExpr), mustDFA(excludedExpr)
+	}
+	return universeDFA.matches(s) && !excludedDFA.matches(s)
 }
+
+// The universe's automata, shared by IsBrowserOrigin: a dfa fills its
+// tables as it is used, so the lock covers the whole match.
+var (
+	universeMu               sync.Mutex
+	universeDFA, excludedDFA *dfa
+)
