@@ -55,18 +55,15 @@ type envoyPolicy struct {
 const corsPolicyType = "envoy.extensions.filters.http.cors.v3.CorsPolicy"
 
 func importEnvoy(b *builder, docs []*doc) error {
-	found := false
 	for _, d := range docs {
 		w := &envoyWalk{b: b, d: d}
 		if err := w.walk(d.root, nil, nil); err != nil {
 			return err
 		}
-		found = found || w.vhosts > 0
 		if w.vhosts == 0 {
 			b.note(d.pos(nil), "no virtual_hosts in this document: nothing to import from it")
 		}
 	}
-	_ = found
 	return nil
 }
 
@@ -340,14 +337,13 @@ func (w *envoyWalk) corsDraft(source string, list []envoyPolicy, at Pos) (*draft
 		w.b.find(pos(first, "filter_enabled"), Unsupported, "%s: filter_enabled applies the policy to a fraction of requests only; corsauthz applies it to all: imported as if 100%%", source)
 	}
 
-	creds, credsAt := false, at
+	creds := false
 	for _, p := range list {
 		if v := p.cors.GetAllowCredentials(); v != nil {
-			creds, credsAt = v.GetValue(), pos(p, "allow_credentials")
+			creds = v.GetValue()
 			break
 		}
 	}
-	_ = credsAt
 	dr := w.b.draft(source, w.d.pos(first.node), creds)
 	if enabled == 0 {
 		dr.report = true

@@ -17,9 +17,8 @@ import (
 // Envoy Gateway's Go types (github.com/envoyproxy/gateway/api/v1alpha1)
 // live in a module that brings the whole controller's dependencies, so
 // this parser decodes the few fields it reads into the small structs
-// below, and the deploy/envoy-gateway module's test decodes the same
-// test files with Envoy Gateway's own types and checks that both read the
-// same values. Envoy Gateway turns each origin with a "*" into an RE2
+// below, named and typed as Envoy Gateway's CORS and target references
+// are (see docs/import.md). Envoy Gateway turns each origin with a "*" into an RE2
 // expression where "*" is ".*" and everything else literal, and sets
 // forward_not_matching_preflights to false; over the origins a browser
 // sends, that is exactly GEP-1767's and corsauthz's "one or more labels".
