@@ -726,7 +726,7 @@ func headerLookup(h map[string]string, name string) (string, bool) {
 // TestConformanceCompare: the comparison finds each kind of mismatch the
 // suite's own comparison would fail on, and accepts what it accepts.
 func TestConformanceCompare(t *testing.T) {
-	preflight := func() confCase {
+	preflight := func(edit ...func(*confCase)) confCase {
 		var c confCase
 		c.TestCaseName = "preflight"
 		c.Request = confRequest{Path: "/p", Method: "OPTIONS"}
@@ -735,14 +735,10 @@ func TestConformanceCompare(t *testing.T) {
 		c.Response.ValidHeaderValues = map[string][]string{"access-control-allow-methods": {"GET, PUT", "PUT, GET"}}
 		c.Response.AbsentHeaders = []string{"access-control-allow-credentials"}
 		c.Response.IgnoreWhitespace = true
-		return c
-	}
-	answered := func(status int, h ...string) exchange {
-		x := exchange{status: status, header: http.Header{}, captured: confRequest{Method: "OPTIONS"}}
-		for i := 0; i+1 < len(h); i += 2 {
-			x.header.Set(h[i], h[i+1])
+		for _, e := range edit {
+			e(&c)
 		}
-		return x
+		return c
 	}
 	actual := func() confCase {
 		var c confCase
@@ -752,47 +748,97 @@ func TestConformanceCompare(t *testing.T) {
 		c.Response.Headers = map[string]string{"access-control-allow-origin": "https://a.example"}
 		return c
 	}
-	forwarded := func(ns string, h ...string) exchange {
-		x := answered(200, h...)
-		x.captured = confRequest{Method: "GET", Path: "/p"}
-		x.namespace = ns
+	// gateway is an answer of the gateway; backend one of the echo
+	// backend in namespace ns; h are header names and values.
+	gateway := func(status int, method string, h ...string) exchange {
+		x := exchange{status: status, header: http.Header{}, captured: confRequest{Method: method}}
+		for i := 0; i+1 < len(h); i += 2 {
+			x.header.Set(h[i], h[i+1])
+		}
 		return x
 	}
+	backend := func(status int, ns string, h ...string) exchange {
+		x := gateway(status, "GET", h...)
+		x.captured.Path, x.namespace = "/p", ns
+		return x
+	}
+	const acao, acam = "Access-Control-Allow-Origin", "Access-Control-Allow-Methods"
 	for _, tc := range []struct {
 		desc string
 		c    confCase
 		x    exchange
 		want []string
 	}{
-		{desc: "agrees, whitespace ignored", c: preflight(), x: answered(204, "Access-Control-Allow-Methods", "PUT,GET"), want: nil},
-		{desc: "another status", c: preflight(), x: answered(403), want: []string{"status"}},
-		{desc: "a listed status without 200 or 204 checks nothing more", c: func() confCase {
-			c := preflight()
-			c.Response.StatusCodes = append(c.Response.StatusCodes, 403)
-			return c
-		}(), x: answered(403), want: nil},
-		{desc: "a value not listed", c: preflight(), x: answered(204, "Access-Control-Allow-Methods", "PUT"), want: []string{"header access-control-allow-methods"}},
-		{desc: "a header missing", c: preflight(), x: answered(204), want: []string{"header access-control-allow-methods"}},
-		{desc: "a header that must be absent", c: preflight(), x: answered(204, "Access-Control-Allow-Methods", "GET, PUT", "Access-Control-Allow-Credentials", "true"), want: []string{"header access-control-allow-credentials"}},
-		{desc: "whitespace counts without IgnoreWhitespace", c: func() confCase { c := preflight(); c.Response.IgnoreWhitespace = false; return c }(), x: answered(204, "Access-Control-Allow-Methods", "GET,PUT"), want: []string{"header access-control-allow-methods"}},
-		{desc: "forwarded, agrees", c: actual(), x: forwarded("infra", "Access-Control-Allow-Origin", "https://a.example"), want: nil},
-		{desc: "the default status is 200", c: actual(), x: func() exchange {
-			x := forwarded("infra", "Access-Control-Allow-Origin", "https://a.example")
-			x.status = 204
-			return x
-		}(), want: []string{"status"}},
-		{desc: "answered by the gateway where the backend should have", c: actual(), x: func() exchange {
-			x := answered(200, "Access-Control-Allow-Origin", "https://a.example")
-			x.captured.Method = "GET"
-			return x
-		}(), want: []string{"request"}},
-		{desc: "an exact header differs", c: actual(), x: forwarded("infra", "Access-Control-Allow-Origin", "*"), want: []string{"header access-control-allow-origin"}},
-		{desc: "the backend in another namespace", c: actual(), x: forwarded("other", "Access-Control-Allow-Origin", "https://a.example"), want: []string{"request"}},
+		{desc: "agrees, whitespace ignored", c: preflight(), x: gateway(204, "OPTIONS", acam, "PUT,GET"), want: nil},
+		{desc: "another status", c: preflight(), x: gateway(403, "OPTIONS"), want: []string{"status"}},
+		{desc: "a listed status other than 200 and 204 checks nothing more", c: preflight(func(c *confCase) { c.Response.StatusCodes = append(c.Response.StatusCodes, 403) }), x: gateway(403, "OPTIONS"), want: nil},
+		{desc: "a value not listed", c: preflight(), x: gateway(204, "OPTIONS", acam, "PUT"), want: []string{"header access-control-allow-methods"}},
+		{desc: "a header missing", c: preflight(), x: gateway(204, "OPTIONS"), want: []string{"header access-control-allow-methods"}},
+		{desc: "a header that must be absent", c: preflight(), x: gateway(204, "OPTIONS", acam, "GET, PUT", "Access-Control-Allow-Credentials", "true"), want: []string{"header access-control-allow-credentials"}},
+		{desc: "whitespace counts without IgnoreWhitespace", c: preflight(func(c *confCase) { c.Response.IgnoreWhitespace = false }), x: gateway(204, "OPTIONS", acam, "GET,PUT"), want: []string{"header access-control-allow-methods"}},
+		{desc: "a preflight that reached the backend", c: preflight(), x: backend(200, "infra", acam, "GET, PUT"), want: []string{"request"}},
+		{desc: "forwarded, agrees", c: actual(), x: backend(200, "infra", acao, "https://a.example"), want: nil},
+		{desc: "the default status is 200", c: actual(), x: backend(204, "infra", acao, "https://a.example"), want: []string{"status"}},
+		{desc: "answered by the gateway where the backend should have", c: actual(), x: gateway(200, "GET", acao, "https://a.example"), want: []string{"request"}},
+		{desc: "an exact header differs", c: actual(), x: backend(200, "infra", acao, "*"), want: []string{"header access-control-allow-origin"}},
+		{desc: "the backend in another namespace", c: actual(), x: backend(200, "other", acao, "https://a.example"), want: []string{"request"}},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			got := conformanceCompare(tc.c, tc.x)
 			if !slices.Equal(got.keys(), tc.want) {
 				t.Errorf("mismatches %q, want %q:\n%s", got.keys(), tc.want, got)
+			}
+		})
+	}
+}
+
+// TestConformanceEvaluator: the literals of the suite's cases evaluate to
+// their values; any other expression is refused, not misread.
+func TestConformanceEvaluator(t *testing.T) {
+	for _, tc := range []struct {
+		desc, expr string
+		want       string // the value as JSON; "" for an error
+	}{
+		{desc: "a struct literal", expr: `http.Request{Path: "/p", Method: "OPTIONS", Headers: nil}`, want: `{"Headers":null,"Method":"OPTIONS","Path":"/p"}`},
+		{desc: "a map of lists with elided types", expr: `map[string][]string{"a": {"x", "y"}}`, want: `{"a":["x","y"]}`},
+		{desc: "ints, a pointer, a bound name, a constant", expr: `&X{Codes: []int{200, 204}, NS: ns, C: suite.Infra, B: true}`, want: `{"B":true,"C":"infra-ns","Codes":[200,204],"NS":"infra-ns"}`},
+		{desc: "empty literals", expr: `X{L: []string{}, M: map[string]string{}}`, want: `{"L":[],"M":{}}`},
+		{desc: "a call", expr: `X{A: f()}`},
+		{desc: "a name bound twice", expr: `X{A: twice}`},
+		{desc: "an unknown name", expr: `X{A: unknown}`},
+		{desc: "a binary expression", expr: `X{A: "a" + "b"}`},
+		{desc: "a constant of a package outside the module", expr: `X{A: types.Name}`},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.MkdirAll(filepath.Join(dir, "utils", "suite"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "utils", "suite", "consts.go"), []byte("package suite\n\nconst Infra = \"infra-ns\"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			fset := token.NewFileSet()
+			e, err := parser.ParseExprFrom(fset, "case.go", tc.expr, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev := &evaluator{fset: fset, dir: dir,
+				imports: map[string]string{"suite": conformanceModule + "/utils/suite", "types": "k8s.io/apimachinery/pkg/types"},
+				locals:  map[string]ast.Expr{"ns": &ast.SelectorExpr{X: ast.NewIdent("suite"), Sel: ast.NewIdent("Infra")}, "twice": nil},
+				consts:  map[string]map[string]string{}}
+			v, err := ev.eval(e)
+			if tc.want == "" {
+				if err == nil {
+					t.Fatalf("evaluated to %v, want an error", v)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			js, _ := json.Marshal(v)
+			if string(js) != tc.want {
+				t.Errorf("%s, want %s", js, tc.want)
 			}
 		})
 	}
