@@ -128,8 +128,11 @@ func FromHeader(ctx context.Context, h http.Header) context.Context {
 }
 
 // ToHeader writes ctx's trace context into an outgoing HTTP request's
-// headers.
+// headers, when ctx has a span: without tracing it costs a lookup.
 func ToHeader(ctx context.Context, h http.Header) {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return
+	}
 	Propagator.Inject(ctx, propagation.HeaderCarrier(h))
 }
 
