@@ -1,4 +1,4 @@
-// Package authorizer asks the auth services of contract §8 (oauth2-proxy,
+// Package authorizer asks the auth services of docs/authorizers.md (oauth2-proxy,
 // OPA, Authorino, any forward-auth or ext_authz server) about the requests
 // corsauthz has decided, and merges their answers with the CORS decision.
 //

@@ -24,7 +24,7 @@ import (
 )
 
 // checkCases are the decisions the ext_authz mapping must render, each
-// with the exact CheckResponse Envoy gets (contract §5).
+// with the exact CheckResponse Envoy gets (docs/envoy.md).
 var checkCases = []struct {
 	desc string
 	req  *authv3.CheckRequest
