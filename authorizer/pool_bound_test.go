@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,7 +52,7 @@ func hangingGRPC(t *testing.T) string {
 
 // flood asks name n times at once and returns the answers' results with
 // the longest time an Overloaded answer took.
-func flood(p *authorizer.Pool, name string, n int) (results map[authorizer.Result]int, slowestOverload time.Duration) {
+func flood(p *authorizer.Pool, name string, n int) (results map[authorizer.Result]int, slowestOverload time.Duration, removed []string) {
 	var mu sync.Mutex
 	results = map[authorizer.Result]int{}
 	var wg sync.WaitGroup
@@ -66,13 +67,14 @@ func flood(p *authorizer.Pool, name string, n int) (results map[authorizer.Resul
 			results[a.Result]++
 			if a.Result == authorizer.Overloaded {
 				slowestOverload = max(slowestOverload, d)
+				removed = a.RemoveUpstream
 			}
 			mu.Unlock()
 		})
 	}
 	close(start)
 	wg.Wait()
-	return results, slowestOverload
+	return results, slowestOverload, removed
 }
 
 // TestPoolBoundsHangingAuthorizers: 5,000 requests at once to each
@@ -121,11 +123,12 @@ func TestPoolBoundsHangingAuthorizers(t *testing.T) {
 			type flooded struct {
 				results map[authorizer.Result]int
 				slowest time.Duration
+				removed []string
 			}
 			floods := make([]flooded, len(tc.hangs))
 			var wg sync.WaitGroup
 			for i, a := range as[1:] {
-				wg.Go(func() { floods[i].results, floods[i].slowest = flood(p, a.Name, 5000) })
+				wg.Go(func() { floods[i].results, floods[i].slowest, floods[i].removed = flood(p, a.Name, 5000) })
 			}
 			// Once the hanging authorizers hold their shares, the other
 			// authorizer still answers.
@@ -165,6 +168,11 @@ func TestPoolBoundsHangingAuthorizers(t *testing.T) {
 				}
 				// The machine is shared and loaded: "at once" is far
 				// sooner than the timeout the calls within the share wait.
+				// Under on_error: allow an Overloaded call passes: the
+				// client's own upstream headers must still go.
+				if as[i+1].HTTP != nil && !slices.Equal(f.removed, as[i+1].HTTP.UpstreamHeaders) {
+					t.Errorf("%s: an Overloaded answer removes %q, want the upstream_headers %q", as[i+1].Name, f.removed, as[i+1].HTTP.UpstreamHeaders)
+				}
 				if f.slowest > timeout/2 {
 					t.Errorf("%s: an Overloaded answer took %s: not at once", as[i+1].Name, f.slowest)
 				}
@@ -257,7 +265,7 @@ func poolMemoryChild(t *testing.T) {
 			}
 		}()
 		t0 := time.Now()
-		results, slowest := flood(p, cfg.Name, 5000)
+		results, slowest, _ := flood(p, cfg.Name, 5000)
 		took := time.Since(t0)
 		close(stop)
 		<-sampled
