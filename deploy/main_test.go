@@ -1,28 +1,37 @@
 package deploy_test
 
 import (
-	"context"
+	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
+	"os/exec"
+	"path/filepath"
+	"sync"
 	"testing"
-
-	"github.com/corsauthz/corsauthz/internal/cli"
 )
 
-// serveEnv, set in the environment of a child process of this test
-// binary, makes the child run `corsauthz serve` with its arguments
-// instead of the tests: startCorsauthz runs a real corsauthz process (its
-// own GOMEMLIMIT, signals and /metrics) without building cmd/corsauthz,
-// whose main only wires cli.Main to the process as this does.
-const serveEnv = "CORSAUTHZ_DEPLOY_TEST_SERVE"
-
 func TestMain(m *testing.M) {
-	if os.Getenv(serveEnv) == "1" {
-		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-		code := cli.Main(ctx, os.Args[1:], cli.IO{Stdout: os.Stdout, Stderr: os.Stderr, Env: os.LookupEnv})
-		stop()
-		os.Exit(code)
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
 	}
-	os.Exit(m.Run())
+	os.Exit(code)
 }
+
+// binDir holds the corsauthz binary the tests build, once.
+var binDir string
+
+// buildCorsauthz builds ./cmd/corsauthz once for every test that runs it
+// and returns the binary's path.
+var buildCorsauthz = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "corsauthz-deploy-test-")
+	if err != nil {
+		return "", err
+	}
+	binDir = dir
+	bin := filepath.Join(dir, "corsauthz")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/corsauthz/corsauthz/cmd/corsauthz").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build ./cmd/corsauthz: %v\n%s", err, out)
+	}
+	return bin, nil
+})

@@ -32,8 +32,8 @@ import (
 )
 
 // A stack is what the dashboard and the alerts watch, running on
-// loopback: a corsauthz process (this test binary run as `corsauthz
-// serve`, see TestMain) with an HTTP authorizer in front of which it
+// loopback: a corsauthz process (built from ./cmd/corsauthz) with an HTTP
+// authorizer in front of which it
 // decides, and a Go gateway subscribed to it over xDS (the xdsconfig
 // package, as the middleware and the Caddy module use it) whose metrics
 // are served on a port of their own, plus a second subscription to an
@@ -223,19 +223,22 @@ func startStack(t *testing.T, opts stackOptions) *stack {
 	return s
 }
 
-// startCorsauthz runs this test binary as `corsauthz serve args…` with a
-// 128 MiB GOMEMLIMIT (the shipped memory limit), and waits until it is
-// ready.
+// startCorsauthz runs `corsauthz serve args…` with a 128 MiB GOMEMLIMIT
+// (the shipped memory limit), and waits until it is ready.
 func (s *stack) startCorsauthz(t *testing.T, args []string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], args...)
+	bin, err := buildCorsauthz()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
 	// None of the developer's CORSAUTHZ_* settings: they would set flags.
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "CORSAUTHZ_") && !strings.HasPrefix(kv, "GOMEMLIMIT=") {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
-	cmd.Env = append(cmd.Env, serveEnv+"=1", "GOMEMLIMIT=128MiB")
+	cmd.Env = append(cmd.Env, "GOMEMLIMIT=128MiB")
 	cmd.Stdout, cmd.Stderr = s.out, s.out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
