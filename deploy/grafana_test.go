@@ -61,10 +61,22 @@ type dashboardPanel struct {
 		H, W, X, Y int
 	} `json:"gridPos"`
 	Targets []struct {
-		RefID      string               `json:"refId"`
-		Expr       string               `json:"expr"`
-		Datasource *dashboardDatasource `json:"datasource"`
+		RefID        string               `json:"refId"`
+		Expr         string               `json:"expr"`
+		LegendFormat string               `json:"legendFormat"`
+		Datasource   *dashboardDatasource `json:"datasource"`
 	} `json:"targets"`
+	FieldConfig struct {
+		Defaults struct {
+			Unit     string `json:"unit"`
+			Mappings []struct {
+				Options map[string]struct {
+					Text  string `json:"text"`
+					Color string `json:"color"`
+				} `json:"options"`
+			} `json:"mappings"`
+		} `json:"defaults"`
+	} `json:"fieldConfig"`
 	Panels []dashboardPanel `json:"panels"` // a collapsed row's
 }
 

@@ -172,22 +172,28 @@ func TestPrometheusEndToEnd(t *testing.T) {
 	prom := startPrometheus(t, bin, s)
 	t.Logf("stack and Prometheus up in %v", time.Since(start).Round(time.Millisecond))
 
+	// The timeline: a reload at a quarter, a refused one at half, and
+	// enough samples for every rate and a few rule evaluations after.
+	loadFor := 18 * time.Second
+	png := os.Getenv(dashboardPNGEnv)
+	if png != "" {
+		loadFor = 3 * time.Minute // a picture with some history
+	}
 	t0 := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), loadFor+time.Minute)
 	defer cancel()
 	loadDone := make(chan [2]int64, 1)
 	go func() {
 		sent, failed := s.load(ctx, 2)
 		loadDone <- [2]int64{sent, failed}
 	}()
-	time.Sleep(4 * time.Second)
+	time.Sleep(loadFor / 4)
 	s.writeConfig(t, stackConfig(s.authorizer.srv.URL, true))
 	waitMetric(t, s.adminAddr, `corsauthz_config_reloads_total{result="success"}`, func(v float64) bool { return v >= 1 })
-	time.Sleep(4 * time.Second)
+	time.Sleep(time.Until(t0.Add(loadFor / 2)))
 	s.writeConfig(t, stackBadConfig)
 	waitMetric(t, s.adminAddr, `corsauthz_config_reloads_total{result="failure"}`, func(v float64) bool { return v >= 1 })
-	// Enough samples for every rate, and a few rule evaluations since.
-	time.Sleep(time.Until(t0.Add(18 * time.Second)))
+	time.Sleep(time.Until(t0.Add(loadFor)))
 
 	// The dashboard: every query returns data.
 	replacer := strings.NewReplacer(
@@ -266,6 +272,9 @@ func TestPrometheusEndToEnd(t *testing.T) {
 		}
 	}
 
+	if png != "" {
+		renderDashboardPNG(t, prom, loadDashboard(t), replacer, t0, time.Now(), png)
+	}
 	cancel()
 	counts := <-loadDone
 	t.Logf("load: %d requests over %v, %d not sent; the authorizer answered %d calls; whole test %v",
