@@ -155,7 +155,7 @@ func loadKustomization(t *testing.T) *k8sObjects {
 func only[T any](t *testing.T, what string, s []T) T {
 	t.Helper()
 	if len(s) != 1 {
-		t.Fatalf("kustomize build produced %d %s, want 1", len(s), what)
+		t.Fatalf("%d %s rendered, want 1", len(s), what)
 	}
 	return s[0]
 }
