@@ -5,6 +5,8 @@ import (
 	"log"
 	"net/http"
 	"time"
+
+	"github.com/corsauthz/corsauthz/policy"
 )
 
 // Server timeouts. A gateway sends its check request's headers at once
@@ -13,7 +15,12 @@ import (
 const (
 	ReadHeaderTimeout = 3 * time.Second
 	ReadTimeout       = 5 * time.Second
-	WriteTimeout      = 5 * time.Second
+	// WriteTimeout runs from the end of the request's headers to the end
+	// of the answer, so it covers the authorizer's call: it is longer
+	// than the longest authorizer timeout a configuration may set, or an
+	// answer held up by a slow authorizer would be cut off (an EOF at the
+	// gateway instead of the authorizer's answer or a 503).
+	WriteTimeout = policy.MaxAuthorizerTimeout + 5*time.Second
 	// IdleTimeout is longer than NGINX's upstream keepalive_timeout (60 s
 	// by default) and Envoy's idle_timeout (1 h, but Envoy tolerates a
 	// closed connection), so that NGINX closes idle connections first and

@@ -11,7 +11,7 @@ import (
 
 const varyPreflight = "Vary: Origin, Access-Control-Request-Method, Access-Control-Request-Headers"
 
-// protocolCases are the rows of contract §7 and its precedence rules, as
+// protocolCases are the rows of docs/nginx.md and its precedence rules, as
 // a gateway sends them over HTTP.
 var protocolCases = []struct {
 	desc    string
@@ -99,7 +99,7 @@ var protocolCases = []struct {
 		status:  503, body: `X-Corsauthz-Policy names no configured policy: "nope"`,
 	},
 
-	// Requests without Origin, an empty Origin, and groups (contract §4).
+	// Requests without Origin, an empty Origin, and groups (docs/configuration-and-decisions.md).
 	{
 		desc: "no Origin, a policy selected: 200 with Vary: Origin", method: "GET", target: "/v1/x",
 		headers: []string{"Host: api.example.com"},
@@ -327,8 +327,8 @@ func TestProtocol(t *testing.T) {
 	listeners := map[string]*testListener{}
 	for _, tt := range protocolCases {
 		if listeners[tt.prefix] == nil {
-			ts, d := startListener(t, httpauthz.Options{PathPrefix: tt.prefix})
-			listeners[tt.prefix] = &testListener{addr: ts.Listener.Addr().String(), decider: d}
+			ts, _ := startListener(t, httpauthz.Options{PathPrefix: tt.prefix})
+			listeners[tt.prefix] = &testListener{addr: ts.Listener.Addr().String()}
 		}
 	}
 	for _, tt := range protocolCases {
@@ -357,8 +357,7 @@ func TestProtocol(t *testing.T) {
 }
 
 type testListener struct {
-	addr    string
-	decider *engineDecider
+	addr string
 }
 
 // checkBody checks that an answer to be sent to the browser or used as

@@ -10,7 +10,7 @@ import (
 	"github.com/corsauthz/corsauthz/policy"
 )
 
-// Limits on the requests the handler reads (product contract §9). They
+// Limits on the requests the handler reads (docs/operations-and-limits.md). They
 // are the gRPC front ends' (package internal/limits, the one source of
 // every front end's limits), so that a gateway's request gets the same
 // answer over HTTP and gRPC. MaxHeaderBytes bounds all the request's
@@ -90,7 +90,7 @@ func readRequest(r *http.Request, prefix string, dst *policy.Request) *RequestEr
 	dst.Path = pick(headerForwardedURI, headerOriginalURI)
 	dst.Policy = pick(HeaderPolicy)
 	dst.Origin = pick(policy.HeaderOrigin)
-	// An empty Origin is still an Origin (contract §4): Envoy's
+	// An empty Origin is still an Origin (docs/configuration-and-decisions.md): Envoy's
 	// http_service forwards one as it came; NGINX cannot send one.
 	_, dst.OriginPresent = r.Header[policy.HeaderOrigin]
 	dst.RequestMethod = pick(policy.HeaderRequestMethod)
