@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/corsauthz/corsauthz/deploy"
+	"github.com/corsauthz/corsauthz/internal/childproc"
 	"github.com/corsauthz/corsauthz/policy"
 	"github.com/corsauthz/corsauthz/server"
 )
@@ -58,6 +59,7 @@ func TestNginxShippedConfigServes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	childproc.Watch(t, proc.Pid()) // after Stop below: the workers Stop may leave
 	t.Cleanup(func() {
 		if err := proc.Stop(); err != nil {
 			t.Error(err)

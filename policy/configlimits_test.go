@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/corsauthz/corsauthz/internal/childproc"
 	"github.com/corsauthz/corsauthz/policy"
 )
 
@@ -147,7 +148,7 @@ func TestLoadMemoryBound(t *testing.T) {
 			}
 			cmd := exec.Command(exe, "-test.run=^TestLoadMemoryChild$", "-test.v")
 			cmd.Env = append(os.Environ(), "CORSAUTHZ_LOAD_CHILD="+path, "GOMEMLIMIT="+strconv.Itoa(memoryBound))
-			out, err := cmd.CombinedOutput()
+			out, err := childproc.CombinedOutput(t, cmd)
 			if err != nil {
 				t.Fatalf("child: %v\n%s", err, out)
 			}

@@ -20,6 +20,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/corsauthz/corsauthz/internal/childproc"
 )
 
 // buildBinary builds the real corsauthz binary once for the tests here.
@@ -27,7 +29,7 @@ func buildBinary(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "corsauthz")
 	cmd := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
+	if out, err := childproc.CombinedOutput(t, cmd); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return bin
@@ -53,10 +55,10 @@ func TestBinary(t *testing.T) {
 		bad := filepath.Join(t.TempDir(), "bad.yaml")
 		os.WriteFile(good, []byte("policies:\n  - name: a\n    allowed_origins: [https://app.example.com]\n"), 0o600)
 		os.WriteFile(bad, []byte("policies:\n  - name: a\n    allowed_origins: [https://app.example.com/]\n"), 0o600)
-		if out, err := exec.Command(bin, "validate", "--config", good).CombinedOutput(); err != nil {
+		if out, err := childproc.CombinedOutput(t, exec.Command(bin, "validate", "--config", good)); err != nil {
 			t.Errorf("validate good: %v\n%s", err, out)
 		}
-		out, err := exec.Command(bin, "validate", "--config", bad).CombinedOutput()
+		out, err := childproc.CombinedOutput(t, exec.Command(bin, "validate", "--config", bad))
 		var exit *exec.ExitError
 		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
 			t.Errorf("validate bad: err = %v, want exit status 1", err)
@@ -74,7 +76,7 @@ func TestBinary(t *testing.T) {
 		var stderr lockedBuffer
 		pr, pw, _ := os.Pipe()
 		cmd.Stderr = pw
-		if err := cmd.Start(); err != nil {
+		if err := childproc.Start(t, cmd); err != nil {
 			t.Fatal(err)
 		}
 		// A failing test must not leave the server running.

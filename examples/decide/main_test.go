@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/corsauthz/corsauthz/deploy"
+	"github.com/corsauthz/corsauthz/internal/childproc"
 	"github.com/corsauthz/corsauthz/policy"
 	"github.com/corsauthz/corsauthz/server"
 )
@@ -33,7 +34,7 @@ func TestExample(t *testing.T) {
 		}
 	}()
 
-	out, err := exec.Command("go", "run", ".", srv.GRPCAddr().String()).CombinedOutput()
+	out, err := childproc.CombinedOutput(t, exec.Command("go", "run", ".", srv.GRPCAddr().String()))
 	if err != nil {
 		t.Fatalf("go run: %v\n%s", err, out)
 	}
