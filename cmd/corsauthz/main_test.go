@@ -24,11 +24,21 @@ import (
 	"github.com/corsauthz/corsauthz/internal/childproc"
 )
 
-// buildBinary builds the real corsauthz binary once for the tests here.
+// Link-time version and revision, as the Dockerfile sets them: a wrong
+// variable path in -X is silently ignored, so the tests build with them.
+const (
+	testVersion  = "v0.0.0-test"
+	testRevision = "0123456789abcdef0123456789abcdef01234567"
+	ldflags      = "-X github.com/corsauthz/corsauthz/internal/cli.version=" + testVersion +
+		" -X github.com/corsauthz/corsauthz/internal/cli.revision=" + testRevision
+)
+
+// buildBinary builds the real corsauthz binary once for the tests here,
+// with the version and revision set as the Dockerfile sets them.
 func buildBinary(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "corsauthz")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd := exec.Command("go", "build", "-ldflags", ldflags, "-o", bin, ".")
 	if out, err := childproc.CombinedOutput(t, cmd); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
@@ -66,6 +76,14 @@ func TestBinary(t *testing.T) {
 		want := bad + `:3:23: policies[0].allowed_origins[0]: origin "https://app.example.com/" has a trailing slash, which browsers never send: did you mean "https://app.example.com"?` + "\n"
 		if string(out) != want {
 			t.Errorf("validate bad printed %q, want %q", out, want)
+		}
+	})
+
+	t.Run("version from -ldflags", func(t *testing.T) {
+		out, err := childproc.CombinedOutput(t, exec.Command(bin, "version"))
+		want := "corsauthz " + testVersion + " (revision " + testRevision + ") "
+		if err != nil || !strings.HasPrefix(string(out), want) {
+			t.Errorf("version: %v, printed %q; want it to start %q", err, out, want)
 		}
 	})
 
