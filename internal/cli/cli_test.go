@@ -93,6 +93,16 @@ func TestValidate(t *testing.T) {
 			},
 		},
 		{
+			desc:     "what to write instead, and only what is then accepted",
+			args:     []string{"validate", "--config", "testdata/suggestions.yaml"},
+			wantCode: 1,
+			wantStderr: []string{
+				`testdata/suggestions.yaml:3:22: policies[0].allowed_origins: must be a list, and "*" (any origin) cannot be used with allow_credentials: true, since browsers refuse "Access-Control-Allow-Origin: *" on credentialed requests: list the origins that may send credentials, such as [https://app.example.com], or remove allow_credentials and write ["*"]`,
+				`testdata/suggestions.yaml:4:22: policies[0].allowed_methods: must be a list: write [GET, POST]`,
+				`testdata/suggestions.yaml:5:24: policies[0].allow_credentials: must be true or false, not the quoted string "true": write true without quotes`,
+			},
+		},
+		{
 			desc:       "missing file",
 			args:       []string{"validate", "--config", "testdata/nope.yaml"},
 			wantCode:   1,
