@@ -95,10 +95,14 @@ func caddyfile(port, corsauthzAddr, upstream string, rts []route) string {
 	return b.String()
 }
 
-// caddyRoutes are routes, plus one to an upstream nobody listens on.
+// caddyRoutes are routes, plus one to an upstream nobody listens on, less
+// the one naming a policy corsauthz does not have: Caddy refuses to start
+// with it (TestCaddyRefusesBadDirective), so that path is answered by the
+// Caddyfile's catch-all 404.
 func caddyRoutes(t *testing.T) []route {
 	t.Helper()
-	return append(slices.Clone(routes), downRoute(t))
+	rts := slices.DeleteFunc(slices.Clone(routes), func(rt route) bool { return rt.extensions["cors_policy"] == "not-configured" })
+	return append(rts, downRoute(t))
 }
 
 // startCaddy runs the Caddy binary with the test's Caddyfile (routes, to
@@ -260,25 +264,46 @@ func waitAnswer(t *testing.T, caddy *url.URL, path, origin, want string, start t
 }
 
 // TestCaddyRefusesBadDirective: Caddy itself refuses a corsauthz directive
-// it cannot use, with every problem in its message.
+// it cannot use: every problem of the directive in one message, and a
+// policy the configuration corsauthz serves does not have.
 func TestCaddyRefusesBadDirective(t *testing.T) {
 	bin := caddyBinary(t)
-	dir := t.TempDir()
-	file := filepath.Join(dir, "Caddyfile")
-	cfg := "{\n\tadmin off\n}\nhttp://127.0.0.1:" + freePort(t) + " {\n\tcorsauthz {\n\t\taddress nowhere\n\t\tmode cached\n\t}\n\trespond ok\n}\n"
-	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "validate", "--config", file, "--adapter", "caddyfile")
-	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
-	out, err := childproc.CombinedOutput(t, cmd)
-	if err == nil {
-		t.Fatalf("caddy validate accepted the directive:\n%s", out)
-	}
-	said := strings.ReplaceAll(string(out), `\"`, `"`) // Caddy logs the error as a JSON string
-	for _, want := range []string{`address "nowhere": write host:port`, `mode "cached": write local`} {
-		if !strings.Contains(said, want) {
-			t.Errorf("caddy validate does not say %q:\n%s", want, out)
-		}
+	s, engine, _ := startPagesAndUpstream(t, http.HandlerFunc(serveUpstream))
+	s.startCorsauthz(t, engine, server.Options{})
+	for _, tt := range []struct {
+		desc, directive string
+		want            []string
+	}{
+		{
+			desc:      "every problem of the directive at once",
+			directive: "corsauthz {\n\t\taddress nowhere\n\t\tmode cached\n\t\ttimeout\n\t}",
+			want:      []string{`address "nowhere": write host:port`, `mode "cached": write local`, "timeout needs a value"},
+		},
+		{
+			desc:      "a policy corsauthz's configuration does not have",
+			directive: "corsauthz {\n\t\taddress " + s.corsauthz.GRPCAddr().String() + "\n\t\tpolicy nope\n\t}",
+			want:      []string{`policy "nope": the configuration corsauthz at ` + s.corsauthz.GRPCAddr().String() + ` serves (testdata/policies.yaml) has no policy "nope"; its policies: creds, nocreds`},
+		},
+	} {
+		t.Run(tt.desc, func(t *testing.T) {
+			dir := t.TempDir()
+			file := filepath.Join(dir, "Caddyfile")
+			cfg := "{\n\tadmin off\n\tpersist_config off\n}\nhttp://127.0.0.1:" + freePort(t) + " {\n\t" + tt.directive + "\n\trespond ok\n}\n"
+			if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(bin, "validate", "--config", file, "--adapter", "caddyfile")
+			cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
+			out, err := childproc.CombinedOutput(t, cmd)
+			if err == nil {
+				t.Fatalf("caddy validate accepted the directive:\n%s", out)
+			}
+			said := strings.ReplaceAll(string(out), `\"`, `"`) // Caddy logs the error as a JSON string
+			for _, want := range tt.want {
+				if !strings.Contains(said, want) {
+					t.Errorf("caddy validate does not say %q:\n%s", want, out)
+				}
+			}
+		})
 	}
 }
