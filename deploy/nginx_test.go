@@ -168,7 +168,8 @@ func directives(conf, name string) []string {
 	return out
 }
 
-// TestNginxConfigContract checks what contract §7 asks of a gateway
+// TestNginxConfigContract checks what the HTTP authorization protocol
+// (docs/decision-api.md) asks of a gateway
 // configuration, line by line: every header corsauthz trusts is set or
 // cleared, nothing else of the client's reaches it, the upstream's CORS
 // headers are dropped and corsauthz's put on every response, and the

@@ -107,7 +107,7 @@ func TestAuthorizerFor(t *testing.T) {
 }
 
 // invalidAuthorizers are configurations with every authorizer problem of
-// contract §8, each with its exact errors; FuzzLoadAuthorizers starts
+// docs/authorizers.md, each with its exact errors; FuzzLoadAuthorizers starts
 // from them.
 var invalidAuthorizers = []struct {
 	desc string
@@ -282,7 +282,7 @@ func TestCompileAuthorizersHashIsStable(t *testing.T) {
 
 // FuzzLoadAuthorizers: whatever the file, Load returns an engine or every
 // problem with a position, and an engine's authorizers keep the rules of
-// contract §8.
+// docs/authorizers.md.
 func FuzzLoadAuthorizers(f *testing.F) {
 	f.Add([]byte(authorizersValid))
 	for _, tc := range invalidAuthorizers {

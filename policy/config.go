@@ -9,7 +9,7 @@ type Config struct {
 	// requests go on untouched.
 	DefaultPolicy string
 	// Authorizers are the auth services policies may ask after CORS
-	// (contract §8); see [Authorizer].
+	// (docs/authorizers.md); see [Authorizer].
 	Authorizers []Authorizer
 }
 

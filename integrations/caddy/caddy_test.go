@@ -32,7 +32,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		want    Handler
 		wantErr []string // each in the one error
 	}{
-		{desc: "the contract's directive", input: "corsauthz {\n address 127.0.0.1:9001\n mode local\n policy orders\n}",
+		{desc: "the documented directive", input: "corsauthz {\n address 127.0.0.1:9001\n mode local\n policy orders\n}",
 			want: Handler{Address: "127.0.0.1:9001", Mode: "local", Policy: "orders"}},
 		{desc: "remote with a timeout", input: "corsauthz {\n address corsauthz:9001\n mode remote\n timeout 100ms\n startup_wait 2s\n}",
 			want: Handler{Address: "corsauthz:9001", Mode: "remote", Timeout: caddy.Duration(100 * time.Millisecond), StartupWait: caddy.Duration(2 * time.Second)}},
