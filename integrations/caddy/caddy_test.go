@@ -20,6 +20,7 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/filestorage"            // TestExampleCaddyfile keeps its storage in a temporary directory
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/corsauthz/corsauthz/internal/docs"
 	"github.com/corsauthz/corsauthz/policy"
 	"github.com/corsauthz/corsauthz/server"
 )
@@ -336,6 +337,10 @@ func TestExampleCaddyfile(t *testing.T) {
 			} `json:"http"`
 		} `json:"apps"`
 	}
+	data, err := os.ReadFile("Caddyfile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
 	out := adaptExample(t)
 	if err := json.Unmarshal(out, &cfg); err != nil {
 		t.Fatal(err)
@@ -349,6 +354,10 @@ func TestExampleCaddyfile(t *testing.T) {
 	}
 	if len(listen) != 1 || listen[0] != "127.0.0.1:8000" {
 		t.Errorf("listens on %q, want only 127.0.0.1:8000", listen)
+	}
+	// The README shows the site block as it is in the file.
+	if shown := docs.Example(t, "caddyfile"); !strings.Contains(string(data), shown.Text) {
+		t.Errorf("%s is not Caddyfile.example's site block as it is:\n%s", shown, shown.Text)
 	}
 	i, j := strings.Index(string(out), `"handler":"corsauthz"`), strings.Index(string(out), `"handler":"reverse_proxy"`)
 	if i < 0 || j < 0 || i > j || !strings.Contains(string(out), `"address":"127.0.0.1:9001"`) || !strings.Contains(string(out), `"policy":"api"`) {
