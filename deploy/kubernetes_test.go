@@ -401,6 +401,9 @@ func TestKubernetesService(t *testing.T) {
 	if _, ok := ports[adminPort]; !ok {
 		t.Errorf("Service has no port %d", adminPort)
 	}
+	if h, ok := ports[authzHTTPPort]; !ok || h.Name != "http" || h.AppProtocol == nil || *h.AppProtocol != "http" {
+		t.Errorf("Service port %d: %+v, want one named http, appProtocol http (HTTP authorization)", authzHTTPPort, h)
+	}
 }
 
 func TestKubernetesAvailability(t *testing.T) {
@@ -567,7 +570,7 @@ func TestKubernetesMemoryLimit(t *testing.T) {
 }
 
 // TestKubernetesNetworkPolicy: only pods labelled as the gateway reach the
-// gRPC port, only the monitoring namespace the admin port, and the policy
+// gRPC and HTTP authorization ports, only the monitoring namespace the admin port, and the policy
 // selects corsauthz's pods (issue 10).
 func TestKubernetesNetworkPolicy(t *testing.T) {
 	t.Parallel()
@@ -609,7 +612,7 @@ func TestKubernetesNetworkPolicy(t *testing.T) {
 			}
 		}
 	}
-	want := map[string]string{"grpc": "gateway", "admin": "monitoring"}
+	want := map[string]string{"grpc": "gateway", "http": "gateway", "admin": "monitoring"}
 	if fmt.Sprint(ports) != fmt.Sprint(want) {
 		t.Errorf("who reaches which port: %v, want %v", ports, want)
 	}
