@@ -17,6 +17,7 @@ import (
 
 	"github.com/corsauthz/corsauthz/internal/childproc"
 	"github.com/corsauthz/corsauthz/server"
+	"github.com/corsauthz/corsauthz/xdsconfig"
 )
 
 // The browser scenarios once more, with real Caddy as the gateway: Chromium
@@ -282,7 +283,7 @@ func TestCaddyRefusesBadDirective(t *testing.T) {
 		{
 			desc:      "a policy corsauthz's configuration does not have",
 			directive: "corsauthz {\n\t\taddress " + s.corsauthz.GRPCAddr().String() + "\n\t\tpolicy nope\n\t}",
-			want:      []string{`policy "nope": the configuration corsauthz at ` + s.corsauthz.GRPCAddr().String() + ` serves (testdata/policies.yaml) has no policy "nope"; its policies: creds, nocreds`},
+			want:      []string{`policy "nope": the configuration corsauthz at ` + s.corsauthz.GRPCAddr().String() + ` serves (` + xdsconfig.PublishedSource + `) has no policy "nope"; its policies: creds, nocreds`},
 		},
 	} {
 		t.Run(tt.desc, func(t *testing.T) {
