@@ -14,14 +14,31 @@ import (
 
 // Limits on every call to an authorizer.
 const (
-	// MaxInFlight is how many calls one authorizer may have in flight; a
-	// call beyond it waits for a free slot until its timeout, then fails.
-	MaxInFlight = 1024
+	// MaxInFlight is how many calls one authorizer may have on the wire at
+	// once: an HTTP authorizer's connections (HTTP/1.1 carries one call at
+	// a time), a gRPC authorizer's streams. A call beyond it waits for a
+	// free slot until its timeout, then fails.
+	MaxInFlight = 256
+	// MaxPending bounds the calls a Pool has waiting or in flight, all
+	// authorizers together; each authorizer may hold MaxPending divided by
+	// the number of authorizers (see Pool). A call past either bound is
+	// Overloaded at once: with every authorizer hanging, the requests
+	// waiting on them (and what the front ends hold for each) stay a
+	// bounded number, far under the shipped 128 MiB, and the others get
+	// their 503 without waiting.
+	MaxPending = 1024
 	// MaxBodyBytes bounds the body of an authorizer's answer (a denial's
 	// body is sent to the browser); a longer one is an Error.
 	MaxBodyBytes = 64 << 10
 	// MaxAnswerBytes bounds a gRPC authorizer's CheckResponse.
 	MaxAnswerBytes = 1 << 20
+	// MaxAnswerHeaders bounds the headers of an answer: an HTTP answer's
+	// header lines, a gRPC answer's header options, headers to remove and
+	// query parameters together. An answer past it is an Error.
+	MaxAnswerHeaders = 100
+	// MaxAnswerHeaderBytes bounds the names and values of those headers
+	// together (as net/http bounds an HTTP answer's header block).
+	MaxAnswerHeaderBytes = 64 << 10
 )
 
 // Request is the request the gateway asked about, as an authorizer needs
@@ -82,7 +99,10 @@ type Client interface {
 }
 
 // New builds the client for a, without connecting: connections are made
-// by the first calls and kept for the next.
+// by the first calls and kept for the next. It reads no file: a static
+// header's value is read when a call is made, a TLS certificate when a
+// connection is, so that a file missing here fails the calls that need it
+// (503) rather than the configuration.
 func New(a policy.Authorizer) (Client, error) {
 	switch {
 	case a.HTTP != nil:
@@ -104,6 +124,10 @@ func (s slots) acquire(ctx context.Context) error {
 	}
 	select {
 	case s <- struct{}{}:
+		if ctx.Err() != nil { // both were ready: a call past its deadline is not made
+			<-s
+			return fmt.Errorf("%d calls in flight already: %w", cap(s), context.Cause(ctx))
+		}
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("%d calls in flight already: %w", cap(s), context.Cause(ctx))
@@ -113,6 +137,9 @@ func (s slots) acquire(ctx context.Context) error {
 func (s slots) release() { <-s }
 
 func failed(err error) *Answer { return &Answer{Result: Error, Err: err} }
+
+// ErrOverloaded is the error of an Overloaded answer.
+var ErrOverloaded = errors.New("overloaded: too many authorizer calls waiting or in flight")
 
 // late returns an error when ctx's deadline has passed. An answer read
 // after it is a timeout, even though it arrived before the context's

@@ -8,14 +8,19 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/corsauthz/corsauthz/internal/tracing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding"
 	protocodec "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/corsauthz/corsauthz/policy"
@@ -26,10 +31,12 @@ import (
 const grpcWindow = 1 << 20
 
 // grpcClient asks an envoy.service.auth.v3.Authorization server over one
-// grpc.ClientConn (HTTP/2: every call in flight shares it).
+// grpc.ClientConn (HTTP/2: every call in flight shares it), in plain text
+// or with TLS, sending the static headers as metadata.
 type grpcClient struct {
-	cfg   policy.Authorizer
-	slots slots
+	cfg    policy.Authorizer
+	slots  slots
+	static staticHeaders
 
 	// The ClientConn is made by the first call (grpc.NewClient starts
 	// goroutines of its own, so a client never asked costs none) and kept
@@ -41,7 +48,16 @@ type grpcClient struct {
 }
 
 func newGRPCClient(a policy.Authorizer) (*grpcClient, error) {
-	return &grpcClient{cfg: a, slots: make(slots, MaxInFlight)}, nil
+	return &grpcClient{cfg: a, slots: make(slots, MaxInFlight), static: newStaticHeaders(a.StaticHeaders)}, nil
+}
+
+// transportCredentials are plain text, or TLS read from the configured
+// files at each handshake.
+func (c *grpcClient) transportCredentials() credentials.TransportCredentials {
+	if c.cfg.GRPC.TLS == nil {
+		return insecure.NewCredentials()
+	}
+	return &fileTLS{cfg: *c.cfg.GRPC.TLS}
 }
 
 // clientConn returns the ClientConn, making it on the first call.
@@ -58,7 +74,7 @@ func (c *grpcClient) clientConn() (*grpc.ClientConn, error) {
 		return c.conn, nil
 	}
 	conn, err := grpc.NewClient(c.cfg.GRPC.Address,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(c.transportCredentials()),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: time.Minute, Timeout: 20 * time.Second}),
 		// Fixed flow-control windows turn off grpc-go's bandwidth-delay
 		// probing, whose pings cost CPU on every busy connection; Check
@@ -91,14 +107,11 @@ func (c *grpcClient) Close() {
 }
 
 // Ask implements Client: it sends the CheckRequest as received, its wire
-// bytes unchanged when the front end has them.
+// bytes unchanged when the front end has them, with the static headers
+// as metadata.
 func (c *grpcClient) Ask(ctx context.Context, r *Request) *Answer {
 	ctx, cancel := context.WithTimeoutCause(ctx, c.cfg.GRPC.Timeout, errTimeout(c.cfg.GRPC.Timeout))
 	defer cancel()
-	if err := c.slots.acquire(ctx); err != nil {
-		return failed(err)
-	}
-	defer c.slots.release()
 
 	var in any
 	switch {
@@ -111,19 +124,41 @@ func (c *grpcClient) Ask(ctx context.Context, r *Request) *Answer {
 	default:
 		return failed(ErrNoRequest)
 	}
+	if len(c.static) > 0 {
+		md := make([]string, 0, 2*len(c.static))
+		if err := c.static.each(func(name, value string) { md = append(md, name, value) }); err != nil {
+			return failed(err)
+		}
+		ctx = metadata.AppendToOutgoingContext(ctx, md...)
+	}
+	ctx = tracing.ToMetadata(ctx) // the call's span, when tracing
 	conn, err := c.clientConn()
 	if err != nil {
 		return failed(err)
 	}
+	if err := c.slots.acquire(ctx); err != nil {
+		return failed(err)
+	}
+	defer c.slots.release()
 	resp := &authv3.CheckResponse{}
 	err = conn.Invoke(ctx, authv3.Authorization_Check_FullMethodName, in, resp)
 	if err != nil {
 		if c := context.Cause(ctx); c != nil && status.Code(err) == codes.DeadlineExceeded {
-			err = fmt.Errorf("%w (%v)", c, err)
+			err = &causeError{cause: c, err: err}
 		}
 		return failed(err)
 	}
 	if err := late(ctx); err != nil {
+		return failed(err)
+	}
+	return answerOfCheck(resp)
+}
+
+// answerOfCheck reads a gRPC authorizer's CheckResponse. An answer with
+// more headers than MaxAnswerHeaders, more header bytes than
+// MaxAnswerHeaderBytes or a body longer than MaxBodyBytes is an Error.
+func answerOfCheck(resp *authv3.CheckResponse) *Answer {
+	if err := checkAnswerSize(resp); err != nil {
 		return failed(err)
 	}
 	a := &Answer{Check: resp}
@@ -133,10 +168,37 @@ func (c *grpcClient) Ask(ctx context.Context, r *Request) *Answer {
 	}
 	a.Result = Deny
 	deniedFromGRPC(resp, a)
-	if len(a.Body) > MaxBodyBytes {
-		return failed(fmt.Errorf("the denial's body is longer than %d bytes", MaxBodyBytes))
-	}
 	return a
+}
+
+// checkAnswerSize counts what an answer asks to send.
+func checkAnswerSize(resp *authv3.CheckResponse) error {
+	n, size := 0, 0
+	count := func(os []*corev3.HeaderValueOption) {
+		n += len(os)
+		for _, o := range os {
+			size += len(o.GetHeader().GetKey()) + len(o.GetHeader().GetValue()) + len(o.GetHeader().GetRawValue())
+		}
+	}
+	if ok := resp.GetOkResponse(); ok != nil {
+		count(ok.GetHeaders())
+		count(ok.GetResponseHeadersToAdd())
+		n += len(ok.GetHeadersToRemove()) + len(ok.GetQueryParametersToSet()) + len(ok.GetQueryParametersToRemove())
+		for _, h := range ok.GetHeadersToRemove() {
+			size += len(h)
+		}
+	}
+	d := resp.GetDeniedResponse()
+	count(d.GetHeaders())
+	switch {
+	case n > MaxAnswerHeaders:
+		return fmt.Errorf("the answer has %d headers, headers to remove and query parameters, more than %d", n, MaxAnswerHeaders)
+	case size > MaxAnswerHeaderBytes:
+		return fmt.Errorf("the answer's headers hold %d bytes, more than %d", size, MaxAnswerHeaderBytes)
+	case len(d.GetBody()) > MaxBodyBytes:
+		return fmt.Errorf("the denial's body is longer than %d bytes", MaxBodyBytes)
+	}
+	return nil
 }
 
 // checkRequestOf builds the CheckRequest of a request that came without

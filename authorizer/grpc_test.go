@@ -44,7 +44,7 @@ func TestGRPCMerge(t *testing.T) {
 		},
 	}
 	okMerged := proto.Clone(okResponse).(*authv3.OkHttpResponse)
-	okMerged.ResponseHeadersToAdd = okMerged.ResponseHeadersToAdd[1:] // corsauthz's Allow-Origin wins
+	okMerged.ResponseHeadersToAdd = okMerged.ResponseHeadersToAdd[1:] // only corsauthz speaks CORS
 	corsAllowed := map[string][]string{
 		"Access-Control-Allow-Origin":      {"https://app.example.com"},
 		"Access-Control-Allow-Credentials": {"true"},
@@ -61,7 +61,11 @@ func TestGRPCMerge(t *testing.T) {
 		{
 			desc: "OK: the whole ok_response and the dynamic metadata",
 			resp: &authv3.CheckResponse{Status: &rpcstatus.Status{}, HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: okResponse}, DynamicMetadata: meta},
-			want: authorizer.Outcome{Result: authorizer.Allow, Pass: true, OK: okMerged, DynamicMetadata: meta}, headers: corsAllowed,
+			want: authorizer.Outcome{Result: authorizer.Allow, Pass: true, OK: okMerged, DynamicMetadata: meta,
+				RequestHeaders:       []policy.Header{{Name: "x-user", Value: "alice"}, {Name: "x-tag", Value: "a", Append: true}},
+				RemoveRequestHeaders: []string{"x-client-user"},
+				ResponseHeaders:      []policy.Header{{Name: "vary", Value: "Cookie", Append: true}, {Name: "x-served-by", Value: "opa"}},
+			}, headers: corsAllowed,
 		},
 		{
 			desc: "OK without ok_response, without status (Envoy reads it as OK)",
@@ -242,5 +246,3 @@ func TestGRPCFailures(t *testing.T) {
 }
 
 func prototext(m proto.Message) string { return fmt.Sprint(m) }
-
-var _ = policy.Header{}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 
@@ -56,6 +57,18 @@ func decide(t *testing.T, host, origin string) policy.Decision {
 		t.Fatalf("decision %v asks no authorizer", d.Kind)
 	}
 	return d
+}
+
+var (
+	fuzzOnce     sync.Once
+	fuzzDecision policy.Decision
+)
+
+// decideFuzz is decide for the credentialed policy and its allowed origin,
+// computed once (fuzz functions run it for every input).
+func decideFuzz(t *testing.T) policy.Decision {
+	fuzzOnce.Do(func() { fuzzDecision = decide(t, "creds.example.com", "https://app.example.com") })
+	return fuzzDecision
 }
 
 // checkRequest is a CheckRequest as Envoy sends it.
@@ -208,4 +221,28 @@ func headerMap(hs []policy.Header) map[string][]string {
 		m[k] = append(m[k], h.Value)
 	}
 	return m
+}
+
+// counter reads corsauthz_authorizer_requests_total{authorizer, result}.
+func counter(t *testing.T, reg *prometheus.Registry, name, result string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "corsauthz_authorizer_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["authorizer"] == name && labels["result"] == result {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }

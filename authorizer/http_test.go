@@ -83,13 +83,13 @@ func TestHTTPMerge(t *testing.T) {
 			}),
 		},
 		{
-			desc: "302 to the login page passes to the browser with the CORS headers, two cookies kept apart",
+			desc: "302 to the login page is no denial status: 403, with its headers and the CORS headers, two cookies kept apart",
 			answer: func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Add("Set-Cookie", "a=1")
 				w.Header().Add("Set-Cookie", "b=2")
 				http.Redirect(w, r, "https://login.example.com/start", http.StatusFound)
 			},
-			want: authorizer.Outcome{Result: authorizer.Deny, Status: 302, Body: []byte("<a href=\"https://login.example.com/start\">Found</a>.\n\n")},
+			want: authorizer.Outcome{Result: authorizer.Deny, Status: 403, Body: []byte("<a href=\"https://login.example.com/start\">Found</a>.\n\n")},
 			headers: with(corsAllowed, map[string][]string{
 				"Location":     {"https://login.example.com/start"},
 				"Set-Cookie":   {"a=1", "b=2"},
@@ -122,13 +122,13 @@ func TestHTTPMerge(t *testing.T) {
 			headers: with(corsAllowed, map[string][]string{"Content-Type": {"text/plain; charset=utf-8"}}),
 		},
 		{
-			desc: "a failure with on_error: allow passes with the CORS headers only",
+			desc: "a failure with on_error: allow passes with the CORS headers only, the client's own upstream headers removed",
 			answer: func(w http.ResponseWriter, r *http.Request) {
 				w.WriteHeader(http.StatusUnauthorized)
 				w.Write([]byte(big + "x"))
 			},
 			failOpen: true,
-			want:     authorizer.Outcome{Result: authorizer.Error, Pass: true},
+			want:     authorizer.Outcome{Result: authorizer.Error, Pass: true, RemoveRequestHeaders: []string{"x-auth-request-user", "x-auth-request-email"}},
 			headers:  corsAllowed,
 		},
 	}
@@ -165,7 +165,8 @@ func TestHTTPRequestSent(t *testing.T) {
 	}{
 		{desc: "forward_path false: url exactly, its query included", path: "/oauth2/auth?rd=1", reqPath: "/v1/orders?id=7", wantURI: "/oauth2/auth?rd=1"},
 		{desc: "forward_path true: url's path then the request's path and query", path: "/authz/", forwardPath: true, reqPath: "/v1/orders?id=7", wantURI: "/authz/v1/orders?id=7"},
-		{desc: "forward_path true, escaped path kept as sent", path: "/authz", forwardPath: true, reqPath: "/v1/a%2Fb?q=%20", wantURI: "/authz/v1/a%2Fb?q=%20"},
+		{desc: "forward_path true, escapes kept, dot segments removed", path: "/authz", forwardPath: true, reqPath: "/v1/a%20b/./c/../d?q=%20", wantURI: "/authz/v1/a%20b/d?q=%20"},
+		{desc: "forward_path true, %2e%2e cannot climb out of url's path", path: "/authz/", forwardPath: true, reqPath: "/v1/%2e%2e/%2E%2e/../admin?x=1", wantURI: "/authz/admin?x=1"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
@@ -280,11 +281,11 @@ func TestMergeDecisions(t *testing.T) {
 	}{
 		{desc: "* policy denial", d: decide(t, "any.example.com", "https://x.example"), answer: deny, status: 401,
 			headers: map[string][]string{"Access-Control-Allow-Origin": {"*"}, "Vary": {"Cookie"}}},
-		{desc: "report_only denial: the authorizer's answer alone", d: decide(t, "report.example.com", "https://evil.example"), answer: deny, status: 401,
-			headers: map[string][]string{"Access-Control-Allow-Origin": {"https://evil.example"}, "Vary": {"Cookie"}}},
-		{desc: "no Origin denial: corsauthz's Vary: Origin merged with the authorizer's, its Allow-Origin kept (corsauthz sets none)",
+		{desc: "report_only denial: the authorizer's answer alone, without its CORS header", d: decide(t, "report.example.com", "https://evil.example"), answer: deny, status: 401,
+			headers: map[string][]string{"Vary": {"Cookie"}}},
+		{desc: "no Origin denial: corsauthz's Vary: Origin merged with the authorizer's, its Allow-Origin dropped (only corsauthz speaks CORS)",
 			d: decide(t, "creds.example.com", ""), answer: deny, status: 401,
-			headers: map[string][]string{"Access-Control-Allow-Origin": {"https://evil.example"}, "Vary": {"Cookie, Origin"}}},
+			headers: map[string][]string{"Vary": {"Cookie, Origin"}}},
 		{desc: "report_only failure: 503 without CORS headers", d: decide(t, "report.example.com", "https://app.example.com"),
 			answer: &authorizer.Answer{Result: authorizer.Error}, status: 503,
 			headers: map[string][]string{"Content-Type": {"text/plain; charset=utf-8"}}},

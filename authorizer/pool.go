@@ -11,23 +11,45 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/corsauthz/corsauthz/internal/limits"
 	"github.com/corsauthz/corsauthz/policy"
 )
 
 // Pool holds one Client per configured authorizer, counts and logs their
-// calls. Sync follows a new configuration: an authorizer whose
-// configuration is unchanged keeps its client, and so its connections; a
-// removed or changed one is closed once the calls that may still use it
-// have had their timeout.
+// calls, and bounds them. Sync follows a new configuration: an authorizer
+// whose configuration is unchanged keeps its client, and so its
+// connections; a removed or changed one is closed once the calls that may
+// still use it have had their timeout.
+//
+// The bound: at most MaxPending calls waiting or in flight in the whole
+// pool, and for each authorizer at most its share, MaxPending divided by
+// the number of authorizers (each client also keeps at most MaxInFlight
+// on the wire, the others waiting their turn). A call past either is
+// answered Overloaded at once. The shares add up to the global bound, so
+// however many authorizers hang, each of the others keeps its whole share
+// and its requests go on being answered; and one authorizer alone may use
+// every slot. (A single global bound would let one hanging authorizer
+// starve the others; a share that others could borrow would too, until
+// their timeouts.)
 type Pool struct {
-	clients atomic.Pointer[map[string]Client]
+	clients atomic.Pointer[map[string]*entry]
 	logger  *slog.Logger
 	metrics *Metrics
 	errLogs logLimiter
+	// pending counts the calls waiting or in flight, all authorizers
+	// together (retired clients' included).
+	pending atomic.Int64
 
 	mu      sync.Mutex // serialises Sync and Close
 	retired map[Client]*time.Timer
 	closed  bool
+}
+
+// entry is an authorizer's client with its share of the pool's calls.
+type entry struct {
+	client  Client
+	pending atomic.Int64
+	share   atomic.Int64 // MaxPending / number of authorizers
 }
 
 // ErrUnknown is the error for a name the pool holds no client for.
@@ -45,7 +67,7 @@ func NewPool(logger *slog.Logger, metrics *Metrics) *Pool {
 	}
 	p := &Pool{logger: logger, metrics: metrics, retired: map[Client]*time.Timer{}}
 	p.errLogs.perSecond = DefaultErrorLogRate
-	p.clients.Store(&map[string]Client{})
+	p.clients.Store(&map[string]*entry{})
 	return p
 }
 
@@ -61,12 +83,12 @@ func (p *Pool) Sync(as []policy.Authorizer) error {
 		return errors.New("authorizer: pool closed")
 	}
 	old := *p.clients.Load()
-	next := make(map[string]Client, len(as))
+	next := make(map[string]*entry, len(as))
 	var built []Client
 	for i := range as {
 		a := as[i]
-		if c, ok := old[a.Name]; ok && c.Config().Equal(&a) {
-			next[a.Name] = c
+		if e, ok := old[a.Name]; ok && e.client.Config().Equal(&a) {
+			next[a.Name] = e
 			continue
 		}
 		c, err := New(a)
@@ -77,12 +99,19 @@ func (p *Pool) Sync(as []policy.Authorizer) error {
 			return err
 		}
 		built = append(built, c)
-		next[a.Name] = c
+		next[a.Name] = &entry{client: c}
+	}
+	share := int64(MaxPending)
+	if len(next) > 0 {
+		share = max(int64(MaxPending/len(next)), 1)
+	}
+	for _, e := range next {
+		e.share.Store(share)
 	}
 	p.clients.Store(&next)
-	for name, c := range old {
-		if next[name] != c {
-			p.retire(c)
+	for name, e := range old {
+		if next[name] != e {
+			p.retire(e.client)
 		}
 	}
 	return nil
@@ -111,53 +140,95 @@ func (p *Pool) Close() {
 		c.Close()
 	}
 	clear(p.retired)
-	for _, c := range *p.clients.Load() {
-		c.Close()
+	for _, e := range *p.clients.Load() {
+		e.client.Close()
 	}
-	p.clients.Store(&map[string]Client{})
+	p.clients.Store(&map[string]*entry{})
 }
 
 // Ask asks the authorizer named name about r, counts the call by result
-// with its latency, and logs a failure (rate-limited).
+// with its latency, and logs a failure or a denial whose status had to be
+// replaced (rate-limited). Past the pool's bounds it answers Overloaded
+// at once, without asking.
 func (p *Pool) Ask(ctx context.Context, name string, r *Request) *Answer {
 	start := time.Now()
-	c := (*p.clients.Load())[name]
+	e := (*p.clients.Load())[name]
 	var a *Answer
-	if c == nil {
+	switch {
+	case e == nil:
 		a = failed(fmt.Errorf("authorizer %q: %w", name, ErrUnknown))
-	} else {
-		a = c.Ask(ctx, r)
+	case !p.enter(e):
+		a = &Answer{Result: Overloaded, Err: ErrOverloaded}
+		if h := e.client.Config().HTTP; h != nil {
+			a.RemoveUpstream = h.UpstreamHeaders // see httpClient.Ask
+		}
+	default:
+		a = e.client.Ask(ctx, r)
+		p.leave(e)
 	}
 	p.metrics.observe(name, a.Result, time.Since(start))
-	if a.Result == Error {
+	switch {
+	case a.Result.Failed():
 		p.logError(ctx, name, a.Err)
+	case a.Result == Deny && DenialStatus(a.Status) != a.Status:
+		p.logWarn(ctx, name, fmt.Sprintf("the denial's status %d is not 400–599: answered 403", a.Status))
 	}
 	return a
 }
 
+// enter counts a call in, or reports that it is past a bound.
+func (p *Pool) enter(e *entry) bool {
+	if p.pending.Add(1) > MaxPending {
+		p.pending.Add(-1)
+		return false
+	}
+	if e.pending.Add(1) > e.share.Load() {
+		e.pending.Add(-1)
+		p.pending.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (p *Pool) leave(e *entry) {
+	e.pending.Add(-1)
+	p.pending.Add(-1)
+}
+
+// Pending returns how many calls are waiting or in flight in the pool.
+func (p *Pool) Pending() int { return int(p.pending.Load()) }
+
+func (p *Pool) logWarn(ctx context.Context, name, msg string) {
+	p.logLimited(ctx, slog.LevelWarn, "authorizer answer changed", name, msg)
+}
+
 func (p *Pool) logError(ctx context.Context, name string, err error) {
-	if !p.logger.Enabled(ctx, slog.LevelError) {
+	msg := "no error"
+	if err != nil {
+		msg = err.Error()
+	}
+	p.logLimited(ctx, slog.LevelError, "authorizer failed", name, msg)
+}
+
+// logLimited writes a line about an authorizer, at most
+// DefaultErrorLogRate a second. The message is cut to 256 bytes (never
+// inside a UTF-8 character) and any query it quotes is cut out: the
+// request's query (with forward_path, or in an authorizer's own error
+// message) may hold a token.
+func (p *Pool) logLimited(ctx context.Context, level slog.Level, line, name, msg string) {
+	if !p.logger.Enabled(ctx, level) {
 		return
 	}
 	ok, dropped := p.errLogs.allow(time.Now())
 	if !ok {
 		return
 	}
-	msg := "no error"
-	if err != nil {
-		msg = err.Error()
-		if len(msg) > maxLoggedLen {
-			msg = msg[:maxLoggedLen] + "…"
-		}
-	}
-	attrs := []slog.Attr{slog.String("authorizer", name), slog.String("error", msg)}
+	attrs := []slog.Attr{slog.String("authorizer", name), slog.String("error", limits.Cut(redactQuery(msg)))}
 	if dropped > 0 {
 		attrs = append(attrs, slog.Int("suppressed_before", dropped))
 	}
-	p.logger.LogAttrs(ctx, slog.LevelError, "authorizer failed", attrs...)
+	p.logger.LogAttrs(ctx, level, line, attrs...)
 }
-
-const maxLoggedLen = 256
 
 // logLimiter lets perSecond lines through in each second and counts the
 // others.
@@ -208,7 +279,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "corsauthz_authorizer_requests_total",
-			Help: "Calls to each authorizer, by result: allow, deny or error (unreachable, timeout, malformed answer).",
+			Help: "Calls to each authorizer, by result: allow, deny, error (unreachable, timeout, malformed answer), refused (forward_path and an encoded / or \\ in the path: 400, not asked) or overloaded (too many calls waiting: 503, not asked).",
 		}, []string{"authorizer", "result"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "corsauthz_authorizer_request_duration_seconds",
@@ -242,4 +313,9 @@ func (m *Metrics) observe(name string, r Result, d time.Duration) {
 }
 
 // Client returns the client for name, or nil.
-func (p *Pool) Client(name string) Client { return (*p.clients.Load())[name] }
+func (p *Pool) Client(name string) Client {
+	if e := (*p.clients.Load())[name]; e != nil {
+		return e.client
+	}
+	return nil
+}

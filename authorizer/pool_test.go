@@ -71,14 +71,18 @@ func TestPoolMetricsAndLogs(t *testing.T) {
 		p.Ask(context.Background(), "grpc", req(""))
 	}
 	want := `
-# HELP corsauthz_authorizer_requests_total Calls to each authorizer, by result: allow, deny or error (unreachable, timeout, malformed answer).
+# HELP corsauthz_authorizer_requests_total Calls to each authorizer, by result: allow, deny, error (unreachable, timeout, malformed answer), refused (forward_path and an encoded / or \\ in the path: 400, not asked) or overloaded (too many calls waiting: 503, not asked).
 # TYPE corsauthz_authorizer_requests_total counter
 corsauthz_authorizer_requests_total{authorizer="grpc",result="allow"} 0
 corsauthz_authorizer_requests_total{authorizer="grpc",result="deny"} 0
 corsauthz_authorizer_requests_total{authorizer="grpc",result="error"} 30
+corsauthz_authorizer_requests_total{authorizer="grpc",result="overloaded"} 0
+corsauthz_authorizer_requests_total{authorizer="grpc",result="refused"} 0
 corsauthz_authorizer_requests_total{authorizer="http",result="allow"} 1
 corsauthz_authorizer_requests_total{authorizer="http",result="deny"} 2
 corsauthz_authorizer_requests_total{authorizer="http",result="error"} 0
+corsauthz_authorizer_requests_total{authorizer="http",result="overloaded"} 0
+corsauthz_authorizer_requests_total{authorizer="http",result="refused"} 0
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "corsauthz_authorizer_requests_total"); err != nil {
 		t.Error(err)

@@ -108,20 +108,17 @@ func (p *oauth2Proxy) stop() {
 	<-p.done
 }
 
-// startOAuth2Proxy runs oauth2-proxy as the README's Istio section sets it
-// up behind corsauthz: OIDC against issuer, X-Auth-Request-* headers on
-// /oauth2/auth's 202, X-Forwarded-* trusted from loopback only.
-func startOAuth2Proxy(t *testing.T, bin string, m *mockoidc.MockOIDC, publicURL string) *oauth2Proxy {
-	t.Helper()
-	cfg := m.Config()
-	p := &oauth2Proxy{addr: freeLoopbackAddr(t), done: make(chan struct{})}
-	p.cmd = exec.Command(bin,
-		"--http-address="+p.addr,
+// oauth2ProxyArgs is oauth2-proxy's command line: listening on addr,
+// signing in against cfg's issuer for the site at publicURL.
+// oauth2ProxyTestOnly are its flags a real setup leaves out.
+func oauth2ProxyArgs(addr string, cfg *mockoidc.Config, publicURL string) []string {
+	return []string{
+		"--http-address=" + addr,
 		"--provider=oidc",
-		"--oidc-issuer-url="+cfg.Issuer,
-		"--client-id="+cfg.ClientID,
-		"--client-secret="+cfg.ClientSecret,
-		"--redirect-url="+publicURL+"/oauth2/callback",
+		"--oidc-issuer-url=" + cfg.Issuer,
+		"--client-id=" + cfg.ClientID,
+		"--client-secret=" + cfg.ClientSecret,
+		"--redirect-url=" + publicURL + "/oauth2/callback",
 		"--cookie-secret=0123456789abcdef0123456789abcdef",
 		"--cookie-secure=false",
 		"--email-domain=*",
@@ -130,7 +127,20 @@ func startOAuth2Proxy(t *testing.T, bin string, m *mockoidc.MockOIDC, publicURL 
 		"--reverse-proxy",
 		"--trusted-proxy-ip=127.0.0.1/32",
 		"--skip-provider-button",
-	)
+	}
+}
+
+// oauth2ProxyTestOnly are the flags of oauth2ProxyArgs that only a test
+// wants: plain-HTTP cookies, no sign-in button to click.
+var oauth2ProxyTestOnly = []string{"--cookie-secure", "--skip-provider-button"}
+
+// startOAuth2Proxy runs oauth2-proxy as the README's Istio section sets it
+// up behind corsauthz: OIDC against issuer, X-Auth-Request-* headers on
+// /oauth2/auth's 202, X-Forwarded-* trusted from loopback only.
+func startOAuth2Proxy(t *testing.T, bin string, m *mockoidc.MockOIDC, publicURL string) *oauth2Proxy {
+	t.Helper()
+	p := &oauth2Proxy{addr: freeLoopbackAddr(t), done: make(chan struct{})}
+	p.cmd = exec.Command(bin, oauth2ProxyArgs(p.addr, m.Config(), publicURL)...)
 	p.cmd.Stdout, p.cmd.Stderr = p, p
 	if err := childproc.Start(t, p.cmd); err != nil {
 		t.Fatalf("start oauth2-proxy: %v", err)

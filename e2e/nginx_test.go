@@ -26,8 +26,8 @@ import (
 //	                     ▼
 //	               corsauthz's HTTP listener (server.New, --http-addr)
 //
-// NGINX runs the shipped deploy/nginx/corsauthz-*.conf snippets, included
-// by a generated nginx.conf with one location per route. The tap
+// NGINX runs the shipped deploy/nginx/snippets, included by a generated
+// nginx.conf with one location per route. The tap
 // (tap_test.go) keeps the exchange log and is the shared cache in front.
 
 // needNginx returns the NGINX binary, or skips (fails with
@@ -80,13 +80,13 @@ func nginxConf(dir *nginxproc.Dir, listen, corsauthz, upstream string, routes []
 	// NGINX's own error pages without its version or the padding it adds
 	// for Chromium, so that a scenario can want one (nginx502Body).
 	b.WriteString("server_tokens off;\nmsie_padding off;\n")
-	fmt.Fprintf(&b, `include corsauthz-http.conf;
+	fmt.Fprintf(&b, `include snippets/corsauthz-http.conf;
 upstream corsauthz { server %s; keepalive 8; }
 upstream api { server %s; keepalive 8; }
 server {
     listen %s;
     server_name _;
-    include corsauthz-endpoint.conf;
+    include snippets/corsauthz-endpoint.conf;
 `, corsauthz, upstream, listen)
 	for _, rt := range routes {
 		to := "api"
@@ -95,7 +95,7 @@ server {
 		}
 		fmt.Fprintf(&b, `    location %s {
         set $corsauthz_policy "%s";
-        include corsauthz-location.conf;
+        include snippets/corsauthz-location.conf;
         proxy_pass http://%s;
         proxy_http_version 1.1;
         proxy_set_header Connection "";
@@ -119,14 +119,8 @@ func startNginxStack(t *testing.T, bin string) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { dir.Remove() })
-	for _, name := range []string{"corsauthz-http.conf", "corsauthz-location.conf", "corsauthz-endpoint.conf"} {
-		data, err := os.ReadFile(filepath.Join("..", "deploy", "nginx", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := dir.WriteFile(name, string(data)); err != nil {
-			t.Fatal(err)
-		}
+	if _, err := dir.InstallSnippets(filepath.Join("..", filepath.FromSlash(nginxproc.SnippetsDir))); err != nil {
+		t.Fatal(err)
 	}
 	listen := freeLoopbackAddr(t)
 	routes := nginxRoutes(t)

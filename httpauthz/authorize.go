@@ -5,11 +5,12 @@ import (
 	"strings"
 
 	"github.com/corsauthz/corsauthz/authorizer"
+	"github.com/corsauthz/corsauthz/decision"
 	"github.com/corsauthz/corsauthz/policy"
 )
 
 // This file writes the answer of a request that asked an authorizer
-// (contract §8) in this listener's protocol (contract §7).
+// (docs/authorizers.md) in this listener's protocol (docs/nginx.md).
 
 // HeaderAuthHeadersToRemove lists, on a 200, the request headers the
 // gateway must remove from the request going upstream: Envoy's
@@ -31,13 +32,20 @@ var describing = []string{
 	"Connection", "Content-Length", "Transfer-Encoding", "Keep-Alive", "Te", "Upgrade",
 }
 
-// authorizerRequest is the request described by r (read into req) as an
+// httpSource is the request described by r (read into req) as an
 // authorizer is told of it: req's method, host and path, the scheme from
 // X-Forwarded-Proto (else that of the request to this listener), and r's
-// other headers with lower-case names, repeated ones joined with ",".
-// For a gRPC authorizer the authorizer package makes a CheckRequest of
-// it. Its size is bounded by the listener's MaxHeaderBytes.
-func authorizerRequest(r *http.Request, req *policy.Request) *authorizer.Request {
+// other headers with lower-case names, repeated ones joined with ",". For
+// a gRPC authorizer the authorizer package makes a CheckRequest of it. Its
+// size is bounded by the listener's MaxHeaderBytes.
+type httpSource struct {
+	r   *http.Request
+	req *policy.Request
+}
+
+// AuthorizerRequest implements decision.Source.
+func (s *httpSource) AuthorizerRequest(string) *authorizer.Request {
+	r := s.r
 	scheme := r.Header.Get(headerForwardedProto)
 	if scheme == "" {
 		scheme = "http"
@@ -53,10 +61,10 @@ func authorizerRequest(r *http.Request, req *policy.Request) *authorizer.Request
 		headers[strings.ToLower(name)] = strings.Join(vs, ",")
 	}
 	return &authorizer.Request{
-		Method:  req.Method,
+		Method:  s.req.Method,
 		Scheme:  scheme,
-		Host:    req.Host,
-		Path:    req.Path,
+		Host:    s.req.Host,
+		Path:    s.req.Path,
 		Headers: headers,
 	}
 }
@@ -70,53 +78,52 @@ func isDescribing(name string) bool {
 	return false
 }
 
-// writeOutcome writes an authorizer's merged answer:
+// writeOutcome writes the core's outcome as the gateway expects it:
 //
-//   - a pass: 200 with the CORS headers for the response and the headers
-//     for the request going upstream (an HTTP authorizer's
-//     upstream_headers, a gRPC authorizer's ok_response headers and
-//     response headers: the gateway's configuration tells them apart by
-//     name), and X-Envoy-Auth-Headers-To-Remove naming those to remove
-//     from the request. A gRPC ok_response's query parameters and dynamic
-//     metadata have no place in this protocol and are dropped.
-//   - a denial: the authorizer's status, headers and body, with the CORS
-//     headers merged in; a failure: 503 with the CORS headers and a
-//     one-line body.
-func writeOutcome(w http.ResponseWriter, out *authorizer.Outcome) {
+//   - a pass: 200 with the CORS headers for the response and, when an
+//     authorizer allowed, the headers for the request going upstream (an
+//     HTTP authorizer's upstream_headers, a gRPC authorizer's ok_response
+//     headers: the gateway's configuration takes them by name, NGINX with
+//     auth_request_set, Envoy with allowed_upstream_headers), and
+//     X-Envoy-Auth-Headers-To-Remove naming those to remove from the
+//     request. A gRPC ok_response's response headers, query parameters
+//     and dynamic metadata have no place in this protocol and are
+//     dropped: no header meant for the upstream request or the response
+//     can pass for the other.
+//   - a direct answer: its status, headers and body (a CORS answer, or an
+//     authorizer's denial or failure with the CORS headers merged in), to
+//     be sent to the browser as it is.
+//   - a failure: 503 with a one-line body saying why.
+func writeOutcome(w http.ResponseWriter, out *decision.Outcome) {
 	h := w.Header()
-	if !out.Pass {
-		setOneLineEach(h, out.Headers)
-		if _, ok := h["Content-Type"]; !ok {
-			h["Content-Type"] = nil // the authorizer's answer as it came: no sniffed type
+	var buf [policy.MaxHeaders]policy.Header
+	switch out.Action {
+	case decision.Fail:
+		writeText(w, http.StatusServiceUnavailable, unavailableMessage(out.Failure))
+	case decision.Respond:
+		setOneLineEach(h, out.AppendHeaders(buf[:0]))
+		if len(out.Body) > 0 {
+			if _, ok := h["Content-Type"]; !ok {
+				h["Content-Type"] = nil // the authorizer's answer as it came: no sniffed type
+			}
 		}
 		w.WriteHeader(out.Status)
 		if len(out.Body) > 0 {
 			_, _ = w.Write(out.Body)
 		}
-		return
-	}
-	headers := append([]policy.Header(nil), out.Headers...)
-	headers = append(headers, out.RequestHeaders...)
-	remove := out.RemoveRequestHeaders
-	if ok := out.OK; ok != nil {
-		for _, o := range ok.GetHeaders() {
-			headers = append(headers, policy.Header{Name: o.GetHeader().GetKey(), Value: headerValue(o.GetHeader().GetValue(), o.GetHeader().GetRawValue())})
+	default:
+		headers := out.AppendHeaders(buf[:0])
+		var remove []string
+		if up := out.Upstream(); up != nil {
+			// The request's edits, never the response's (a gRPC
+			// ok_response's response headers have no place here).
+			headers = append(headers, up.RequestHeaders...)
+			remove = up.RemoveRequestHeaders
 		}
-		for _, o := range ok.GetResponseHeadersToAdd() {
-			headers = append(headers, policy.Header{Name: o.GetHeader().GetKey(), Value: headerValue(o.GetHeader().GetValue(), o.GetHeader().GetRawValue())})
+		setOneLineEach(h, headers)
+		if len(remove) > 0 {
+			h.Set(HeaderAuthHeadersToRemove, strings.Join(remove, ", "))
 		}
-		remove = append(append([]string(nil), remove...), ok.GetHeadersToRemove()...)
+		w.WriteHeader(http.StatusOK)
 	}
-	setOneLineEach(h, headers)
-	if len(remove) > 0 {
-		h.Set(HeaderAuthHeadersToRemove, strings.Join(remove, ", "))
-	}
-	w.WriteHeader(http.StatusOK)
-}
-
-func headerValue(v string, raw []byte) string {
-	if len(raw) > 0 {
-		return string(raw)
-	}
-	return v
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corsauthz/corsauthz/internal/limits"
+
 	"github.com/corsauthz/corsauthz/httpauthz"
 )
 
@@ -29,7 +31,7 @@ func TestTransportLimits(t *testing.T) {
 	}{
 		{
 			desc:   "headers past MaxHeaderBytes: 431",
-			raw:    request("GET", "/", "Host: api.example.com", "X-Big: "+strings.Repeat("b", httpauthz.MaxHeaderBytes+8192)),
+			raw:    request("GET", "/", "Host: api.example.com", "X-Big: "+strings.Repeat("b", limits.HTTPHeaderBytes+8192)),
 			status: 431, body: "431 Request Header Fields Too Large",
 		},
 		{
@@ -198,15 +200,14 @@ func TestHealth(t *testing.T) {
 	}
 }
 
-// TestRefusedIsReported checks that the Decider hears of every request
-// the handler refuses.
+// TestRefusedIsReported checks that the decision core hears of every
+// request the handler refuses (it logs and counts them).
 func TestRefusedIsReported(t *testing.T) {
 	t.Parallel()
-	ts, d := startListener(t, httpauthz.Options{})
+	ts, logs := startListener(t, httpauthz.Options{})
 	exchange(t, ts.Listener.Addr().String(), request("GET", "/", "Host: api.example.com", "Origin: a", "Origin: b"))
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if len(d.refused) != 1 || d.refused[0].Status != 400 {
-		t.Errorf("refused = %v, want one 400", d.refused)
+	refused := logs.WithMsg(t, "request refused: unreadable request")
+	if len(refused) != 1 || refused[0]["status"] != float64(400) || refused[0]["front_end"] != "http" {
+		t.Errorf("refusal lines = %v, want one with status 400 from the http front end", refused)
 	}
 }

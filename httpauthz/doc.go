@@ -1,10 +1,11 @@
 // Package httpauthz is corsauthz's HTTP authorization front end (product
-// contract §7): it answers plain HTTP requests that describe a request a
+// docs/nginx.md): it answers plain HTTP requests that describe a request a
 // gateway received, as NGINX's auth_request, Envoy's and Istio's HTTP
 // ext_authz (http_service, envoyExtAuthzHttp) and other forward-auth
-// gateways send them. It holds no CORS logic and no process: the decision
-// is a [Decider]'s (the server package hands in the process's engine, with
-// its metrics and decision log) and the server package runs the listener.
+// gateways send them. It holds no CORS logic and no process: it reads the
+// request into a policy.Request, the decision core (package decision)
+// decides, asks the policy's authorizer and merges, and this package
+// writes the outcome; the server package runs the listener.
 //
 // What is decided comes from the request's headers, each only when
 // present and not empty (NGINX cannot send an empty header):

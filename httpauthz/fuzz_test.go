@@ -8,12 +8,11 @@ import (
 	"testing"
 
 	"github.com/corsauthz/corsauthz/httpauthz"
-	"github.com/corsauthz/corsauthz/policy"
 )
 
 // FuzzRequest reads arbitrary bytes as a gateway's check request, as
 // net/http parses them, and answers it: whatever the bytes, the answer is
-// one of the statuses of contract §7, every header on one line, and a
+// one of the statuses of docs/nginx.md, every header on one line, and a
 // refusal's body one line of text. Seeded with the protocol table.
 func FuzzRequest(f *testing.F) {
 	for _, tt := range protocolCases {
@@ -21,7 +20,7 @@ func FuzzRequest(f *testing.F) {
 	}
 	f.Add("GET / HTTP/1.0\r\n\r\n", "")
 	f.Add("OPTIONS * HTTP/1.1\r\nHost: x\r\nX-Forwarded-Uri: /\r\n\r\n", "/p")
-	d := &engineDecider{engines: policy.NewHolder(loadEngine(f))}
+	core := newCore(f, loadEngine(f), nil)
 	handlers := map[string]*httpauthz.Handler{}
 	f.Fuzz(func(t *testing.T, raw, prefix string) {
 		if !strings.HasPrefix(prefix, "/") {
@@ -30,7 +29,7 @@ func FuzzRequest(f *testing.F) {
 		h := handlers[prefix]
 		if h == nil {
 			var err error
-			if h, err = httpauthz.New(d, httpauthz.Options{PathPrefix: prefix}); err != nil {
+			if h, err = httpauthz.New(core, httpauthz.Options{PathPrefix: prefix}); err != nil {
 				t.Fatal(err)
 			}
 			if len(handlers) < 100 {

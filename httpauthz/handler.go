@@ -1,40 +1,20 @@
 package httpauthz
 
 import (
-	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
-	"github.com/corsauthz/corsauthz/authorizer"
+	"github.com/corsauthz/corsauthz/decision"
 	"github.com/corsauthz/corsauthz/internal/limits"
+	"github.com/corsauthz/corsauthz/internal/tracing"
 	"github.com/corsauthz/corsauthz/policy"
 )
-
-// Decider decides the requests the handler reads. The server package's
-// is the process's engine in force, counted in its metrics (with this
-// front end as a label) and written to its rate-limited decision log.
-type Decider interface {
-	// Decide returns the decision for r and, when the decision's policy
-	// names an authorizer to ask (contract §8: not for a preflight nor a
-	// reject_disallowed_origins refusal), the Ask that asks it, bound to
-	// the configuration that decided; nil otherwise. An error (a policy
-	// named by X-Corsauthz-Policy that is not configured, no
-	// configuration loaded) is answered 503 with the error's message.
-	Decide(ctx context.Context, r *policy.Request) (policy.Decision, Ask, error)
-	// Refused is told of every request the handler refused to decide
-	// (400 or 431), to count and log it.
-	Refused(ctx context.Context, err *RequestError)
-}
-
-// Ask asks an authorizer about the request described by r, decided as d,
-// and returns its answer merged with d (authorizer.Merge): the handler
-// writes that outcome instead of the decision.
-type Ask func(ctx context.Context, d *policy.Decision, r *authorizer.Request) authorizer.Outcome
 
 // HealthPath is where the handler answers a gateway's health probe: 200
 // "ok" while Options.Ready reports nil, else 503 with its reason. It is
@@ -58,27 +38,27 @@ type Options struct {
 }
 
 // Handler is the HTTP authorization front end: an http.Handler that reads
-// each request as a description of a gateway's request, has the Decider
-// decide it and writes the decision as the gateway expects (see the
+// each request as a description of a gateway's request, has the decision
+// core decide it and writes the outcome as the gateway expects (see the
 // package documentation). Its zero value is not usable: use New.
 type Handler struct {
-	decider Decider
-	prefix  string
-	ready   func() error
+	core   *decision.Core
+	prefix string
+	ready  func() error
 }
 
 var _ http.Handler = (*Handler)(nil)
 
-// New returns a Handler deciding with d.
-func New(d Decider, opts Options) (*Handler, error) {
-	if d == nil {
-		return nil, errors.New("httpauthz: nil Decider")
+// New returns a Handler deciding with core.
+func New(core *decision.Core, opts Options) (*Handler, error) {
+	if core == nil {
+		return nil, errors.New("httpauthz: nil decision core")
 	}
 	prefix := strings.TrimRight(opts.PathPrefix, "/")
 	if prefix != "" && !strings.HasPrefix(prefix, "/") {
 		return nil, fmt.Errorf("httpauthz: path prefix %q does not start with /", opts.PathPrefix)
 	}
-	return &Handler{decider: d, prefix: prefix, ready: opts.Ready}, nil
+	return &Handler{core: core, prefix: prefix, ready: opts.Ready}, nil
 }
 
 // ServeHTTP implements http.Handler: read, decide, answer. Every step
@@ -97,21 +77,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var req policy.Request
 	if err := readRequest(r, h.prefix, &req); err != nil {
-		h.decider.Refused(r.Context(), err)
+		h.core.Refused(r.Context(), decision.FrontEndHTTP, err.Message, slog.Int("status", err.Status))
 		writeText(w, err.Status, err.Message)
 		return
 	}
-	d, ask, err := h.decider.Decide(r.Context(), &req)
-	if err != nil {
-		writeText(w, http.StatusServiceUnavailable, unavailableMessage(err))
-		return
+	ctx := r.Context()
+	if h.core.Tracing() {
+		ctx = tracing.FromHeader(ctx, r.Header) // traceparent from the gateway
 	}
-	if ask != nil {
-		out := ask(r.Context(), &d, authorizerRequest(r, &req))
-		writeOutcome(w, &out)
-		return
-	}
-	writeDecision(w, &d)
+	out := h.core.Decide(ctx, decision.FrontEndHTTP, &req, &httpSource{r: r, req: &req})
+	writeOutcome(w, &out)
 }
 
 func (h *Handler) isHealthProbe(r *http.Request) bool {
@@ -130,53 +105,45 @@ func (h *Handler) health(w http.ResponseWriter) {
 	writeText(w, http.StatusOK, "ok")
 }
 
-// unavailableMessage is the 503 body for an error of Decide.
-func unavailableMessage(err error) string {
-	if upe, ok := errors.AsType[*policy.UnknownPolicyError](err); ok {
+// unavailableMessage is the 503 body for a failure of the core.
+func unavailableMessage(f *decision.Failure) string {
+	if upe, ok := errors.AsType[*policy.UnknownPolicyError](f.Err); ok {
 		return fmt.Sprintf("X-Corsauthz-Policy names no configured policy: %q", limits.Cut(upe.Name))
 	}
-	return err.Error()
-}
-
-// writeDecision writes d as the gateway expects it: a direct answer's
-// status (204, 403) or 200, and the decision's headers, one line each. A
-// report-only decision changes nothing: 200 without headers. Any decision
-// the policy package makes maps here the same way; nothing depends on
-// which row of the decision table it came from.
-func writeDecision(w http.ResponseWriter, d *policy.Decision) {
-	if d.ReportOnly {
-		w.WriteHeader(http.StatusOK)
-		return
-	}
-	status := http.StatusOK
-	if d.Direct() {
-		status = d.Status
-	}
-	var buf [policy.MaxHeaders]policy.Header
-	setOneLineEach(w.Header(), d.AppendHeaders(buf[:0]))
-	w.WriteHeader(status)
+	return f.Message
 }
 
 // setOneLineEach sets headers on out, one line per name: values of a name
 // given twice are joined, as a list-valued header may be (RFC 9110 §5.3),
 // except Set-Cookie (an authorizer's denial may carry several), which
-// keeps a line per cookie. The names are few: a scan costs less than a
-// map lookup.
+// keeps a line per cookie. It is linear in the number of headers, however
+// many an authorizer's answer carries.
 func setOneLineEach(out http.Header, headers []policy.Header) {
 	// One backing array for every value: one allocation per answer.
 	values := make([]string, len(headers))
+	var set map[string]bool // names set here, when there are many
+	if len(headers) > policy.MaxHeaders {
+		set = make(map[string]bool, len(headers))
+	}
 	for i, hd := range headers {
 		values[i] = hd.Value
-		if strings.EqualFold(hd.Name, "Set-Cookie") {
-			out.Add(hd.Name, hd.Value)
+		key := http.CanonicalHeaderKey(hd.Name)
+		if key == "Set-Cookie" {
+			out[key] = append(out[key], hd.Value)
 			continue
 		}
-		if j := slices.IndexFunc(headers[:i], func(h policy.Header) bool { return strings.EqualFold(h.Name, hd.Name) }); j >= 0 {
-			first := out[http.CanonicalHeaderKey(headers[j].Name)]
-			first[0] += ", " + hd.Value
+		seen := false
+		if set != nil {
+			seen = set[key]
+			set[key] = true
+		} else {
+			seen = slices.ContainsFunc(headers[:i], func(h policy.Header) bool { return strings.EqualFold(h.Name, hd.Name) })
+		}
+		if seen {
+			out[key][0] += ", " + hd.Value
 			continue
 		}
-		out[http.CanonicalHeaderKey(hd.Name)] = values[i : i+1 : i+1]
+		out[key] = values[i : i+1 : i+1]
 	}
 }
 
@@ -194,11 +161,7 @@ func writeText(w http.ResponseWriter, status int, msg string) {
 	h.Set("Cache-Control", "no-store")
 	msg = strings.ToValidUTF8(msg, "\uFFFD")
 	if len(msg) > maxMessageLen {
-		i := maxMessageLen
-		for i > 0 && !utf8.RuneStart(msg[i]) {
-			i--
-		}
-		msg = msg[:i] + "…"
+		msg = limits.Prefix(msg, maxMessageLen) + "…"
 	}
 	line := []byte(msg)
 	for i, c := range line {
@@ -207,7 +170,7 @@ func writeText(w http.ResponseWriter, status int, msg string) {
 		}
 	}
 	line = append(line, '\n')
-	h.Set("Content-Length", fmt.Sprint(len(line)))
+	h.Set("Content-Length", strconv.Itoa(len(line)))
 	w.WriteHeader(status)
 	_, _ = w.Write(line)
 }

@@ -2,17 +2,19 @@ package httpauthz_test
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/corsauthz/corsauthz/decision"
+	th "github.com/corsauthz/corsauthz/internal/testharness"
 
 	"github.com/corsauthz/corsauthz/httpauthz"
 	"github.com/corsauthz/corsauthz/policy"
@@ -53,33 +55,14 @@ policies:
     allowed_methods: [GET]
 `
 
-// engineDecider decides with a real engine and records refusals, as the
-// server package's decider does (without its metrics and logs).
-type engineDecider struct {
-	engines *policy.Holder
-	// ask, when set, is returned for every decision that names an
-	// authorizer (the server package asks a real one).
-	ask     httpauthz.Ask
-	mu      sync.Mutex
-	refused []*httpauthz.RequestError
-}
-
-func (d *engineDecider) Decide(_ context.Context, r *policy.Request) (policy.Decision, httpauthz.Ask, error) {
-	e := d.engines.Load()
-	if e == nil {
-		return policy.Decision{}, nil, fmt.Errorf("corsauthz has no configuration loaded")
+// newCore is a decision core on engine e that logs to logs (nil: nowhere).
+func newCore(tb testing.TB, e *policy.Engine, logs *th.LogBuffer) *decision.Core {
+	tb.Helper()
+	var logger *slog.Logger
+	if logs != nil {
+		logger = logs.Logger(slog.LevelDebug)
 	}
-	dec, err := e.Decide(r)
-	if err != nil || d.ask == nil || e.AuthorizerFor(&dec) == "" {
-		return dec, nil, err
-	}
-	return dec, d.ask, nil
-}
-
-func (d *engineDecider) Refused(_ context.Context, err *httpauthz.RequestError) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.refused = append(d.refused, err)
+	return th.NewCore(tb, policy.NewHolder(e), logger)
 }
 
 func loadEngine(tb testing.TB) *policy.Engine {
@@ -93,10 +76,11 @@ func loadEngine(tb testing.TB) *policy.Engine {
 
 // startListener serves a Handler with opts on a loopback port, with the
 // listener's own http.Server settings, until the test ends.
-func startListener(tb testing.TB, opts httpauthz.Options) (*httptest.Server, *engineDecider) {
+// Its core logs to the LogBuffer returned.
+func startListener(tb testing.TB, opts httpauthz.Options) (*httptest.Server, *th.LogBuffer) {
 	tb.Helper()
-	d := &engineDecider{engines: policy.NewHolder(loadEngine(tb))}
-	h, err := httpauthz.New(d, opts)
+	logs := &th.LogBuffer{}
+	h, err := httpauthz.New(newCore(tb, loadEngine(tb), logs), opts)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -104,7 +88,7 @@ func startListener(tb testing.TB, opts httpauthz.Options) (*httptest.Server, *en
 	ts.Config = httpauthz.NewServer(h, nil, nil)
 	ts.Start()
 	tb.Cleanup(ts.Close)
-	return ts, d
+	return ts, logs
 }
 
 // rawAnswer is what a gateway reads of an answer.

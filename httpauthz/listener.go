@@ -5,6 +5,9 @@ import (
 	"log"
 	"net/http"
 	"time"
+
+	"github.com/corsauthz/corsauthz/internal/limits"
+	"github.com/corsauthz/corsauthz/policy"
 )
 
 // Server timeouts. A gateway sends its check request's headers at once
@@ -13,7 +16,12 @@ import (
 const (
 	ReadHeaderTimeout = 3 * time.Second
 	ReadTimeout       = 5 * time.Second
-	WriteTimeout      = 5 * time.Second
+	// WriteTimeout runs from the end of the request's headers to the end
+	// of the answer, so it covers the authorizer's call: it is longer
+	// than the longest authorizer timeout a configuration may set, or an
+	// answer held up by a slow authorizer would be cut off (an EOF at the
+	// gateway instead of the authorizer's answer or a 503).
+	WriteTimeout = policy.MaxAuthorizerTimeout + 5*time.Second
 	// IdleTimeout is longer than NGINX's upstream keepalive_timeout (60 s
 	// by default) and Envoy's idle_timeout (1 h, but Envoy tolerates a
 	// closed connection), so that NGINX closes idle connections first and
@@ -22,7 +30,7 @@ const (
 )
 
 // NewServer returns the http.Server of the HTTP authorization listener:
-// h behind strict timeouts, headers bounded by MaxHeaderBytes (past which
+// h behind strict timeouts, headers bounded by limits.HTTPHeaderBytes (past which
 // net/http answers 431 itself), HTTP/1.1 only (the gateways that ask
 // over HTTP speak it; a single protocol keeps the limits simple), OPTIONS
 // * handed to h as any other request. tlsConfig, when not nil, serves
@@ -38,7 +46,7 @@ func NewServer(h http.Handler, tlsConfig *tls.Config, errorLog *log.Logger) *htt
 		ReadTimeout:                  ReadTimeout,
 		WriteTimeout:                 WriteTimeout,
 		IdleTimeout:                  IdleTimeout,
-		MaxHeaderBytes:               MaxHeaderBytes,
+		MaxHeaderBytes:               limits.HTTPHeaderBytes,
 		DisableGeneralOptionsHandler: true,
 		Protocols:                    &protocols,
 		ErrorLog:                     errorLog,

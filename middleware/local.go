@@ -3,101 +3,166 @@ package middleware
 import (
 	"errors"
 	"net/http"
-	"sync"
+	"strings"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/corsauthz/corsauthz/authorizer"
+	"github.com/corsauthz/corsauthz/decision"
+	"github.com/corsauthz/corsauthz/internal/tracing"
 	"github.com/corsauthz/corsauthz/policy"
+	"github.com/corsauthz/corsauthz/xdsconfig"
 )
 
 // errNoConfiguration is why a request in local mode is answered 503 before
 // the first configuration arrives.
 var errNoConfiguration = errors.New("no configuration received from corsauthz yet")
 
-func (m *Middleware) serveLocal(w http.ResponseWriter, r *http.Request, next func(http.ResponseWriter, *http.Request) error) error {
-	e := m.sub.Engine()
-	if e == nil {
-		m.failClosed(w, r, errNoConfiguration)
+// subscriptionEngines gives the decision core the configuration the xDS
+// subscription has in force.
+type subscriptionEngines struct{ sub *xdsconfig.Subscription }
+
+func (s *subscriptionEngines) Load() *policy.Engine {
+	if s.sub == nil {
 		return nil
 	}
+	return s.sub.Engine()
+}
+
+// serveLocal decides r in process with the decision core every front end
+// of corsauthz uses: the same decision, the same authorizer call (made from
+// this process, with the same client, limits and merge) and the same
+// outcome as an Envoy in front of corsauthz would get.
+func (m *Middleware) serveLocal(w http.ResponseWriter, r *http.Request, next func(http.ResponseWriter, *http.Request) error) error {
 	req := m.request(r)
-	d, err := e.Decide(&req)
-	if err != nil { // a policy name the configuration does not have
+	ctx := r.Context()
+	if m.core.Tracing() {
+		ctx = tracing.FromHeader(ctx, r.Header) // the gateway's span, or the client's traceparent
+	}
+	out := m.core.Decide(ctx, decision.FrontEndMiddleware, &req, requestSource{r})
+	switch out.Action {
+	case decision.Fail:
+		err := error(out.Failure)
+		if out.Failure.Kind == decision.NoConfiguration {
+			err = errNoConfiguration
+		}
 		m.failClosed(w, r, err)
 		return nil
-	}
-	if d.ReportOnly {
-		d = policy.Decision{} // decided, but changes nothing
-	}
-	if d.Direct() {
+	case decision.Respond:
 		var buf [policy.MaxHeaders]policy.Header
-		respond(w, d.Status, d.AppendHeaders(buf[:0]))
+		respond(w, out.Status, out.AppendHeaders(buf[:0]), out.Body)
 		return nil
 	}
-	cw := newCORSWriter(w)
-	cw.decision = d
+	cw := &corsWriter{ResponseWriter: w, outcome: out}
+	if up := out.Upstream(); up != nil {
+		// A gRPC authorizer's ok_response holds its edits with their
+		// exact actions and query parameters; otherwise the outcome's
+		// lists (an HTTP authorizer's upstream headers).
+		if up.OK != nil {
+			r = upstreamRequest(r, nil, nil, up.OK)
+			cw.extra = responseHeaders(up.OK.GetResponseHeadersToAdd())
+		} else {
+			r = upstreamRequest(r, up.RequestHeaders, up.RemoveRequestHeaders, nil)
+		}
+	}
 	return cw.serve(r, next)
 }
 
-// corsWriters are reused: net/http forbids using a ResponseWriter after
-// ServeHTTP returns, so one is free again once serve returns, and pooling
-// it takes its allocation off every request.
-var corsWriters = sync.Pool{New: func() any { return new(corsWriter) }}
+// requestSource is the request as an authorizer is told of it: its method,
+// scheme, host, path and query, and its headers (lower-case names,
+// repeated ones joined with ","), the authorizer package sending only
+// those its configuration lists.
+type requestSource struct{ r *http.Request }
 
-func newCORSWriter(w http.ResponseWriter) *corsWriter {
-	cw := corsWriters.Get().(*corsWriter)
-	cw.ResponseWriter = w
-	return cw
-}
-
-// corsWriter puts the CORS headers on the wrapped handler's response when
-// it is written, in place of the handler's own Access-Control-* headers.
-// It holds the local Decision, or the headers Decide sent (remote).
-type corsWriter struct {
-	http.ResponseWriter
-	decision policy.Decision
-	remote   []policy.Header
-	written  bool
-}
-
-func (cw *corsWriter) serve(r *http.Request, next func(http.ResponseWriter, *http.Request) error) error {
-	err := next(cw, r)
-	cw.finish() // a handler that wrote nothing still gets its 200 with the headers
-	*cw = corsWriter{}
-	corsWriters.Put(cw)
-	return err
-}
-
-func (cw *corsWriter) finish() {
-	if cw.written {
-		return
+func (s requestSource) AuthorizerRequest(string) *authorizer.Request {
+	r := s.r
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
 	}
-	cw.written = true
-	h := cw.ResponseWriter.Header()
-	removeAccessControl(h)
-	headers := cw.remote
-	if headers == nil {
-		var buf [policy.MaxHeaders]policy.Header
-		headers = cw.decision.AppendHeaders(buf[:0])
+	headers := make(map[string]string, len(r.Header))
+	for name, vs := range r.Header {
+		headers[strings.ToLower(name)] = joined(vs)
 	}
-	applyHeaders(h, headers)
-}
-
-func (cw *corsWriter) WriteHeader(code int) {
-	if code >= 200 || code == http.StatusSwitchingProtocols {
-		cw.finish() // 1xx informational responses are not the answer
+	return &authorizer.Request{
+		Method:  r.Method,
+		Scheme:  scheme,
+		Host:    r.Host,
+		Path:    requestPath(r),
+		Headers: headers,
 	}
-	cw.ResponseWriter.WriteHeader(code)
 }
 
-func (cw *corsWriter) Write(b []byte) (int, error) {
-	cw.finish()
-	return cw.ResponseWriter.Write(b)
+// upstreamRequest is r as an authorizer that allowed it asked it to go on:
+// headers set and removed, and for a gRPC authorizer (or Check, in remote
+// mode) its ok_response's request headers, removals and query parameters.
+// r is copied, never changed.
+func upstreamRequest(r *http.Request, set []policy.Header, remove []string, ok *authv3.OkHttpResponse) *http.Request {
+	r2 := r.Clone(r.Context())
+	h := r2.Header
+	for _, name := range remove {
+		h.Del(name)
+	}
+	for _, hd := range set {
+		if hd.Append {
+			h.Add(hd.Name, hd.Value)
+		} else {
+			h.Set(hd.Name, hd.Value)
+		}
+	}
+	if ok == nil {
+		return r2
+	}
+	for _, o := range ok.GetHeaders() {
+		name, value := o.GetHeader().GetKey(), headerOptionValue(o.GetHeader())
+		if appends(o) {
+			h.Add(name, value)
+		} else {
+			h.Set(name, value)
+		}
+	}
+	for _, name := range ok.GetHeadersToRemove() {
+		h.Del(name)
+	}
+	if len(ok.GetQueryParametersToSet()) > 0 || len(ok.GetQueryParametersToRemove()) > 0 {
+		q := r2.URL.Query()
+		for _, name := range ok.GetQueryParametersToRemove() {
+			q.Del(name)
+		}
+		for _, p := range ok.GetQueryParametersToSet() {
+			q.Set(p.GetKey(), p.GetValue())
+		}
+		u := *r2.URL
+		u.RawQuery = q.Encode()
+		r2.URL = &u
+		r2.RequestURI = u.RequestURI()
+	}
+	return r2
 }
 
-// Flush sends the headers, if not yet sent, and flushes.
-func (cw *corsWriter) Flush() {
-	cw.finish()
-	_ = http.NewResponseController(cw.ResponseWriter).Flush()
+func headerOptionValue(h *corev3.HeaderValue) string {
+	if raw := h.GetRawValue(); len(raw) > 0 {
+		return string(raw)
+	}
+	return h.GetValue()
 }
 
-// Unwrap lets http.ResponseController reach the underlying writer.
-func (cw *corsWriter) Unwrap() http.ResponseWriter { return cw.ResponseWriter }
+// appends reports whether a header option adds a value rather than
+// replacing the header (the deprecated append, when set, wins, as in Envoy).
+func appends(o *corev3.HeaderValueOption) bool {
+	if b := o.GetAppend(); b != nil {
+		return b.GetValue()
+	}
+	return o.GetAppendAction() == corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD
+}
+
+// responseHeaders are a gRPC authorizer's ok_response headers for the
+// response (the authorizer package dropped any Access-Control-*).
+func responseHeaders(opts []*corev3.HeaderValueOption) []policy.Header {
+	out := make([]policy.Header, 0, len(opts))
+	for _, o := range opts {
+		out = append(out, policy.Header{Name: o.GetHeader().GetKey(), Value: headerOptionValue(o.GetHeader()), Append: appends(o)})
+	}
+	return out
+}

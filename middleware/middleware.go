@@ -10,11 +10,17 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/corsauthz/corsauthz/internal/tracing"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/corsauthz/corsauthz/decision"
 	"github.com/corsauthz/corsauthz/policy"
 	corsauthzv1 "github.com/corsauthz/corsauthz/proto/gen/corsauthz/v1"
 	"github.com/corsauthz/corsauthz/xdsconfig"
@@ -67,6 +73,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Registerer gets the xDS subscription's metrics (nil: none).
 	Registerer prometheus.Registerer
+	// TracerProvider, when set, traces each request decided in local mode
+	// (a span per decision and per authorizer call, joined to the
+	// request's own trace); nil: no tracing.
+	TracerProvider trace.TracerProvider
 }
 
 // Middleware decides CORS for the handlers it wraps. It is safe for
@@ -78,9 +88,11 @@ type Middleware struct {
 	logger  *slog.Logger
 
 	conn      grpc.ClientConnInterface
-	ownConn   *grpc.ClientConn // dialled by New, closed by Close
-	decisions corsauthzv1.DecisionServiceClient
-	sub       *xdsconfig.Subscription
+	ownConn   *grpc.ClientConn                  // dialled by New, closed by Close
+	decisions corsauthzv1.DecisionServiceClient // remote mode
+	checks    authv3.AuthorizationClient        // remote mode, for policies with an authorizer
+	sub       *xdsconfig.Subscription           // local mode
+	core      *decision.Core                    // local mode
 
 	lastFailureLog atomic.Int64 // UnixNano; failures are logged at most once a second
 	failures       atomic.Int64 // since the last failure log line
@@ -111,7 +123,9 @@ func New(ctx context.Context, opts Options) (*Middleware, error) {
 		m.timeout = DefaultTimeout
 	}
 	if m.logger == nil {
-		m.logger = slog.New(slog.DiscardHandler)
+		// Not silent: a gateway's operator must hear of a corsauthz it
+		// cannot reach.
+		m.logger = slog.Default()
 	}
 	if m.conn == nil {
 		if opts.Address == "" {
@@ -133,12 +147,24 @@ func New(ctx context.Context, opts Options) (*Middleware, error) {
 	}
 	if m.mode == ModeRemote {
 		m.decisions = corsauthzv1.NewDecisionServiceClient(m.conn)
+		m.checks = authv3.NewAuthorizationClient(m.conn)
 		return m, nil
 	}
 
+	// The core follows the subscription: each configuration's authorizer
+	// clients are built before it is put in force (a configuration whose
+	// clients cannot be built is NACKed and the last good one stays).
+	engines := subscriptionEngines{}
+	var tracer trace.Tracer
+	if opts.TracerProvider != nil {
+		tracer = opts.TracerProvider.Tracer(tracing.ScopeName)
+	}
+	m.core = decision.New(&engines, decision.Options{Logger: m.logger, Tracer: tracer})
 	m.sub = xdsconfig.Subscribe(context.Background(), m.conn, xdsconfig.SubscribeOptions{
 		NodeID: opts.NodeID, Address: opts.Address, Registerer: opts.Registerer, Logger: m.logger,
+		Prepare: m.core.Sync,
 	})
+	engines.sub = m.sub
 	wait := opts.StartupWait
 	if wait == 0 {
 		wait = DefaultStartupWait
@@ -186,6 +212,9 @@ func (m *Middleware) Close() error {
 	if m.sub != nil {
 		m.sub.Close()
 	}
+	if m.core != nil {
+		m.core.Close()
+	}
 	if m.ownConn != nil {
 		return m.ownConn.Close()
 	}
@@ -218,10 +247,7 @@ func (m *Middleware) Serve(w http.ResponseWriter, r *http.Request, next func(htt
 // in a CheckRequest: repeated headers joined with ",", the path as on the
 // request line.
 func (m *Middleware) request(r *http.Request) policy.Request {
-	path := r.RequestURI
-	if !strings.HasPrefix(path, "/") {
-		path = r.URL.RequestURI() // absolute-form, or a request built by hand
-	}
+	path := requestPath(r)
 	origin, originPresent := r.Header[policy.HeaderOrigin]
 	req := policy.Request{
 		Method:        r.Method,
@@ -237,6 +263,14 @@ func (m *Middleware) request(r *http.Request) policy.Request {
 		req.RequestPrivateNetwork = headerValue(r.Header, policy.HeaderRequestPrivateNetwork)
 	}
 	return req
+}
+
+// requestPath is the path and query as on r's request line.
+func requestPath(r *http.Request) string {
+	if path := r.RequestURI; strings.HasPrefix(path, "/") {
+		return path
+	}
+	return r.URL.RequestURI() // absolute-form, or a request built by hand
 }
 
 // headerValue is the header's values joined with ",", as Envoy joins
@@ -270,12 +304,16 @@ func (m *Middleware) failClosed(w http.ResponseWriter, r *http.Request, err erro
 		slog.String("mode", string(m.mode)), slog.String("error", err.Error()), slog.Int64("requests", n))
 }
 
-// respond writes a direct answer: status, headers, no body.
-func respond(w http.ResponseWriter, status int, headers []policy.Header) {
+// respond writes a direct answer: status, headers and body (an
+// authorizer's denial or failure; none for a CORS answer).
+func respond(w http.ResponseWriter, status int, headers []policy.Header, body []byte) {
 	h := w.Header()
 	removeAccessControl(h) // headers an outer handler set: one answer only
 	applyHeaders(h, headers)
 	w.WriteHeader(status)
+	if len(body) > 0 {
+		_, _ = w.Write(body)
+	}
 }
 
 // applyHeaders adds headers to h as Envoy applies response_headers_to_add:
@@ -300,10 +338,16 @@ func applyHeaders(h http.Header, headers []policy.Header) {
 // shipped Envoy route's response_headers_to_remove does to the upstream's.
 func removeAccessControl(h http.Header) {
 	for name := range h {
-		if len(name) > len(accessControlPrefix) && strings.EqualFold(name[:len(accessControlPrefix)], accessControlPrefix) {
+		if isAccessControl(name) {
 			delete(h, name)
 		}
 	}
+}
+
+// isAccessControl reports whether name is an Access-Control-* header name,
+// in any case.
+func isAccessControl(name string) bool {
+	return len(name) > len(accessControlPrefix) && strings.EqualFold(name[:len(accessControlPrefix)], accessControlPrefix)
 }
 
 const accessControlPrefix = "Access-Control-"

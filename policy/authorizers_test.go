@@ -88,7 +88,10 @@ func TestAuthorizerFor(t *testing.T) {
 		{desc: "rejected preflight: never", req: policy.Request{Method: "OPTIONS", Host: "api.example.com", Origin: "https://evil.example", RequestMethod: "PUT"}, want: ""},
 		{desc: "refused by reject_disallowed_origins: never", req: policy.Request{Method: "GET", Host: "api.example.com", Origin: "https://evil.example"}, want: ""},
 		{desc: "report_only applies to CORS, not authorization", req: policy.Request{Method: "GET", Host: "admin.example.com", Origin: "https://evil.example"}, want: "opa"},
-		{desc: "report_only preflight: never", req: policy.Request{Method: "OPTIONS", Host: "admin.example.com", Origin: "https://admin.example.com", RequestMethod: "PUT"}, want: ""},
+		{desc: "report_only preflight: asked, since it goes upstream", req: policy.Request{Method: "OPTIONS", Host: "admin.example.com", Origin: "https://admin.example.com", RequestMethod: "PUT"}, want: "opa"},
+		{desc: "report_only preflight from a refused origin: asked", req: policy.Request{Method: "OPTIONS", Host: "admin.example.com", Origin: "https://evil.example", RequestMethod: "GET"}, want: "opa"},
+		{desc: "report_only allowed preflight: asked", req: policy.Request{Method: "OPTIONS", Host: "admin.example.com", Origin: "https://admin.example.com", RequestMethod: "GET"}, want: "opa"},
+		{desc: "OPTIONS without Access-Control-Request-Method is an actual request: asked", req: policy.Request{Method: "OPTIONS", Host: "api.example.com", Origin: "https://app.example.com"}, want: "oauth2-proxy"},
 		{desc: "policy without an authorizer", req: policy.Request{Method: "GET", Host: "other.example.com", Origin: "https://x.example"}, want: ""},
 		{desc: "named by cors_policy", req: policy.Request{Method: "POST", Policy: "admin"}, want: "opa"},
 	}
@@ -168,7 +171,7 @@ policies:
 			`f.yaml:3:17: authorizers[0].http.url: url "ftp://auth/check" must start with http:// or https://`,
 			`f.yaml:5:17: authorizers[1].http.url: url "http://auth/check?x=1" has a query, and forward_path appends the request's path and query to it: drop the query, or set forward_path: false`,
 			`f.yaml:7:17: authorizers[2].http.url: url "http:///check" has no host`,
-			`f.yaml:9:17: authorizers[3].http.url: url "http://u:p@auth/check" carries a user name or password: send credentials in headers instead`,
+			`f.yaml:9:17: authorizers[3].http.url: url "http://u:xxxxx@auth/check" carries a user name or password, which would be configuration text (logged, published to gateways): send the credential as a static_headers entry read from the environment or a file instead`,
 			`f.yaml:11:17: authorizers[4].http.url: url "http://auth/check#x" has a fragment (#...), which is never sent: leave it out`,
 			`f.yaml:13:11: authorizers[5].http.url: url is required: write the check's URL, such as "http://oauth2-proxy.auth.svc:4180/oauth2/auth"`,
 			`f.yaml:15:17: authorizers[6].http.url: url "auth.svc:4180/check" must start with http:// or https://`,
@@ -229,7 +232,7 @@ policies:
 			`f.yaml:8:15: authorizers[2].on_error: on_error "open": write "deny" (the default: a failure is answered 503) or "allow" (fail open)`,
 			`f.yaml:9:11: authorizers[3].name: duplicate authorizer name "both" (authorizers[1] has it already): names must be unique`,
 			`f.yaml:10:21: authorizers[3].grpc.address: address "grpc://opa:9191" must be host:port, without a scheme`,
-			`f.yaml:10:53: authorizers[3].grpc.tls: unknown field "tls": valid fields are address, timeout`,
+			`f.yaml:10:58: authorizers[3].grpc.tls: must be a mapping of fields, not true`,
 			`f.yaml:12:56: authorizers[4].http.headers[0]: "bad name" is not a header name: use letters, digits and -`,
 			`f.yaml:12:88: authorizers[4].http.upstream_headers[0]: "x:y" is not a header name: use letters, digits and -`,
 		},
@@ -285,6 +288,13 @@ func TestCompileAuthorizersHashIsStable(t *testing.T) {
 // docs/authorizers.md.
 func FuzzLoadAuthorizers(f *testing.F) {
 	f.Add([]byte(authorizersValid))
+	// A group that shares its authorizer, one mutation from one that
+	// does not.
+	f.Add([]byte(ssoAuthorizers + `policies:
+  - {name: app, authorizer: sso, allowed_origins: [https://app.example.com], match: {hosts: [api.example.com]}}
+  - {name: partners, authorizer: sso, allowed_origins: [https://partner.example.net], match: {hosts: [api.example.com]}}
+  - {name: admin, authorizer: opa, allowed_origins: ["*"], match: {hosts: [admin.example.com]}}
+`))
 	for _, tc := range invalidAuthorizers {
 		f.Add([]byte(tc.yaml))
 	}
@@ -318,13 +328,28 @@ func FuzzLoadAuthorizers(f *testing.F) {
 			if err != nil {
 				continue
 			}
-			if n := e.AuthorizerFor(&d); n != "" && !names[n] {
-				t.Errorf("AuthorizerFor names %q, not configured", n)
+			got, configured := e.AuthorizerFor(&d), e.PolicyAuthorizer(d.Policy)
+			if got != "" && !names[got] {
+				t.Errorf("AuthorizerFor names %q, not configured", got)
 			}
-			if d.Kind == policy.KindPreflightAllowed || d.Kind == policy.KindPreflightRejected {
-				if e.AuthorizerFor(&d) != "" {
-					t.Error("a preflight asks an authorizer")
+			// Only what corsauthz answers itself skips the authorizer.
+			if want := map[bool]string{true: "", false: configured}[d.Direct()]; got != want {
+				t.Errorf("decision %v (direct %v) of policy %q asks %q, want %q", d.Kind, d.Direct(), d.Policy, got, want)
+			}
+		}
+		// No client chooses who authorizes: whatever the Origin, a request
+		// to one host and path is sent to the same authorizer (or none).
+		for _, host := range []string{"api.example.com", "admin.example.com", "other.example.com"} {
+			asked := map[string]bool{}
+			for _, o := range []string{"", "https://app.example.com", "https://admin.example.com", "https://partner.example.net", "https://evil.example"} {
+				d, err := e.Decide(&policy.Request{Method: "GET", Host: host, Path: "/v1/x", Origin: o})
+				if err != nil {
+					continue
 				}
+				asked[e.PolicyAuthorizer(d.Policy)] = true
+			}
+			if len(asked) > 1 {
+				t.Errorf("host %s: the Origin chooses among authorizers %v", host, asked)
 			}
 		}
 	})

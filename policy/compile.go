@@ -33,8 +33,12 @@ var policyNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 // [FieldErrors]), and no Engine if there is any. Warnings are remarks on a
 // configuration that is accepted, such as an origin normalised to what
 // browsers send.
+//
+// Compile also reads the files an authorizer's TLS settings name, and
+// checks the environment variables and files its static headers are read
+// from, as [Load] does.
 func Compile(cfg *Config) (*Engine, []*FieldError, error) {
-	e, warnings, err := compileUnhashed(cfg)
+	e, warnings, err := compileUnhashed(cfg, true)
 	if err != nil {
 		return nil, warnings, err
 	}
@@ -44,7 +48,9 @@ func Compile(cfg *Config) (*Engine, []*FieldError, error) {
 
 // compileUnhashed is Compile without the hash, which Load takes from the
 // file's bytes instead.
-func compileUnhashed(cfg *Config) (*Engine, []*FieldError, error) {
+// checkFiles says whether to read the files an authorizer names (see
+// LoadOptions.SkipLocalFiles).
+func compileUnhashed(cfg *Config, checkFiles bool) (*Engine, []*FieldError, error) {
 	if errs := checkConfigLimits(cfg); len(errs) > 0 {
 		joined := make([]error, len(errs))
 		for i, fe := range errs {
@@ -52,7 +58,7 @@ func compileUnhashed(cfg *Config) (*Engine, []*FieldError, error) {
 		}
 		return nil, nil, errors.Join(joined...)
 	}
-	c := compiler{}
+	c := compiler{checkFiles: checkFiles}
 	e := c.compile(cfg)
 	if len(c.errs) > 0 {
 		errs := make([]error, len(c.errs))
@@ -68,6 +74,9 @@ func compileUnhashed(cfg *Config) (*Engine, []*FieldError, error) {
 type compiler struct {
 	errs     []*FieldError
 	warnings []*FieldError
+	// checkFiles: read the TLS files authorizers name, and look up the
+	// variables and files of their static headers.
+	checkFiles bool
 }
 
 func (c *compiler) errorf(path, format string, args ...any) {

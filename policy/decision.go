@@ -133,6 +133,17 @@ func (d *Decision) AppendHeaders(dst []Header) []Header {
 	return append(dst, d.fixed...)
 }
 
+// AppendResponseHeaders appends the headers the gateway sends with the
+// decision: those of AppendHeaders, or none for a report-only decision,
+// which changes nothing. It is the one place the report-only rule is
+// written for every front end.
+func (d *Decision) AppendResponseHeaders(dst []Header) []Header {
+	if d.ReportOnly {
+		return dst
+	}
+	return d.AppendHeaders(dst)
+}
+
 // FixedAnswer reports whether the decision's answer (Direct, Status and
 // headers) is the same for every request that gets this Kind from this
 // Policy, picked alone or from a group (Group empty or not): a request

@@ -31,6 +31,7 @@ type Engine struct {
 type compiledPolicy struct {
 	name       string
 	index      int
+	authorizer string // as written in the policy; "" for none
 	reportOnly bool
 	reject     bool
 

@@ -74,6 +74,12 @@ func isJoined(err error) bool {
 // service configuration that must be fixed, never silently allowed.
 var ErrUnknownPolicy = errors.New("no policy of that name is configured")
 
+// ErrConfigurationMismatch is matched (errors.Is) by every error of
+// [Engine.Decide]: the request names policies the configuration cannot
+// serve as named, so the gateway's configuration and corsauthz's disagree.
+// Front ends answer it as a failure (never a pass) and log it.
+var ErrConfigurationMismatch = errors.New("the gateway's configuration does not match corsauthz's")
+
 // UnknownPolicyError carries the name that was asked for.
 type UnknownPolicyError struct{ Name string }
 
@@ -82,5 +88,42 @@ func (e *UnknownPolicyError) Error() string {
 	return fmt.Sprintf("policy %q is not configured (the gateway's cors_policy names a policy this configuration does not have)", limits.Cut(e.Name))
 }
 
-// Is makes errors.Is(err, ErrUnknownPolicy) true.
-func (e *UnknownPolicyError) Is(target error) bool { return target == ErrUnknownPolicy }
+// Is makes errors.Is(err, ErrUnknownPolicy) and
+// errors.Is(err, ErrConfigurationMismatch) true.
+func (e *UnknownPolicyError) Is(target error) bool {
+	return target == ErrUnknownPolicy || target == ErrConfigurationMismatch
+}
+
+// GroupAuthorizerError is the error of a request whose cors_policy names
+// a group of policies ("app,partners") that do not all ask the same
+// authorizer. Among the policies of a group the request's Origin picks
+// the one that decides, so if their authorizers differed the client
+// would choose who authorizes it, or that nobody does: the request is
+// refused instead, as a configuration mismatch. (Policies that share a
+// match are checked when the configuration is loaded; a group named by
+// the gateway is only known when a request names it.)
+type GroupAuthorizerError struct {
+	// Group is the cors_policy value; First and Other two of its policies
+	// with their authorizers ("" for none).
+	Group                  string
+	First, FirstAuthorizer string
+	Other, OtherAuthorizer string
+}
+
+func (e *GroupAuthorizerError) Error() string {
+	name := func(a string) string {
+		if a == "" {
+			return "no authorizer"
+		}
+		return fmt.Sprintf("authorizer %q", limits.Cut(a))
+	}
+	return fmt.Sprintf("cors_policy %q names policies that ask different authorizers (%q asks %s, %q asks %s), so the request's Origin would choose who authorizes it: give the policies of a group the same authorizer",
+		limits.Cut(e.Group), e.First, name(e.FirstAuthorizer), e.Other, name(e.OtherAuthorizer))
+}
+
+// Is makes errors.Is(err, ErrConfigurationMismatch) true, and
+// errors.Is(err, ErrUnknownPolicy) too, so that a front end that refuses
+// an unknown policy as a mismatch refuses this request the same way.
+func (e *GroupAuthorizerError) Is(target error) bool {
+	return target == ErrConfigurationMismatch || target == ErrUnknownPolicy
+}

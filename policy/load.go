@@ -31,12 +31,30 @@ func LoadFile(path string) (*Engine, []*FieldError, error) {
 // Load checks and compiles a configuration file's contents (YAML, or JSON,
 // which is YAML too). filename is only used to locate problems. Every
 // problem is returned at once, each a *FieldError with its line, column and
-// field path; unknown fields are problems too.
+// field path; unknown fields are problems too. The files an authorizer's
+// TLS settings name must be readable here (see [LoadOptions]).
 func Load(filename string, data []byte) (*Engine, []*FieldError, error) {
+	return LoadWithOptions(filename, data, LoadOptions{})
+}
+
+// LoadOptions changes what [LoadWithOptions] checks.
+type LoadOptions struct {
+	// SkipLocalFiles leaves unchecked the files and environment variables
+	// authorizers name (TLS certificates, static header values). It is
+	// for a gateway compiling a configuration written for another machine
+	// (the corsauthz service's, received over xDS): there a file that is
+	// missing must not refuse every policy; the client that needs it fails
+	// its calls instead, and only the requests under its policies are
+	// answered 503.
+	SkipLocalFiles bool
+}
+
+// LoadWithOptions is [Load] with options.
+func LoadWithOptions(filename string, data []byte, opts LoadOptions) (*Engine, []*FieldError, error) {
 	p := parser{file: filename, pos: map[string]position{}}
 	cfg := p.parse(data)
 
-	e, warnings, err := compileUnhashed(cfg)
+	e, warnings, err := compileUnhashed(cfg, !opts.SkipLocalFiles)
 	for _, w := range warnings {
 		p.locate(w)
 	}

@@ -73,7 +73,8 @@ func (e *Engine) selectPolicy(r *Request) (selection, error) {
 // selectNamedGroup picks from a cors_policy that lists several policies,
 // as a match group picks: the first that admits the Origin, else the first.
 // Every name must name a policy, so that a typo is refused whatever the
-// Origin.
+// Origin, and every policy must ask the same authorizer (or all none), so
+// that the Origin never chooses who authorizes (GroupAuthorizerError).
 func (e *Engine) selectNamedGroup(list, o string, cors bool) (selection, error) {
 	var first, chosen *compiledPolicy
 	for rest, more := list, true; more; {
@@ -86,6 +87,8 @@ func (e *Engine) selectNamedGroup(list, o string, cors bool) (selection, error) 
 		}
 		if first == nil {
 			first = p
+		} else if p.authorizer != first.authorizer {
+			return selection{}, &GroupAuthorizerError{Group: list, First: first.name, FirstAuthorizer: first.authorizer, Other: p.name, OtherAuthorizer: p.authorizer}
 		}
 		if chosen == nil && cors {
 			if ok, _ := p.matchOrigin(o); ok {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	th "github.com/corsauthz/corsauthz/internal/testharness"
+
 	"github.com/corsauthz/corsauthz/policy"
 	"github.com/corsauthz/corsauthz/server"
 )
@@ -26,7 +28,7 @@ type listenerAnswer struct {
 // does (X-Forwarded-*) with the request's own headers hs.
 func askHTTP(t *testing.T, addr, method, host, uri string, hs map[string]string) listenerAnswer {
 	t.Helper()
-	req, err := http.NewRequestWithContext(ctxTimeout(t), "GET", "http://"+addr+"/check", nil)
+	req, err := http.NewRequestWithContext(th.CtxTimeout(t), "GET", "http://"+addr+"/check", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,17 +62,17 @@ func askHTTP(t *testing.T, addr, method, host, uri string, hs map[string]string)
 }
 
 // TestHTTPListenerAsksAuthorizers: the HTTP listener asks the policy's
-// authorizer exactly when Check does (contract §8: every request but
+// authorizer exactly when Check does (docs/authorizers.md: every request but
 // preflights and reject-mode refusals) and writes the merged answer in
-// its own protocol (§7): an allow is a 200 with the CORS headers, the
+// its own protocol (docs/nginx.md): an allow is a 200 with the CORS headers, the
 // headers for the upstream and X-Envoy-Auth-Headers-To-Remove; a denial
 // the authorizer's status, headers and body with the CORS headers; a
 // failure a 503 with the CORS headers.
 func TestHTTPListenerAsksAuthorizers(t *testing.T) {
-	ta := startTestAuthorizers(t)
-	holder := policy.NewHolder(loadEngine(t, fmt.Sprintf(authorizerConfig, ta.httpURL, ta.grpcAddr)))
-	ts := startServer(t, holder, server.Options{HTTPAddr: "127.0.0.1:0"})
-	addr := ts.srv.HTTPAddr().String()
+	ta := th.StartTestAuthorizers(t)
+	holder := policy.NewHolder(th.LoadEngine(t, fmt.Sprintf(th.AuthorizerConfig, ta.HTTPURL, ta.GRPCAddr)))
+	ts := th.StartServer(t, holder, server.Options{HTTPAddr: "127.0.0.1:0"})
+	addr := ts.Srv.HTTPAddr().String()
 
 	origin := "https://app.example.com"
 	tests := []struct {
@@ -135,13 +137,12 @@ func TestHTTPListenerAsksAuthorizers(t *testing.T) {
 			want:    listenerAnswer{status: 403, headers: []string{"Vary: Origin"}},
 		},
 		{
-			desc:   "gRPC authorizer allows: its request and response headers, the removal; corsauthz's Allow-Origin wins",
+			desc:   "gRPC authorizer allows: its request headers and the removal; its response headers have no place in this protocol (dropped); corsauthz's Allow-Origin wins",
 			method: "POST", host: "rpc.example.com", uri: "/v1/x",
 			headers: map[string]string{"Origin": origin, "X-Token": "ok"},
 			want: listenerAnswer{status: 200, headers: []string{
 				"Access-Control-Allow-Origin: https://app.example.com",
 				"Vary: Origin",
-				"X-Checked: yes",
 				"X-Envoy-Auth-Headers-To-Remove: x-token",
 				"X-User: alice",
 			}},
@@ -170,7 +171,7 @@ func TestHTTPListenerAsksAuthorizers(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
-			httpBefore, grpcBefore := ta.httpAsked.Load(), len(ta.grpcRequests())
+			httpBefore, grpcBefore := ta.HTTPAsked.Load(), len(ta.GRPCRequests())
 			got := askHTTP(t, addr, tc.method, tc.host, tc.uri, tc.headers)
 			if got.status != tc.want.status || got.body != tc.want.body {
 				t.Errorf("answer %d %q, want %d %q", got.status, got.body, tc.want.status, tc.want.body)
@@ -178,17 +179,15 @@ func TestHTTPListenerAsksAuthorizers(t *testing.T) {
 			if g, w := strings.Join(got.headers, "\n"), strings.Join(tc.want.headers, "\n"); g != w {
 				t.Errorf("headers:\n%s\nwant:\n%s", g, w)
 			}
-			if n := ta.httpAsked.Load() - httpBefore; n != tc.httpAsked {
+			if n := ta.HTTPAsked.Load() - httpBefore; n != tc.httpAsked {
 				t.Errorf("HTTP authorizer asked %d times, want %d", n, tc.httpAsked)
 			}
-			rs := ta.grpcRequests()
+			rs := ta.GRPCRequests()
 			if n := len(rs) - grpcBefore; n != tc.grpcAsked {
 				t.Errorf("gRPC authorizer asked %d times, want %d", n, tc.grpcAsked)
 			}
 			if tc.httpAsked > 0 {
-				ta.httpMu.Lock()
-				h := ta.httpLast
-				ta.httpMu.Unlock()
+				h := ta.LastHTTPHeaders()
 				for name, want := range map[string]string{
 					"X-Forwarded-Method": tc.method, "X-Forwarded-Proto": "https",
 					"X-Forwarded-Host": tc.host, "X-Forwarded-Uri": tc.uri, "Cookie": tc.headers["Cookie"],
@@ -247,8 +246,8 @@ policies:
     match: {hosts: [open.example.com]}
     allowed_origins: [https://app.example.com]
 `, down)
-	ts := startServer(t, policy.NewHolder(loadEngine(t, cfg)), server.Options{HTTPAddr: "127.0.0.1:0"})
-	addr := ts.srv.HTTPAddr().String()
+	ts := th.StartServer(t, policy.NewHolder(th.LoadEngine(t, cfg)), server.Options{HTTPAddr: "127.0.0.1:0"})
+	addr := ts.Srv.HTTPAddr().String()
 	origin := map[string]string{"Origin": "https://app.example.com"}
 	cors := []string{"Access-Control-Allow-Origin: https://app.example.com", "Vary: Origin"}
 

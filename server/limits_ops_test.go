@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	th "github.com/corsauthz/corsauthz/internal/testharness"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -29,19 +31,19 @@ func TestRemovedPolicySeriesDropped(t *testing.T) {
 	config := func(i int) string {
 		return fmt.Sprintf("policies:\n  - name: p%d\n    allowed_origins: [https://app.example.com]\n", i)
 	}
-	ts := startServer(t, policy.NewHolder(loadEngine(t, config(0))), server.Options{})
-	ctx := ctxTimeout(t)
+	ts := th.StartServer(t, policy.NewHolder(th.LoadEngine(t, config(0))), server.Options{})
+	ctx := th.CtxTimeout(t)
 	for i := range 51 {
 		if i > 0 {
-			if err := ts.srv.Reload(ctx, "test.yaml", []byte(config(i))); err != nil {
+			if err := ts.Srv.Reload(ctx, "test.yaml", []byte(config(i))); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if _, err := ts.authz().Check(ctx, checkRequest("GET", "api.example.com", "/", hdrs{"origin": app}, fmt.Sprintf("p%d", i))); err != nil {
+		if _, err := ts.Authz().Check(ctx, th.CheckRequest("GET", "api.example.com", "/", th.Hdrs{"origin": th.App}, fmt.Sprintf("p%d", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
-	families, err := ts.reg.Gather()
+	families, err := ts.Reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,9 +72,9 @@ func TestAdminNotLoopbackWarns(t *testing.T) {
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			t.Parallel()
-			var logs logBuffer
-			srv, err := server.New(policy.NewHolder(loadEngine(t, testConfig)), server.Options{
-				GRPCAddr: "127.0.0.1:0", AdminAddr: tc.addr, Registry: prometheus.NewRegistry(), Logger: logs.logger(slog.LevelInfo),
+			var logs th.LogBuffer
+			srv, err := server.New(policy.NewHolder(th.LoadEngine(t, th.Config)), server.Options{
+				GRPCAddr: "127.0.0.1:0", AdminAddr: tc.addr, Registry: prometheus.NewRegistry(), Logger: logs.Logger(slog.LevelInfo),
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -82,7 +84,7 @@ func TestAdminNotLoopbackWarns(t *testing.T) {
 			if err := srv.Serve(ctx); err != nil {
 				t.Fatal(err)
 			}
-			got := logs.withMsg(t, "the admin listener is not on loopback: /metrics, /healthz and /readyz can be reached from the network; bind --admin-addr to 127.0.0.1 unless that is intended, and restrict who can reach it")
+			got := logs.WithMsg(t, "the admin listener is not on loopback: /metrics, /healthz and /readyz can be reached from the network; bind --admin-addr to 127.0.0.1 unless that is intended, and restrict who can reach it")
 			if (len(got) == 1) != tc.warn {
 				t.Errorf("warnings: %v, want one: %v", got, tc.warn)
 			}
@@ -113,27 +115,27 @@ func TestTLSExpiredCertificate(t *testing.T) {
 	})
 	t.Run("rotation", func(t *testing.T) {
 		t.Parallel()
-		var logs logBuffer
-		ts := startServer(t, policy.NewHolder(loadEngine(t, testConfig)), server.Options{
-			Logger: logs.logger(slog.LevelInfo),
+		var logs th.LogBuffer
+		ts := th.StartServer(t, policy.NewHolder(th.LoadEngine(t, th.Config)), server.Options{
+			Logger: logs.Logger(slog.LevelInfo),
 			TLS:    &server.TLSOptions{CertFile: files.cert, KeyFile: files.key, ReloadInterval: 10 * time.Millisecond},
 		})
-		addr := ts.srv.GRPCAddr().String()
+		addr := ts.Srv.GRPCAddr().String()
 		first, err := dialTLS(t, addr, files.ca, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		replaceFile(t, files.key, expiredKey)
 		replaceFile(t, files.cert, expiredCert)
-		waitFor(t, "the refused rotation to be counted", func() bool {
+		th.WaitFor(t, "the refused rotation to be counted", func() bool {
 			_, _ = dialTLS(t, addr, files.ca, nil, nil)
-			_, body := ts.get(t, "/metrics")
-			return metric(body, `corsauthz_tls_certificate_reloads_total{result="failure"}`) == 1
+			_, body := ts.Get(t, "/metrics")
+			return th.Metric(body, `corsauthz_tls_certificate_reloads_total{result="failure"}`) == 1
 		})
 		if got, err := dialTLS(t, addr, files.ca, nil, nil); err != nil || got.Cmp(first) != 0 {
 			t.Errorf("after the refused rotation: serial %v, %v; want the certificate in use, %v", got, err, first)
 		}
-		failed := logs.withMsg(t, "TLS certificate reload failed: keeping the certificate in use")
+		failed := logs.WithMsg(t, "TLS certificate reload failed: keeping the certificate in use")
 		if len(failed) != 1 || !strings.Contains(failed[0]["error"].(string), "expired at") {
 			t.Errorf("failure log: %v", failed)
 		}
@@ -147,12 +149,12 @@ func TestRefusedHandshakesAndMalformedMessagesCounted(t *testing.T) {
 	t.Run("TLS handshakes", func(t *testing.T) {
 		t.Parallel()
 		files := newTLSFiles(t)
-		var logs logBuffer
-		ts := startServer(t, policy.NewHolder(loadEngine(t, testConfig)), server.Options{
-			Logger: logs.logger(slog.LevelInfo),
+		var logs th.LogBuffer
+		ts := th.StartServer(t, policy.NewHolder(th.LoadEngine(t, th.Config)), server.Options{
+			Logger: logs.Logger(slog.LevelInfo),
 			TLS:    &server.TLSOptions{CertFile: files.cert, KeyFile: files.key, ClientCAFile: files.clientCA},
 		})
-		addr := ts.srv.GRPCAddr().String()
+		addr := ts.Srv.GRPCAddr().String()
 		const attempts = 3
 		for range attempts {
 			if _, err := dialTLS(t, addr, files.ca, files.otherClient, files.otherClientKey); err == nil {
@@ -164,27 +166,27 @@ func TestRefusedHandshakesAndMalformedMessagesCounted(t *testing.T) {
 		}
 		// The counter and the log line are written one after the other by
 		// the handshake's goroutine, so wait for both.
-		waitFor(t, "the refused handshakes to be counted and logged", func() bool {
-			_, body := ts.get(t, "/metrics")
-			return metric(body, "corsauthz_tls_handshake_failures_total") >= attempts+1 &&
-				len(logs.withMsg(t, "TLS handshake refused")) >= attempts+1
+		th.WaitFor(t, "the refused handshakes to be counted and logged", func() bool {
+			_, body := ts.Get(t, "/metrics")
+			return th.Metric(body, "corsauthz_tls_handshake_failures_total") >= attempts+1 &&
+				len(logs.WithMsg(t, "TLS handshake refused")) >= attempts+1
 		})
 	})
 	t.Run("malformed messages", func(t *testing.T) {
 		t.Parallel()
-		var logs logBuffer
-		ts := startServer(t, policy.NewHolder(loadEngine(t, testConfig)), server.Options{Logger: logs.logger(slog.LevelInfo)})
-		ctx := ctxTimeout(t)
+		var logs th.LogBuffer
+		ts := th.StartServer(t, policy.NewHolder(th.LoadEngine(t, th.Config)), server.Options{Logger: logs.Logger(slog.LevelInfo)})
+		ctx := th.CtxTimeout(t)
 		for _, in := range [][]byte{{0x0c}, {0x0a, 0x05}, append([]byte{0x0a, 0xff, 0xff, 0x03}, make([]byte, 20<<10)...)} {
-			if _, err := rawCheck(ctx, ts.conn, in); status.Code(err) != codes.Internal {
+			if _, err := th.RawCheck(ctx, ts.Conn, in); status.Code(err) != codes.Internal {
 				t.Fatalf("input %x: %v, want Internal", in[:min(len(in), 8)], err)
 			}
 		}
-		_, body := ts.get(t, "/metrics")
-		if got := metric(body, "corsauthz_malformed_messages_total"); got != 3 {
+		_, body := ts.Get(t, "/metrics")
+		if got := th.Metric(body, "corsauthz_malformed_messages_total"); got != 3 {
 			t.Errorf("corsauthz_malformed_messages_total = %v, want 3", got)
 		}
-		if got := logs.withMsg(t, "malformed request message"); len(got) != 3 {
+		if got := logs.WithMsg(t, "malformed request message"); len(got) != 3 {
 			t.Errorf("%d malformed messages logged, want 3", len(got))
 		}
 	})
@@ -201,14 +203,12 @@ func TestRefusedReloadLogBounded(t *testing.T) {
 		fmt.Fprintf(&b, "      - https://%d%s.example.com/path\n", i, strings.Repeat("a", 300))
 	}
 	b.WriteString("    " + strings.Repeat("k", 1000) + ": true\n")
-	var logs logBuffer
-	ts := startServer(t, policy.NewHolder(loadEngine(t, testConfig)), server.Options{Logger: logs.logger(slog.LevelInfo)})
-	if err := ts.srv.Reload(ctxTimeout(t), "big.yaml", []byte(b.String())); err == nil {
+	var logs th.LogBuffer
+	ts := th.StartServer(t, policy.NewHolder(th.LoadEngine(t, th.Config)), server.Options{Logger: logs.Logger(slog.LevelInfo)})
+	if err := ts.Srv.Reload(th.CtxTimeout(t), "big.yaml", []byte(b.String())); err == nil {
 		t.Fatal("the invalid configuration was accepted")
 	}
-	logs.mu.Lock()
-	text := logs.buf.String()
-	logs.mu.Unlock()
+	text := logs.String()
 	lines := strings.Split(strings.TrimSpace(text), "\n")
 	if len(lines) > 110 {
 		t.Errorf("a refused reload logged %d lines, want at most about 100", len(lines))
@@ -218,7 +218,7 @@ func TestRefusedReloadLogBounded(t *testing.T) {
 			t.Fatalf("a log line is %d bytes: %.300s", len(line), line)
 		}
 	}
-	if got := logs.withMsg(t, "invalid configuration: more problems not logged (corsauthz validate lists them all)"); len(got) != 1 {
+	if got := logs.WithMsg(t, "invalid configuration: more problems not logged (corsauthz validate lists them all)"); len(got) != 1 {
 		t.Errorf("no line says problems were left out: %v", got)
 	}
 	t.Logf("%d bytes of configuration: %d log lines, %d bytes", b.Len(), len(lines), len(text))
@@ -228,8 +228,8 @@ func TestRefusedReloadLogBounded(t *testing.T) {
 // 16 MiB a call, which 8cd63ac kept).
 func TestMetadataBounded(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, policy.NewHolder(loadEngine(t, testConfig)), server.Options{})
-	req := checkRequest("GET", "api.example.com", "/", hdrs{"origin": app}, "")
+	ts := th.StartServer(t, policy.NewHolder(th.LoadEngine(t, th.Config)), server.Options{})
+	req := th.CheckRequest("GET", "api.example.com", "/", th.Hdrs{"origin": th.App}, "")
 	for _, tc := range []struct {
 		desc string
 		size int
@@ -239,8 +239,8 @@ func TestMetadataBounded(t *testing.T) {
 		{desc: "1 MiB", size: 1 << 20, ok: false},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
-			ctx := grpcmd.AppendToOutgoingContext(ctxTimeout(t), "x-big", strings.Repeat("m", tc.size))
-			_, err := ts.authz().Check(ctx, req)
+			ctx := grpcmd.AppendToOutgoingContext(th.CtxTimeout(t), "x-big", strings.Repeat("m", tc.size))
+			_, err := ts.Authz().Check(ctx, req)
 			if (err == nil) != tc.ok {
 				t.Errorf("Check with %d bytes of metadata: %v, want ok=%v", tc.size, err, tc.ok)
 			}

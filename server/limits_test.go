@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corsauthz/corsauthz/decisionapi"
+	th "github.com/corsauthz/corsauthz/internal/testharness"
+
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/encoding/protowire"
 
@@ -27,7 +30,7 @@ import (
 	"github.com/corsauthz/corsauthz/server"
 )
 
-// Contract §9: no request buys unbounded log, error message or gRPC status.
+// docs/operations-and-limits.md: no request buys unbounded log, error message or gRPC status.
 
 // maxStatusLen bounds a status message that carries one cut value.
 const maxStatusLen = 2 * limits.LoggedValueLen
@@ -49,29 +52,29 @@ func TestHostileNamesFlood(t *testing.T) {
 		decide   bool
 		wantCode codes.Code
 	}{
-		{desc: "Check naming a policy just within the value limit", nameLen: server.MaxHeaderValueLen, wantCode: codes.FailedPrecondition},
+		{desc: "Check naming a policy just within the value limit", nameLen: limits.HeaderValueLen, wantCode: codes.FailedPrecondition},
 		{desc: "Check naming a 1,000,000-byte policy", nameLen: 1_000_000, wantCode: codes.InvalidArgument},
-		{desc: "Decide naming a 64 KiB policy", nameLen: server.MaxHeaderValueLen, decide: true, wantCode: codes.FailedPrecondition},
+		{desc: "Decide naming a 64 KiB policy", nameLen: limits.HeaderValueLen, decide: true, wantCode: codes.FailedPrecondition},
 		{desc: "Decide naming a 1,000,000-byte policy", nameLen: 1_000_000, decide: true, wantCode: codes.InvalidArgument},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			t.Parallel()
-			var logs logBuffer
-			ts := startServer(t, policy.NewHolder(loadEngine(t, testConfig)), server.Options{
-				Logger:          logs.logger(slog.LevelInfo),
+			var logs th.LogBuffer
+			ts := th.StartServer(t, policy.NewHolder(th.LoadEngine(t, th.Config)), server.Options{
+				Logger:          logs.Logger(slog.LevelInfo),
 				DecisionLogRate: rate,
 			})
 			name := strings.Repeat("p", tc.nameLen)
-			ctx := ctxTimeout(t)
+			ctx := th.CtxTimeout(t)
 			start := time.Now()
 			for range calls {
 				var err error
 				if tc.decide {
-					_, err = corsauthzv1.NewDecisionServiceClient(ts.conn).Decide(ctx, &corsauthzv1.DecideRequest{
-						Method: "GET", Host: "api.example.com", Path: "/", Origin: app, Policy: name,
+					_, err = corsauthzv1.NewDecisionServiceClient(ts.Conn).Decide(ctx, &corsauthzv1.DecideRequest{
+						Method: "GET", Host: "api.example.com", Path: "/", Origin: th.App, Policy: name,
 					})
 				} else {
-					_, err = ts.authz().Check(ctx, checkRequest("GET", "api.example.com", "/", hdrs{"origin": app}, name))
+					_, err = ts.Authz().Check(ctx, th.CheckRequest("GET", "api.example.com", "/", th.Hdrs{"origin": th.App}, name))
 				}
 				st := status.Convert(err)
 				if st.Code() != tc.wantCode {
@@ -82,10 +85,8 @@ func TestHostileNamesFlood(t *testing.T) {
 				}
 			}
 			elapsed := time.Since(start).Seconds()
-			logs.mu.Lock()
-			logged := logs.buf.Len()
-			text := logs.buf.String()
-			logs.mu.Unlock()
+			text := logs.String()
+			logged := len(text)
 			lines := strings.Count(text, "\n")
 			for line := range strings.SplitSeq(text, "\n") {
 				if len(line) > maxLineLen {
@@ -190,27 +191,27 @@ func heapAllocs() uint64 {
 // multiple of the message's size. Not parallel: the measure is the
 // process's.
 func TestHostileMessagesCost(t *testing.T) {
-	holder := policy.NewHolder(loadEngine(t, testConfig))
-	plain := startServer(t, holder, server.Options{})
-	intercepted := startServer(t, holder, server.Options{GRPCServerOptions: []grpc.ServerOption{
+	holder := policy.NewHolder(th.LoadEngine(t, th.Config))
+	plain := th.StartServer(t, holder, server.Options{})
+	intercepted := th.StartServer(t, holder, server.Options{GRPCServerOptions: []grpc.ServerOption{
 		grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			return h(ctx, req)
 		}),
 	}})
-	ctx := ctxTimeout(t)
+	ctx := th.CtxTimeout(t)
 	const calls = 8
 	for _, m := range hostileMessages() {
 		for _, ts := range []struct {
 			name string
-			s    *testServer
+			s    *th.Server
 		}{{"fast path", plain}, {"with an interceptor", intercepted}} {
-			if _, err := rawCheck(ctx, ts.s.conn, m.data); status.Code(err) != m.code {
+			if _, err := th.RawCheck(ctx, ts.s.Conn, m.data); status.Code(err) != m.code {
 				t.Fatalf("%s, %s: %v, want code %v", m.desc, ts.name, err, m.code)
 			}
 			runtime.GC()
 			before := heapAllocs()
 			for range calls {
-				_, err := rawCheck(ctx, ts.s.conn, m.data)
+				_, err := th.RawCheck(ctx, ts.s.Conn, m.data)
 				if status.Code(err) != m.code {
 					t.Fatalf("%s, %s: %v, want code %v", m.desc, ts.name, err, m.code)
 				}
@@ -237,7 +238,7 @@ func TestHostileMessagesCost(t *testing.T) {
 func worstCheckWithinLimits() []byte {
 	var fields []byte
 	value := strings.Repeat("é", 500) // 1,000 bytes
-	for i := range server.MaxHeaderCount - 3 {
+	for i := range limits.HeaderCount - 3 {
 		fields = append(fields, wireHeadersEntry("x-h"+strconv.Itoa(i), value)...)
 	}
 	fields = append(fields, wireHeadersEntry("origin", "https://"+strings.Repeat("a", 2048-len("https://.example.com"))+".example.com")...)
@@ -257,7 +258,7 @@ func worstCheckWithinLimits() []byte {
 // (issue 10's target: under 2 ms of CPU and 4 MiB per call). Client and
 // server share the process: the figures are both sides'.
 func BenchmarkHostileCheck(b *testing.B) {
-	ts := startServer(b, policy.NewHolder(loadEngine(b, testConfig)), server.Options{})
+	ts := th.StartServer(b, policy.NewHolder(th.LoadEngine(b, th.Config)), server.Options{})
 	ctx := context.Background()
 	cases := []struct {
 		desc string
@@ -271,7 +272,7 @@ func BenchmarkHostileCheck(b *testing.B) {
 			b.SetBytes(int64(len(m.data)))
 			cpu := processCPU()
 			for b.Loop() {
-				if _, err := rawCheck(ctx, ts.conn, m.data); status.Code(err) != m.code {
+				if _, err := th.RawCheck(ctx, ts.Conn, m.data); status.Code(err) != m.code {
 					b.Fatalf("%v, want %v", err, m.code)
 				}
 			}
@@ -299,9 +300,9 @@ func BenchmarkDecideReasons(b *testing.B) {
 	for i := range 10_000 {
 		fmt.Fprintf(&cfg, "      - https://app%d.example.com\n", i)
 	}
-	holder := policy.NewHolder(loadEngine(b, cfg.String()))
-	d := server.NewDecisions(holder, nil, nil)
-	client := corsauthzv1.NewDecisionServiceClient(startServer(b, holder, server.Options{}).conn)
+	holder := policy.NewHolder(th.LoadEngine(b, cfg.String()))
+	d := decisionapi.New(th.NewCore(b, holder, nil))
+	client := corsauthzv1.NewDecisionServiceClient(th.StartServer(b, holder, server.Options{}).Conn)
 	origin := "https://" + strings.Repeat("a", 2048-len("https://.example.com")) + ".example.com"
 	for _, omit := range []bool{true, false} {
 		req := &corsauthzv1.DecideRequest{Method: "GET", Host: "api.example.com", Path: "/", Policy: "big", Origin: origin, OmitReasons: omit}
@@ -337,9 +338,9 @@ func heapInUse() uint64 {
 // Not parallel: the heap measured is the process's.
 func TestHostileMessagesConcurrent(t *testing.T) {
 	const concurrent = 32
-	ts := startServer(t, policy.NewHolder(loadEngine(t, testConfig)), server.Options{})
+	ts := th.StartServer(t, policy.NewHolder(th.LoadEngine(t, th.Config)), server.Options{})
 	data := hostileMessages()[0].data // 80,000 tiny headers
-	ctx := ctxTimeout(t)
+	ctx := th.CtxTimeout(t)
 	runtime.GC()
 	base := heapInUse()
 	var peak atomic.Uint64
@@ -362,7 +363,7 @@ func TestHostileMessagesConcurrent(t *testing.T) {
 	for range concurrent {
 		wg.Go(func() {
 			for range 4 {
-				if _, err := rawCheck(ctx, ts.conn, data); status.Code(err) != codes.InvalidArgument {
+				if _, err := th.RawCheck(ctx, ts.Conn, data); status.Code(err) != codes.InvalidArgument {
 					t.Errorf("%v, want InvalidArgument", err)
 					return
 				}

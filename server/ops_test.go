@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	th "github.com/corsauthz/corsauthz/internal/testharness"
+
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -26,15 +28,15 @@ import (
 func TestDecisionLogRateLimit(t *testing.T) {
 	t.Parallel()
 	const rate = 20
-	var logs logBuffer
-	ts := startServer(t, policy.NewHolder(loadEngine(t, testConfig)), server.Options{
-		Logger:          logs.logger(slog.LevelInfo),
+	var logs th.LogBuffer
+	ts := th.StartServer(t, policy.NewHolder(th.LoadEngine(t, th.Config)), server.Options{
+		Logger:          logs.Logger(slog.LevelInfo),
 		DecisionLogRate: rate,
 	})
-	client := ts.authz()
-	ctx := ctxTimeout(t)
-	reject := checkRequest("GET", "api.example.com", "/", hdrs{"origin": evil}, "")
-	shadow := checkRequest("GET", "shadow.example.com", "/", hdrs{"origin": evil}, "")
+	client := ts.Authz()
+	ctx := th.CtxTimeout(t)
+	reject := th.CheckRequest("GET", "api.example.com", "/", th.Hdrs{"origin": th.Evil}, "")
+	shadow := th.CheckRequest("GET", "shadow.example.com", "/", th.Hdrs{"origin": th.Evil}, "")
 
 	start := time.Now()
 	const flood = 300
@@ -53,7 +55,7 @@ func TestDecisionLogRateLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	logged := logs.withMsg(t, "origin not allowed")
+	logged := logs.WithMsg(t, "origin not allowed")
 	if max := rate + int(elapsed.Seconds()*rate) + 2; len(logged) > max || len(logged) < rate {
 		t.Errorf("%d decision lines for %d rejections in %v, want between %d and %d", len(logged), flood+1, elapsed, rate, max)
 	}
@@ -61,14 +63,14 @@ func TestDecisionLogRateLimit(t *testing.T) {
 		t.Errorf("report_only line: %v; want policy shadow, report_only true, and the kind and status it would have decided", first)
 	}
 	reported := 0
-	for _, rec := range logs.withMsg(t, "decision log lines suppressed by the rate limit") {
+	for _, rec := range logs.WithMsg(t, "decision log lines suppressed by the rate limit") {
 		if rec["level"] != "WARN" {
 			t.Errorf("suppression line at %v", rec["level"])
 		}
 		reported += int(rec["suppressed"].(float64))
 	}
-	_, body := ts.get(t, "/metrics")
-	suppressed := metric(body, `corsauthz_decision_logs_suppressed_total{level="info"}`)
+	_, body := ts.Get(t, "/metrics")
+	suppressed := th.Metric(body, `corsauthz_decision_logs_suppressed_total{level="info"}`)
 	if want := flood + 1 - len(logged); reported != want || suppressed != float64(want) {
 		t.Errorf("suppressed: %d reported in the log, %v counted; want %d (%d calls, %d lines)", reported, suppressed, want, flood+1, len(logged))
 	}
@@ -77,21 +79,21 @@ func TestDecisionLogRateLimit(t *testing.T) {
 // TestOptionsLimits checks the limits Options set on the gRPC server.
 func TestOptionsLimits(t *testing.T) {
 	t.Parallel()
-	engine := loadEngine(t, testConfig)
+	engine := th.LoadEngine(t, th.Config)
 	t.Run("max message size", func(t *testing.T) {
 		t.Parallel()
-		ts := startServer(t, policy.NewHolder(engine), server.Options{MaxRecvMsgSize: 4 << 10})
-		_, err := ts.authz().Check(ctxTimeout(t), checkRequest("GET", "api.example.com", "/"+strings.Repeat("a", 8<<10), nil, ""))
+		ts := th.StartServer(t, policy.NewHolder(engine), server.Options{MaxRecvMsgSize: 4 << 10})
+		_, err := ts.Authz().Check(th.CtxTimeout(t), th.CheckRequest("GET", "api.example.com", "/"+strings.Repeat("a", 8<<10), nil, ""))
 		if status.Code(err) != codes.ResourceExhausted {
 			t.Errorf("Check of 8 KiB with a limit of 4 KiB: %v, want ResourceExhausted", err)
 		}
-		if _, err := ts.authz().Check(ctxTimeout(t), checkRequest("GET", "api.example.com", "/", nil, "")); err != nil {
+		if _, err := ts.Authz().Check(th.CtxTimeout(t), th.CheckRequest("GET", "api.example.com", "/", nil, "")); err != nil {
 			t.Errorf("small Check: %v", err)
 		}
 	})
 	t.Run("max connection age", func(t *testing.T) {
 		t.Parallel()
-		ts := startServer(t, policy.NewHolder(engine), server.Options{
+		ts := th.StartServer(t, policy.NewHolder(engine), server.Options{
 			MaxConnectionAge:      100 * time.Millisecond,
 			MaxConnectionAgeGrace: time.Second,
 		})
@@ -101,7 +103,7 @@ func TestOptionsLimits(t *testing.T) {
 		deadline := time.Now().Add(5 * time.Second)
 		for len(ports) < 2 && time.Now().Before(deadline) {
 			var p peer.Peer
-			_, err := ts.authz().Check(ctxTimeout(t), checkRequest("GET", "api.example.com", "/", nil, ""), grpc.Peer(&p), grpc.WaitForReady(true))
+			_, err := ts.Authz().Check(th.CtxTimeout(t), th.CheckRequest("GET", "api.example.com", "/", nil, ""), grpc.Peer(&p), grpc.WaitForReady(true))
 			if err != nil {
 				t.Fatalf("Check: %v", err)
 			}
@@ -114,8 +116,8 @@ func TestOptionsLimits(t *testing.T) {
 	})
 	t.Run("build version", func(t *testing.T) {
 		t.Parallel()
-		ts := startServer(t, policy.NewHolder(engine), server.Options{Version: "v1.2.3"})
-		_, body := ts.get(t, "/metrics")
+		ts := th.StartServer(t, policy.NewHolder(engine), server.Options{Version: "v1.2.3"})
+		_, body := ts.Get(t, "/metrics")
 		if !strings.Contains(body, `corsauthz_build_info{goversion="go`) || !strings.Contains(body, `",version="v1.2.3"} 1`) {
 			t.Errorf("build info without the version given:\n%s", body)
 		}
@@ -128,7 +130,7 @@ func TestOptionsLimits(t *testing.T) {
 // no call fails.
 func TestShutdownUnderLoad(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	ts := startServer(t, policy.NewHolder(loadEngine(t, testConfig)), server.Options{
+	ts := th.StartServer(t, policy.NewHolder(th.LoadEngine(t, th.Config)), server.Options{
 		ShutdownDelay: 300 * time.Millisecond,
 		DrainTimeout:  5 * time.Second,
 	})
@@ -136,7 +138,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 	defer cancel()
 
 	var notServing atomic.Bool
-	watch, err := healthpb.NewHealthClient(ts.conn).Watch(ctx, &healthpb.HealthCheckRequest{Service: authorizationService})
+	watch, err := healthpb.NewHealthClient(ts.Conn).Watch(ctx, &healthpb.HealthCheckRequest{Service: authorizationService})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,8 +162,8 @@ func TestShutdownUnderLoad(t *testing.T) {
 	const workers = 8
 	for range workers {
 		wg.Go(func() {
-			client := ts.authz()
-			req := checkRequest("OPTIONS", "api.example.com", "/", hdrs{"origin": app, "access-control-request-method": "PUT"}, "")
+			client := ts.Authz()
+			req := th.CheckRequest("OPTIONS", "api.example.com", "/", th.Hdrs{"origin": th.App, "access-control-request-method": "PUT"}, "")
 			for !notServing.Load() {
 				sent.Add(1)
 				if _, err := client.Check(ctx, req); err != nil {
@@ -174,7 +176,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond) // under load
 	begin := time.Now()
-	served := ts.shutdown()
+	served := ts.Shutdown()
 	var exited time.Time
 	select {
 	case err := <-served:
@@ -195,32 +197,32 @@ func TestShutdownUnderLoad(t *testing.T) {
 	if failed.Load() != 0 || sent.Load() < workers {
 		t.Errorf("%d of %d Checks failed", failed.Load(), sent.Load())
 	}
-	if c, err := net.DialTimeout("tcp", ts.srv.GRPCAddr().String(), time.Second); err == nil {
+	if c, err := net.DialTimeout("tcp", ts.Srv.GRPCAddr().String(), time.Second); err == nil {
 		c.Close()
 		t.Errorf("gRPC port still open after Serve returned")
 	}
-	ts.conn.Close()
+	ts.Conn.Close()
 }
 
 // TestShutdownDelay checks that during the delay health says NOT_SERVING
 // while Checks are still answered, new connections included.
 func TestShutdownDelay(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, policy.NewHolder(loadEngine(t, testConfig)), server.Options{ShutdownDelay: time.Second})
+	ts := th.StartServer(t, policy.NewHolder(th.LoadEngine(t, th.Config)), server.Options{ShutdownDelay: time.Second})
 	begin := time.Now()
-	served := ts.shutdown()
-	waitFor(t, "/readyz to say shutting down", func() bool {
-		status, _ := ts.get(t, "/readyz")
+	served := ts.Shutdown()
+	th.WaitFor(t, "/readyz to say shutting down", func() bool {
+		status, _ := ts.Get(t, "/readyz")
 		return status == 503
 	})
-	resp, err := healthpb.NewHealthClient(ts.conn).Check(ctxTimeout(t), &healthpb.HealthCheckRequest{Service: authorizationService})
+	resp, err := healthpb.NewHealthClient(ts.Conn).Check(th.CtxTimeout(t), &healthpb.HealthCheckRequest{Service: authorizationService})
 	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
 		t.Errorf("health during the delay: %v, %v; want NOT_SERVING", resp, err)
 	}
-	if _, err := ts.authz().Check(ctxTimeout(t), checkRequest("GET", "api.example.com", "/", hdrs{"origin": app}, "")); err != nil {
+	if _, err := ts.Authz().Check(th.CtxTimeout(t), th.CheckRequest("GET", "api.example.com", "/", th.Hdrs{"origin": th.App}, "")); err != nil {
 		t.Errorf("Check during the delay: %v", err)
 	}
-	if _, err := healthCheck(t, ts.srv.GRPCAddr().String(), grpc.WithTransportCredentials(insecureCreds())); err != nil {
+	if _, err := healthCheck(t, ts.Srv.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
 		t.Errorf("new connection during the delay: %v", err)
 	}
 	if err := <-served; err != nil {

@@ -51,12 +51,12 @@ func (s *Server) Reload(ctx context.Context, source string, data []byte) error {
 		s.logger.LogAttrs(ctx, slog.LevelWarn, "configuration warning",
 			slog.String("config", source), slog.String("warning", w.Error()))
 	}
-	if err := s.authz.syncAuthorizers(e); err != nil {
+	if err := s.core.Sync(e); err != nil {
 		s.reloadFailed(ctx, source, hash, old, err)
 		return err
 	}
 	s.engines.Store(e)
-	s.authz.afterStore(e)
+	s.core.InForce(e)
 	s.publishConfig(ctx, e) // xds.go
 	s.metrics.reloaded(e, true)
 	s.syncHealth()
@@ -110,5 +110,5 @@ func (s *Server) reloadFailed(ctx context.Context, source, hash string, old *pol
 }
 
 // maxLoggedProblems bounds the problems a refused reload logs, one line
-// each: a file can hold a hundred thousand (contract §9).
+// each: a file can hold a hundred thousand.
 const maxLoggedProblems = 100

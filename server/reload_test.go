@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	th "github.com/corsauthz/corsauthz/internal/testharness"
+
 	"go.uber.org/goleak"
 
 	"github.com/corsauthz/corsauthz/policy"
@@ -42,9 +44,9 @@ const invalidReloadConfig = `policies:
 
 // preflightStatus asks the server for a PUT preflight from origin and
 // returns the HTTP status it answers (204 or 403).
-func preflightStatus(tb testing.TB, ts *testServer, origin string) int {
+func preflightStatus(tb testing.TB, ts *th.Server, origin string) int {
 	tb.Helper()
-	resp, err := ts.authz().Check(ctxTimeout(tb), checkRequest("OPTIONS", "api.example.com", "/", hdrs{
+	resp, err := ts.Authz().Check(th.CtxTimeout(tb), th.CheckRequest("OPTIONS", "api.example.com", "/", th.Hdrs{
 		"origin": origin, "access-control-request-method": "PUT",
 	}, ""))
 	if err != nil {
@@ -57,7 +59,7 @@ func TestReload(t *testing.T) {
 	t.Parallel()
 	const source = "reload.yaml"
 	a, b := reloadConfig("https://a.example.com"), reloadConfig("https://b.example.com")
-	engineA, engineB := loadEngine(t, a), loadEngine(t, b)
+	engineA, engineB := th.LoadEngine(t, a), th.LoadEngine(t, b)
 	_, _, invalidErr := policy.Load(source, []byte(invalidReloadConfig))
 	problems := policy.FieldErrors(invalidErr)
 	if len(problems) != 2 {
@@ -65,9 +67,9 @@ func TestReload(t *testing.T) {
 	}
 	unreadable := &fs.PathError{Op: "open", Path: source, Err: fs.ErrPermission}
 
-	var logs logBuffer
+	var logs th.LogBuffer
 	holder := policy.NewHolder(engineA)
-	ts := startServer(t, holder, server.Options{Logger: logs.logger(slog.LevelInfo)})
+	ts := th.StartServer(t, holder, server.Options{Logger: logs.Logger(slog.LevelInfo)})
 
 	type metrics struct{ successes, failures, lastOK float64 }
 	for _, step := range []struct {
@@ -81,7 +83,7 @@ func TestReload(t *testing.T) {
 	}{
 		{
 			desc:       "a valid new configuration is put in force",
-			reload:     func() error { return ts.srv.Reload(context.Background(), source, []byte(b)) },
+			reload:     func() error { return ts.Srv.Reload(context.Background(), source, []byte(b)) },
 			inForce:    engineB,
 			allowed:    "https://b.example.com",
 			metrics:    metrics{successes: 1, failures: 0, lastOK: 1},
@@ -89,7 +91,7 @@ func TestReload(t *testing.T) {
 		},
 		{
 			desc:       "an invalid one changes nothing but the metrics",
-			reload:     func() error { return ts.srv.Reload(context.Background(), source, []byte(invalidReloadConfig)) },
+			reload:     func() error { return ts.Srv.Reload(context.Background(), source, []byte(invalidReloadConfig)) },
 			wantErr:    invalidErr,
 			inForce:    engineB,
 			allowed:    "https://b.example.com",
@@ -98,7 +100,7 @@ func TestReload(t *testing.T) {
 		},
 		{
 			desc:       "the content in force again is no reload, and no longer a failure",
-			reload:     func() error { return ts.srv.Reload(context.Background(), source, []byte(b)) },
+			reload:     func() error { return ts.Srv.Reload(context.Background(), source, []byte(b)) },
 			inForce:    engineB,
 			allowed:    "https://b.example.com",
 			metrics:    metrics{successes: 1, failures: 1, lastOK: 1},
@@ -106,7 +108,7 @@ func TestReload(t *testing.T) {
 		},
 		{
 			desc:       "an unreadable file is a failure",
-			reload:     func() error { ts.srv.ReloadFailed(context.Background(), source, unreadable); return nil },
+			reload:     func() error { ts.Srv.ReloadFailed(context.Background(), source, unreadable); return nil },
 			inForce:    engineB,
 			allowed:    "https://b.example.com",
 			metrics:    metrics{successes: 1, failures: 2, lastOK: 0},
@@ -114,14 +116,14 @@ func TestReload(t *testing.T) {
 		},
 		{
 			desc:       "back to the first configuration",
-			reload:     func() error { return ts.srv.Reload(context.Background(), source, []byte(a)) },
+			reload:     func() error { return ts.Srv.Reload(context.Background(), source, []byte(a)) },
 			inForce:    engineA,
 			allowed:    "https://a.example.com",
 			metrics:    metrics{successes: 2, failures: 2, lastOK: 1},
 			wantLogMsg: "configuration reloaded",
 		},
 	} {
-		before := len(logs.records(t))
+		before := len(logs.Records(t))
 		start := time.Now()
 		err := step.reload()
 		if !errors.Is(err, step.wantErr) && (err == nil || step.wantErr == nil || err.Error() != step.wantErr.Error()) {
@@ -139,23 +141,23 @@ func TestReload(t *testing.T) {
 				t.Errorf("%s: preflight from %s answered %d, want %d", step.desc, origin, got, want)
 			}
 		}
-		_, body := ts.get(t, "/metrics")
+		_, body := ts.Get(t, "/metrics")
 		got := metrics{
-			successes: metric(body, `corsauthz_config_reloads_total{result="success"}`),
-			failures:  metric(body, `corsauthz_config_reloads_total{result="failure"}`),
-			lastOK:    metric(body, `corsauthz_config_last_reload_successful`),
+			successes: th.Metric(body, `corsauthz_config_reloads_total{result="success"}`),
+			failures:  th.Metric(body, `corsauthz_config_reloads_total{result="failure"}`),
+			lastOK:    th.Metric(body, `corsauthz_config_last_reload_successful`),
 		}
 		if got != step.metrics {
 			t.Errorf("%s: metrics %+v, want %+v", step.desc, got, step.metrics)
 		}
-		if got := metric(body, `corsauthz_config_info{hash="`+step.inForce.Hash()+`"}`); got != 1 {
+		if got := th.Metric(body, `corsauthz_config_info{hash="`+step.inForce.Hash()+`"}`); got != 1 {
 			t.Errorf("%s: corsauthz_config_info of the hash in force = %v, want 1", step.desc, got)
 		}
-		ts := metric(body, "corsauthz_config_last_reload_success_timestamp_seconds")
+		ts := th.Metric(body, "corsauthz_config_last_reload_success_timestamp_seconds")
 		if step.wantLogMsg == "configuration reloaded" && ts < float64(start.Unix()) {
 			t.Errorf("%s: last success timestamp %v, before the reload at %v", step.desc, ts, start.Unix())
 		}
-		recs := logs.records(t)[before:]
+		recs := logs.Records(t)[before:]
 		if !slices.ContainsFunc(recs, func(rec map[string]any) bool { return rec["msg"] == step.wantLogMsg }) {
 			t.Errorf("%s: log %v, want a line %q", step.desc, recs, step.wantLogMsg)
 		}
@@ -164,7 +166,7 @@ func TestReload(t *testing.T) {
 	// Every problem of the invalid configuration was logged as validate
 	// prints it, and the unreadable file with its error.
 	var got []string
-	for _, rec := range logs.withMsg(t, "invalid configuration") {
+	for _, rec := range logs.WithMsg(t, "invalid configuration") {
 		got = append(got, rec["error"].(string))
 	}
 	var want []string
@@ -174,7 +176,7 @@ func TestReload(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("problems logged:\n%q\nwant:\n%q", got, want)
 	}
-	failed := logs.withMsg(t, "configuration reload failed: keeping the configuration in force")
+	failed := logs.WithMsg(t, "configuration reload failed: keeping the configuration in force")
 	sum := sha256.Sum256([]byte(invalidReloadConfig))
 	if len(failed) != 2 ||
 		failed[0]["problems"] != 2.0 || failed[0]["config_hash"] != engineB.Hash() || failed[0]["rejected_hash"] != hex.EncodeToString(sum[:]) ||
@@ -189,7 +191,7 @@ func TestReload(t *testing.T) {
 func TestReloadUnderLoad(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	a, b := reloadConfig("https://a.example.com"), reloadConfig("https://b.example.com")
-	ts := startServer(t, policy.NewHolder(loadEngine(t, a)), server.Options{})
+	ts := th.StartServer(t, policy.NewHolder(th.LoadEngine(t, a)), server.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	type tally struct{ a, b, bad int }
@@ -198,8 +200,8 @@ func TestReloadUnderLoad(t *testing.T) {
 	for range workers {
 		go func() {
 			var tl tally
-			client := ts.authz()
-			req := checkRequest("OPTIONS", "api.example.com", "/", hdrs{
+			client := ts.Authz()
+			req := th.CheckRequest("OPTIONS", "api.example.com", "/", th.Hdrs{
 				"origin": "https://a.example.com", "access-control-request-method": "PUT",
 			}, "")
 			for ctx.Err() == nil {
@@ -228,7 +230,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		if i%3 == 0 {
 			data = invalidReloadConfig
 		}
-		_ = ts.srv.Reload(ctx, "reload.yaml", []byte(data))
+		_ = ts.Srv.Reload(ctx, "reload.yaml", []byte(data))
 		time.Sleep(time.Millisecond)
 	}
 	cancel()
@@ -241,6 +243,6 @@ func TestReloadUnderLoad(t *testing.T) {
 	if sum.bad != 0 || sum.a == 0 || sum.b == 0 {
 		t.Errorf("answers: %+v; want some from each configuration and none other", sum)
 	}
-	ts.conn.Close()
-	<-ts.shutdown()
+	ts.Conn.Close()
+	<-ts.Shutdown()
 }

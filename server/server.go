@@ -15,6 +15,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/corsauthz/corsauthz/internal/tracing"
+
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -25,6 +29,9 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/corsauthz/corsauthz/decision"
+	"github.com/corsauthz/corsauthz/decisionapi"
+	"github.com/corsauthz/corsauthz/extauthz"
 	"github.com/corsauthz/corsauthz/httpauthz"
 	"github.com/corsauthz/corsauthz/internal/limits"
 	"github.com/corsauthz/corsauthz/policy"
@@ -34,6 +41,11 @@ import (
 
 // Defaults for [Options].
 const (
+	// DefaultDecisionLogRate is how many request log lines a second each
+	// level (info: rejections; debug: every decision; warn and error:
+	// refused requests) may write by default, with a burst of as many.
+	DefaultDecisionLogRate = limits.DefaultLogRate
+
 	DefaultGRPCAddr     = "127.0.0.1:9001"
 	DefaultAdminAddr    = "127.0.0.1:9002"
 	DefaultDrainTimeout = 10 * time.Second
@@ -82,7 +94,7 @@ type Options struct {
 	// (default DefaultAdminAddr).
 	AdminAddr string
 	// HTTPAddr is the listen address of the HTTP authorization listener
-	// (contract §7, package httpauthz); empty means none. It serves TLS
+	// (docs/nginx.md, package httpauthz); empty means none. It serves TLS
 	// with the gRPC listener's TLS options.
 	HTTPAddr string
 	// HTTPPathPrefix is removed from the HTTP listener's request paths
@@ -120,10 +132,14 @@ type Options struct {
 	// finish. Defaults DefaultMaxConnectionAge and
 	// DefaultMaxConnectionAgeGrace; a negative value means never.
 	MaxConnectionAge, MaxConnectionAgeGrace time.Duration
-	// DecisionLogRate bounds the decision log lines written per second at
+	// DecisionLogRate bounds the request log lines written per second at
 	// each level (burst: as many); 0 means DefaultDecisionLogRate, a
 	// negative value no limit.
 	DecisionLogRate float64
+	// TracerProvider, when set, traces every request (a span per Check,
+	// Decide and HTTP authorization request, and per authorizer call);
+	// nil: no tracing. See internal/tracing for the OTEL_* setup.
+	TracerProvider trace.TracerProvider
 	// Version is the version corsauthz_build_info reports (default: the
 	// module version the binary was built from).
 	Version string
@@ -141,7 +157,7 @@ type Server struct {
 	reloadMu      sync.Mutex // serialises Reload
 
 	grpc     *grpc.Server
-	authz    *Authz
+	core     *decision.Core
 	health   *health.Server
 	admin    *http.Server
 	grpcLis  net.Listener
@@ -185,11 +201,23 @@ func New(engines *policy.Holder, opts Options) (*Server, error) {
 	s.metrics.SetConfig(engines.Load())
 	s.metrics.setVersion(opts.Version)
 
+	// One decision core for every front end, and its request log for
+	// every line a client can cause.
+	s.core = decision.New(engines, decision.Options{
+		Logger:  s.logger,
+		Metrics: s.metrics.Decisions(),
+		LogRate: opts.DecisionLogRate,
+		Tracer:  tracing.Tracer(opts.TracerProvider),
+	})
+	if err := s.core.Sync(engines.Load()); err != nil {
+		s.logger.Error("authorizers: cannot build a client", slog.String("error", err.Error()))
+	}
+
 	var tlsCreds []grpc.ServerOption
 	var certs *certReloader
 	if opts.TLS != nil {
 		var err error
-		if certs, err = newCertReloader(*opts.TLS, s.logger, s.metrics); err != nil {
+		if certs, err = newCertReloader(*opts.TLS, s.logger, s.metrics, s.core); err != nil {
 			return nil, err
 		}
 		tlsCreds = append(tlsCreds, grpc.Creds(certs.credentials()))
@@ -237,25 +265,20 @@ func New(engines *policy.Holder, opts Options) (*Server, error) {
 		grpc.ChainStreamInterceptor(s.endWatchOnDrain),
 	}
 	// The ext_authz fast path's codec and the transport settings measured
-	// with cmd/loadbench (fastpath.go).
-	authz := NewAuthz(engines, s.logger, s.metrics)
-	authz.limitDecisionLogs(decisionLogRate(opts.DecisionLogRate))
-	s.authz = authz
-	serverOpts = append(serverOpts, fastPathServerOptions(newRequestLog(s.logger, s.metrics, decisionLogRate(opts.DecisionLogRate)), &authz.authorizers.keepRaw)...)
+	// with cmd/loadbench.
+	serverOpts = append(serverOpts, extauthz.ServerOptions(s.core)...)
 	serverOpts = append(serverOpts, tlsCreds...)
 	s.grpc = grpc.NewServer(append(serverOpts, opts.GRPCServerOptions...)...)
-	registerAuthorization(s.grpc, authz)
+	extauthz.Register(s.grpc, extauthz.New(s.core))
 	if s.httpLis != nil {
-		if err := s.newHTTPListener(authz, opts.HTTPPathPrefix, certs); err != nil {
+		if err := s.newHTTPListener(opts.HTTPPathPrefix, certs); err != nil {
 			s.grpcLis.Close()
 			s.adminLis.Close()
 			s.httpLis.Close()
 			return nil, err
 		}
 	}
-	decisions := NewDecisions(engines, s.logger, s.metrics)
-	decisions.shareDecisionLogs(authz)
-	corsauthzv1.RegisterDecisionServiceServer(s.grpc, decisions)
+	corsauthzv1.RegisterDecisionServiceServer(s.grpc, decisionapi.New(s.core))
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	s.registerXDS(xdsconfig.NewPublisher(reg, s.logger)) // xds.go
@@ -278,14 +301,6 @@ func New(engines *policy.Holder, opts Options) (*Server, error) {
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
 	}
 	return s, nil
-}
-
-// decisionLogRate is Options.DecisionLogRate with 0 read as the default.
-func decisionLogRate(rate float64) float64 {
-	if rate == 0 {
-		return DefaultDecisionLogRate
-	}
-	return rate
 }
 
 // orDefaultAge returns d, def when d is 0, or "never" (the largest
@@ -341,9 +356,9 @@ func (s *Server) HTTPAddr() net.Addr {
 }
 
 // newHTTPListener builds the HTTP authorization listener's server, which
-// decides as authz does.
-func (s *Server) newHTTPListener(authz *Authz, prefix string, certs *certReloader) error {
-	h, err := httpauthz.New(newHTTPDecider(authz), httpauthz.Options{PathPrefix: prefix, Ready: s.notReady})
+// decides with the same core as the gRPC front ends.
+func (s *Server) newHTTPListener(prefix string, certs *certReloader) error {
+	h, err := httpauthz.New(s.core, httpauthz.Options{PathPrefix: prefix, Ready: s.notReady})
 	if err != nil {
 		return err
 	}
@@ -352,7 +367,7 @@ func (s *Server) newHTTPListener(authz *Authz, prefix string, certs *certReloade
 		tlsConfig = certs.httpTLSConfig()
 		s.httpLis = tls.NewListener(s.httpLis, tlsConfig)
 	}
-	s.http = httpauthz.NewServer(h, tlsConfig, netHTTPLog(s.logger, s.metrics, DefaultDecisionLogRate))
+	s.http = httpauthz.NewServer(h, tlsConfig, netHTTPLog(s.core, s.metrics))
 	return nil
 }
 
@@ -505,7 +520,7 @@ func (s *Server) shutdown() {
 	if err := s.admin.Shutdown(ctx); err != nil {
 		s.admin.Close()
 	}
-	s.authz.closeAuthorizers()
+	s.core.Close()
 	s.logger.Info("shut down")
 }
 

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	th "github.com/corsauthz/corsauthz/internal/testharness"
+
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -35,15 +37,15 @@ func TestHealth(t *testing.T) {
 		engine *policy.Engine
 		want   healthpb.HealthCheckResponse_ServingStatus
 	}{
-		{"configuration loaded", loadEngine(t, testConfig), healthpb.HealthCheckResponse_SERVING},
+		{"configuration loaded", th.LoadEngine(t, th.Config), healthpb.HealthCheckResponse_SERVING},
 		{"no configuration", nil, healthpb.HealthCheckResponse_NOT_SERVING},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			t.Parallel()
-			ts := startServer(t, policy.NewHolder(tc.engine), server.Options{})
-			client := healthpb.NewHealthClient(ts.conn)
+			ts := th.StartServer(t, policy.NewHolder(tc.engine), server.Options{})
+			client := healthpb.NewHealthClient(ts.Conn)
 			for _, service := range []string{"", authorizationService, decisionService} {
-				resp, err := client.Check(ctxTimeout(t), &healthpb.HealthCheckRequest{Service: service})
+				resp, err := client.Check(th.CtxTimeout(t), &healthpb.HealthCheckRequest{Service: service})
 				if err != nil {
 					t.Fatalf("Health.Check(%q): %v", service, err)
 				}
@@ -57,8 +59,8 @@ func TestHealth(t *testing.T) {
 
 func TestReflection(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, policy.NewHolder(loadEngine(t, testConfig)), server.Options{})
-	stream, err := reflectionpb.NewServerReflectionClient(ts.conn).ServerReflectionInfo(ctxTimeout(t))
+	ts := th.StartServer(t, policy.NewHolder(th.LoadEngine(t, th.Config)), server.Options{})
+	stream, err := reflectionpb.NewServerReflectionClient(ts.Conn).ServerReflectionInfo(th.CtxTimeout(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,9 +94,9 @@ func TestReflection(t *testing.T) {
 // and the engine of ext_authz.
 func TestDecisionServiceServed(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, policy.NewHolder(loadEngine(t, testConfig)), server.Options{})
-	resp, err := corsauthzv1.NewDecisionServiceClient(ts.conn).Decide(ctxTimeout(t), &corsauthzv1.DecideRequest{
-		Method: "GET", Host: "strict.example.com", Path: "/", Origin: evil,
+	ts := th.StartServer(t, policy.NewHolder(th.LoadEngine(t, th.Config)), server.Options{})
+	resp, err := corsauthzv1.NewDecisionServiceClient(ts.Conn).Decide(th.CtxTimeout(t), &corsauthzv1.DecideRequest{
+		Method: "GET", Host: "strict.example.com", Path: "/", Origin: th.Evil,
 	})
 	if err != nil {
 		t.Fatalf("Decide: %v", err)
@@ -112,7 +114,7 @@ func TestNewPortTaken(t *testing.T) {
 	}
 	defer taken.Close()
 	addr := taken.Addr().String()
-	holder := policy.NewHolder(loadEngine(t, testConfig))
+	holder := policy.NewHolder(th.LoadEngine(t, th.Config))
 	for _, tc := range []struct {
 		desc string
 		opts server.Options
@@ -153,17 +155,17 @@ func TestAdminHTTP(t *testing.T) {
 		wantStatus int
 		wantBody   string // exact, or with a leading "~" a substring
 	}{
-		{"healthz", loadEngine(t, testConfig), "/healthz", 200, "ok\n"},
+		{"healthz", th.LoadEngine(t, th.Config), "/healthz", 200, "ok\n"},
 		{"healthz without configuration", nil, "/healthz", 200, "ok\n"},
-		{"readyz", loadEngine(t, testConfig), "/readyz", 200, "ready\n"},
+		{"readyz", th.LoadEngine(t, th.Config), "/readyz", 200, "ready\n"},
 		{"readyz without configuration", nil, "/readyz", 503, "not ready: no configuration loaded\n"},
-		{"metrics", loadEngine(t, testConfig), "/metrics", 200, "~\ncorsauthz_build_info{goversion=\"go"},
+		{"metrics", th.LoadEngine(t, th.Config), "/metrics", 200, "~\ncorsauthz_build_info{goversion=\"go"},
 		{"unknown path", nil, "/debug/pprof/", 404, "~not found"},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			t.Parallel()
-			ts := startServer(t, policy.NewHolder(tc.engine), server.Options{})
-			status, body := ts.get(t, tc.path)
+			ts := th.StartServer(t, policy.NewHolder(tc.engine), server.Options{})
+			status, body := ts.Get(t, tc.path)
 			if status != tc.wantStatus {
 				t.Errorf("GET %s: status %d, want %d", tc.path, status, tc.wantStatus)
 			}
@@ -208,8 +210,8 @@ func TestDefaultRegistry(t *testing.T) {
 
 func TestAdminHTTPMethodNotAllowed(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, policy.NewHolder(nil), server.Options{})
-	resp, err := http.Post("http://"+ts.srv.AdminAddr().String()+"/healthz", "text/plain", nil)
+	ts := th.StartServer(t, policy.NewHolder(nil), server.Options{})
+	resp, err := http.Post("http://"+ts.Srv.AdminAddr().String()+"/healthz", "text/plain", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,30 +223,30 @@ func TestAdminHTTPMethodNotAllowed(t *testing.T) {
 
 func TestMetrics(t *testing.T) {
 	t.Parallel()
-	engine := loadEngine(t, testConfig)
-	ts := startServer(t, policy.NewHolder(engine), server.Options{})
-	client := ts.authz()
-	ctx := ctxTimeout(t)
+	engine := th.LoadEngine(t, th.Config)
+	ts := th.StartServer(t, policy.NewHolder(engine), server.Options{})
+	client := ts.Authz()
+	ctx := th.CtxTimeout(t)
 	calls := []struct {
 		method, host, origin, corsPolicy string
 	}{
-		{"GET", "api.example.com", app, ""},
-		{"GET", "api.example.com", app, ""},
-		{"GET", "api.example.com", evil, ""},
-		{"GET", "shadow.example.com", evil, ""},
+		{"GET", "api.example.com", th.App, ""},
+		{"GET", "api.example.com", th.App, ""},
+		{"GET", "api.example.com", th.Evil, ""},
+		{"GET", "shadow.example.com", th.Evil, ""},
 		{"GET", "api.example.com", "", ""},
-		{"GET", "api.example.com", app, "no-such-policy-from-the-gateway"},
+		{"GET", "api.example.com", th.App, "no-such-policy-from-the-gateway"},
 	}
 	for _, c := range calls {
-		h := hdrs{}
+		h := th.Hdrs{}
 		if c.origin != "" {
 			h["origin"] = c.origin
 		}
-		_, _ = client.Check(ctx, checkRequest(c.method, c.host, "/", h, c.corsPolicy))
+		_, _ = client.Check(ctx, th.CheckRequest(c.method, c.host, "/", h, c.corsPolicy))
 	}
-	_, _ = client.Check(ctx, checkRequest("OPTIONS", "api.example.com", "/", hdrs{"origin": app, "access-control-request-method": "PATCH"}, ""))
+	_, _ = client.Check(ctx, th.CheckRequest("OPTIONS", "api.example.com", "/", th.Hdrs{"origin": th.App, "access-control-request-method": "PATCH"}, ""))
 
-	status, body := ts.get(t, "/metrics")
+	status, body := ts.Get(t, "/metrics")
 	if status != 200 {
 		t.Fatalf("GET /metrics: status %d", status)
 	}
@@ -293,13 +295,13 @@ func (b *blockingCheck) intercept(ctx context.Context, req any, info *grpc.Unary
 func TestGracefulShutdown(t *testing.T) {
 	t.Parallel()
 	block := newBlockingCheck()
-	ts := startServer(t, policy.NewHolder(loadEngine(t, testConfig)), server.Options{
+	ts := th.StartServer(t, policy.NewHolder(th.LoadEngine(t, th.Config)), server.Options{
 		DrainTimeout:      time.Minute, // never reached: the test would time out first
 		GRPCServerOptions: []grpc.ServerOption{grpc.UnaryInterceptor(block.intercept)},
 	})
-	ctx := ctxTimeout(t)
+	ctx := th.CtxTimeout(t)
 
-	watch, err := healthpb.NewHealthClient(ts.conn).Watch(ctx, &healthpb.HealthCheckRequest{Service: authorizationService})
+	watch, err := healthpb.NewHealthClient(ts.Conn).Watch(ctx, &healthpb.HealthCheckRequest{Service: authorizationService})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,12 +315,12 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	inFlight := make(chan result, 1)
 	go func() {
-		resp, err := ts.authz().Check(ctx, checkRequest("GET", "api.example.com", "/", hdrs{"origin": app}, ""))
+		resp, err := ts.Authz().Check(ctx, th.CheckRequest("GET", "api.example.com", "/", th.Hdrs{"origin": th.App}, ""))
 		inFlight <- result{resp, err}
 	}()
 	<-block.entered
 
-	served := ts.shutdown()
+	served := ts.Shutdown()
 
 	// Health says NOT_SERVING to watchers, then ends their streams so
 	// that they do not hold the drain.
@@ -328,7 +330,7 @@ func TestGracefulShutdown(t *testing.T) {
 	if _, err := watch.Recv(); err == nil {
 		t.Errorf("Watch stream still open during shutdown")
 	}
-	if status, body := ts.get(t, "/readyz"); status != 503 || body != "not ready: shutting down\n" {
+	if status, body := ts.Get(t, "/readyz"); status != 503 || body != "not ready: shutting down\n" {
 		t.Errorf("/readyz during shutdown: %d %q, want 503", status, body)
 	}
 	select {
@@ -350,7 +352,7 @@ func TestGracefulShutdown(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Serve did not return after the last call finished")
 	}
-	if c, err := net.DialTimeout("tcp", ts.srv.GRPCAddr().String(), time.Second); err == nil {
+	if c, err := net.DialTimeout("tcp", ts.Srv.GRPCAddr().String(), time.Second); err == nil {
 		c.Close()
 		t.Errorf("gRPC port still accepts connections after Serve returned")
 	}
@@ -360,18 +362,18 @@ func TestDrainTimeout(t *testing.T) {
 	t.Parallel()
 	block := newBlockingCheck()
 	defer close(block.release)
-	ts := startServer(t, policy.NewHolder(loadEngine(t, testConfig)), server.Options{
+	ts := th.StartServer(t, policy.NewHolder(th.LoadEngine(t, th.Config)), server.Options{
 		DrainTimeout:      100 * time.Millisecond,
 		GRPCServerOptions: []grpc.ServerOption{grpc.UnaryInterceptor(block.intercept)},
 	})
 	inFlight := make(chan error, 1)
 	go func() {
-		_, err := ts.authz().Check(ctxTimeout(t), checkRequest("GET", "api.example.com", "/", nil, ""))
+		_, err := ts.Authz().Check(th.CtxTimeout(t), th.CheckRequest("GET", "api.example.com", "/", nil, ""))
 		inFlight <- err
 	}()
 	<-block.entered
 	start := time.Now()
-	if err := <-ts.shutdown(); err != nil {
+	if err := <-ts.Shutdown(); err != nil {
 		t.Errorf("Serve: %v", err)
 	}
 	if d := time.Since(start); d > 5*time.Second {
@@ -403,9 +405,9 @@ func TestServeCancelled(t *testing.T) {
 
 func TestServeTwice(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, policy.NewHolder(nil), server.Options{})
-	ts.get(t, "/healthz") // the first Serve is serving
-	if err := ts.srv.Serve(context.Background()); err == nil {
+	ts := th.StartServer(t, policy.NewHolder(nil), server.Options{})
+	ts.Get(t, "/healthz") // the first Serve is serving
+	if err := ts.Srv.Serve(context.Background()); err == nil {
 		t.Error("second Serve returned nil")
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"google.golang.org/grpc/credentials"
 
+	"github.com/corsauthz/corsauthz/decision"
 	"github.com/corsauthz/corsauthz/internal/limits"
 )
 
@@ -48,7 +49,7 @@ type certReloader struct {
 	opts    TLSOptions
 	logger  *slog.Logger
 	metrics *Metrics
-	log     *requestLog // refused handshakes, rate-limited
+	log     *decision.Core // refused handshakes go to its request log, rate-limited
 
 	current   atomic.Pointer[tls.Config]
 	nextCheck atomic.Int64 // UnixNano before which no check is made
@@ -56,14 +57,14 @@ type certReloader struct {
 	stamps    []os.FileInfo
 }
 
-func newCertReloader(opts TLSOptions, logger *slog.Logger, metrics *Metrics) (*certReloader, error) {
+func newCertReloader(opts TLSOptions, logger *slog.Logger, metrics *Metrics, core *decision.Core) (*certReloader, error) {
 	if opts.CertFile == "" || opts.KeyFile == "" {
 		return nil, errors.New("TLS needs both a certificate file and a key file")
 	}
 	if opts.ReloadInterval <= 0 {
 		opts.ReloadInterval = DefaultTLSReloadInterval
 	}
-	c := &certReloader{opts: opts, logger: logger, metrics: metrics, log: newRequestLog(logger, metrics, DefaultDecisionLogRate)}
+	c := &certReloader{opts: opts, logger: logger, metrics: metrics, log: core}
 	c.stamps = c.stat()
 	cfg, leaf, err := c.load()
 	if err != nil {
@@ -90,7 +91,7 @@ func (c *certReloader) credentials() credentials.TransportCredentials {
 
 func (c *certReloader) handshakeFailed(conn net.Conn, err error) {
 	c.metrics.tlsHandshakeFailed()
-	c.log.log(context.Background(), slog.LevelWarn, "TLS handshake refused",
+	c.log.Log(context.Background(), slog.LevelWarn, "TLS handshake refused",
 		slog.String("remote_addr", conn.RemoteAddr().String()), slog.String("error", limits.Cut(err.Error())))
 }
 

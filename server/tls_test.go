@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	th "github.com/corsauthz/corsauthz/internal/testharness"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -168,7 +170,7 @@ func healthCheck(tb testing.TB, addr string, creds grpc.DialOption) (*big.Int, e
 	}
 	defer conn.Close()
 	var p peer.Peer
-	_, err = healthpb.NewHealthClient(conn).Check(ctxTimeout(tb), &healthpb.HealthCheckRequest{}, grpc.Peer(&p))
+	_, err = healthpb.NewHealthClient(conn).Check(th.CtxTimeout(tb), &healthpb.HealthCheckRequest{}, grpc.Peer(&p))
 	if err != nil {
 		return nil, err
 	}
@@ -241,8 +243,8 @@ func TestTLS(t *testing.T) {
 			if tc.clientCA {
 				opts.ClientCAFile = files.clientCA
 			}
-			ts := startServer(t, policy.NewHolder(loadEngine(t, testConfig)), server.Options{TLS: opts})
-			err := tc.dial(ts.srv.GRPCAddr().String())
+			ts := th.StartServer(t, policy.NewHolder(th.LoadEngine(t, th.Config)), server.Options{TLS: opts})
+			err := tc.dial(ts.Srv.GRPCAddr().String())
 			if got := status.Code(err); got != tc.wantCode {
 				t.Errorf("health Check: %v, want code %v", err, tc.wantCode)
 			}
@@ -253,15 +255,15 @@ func TestTLS(t *testing.T) {
 func TestTLSCertificateRotation(t *testing.T) {
 	t.Parallel()
 	files := newTLSFiles(t)
-	var logs logBuffer
-	ts := startServer(t, policy.NewHolder(loadEngine(t, testConfig)), server.Options{
-		Logger: logs.logger(slog.LevelInfo),
+	var logs th.LogBuffer
+	ts := th.StartServer(t, policy.NewHolder(th.LoadEngine(t, th.Config)), server.Options{
+		Logger: logs.Logger(slog.LevelInfo),
 		TLS: &server.TLSOptions{
 			CertFile: files.cert, KeyFile: files.key, ClientCAFile: files.clientCA,
 			ReloadInterval: 10 * time.Millisecond,
 		},
 	})
-	addr := ts.srv.GRPCAddr().String()
+	addr := ts.Srv.GRPCAddr().String()
 	first, err := dialTLS(t, addr, files.ca, files.clientCert, files.clientKey)
 	if err != nil {
 		t.Fatalf("before rotation: %v", err)
@@ -273,32 +275,32 @@ func TestTLSCertificateRotation(t *testing.T) {
 	certPEM, keyPEM, second := files.ca.issue(t, "corsauthz rotated", false, notAfter)
 	replaceFile(t, files.key, keyPEM)
 	replaceFile(t, files.cert, certPEM)
-	waitFor(t, "the rotated certificate to be served", func() bool {
+	th.WaitFor(t, "the rotated certificate to be served", func() bool {
 		got, err := dialTLS(t, addr, files.ca, files.clientCert, files.clientKey)
 		return err == nil && got.Cmp(second) == 0
 	})
-	_, body := ts.get(t, "/metrics")
-	if got := metric(body, `corsauthz_tls_certificate_not_after_timestamp_seconds`); got != float64(notAfter.Unix()) {
+	_, body := ts.Get(t, "/metrics")
+	if got := th.Metric(body, `corsauthz_tls_certificate_not_after_timestamp_seconds`); got != float64(notAfter.Unix()) {
 		t.Errorf("certificate expiry metric = %v, want %v", got, notAfter.Unix())
 	}
 
 	// A key that does not match the certificate: the last good pair stays.
 	_, otherKey, _ := files.ca.issue(t, "unrelated", false, notAfter)
 	replaceFile(t, files.key, otherKey)
-	waitFor(t, "the failed reload to be counted", func() bool {
+	th.WaitFor(t, "the failed reload to be counted", func() bool {
 		_, _ = dialTLS(t, addr, files.ca, files.clientCert, files.clientKey)
-		_, body := ts.get(t, "/metrics")
-		return metric(body, `corsauthz_tls_certificate_reloads_total{result="failure"}`) == 1
+		_, body := ts.Get(t, "/metrics")
+		return th.Metric(body, `corsauthz_tls_certificate_reloads_total{result="failure"}`) == 1
 	})
 	got, err := dialTLS(t, addr, files.ca, files.clientCert, files.clientKey)
 	if err != nil || got.Cmp(second) != 0 {
 		t.Errorf("after a bad key: serial %v, %v; want the last good certificate %v", got, err, second)
 	}
-	_, body = ts.get(t, "/metrics")
-	if got := metric(body, `corsauthz_tls_certificate_reloads_total{result="success"}`); got != 1 {
+	_, body = ts.Get(t, "/metrics")
+	if got := th.Metric(body, `corsauthz_tls_certificate_reloads_total{result="success"}`); got != 1 {
 		t.Errorf("successful reloads = %v, want 1", got)
 	}
-	failed := logs.withMsg(t, "TLS certificate reload failed: keeping the certificate in use")
+	failed := logs.WithMsg(t, "TLS certificate reload failed: keeping the certificate in use")
 	if len(failed) != 1 || !strings.Contains(failed[0]["error"].(string), "private key does not match public key") {
 		t.Errorf("failure log: %v", failed)
 	}

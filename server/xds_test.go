@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	th "github.com/corsauthz/corsauthz/internal/testharness"
+
 	"github.com/corsauthz/corsauthz/middleware"
 	"github.com/corsauthz/corsauthz/policy"
 	"github.com/corsauthz/corsauthz/server"
@@ -31,8 +33,8 @@ func allowOrigin(m *middleware.Middleware, origin string) string {
 // refused one is not.
 func TestReloadReachesLocalMiddleware(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, policy.NewHolder(loadEngine(t, originConfig("https://one.example"))), server.Options{})
-	m, err := middleware.New(ctxTimeout(t), middleware.Options{Address: ts.srv.GRPCAddr().String()})
+	ts := th.StartServer(t, policy.NewHolder(th.LoadEngine(t, originConfig("https://one.example"))), server.Options{})
+	m, err := middleware.New(th.CtxTimeout(t), middleware.Options{Address: ts.Srv.GRPCAddr().String()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +44,7 @@ func TestReloadReachesLocalMiddleware(t *testing.T) {
 	}
 
 	start := time.Now()
-	if err := ts.srv.Reload(ctxTimeout(t), "test.yaml", []byte(originConfig("https://two.example"))); err != nil {
+	if err := ts.Srv.Reload(th.CtxTimeout(t), "test.yaml", []byte(originConfig("https://two.example"))); err != nil {
 		t.Fatal(err)
 	}
 	for allowOrigin(m, "https://two.example") != "https://two.example" {
@@ -53,18 +55,18 @@ func TestReloadReachesLocalMiddleware(t *testing.T) {
 	}
 	t.Logf("reload seen by the middleware after %s", time.Since(start))
 
-	if err := ts.srv.Reload(ctxTimeout(t), "test.yaml", []byte("policies: [")); err == nil {
+	if err := ts.Srv.Reload(th.CtxTimeout(t), "test.yaml", []byte("policies: [")); err == nil {
 		t.Fatal("an invalid configuration reloaded")
 	}
 	time.Sleep(100 * time.Millisecond)
 	if got := allowOrigin(m, "https://two.example"); got != "https://two.example" {
 		t.Errorf("after a refused reload: Access-Control-Allow-Origin %q", got)
 	}
-	_, body := ts.get(t, "/metrics")
-	if sent, acked := metric(body, "corsauthz_xds_versions_sent_total"), metric(body, "corsauthz_xds_versions_acked_total"); sent != 2 || acked != 2 {
+	_, body := ts.Get(t, "/metrics")
+	if sent, acked := th.Metric(body, "corsauthz_xds_versions_sent_total"), th.Metric(body, "corsauthz_xds_versions_acked_total"); sent != 2 || acked != 2 {
 		t.Errorf("versions sent %v, acked %v; want 2 and 2", sent, acked)
 	}
-	if got := metric(body, "corsauthz_xds_streams"); got != 1 {
+	if got := th.Metric(body, "corsauthz_xds_streams"); got != 1 {
 		t.Errorf("corsauthz_xds_streams = %v, want 1", got)
 	}
 }
@@ -74,11 +76,11 @@ func TestReloadReachesLocalMiddleware(t *testing.T) {
 // keeps deciding with the last configuration.
 func TestShutdownEndsXDSStreams(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, policy.NewHolder(loadEngine(t, originConfig("https://one.example"))), server.Options{DrainTimeout: time.Minute})
+	ts := th.StartServer(t, policy.NewHolder(th.LoadEngine(t, originConfig("https://one.example"))), server.Options{DrainTimeout: time.Minute})
 	var m *middleware.Middleware
 	for range 20 {
 		var err error
-		m, err = middleware.New(ctxTimeout(t), middleware.Options{Address: ts.srv.GRPCAddr().String()})
+		m, err = middleware.New(th.CtxTimeout(t), middleware.Options{Address: ts.Srv.GRPCAddr().String()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -86,7 +88,7 @@ func TestShutdownEndsXDSStreams(t *testing.T) {
 	}
 	start := time.Now()
 	select {
-	case err := <-ts.shutdown():
+	case err := <-ts.Shutdown():
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,6 +2,8 @@ package xdsconfig
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -16,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/corsauthz/corsauthz/internal/limits"
 	"github.com/corsauthz/corsauthz/policy"
 	corsauthzv1 "github.com/corsauthz/corsauthz/proto/gen/corsauthz/v1"
 )
@@ -77,18 +80,27 @@ func (p *Publisher) Register(s *grpc.Server) {
 func (p *Publisher) Shutdown() { p.stop() }
 
 // Publish makes e's configuration the one served, and pushes it to every
-// subscribed gateway. An engine with no file content (built with
-// policy.Compile) cannot be compiled again by a gateway and is not
-// published: the one before stays.
+// subscribed gateway. What is published is e's canonical form
+// (policy.Engine.Canonical: no comments, no file path, no secret value),
+// versioned by its SHA-256, which is the hash the gateway's engine has.
 func (p *Publisher) Publish(ctx context.Context, e *policy.Engine) {
-	if e == nil || e.Data() == nil {
-		p.logger.LogAttrs(ctx, slog.LevelWarn, "xDS: the configuration has no file content to publish; gateways keep the one before")
+	if e == nil {
 		return
 	}
-	if err := p.publish(ctx, e.Hash(), e.Source(), e.Data()); err != nil {
+	content, err := e.Canonical()
+	if err != nil {
+		p.logger.LogAttrs(ctx, slog.LevelError, "xDS: the configuration cannot be written in canonical form; gateways keep the one before", slog.String("error", err.Error()))
+		return
+	}
+	sum := sha256.Sum256(content)
+	if err := p.publish(ctx, hex.EncodeToString(sum[:]), PublishedSource, content); err != nil {
 		p.logger.LogAttrs(ctx, slog.LevelError, "xDS: publishing the configuration failed", slog.String("error", err.Error()))
 	}
 }
+
+// PublishedSource is the source name of every published configuration:
+// the file's path stays on the service.
+const PublishedSource = "corsauthz-xds"
 
 func (p *Publisher) publish(ctx context.Context, version, source string, content []byte) error {
 	p.mu.Lock()
@@ -144,9 +156,9 @@ func (p *Publisher) streamRequest(id int64, req *discoveryv3.DiscoveryRequest) e
 		}
 		p.metrics.nacked.Inc()
 		p.logger.Warn("xDS: a gateway refused the configuration (NACK); it keeps its last good one",
-			slog.String("node", truncate(req.GetNode().GetId())),
-			slog.String("refused_version", truncate(refused)),
-			slog.String("error", truncate(d.GetMessage())))
+			slog.String("node", limits.Cut(req.GetNode().GetId())),
+			slog.String("refused_version", limits.Cut(refused)),
+			slog.String("error", limits.Cut(d.GetMessage())))
 		return nil
 	}
 	p.metrics.acked.Inc()

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/corsauthz/corsauthz/internal/limits"
+
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	sotwv3 "github.com/envoyproxy/go-control-plane/pkg/client/sotw/v3"
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,6 +42,10 @@ type SubscribeOptions struct {
 	Address string
 	// Logger gets the subscription's logs (nil: none).
 	Logger *slog.Logger
+	// Prepare, when set, is called with each configuration before it is
+	// put in force; an error NACKs the version and keeps the one in force
+	// (the Go middleware builds the authorizer clients it needs here).
+	Prepare func(*policy.Engine) error
 	// MinBackoff and MaxBackoff bound the wait between reconnection
 	// attempts (defaults DefaultMinBackoff and DefaultMaxBackoff).
 	MinBackoff, MaxBackoff time.Duration
@@ -170,7 +176,7 @@ func (s *Subscription) stream(ctx context.Context) (delivered bool, err error) {
 		if err := s.apply(ctx, resp.Resources); err != nil {
 			s.metrics.nacked.Inc()
 			s.logger.LogAttrs(ctx, slog.LevelError, "xDS: refusing a configuration (NACK); the last good one stays",
-				slog.String("address", s.opts.Address), slog.String("error", truncate(err.Error())))
+				slog.String("address", s.opts.Address), slog.String("error", limits.Cut(err.Error())))
 			msg := err.Error()
 			if len(msg) > maxNackMessage {
 				msg = msg[:maxNackMessage]
@@ -212,19 +218,27 @@ func (s *Subscription) apply(ctx context.Context, resources []*anypb.Any) error 
 		s.metrics.acked.Inc()
 		return nil // the one in force: a new stream resends it
 	}
-	e, _, err := policy.Load(cfg.GetSource(), cfg.GetContent())
+	// Files an authorizer reads (TLS, static headers) are this gateway's
+	// own, checked when the call is made: one missing here fails its
+	// policy's requests (503), not the whole configuration.
+	e, _, err := policy.LoadWithOptions(cfg.GetSource(), cfg.GetContent(), policy.LoadOptions{SkipLocalFiles: true})
 	if err != nil {
 		return fmt.Errorf("version %.64s does not compile: %w", cfg.GetVersion(), err)
 	}
 	if e.Hash() != cfg.GetVersion() {
 		return fmt.Errorf("version %.64q is not the SHA-256 of its content (%s)", cfg.GetVersion(), e.Hash())
 	}
+	if s.opts.Prepare != nil {
+		if err := s.opts.Prepare(e); err != nil {
+			return fmt.Errorf("version %.64s cannot be put in force: %w", cfg.GetVersion(), err)
+		}
+	}
 	s.engines.Store(e)
 	s.received.Store(time.Now().UnixNano())
 	s.metrics.acked.Inc()
 	s.metrics.lastUpdate.Set(float64(time.Now().Unix()))
 	s.logger.LogAttrs(ctx, slog.LevelInfo, "xDS: configuration in force",
-		slog.String("address", s.opts.Address), slog.String("config_hash", e.Hash()), slog.String("source", truncate(e.Source())))
+		slog.String("address", s.opts.Address), slog.String("config_hash", e.Hash()), slog.String("source", limits.Cut(e.Source())))
 	s.readyOnce.Do(func() { close(s.ready) })
 	return nil
 }
@@ -237,13 +251,4 @@ func (s *Subscription) setUp() {
 func (s *Subscription) setDown() {
 	s.downAt.CompareAndSwap(0, time.Now().UnixNano())
 	s.metrics.connected.Set(0)
-}
-
-// truncate cuts a value before it reaches a log line.
-func truncate(s string) string {
-	const limit = 256
-	if len(s) <= limit {
-		return s
-	}
-	return s[:limit] + "…"
 }

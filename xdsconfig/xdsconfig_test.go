@@ -113,13 +113,13 @@ func TestVersionFlow(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no configuration 5s after the first publish")
 	}
-	if hashOf(sub) != v1.Hash() {
-		t.Fatalf("in force %s, want %s", hashOf(sub), v1.Hash())
+	if hashOf(sub) != xdsconfig.PublishedVersion(v1) {
+		t.Fatalf("in force %s, want %s", hashOf(sub), xdsconfig.PublishedVersion(v1))
 	}
 	for i := range 5 {
 		e := mustLoad(t, configFor(fmt.Sprintf("https://v%d.example", i)))
 		srv.pub.Publish(context.Background(), e)
-		waitFor(t, 5*time.Second, "version "+e.Hash()+" not in force", func() bool { return hashOf(sub) == e.Hash() })
+		waitFor(t, 5*time.Second, "version "+xdsconfig.PublishedVersion(e)+" not in force", func() bool { return hashOf(sub) == xdsconfig.PublishedVersion(e) })
 		d, err := sub.Engine().Decide(&policy.Request{Method: "GET", Host: "h", Path: "/", Origin: fmt.Sprintf("https://v%d.example", i)})
 		if err != nil || d.Kind != policy.KindActualAllowed {
 			t.Fatalf("the engine in force does not decide with version %d: %v %v", i, d.Kind, err)
@@ -168,7 +168,7 @@ func TestNackKeepsLastGood(t *testing.T) {
 	sub := subscribe(t, dial(t, srv.addr), clientReg)
 	good := mustLoad(t, configFor("https://good.example"))
 	srv.pub.Publish(context.Background(), good)
-	waitFor(t, 5*time.Second, "first version not in force", func() bool { return hashOf(sub) == good.Hash() })
+	waitFor(t, 5*time.Second, "first version not in force", func() bool { return hashOf(sub) == xdsconfig.PublishedVersion(good) })
 
 	for _, tt := range []struct {
 		desc, version, content string
@@ -188,7 +188,7 @@ func TestNackKeepsLastGood(t *testing.T) {
 		waitFor(t, 5*time.Second, tt.desc+": no NACK", func() bool {
 			return metric(t, srv.reg, "corsauthz_xds_versions_nacked_total") == before+1
 		})
-		if hashOf(sub) != good.Hash() {
+		if hashOf(sub) != xdsconfig.PublishedVersion(good) {
 			t.Errorf("%s: the last good version is no longer in force", tt.desc)
 		}
 	}
@@ -198,7 +198,7 @@ func TestNackKeepsLastGood(t *testing.T) {
 	// A good version after NACKs is taken.
 	next := mustLoad(t, configFor("https://next.example"))
 	srv.pub.Publish(context.Background(), next)
-	waitFor(t, 5*time.Second, "a good version after NACKs not in force", func() bool { return hashOf(sub) == next.Hash() })
+	waitFor(t, 5*time.Second, "a good version after NACKs not in force", func() bool { return hashOf(sub) == xdsconfig.PublishedVersion(next) })
 }
 
 func TestReconnectAfterServerRestart(t *testing.T) {
@@ -207,12 +207,12 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 	sub := subscribe(t, dial(t, srv.addr), nil)
 	v1 := mustLoad(t, configFor("https://one.example"))
 	srv.pub.Publish(context.Background(), v1)
-	waitFor(t, 5*time.Second, "v1 not in force", func() bool { return hashOf(sub) == v1.Hash() })
+	waitFor(t, 5*time.Second, "v1 not in force", func() bool { return hashOf(sub) == xdsconfig.PublishedVersion(v1) })
 
 	srv.grpc.Stop()
 	waitFor(t, 5*time.Second, "staleness still 0 with the server gone", func() bool { return sub.Staleness() > 0 })
 	time.Sleep(300 * time.Millisecond) // a few reconnection attempts fail
-	if hashOf(sub) != v1.Hash() {
+	if hashOf(sub) != xdsconfig.PublishedVersion(v1) {
 		t.Fatal("the last good configuration is gone while the server is away")
 	}
 
@@ -228,7 +228,7 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 	})
 	v2 := mustLoad(t, configFor("https://two.example"))
 	restarted.pub.Publish(context.Background(), v2)
-	waitFor(t, 10*time.Second, "v2 from the restarted server not in force", func() bool { return hashOf(sub) == v2.Hash() })
+	waitFor(t, 10*time.Second, "v2 from the restarted server not in force", func() bool { return hashOf(sub) == xdsconfig.PublishedVersion(v2) })
 	if sub.Staleness() != 0 {
 		t.Errorf("staleness %v after reconnecting", sub.Staleness())
 	}
@@ -276,7 +276,7 @@ func TestStuckClientBlocksNobody(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("Publish blocked by a client that does not read")
 		}
-		waitFor(t, 10*time.Second, fmt.Sprintf("version %d not in force in the live client", i), func() bool { return hashOf(sub) == e.Hash() })
+		waitFor(t, 10*time.Second, fmt.Sprintf("version %d not in force in the live client", i), func() bool { return hashOf(sub) == xdsconfig.PublishedVersion(e) })
 	}
 }
 
@@ -305,13 +305,13 @@ func TestManyStreams(t *testing.T) {
 			return true
 		}
 	}
-	waitFor(t, 30*time.Second, "not every stream got v1", all(v1.Hash()))
+	waitFor(t, 30*time.Second, "not every stream got v1", all(xdsconfig.PublishedVersion(v1)))
 	if got := metric(t, srv.reg, "corsauthz_xds_streams"); got != conns*perConn {
 		t.Errorf("open streams = %v, want %d", got, conns*perConn)
 	}
 	v2 := mustLoad(t, configFor("https://two.example"))
 	srv.pub.Publish(context.Background(), v2)
-	waitFor(t, 30*time.Second, "not every stream got v2", all(v2.Hash()))
+	waitFor(t, 30*time.Second, "not every stream got v2", all(xdsconfig.PublishedVersion(v2)))
 
 	var wg sync.WaitGroup
 	for _, s := range subs {

@@ -323,14 +323,14 @@ func nginxBenchConf(dir *nginxproc.Dir, listen, authAddr, apiAddr string) string
 	b.WriteString(strings.Replace(dir.HTTPLines(), "access_log "+filepath.Join(dir.Path, "access.log")+";", "access_log off;", 1))
 	fmt.Fprintf(&b, "upstream api { server %s; keepalive 64; }\n", apiAddr)
 	if authAddr != "" {
-		fmt.Fprintf(&b, `include corsauthz-http.conf;
+		fmt.Fprintf(&b, `include snippets/corsauthz-http.conf;
 upstream corsauthz { server %s; keepalive 64; }
 server {
     listen %s;
-    include corsauthz-endpoint.conf;
+    include snippets/corsauthz-endpoint.conf;
     location / {
         set $corsauthz_policy "";
-        include corsauthz-location.conf;
+        include snippets/corsauthz-location.conf;
         proxy_pass http://api;
         proxy_http_version 1.1;
         proxy_set_header Connection "";
@@ -491,14 +491,8 @@ func runHTTP(ctx context.Context, o options, stdout io.Writer, logf func(string,
 			return err
 		}
 		defer dir.Remove()
-		for _, name := range []string{"corsauthz-http.conf", "corsauthz-location.conf", "corsauthz-endpoint.conf"} {
-			data, err := os.ReadFile(filepath.Join(root, "deploy", "nginx", name))
-			if err != nil {
-				return err
-			}
-			if _, err := dir.WriteFile(name, string(data)); err != nil {
-				return err
-			}
+		if _, err := dir.InstallSnippets(filepath.Join(root, filepath.FromSlash(nginxproc.SnippetsDir))); err != nil {
+			return err
 		}
 		listen, err := freePort()
 		if err != nil {

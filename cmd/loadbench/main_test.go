@@ -11,8 +11,9 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/corsauthz/corsauthz/decision"
+	"github.com/corsauthz/corsauthz/extauthz"
 	"github.com/corsauthz/corsauthz/policy"
-	"github.com/corsauthz/corsauthz/server"
 )
 
 func TestParseStatCPU(t *testing.T) {
@@ -89,7 +90,7 @@ func TestWorkload(t *testing.T) {
 		t.Errorf("%d policies, %d exact origins, %d wildcards; want %d, ≥%d, ≥%d",
 			len(cfg.Policies), exact, wildcards, numPolicies, numExactOrigins, numWildcards)
 	}
-	a := server.NewAuthz(policy.NewHolder(e), nil, nil)
+	a := extauthz.New(decision.New(policy.NewHolder(e), decision.Options{}))
 	for _, k := range requestKinds() {
 		resp, err := a.Check(context.Background(), k.req)
 		if err != nil {

@@ -12,6 +12,7 @@
 package limits
 
 import (
+	"fmt"
 	"strconv"
 	"unicode/utf8"
 )
@@ -55,9 +56,45 @@ func Cut(s string) string {
 	if len(s) <= LoggedValueLen {
 		return s
 	}
-	n := LoggedValueLen
-	for n > LoggedValueLen-utf8.UTFMax && n > 0 && !utf8.RuneStart(s[n]) {
-		n--
+	return Prefix(s, LoggedValueLen) + "…[cut: " + strconv.Itoa(len(s)) + " bytes]"
+}
+
+// Prefix returns at most the first n bytes of s, fewer when the n-th byte
+// is inside a UTF-8 character: the one truncator of every front end, so
+// that no cut value ends in half a character.
+func Prefix(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	return s[:n] + "…[cut: " + strconv.Itoa(len(s)) + " bytes]"
+	if n <= 0 {
+		return ""
+	}
+	i := n
+	for i > n-utf8.UTFMax && i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i]
+}
+
+// TooLong returns "" or the message for field prefix+name of n bytes, more
+// than limit.
+func TooLong(prefix, name string, n, limit int) string {
+	if n <= limit {
+		return ""
+	}
+	return fmt.Sprintf("%s%s is %d bytes long, more than the limit of %d", prefix, name, n, limit)
+}
+
+// CheckRequestLine returns "" or the message for a method, host or path of
+// these lengths past MethodLen, HostLen or PathLen; prefix names where the
+// fields are in the request ("attributes.request.http." for a
+// CheckRequest, "" for a DecideRequest).
+func CheckRequestLine(prefix string, methodLen, hostLen, pathLen int) string {
+	if msg := TooLong(prefix, "method", methodLen, MethodLen); msg != "" {
+		return msg
+	}
+	if msg := TooLong(prefix, "host", hostLen, HostLen); msg != "" {
+		return msg
+	}
+	return TooLong(prefix, "path", pathLen, PathLen)
 }

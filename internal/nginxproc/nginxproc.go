@@ -91,10 +91,51 @@ func (d *Dir) HTTPLines() string {
 func (d *Dir) ErrorLog() string { return filepath.Join(d.Path, "error.log") }
 
 // WriteFile writes a configuration file (or one it includes) into the
-// directory and returns its path.
+// directory and returns its path. name is slash-separated and relative;
+// the directories it names are made (readable by NGINX's workers).
 func (d *Dir) WriteFile(name, content string) (string, error) {
-	p := filepath.Join(d.Path, name)
+	if !filepath.IsLocal(filepath.FromSlash(name)) {
+		return "", fmt.Errorf("nginxproc: %q is not a relative path inside the directory", name)
+	}
+	p := filepath.Join(d.Path, filepath.FromSlash(name))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return "", err
+	}
 	return p, os.WriteFile(p, []byte(content), 0o644)
+}
+
+// SnippetsDir is where the shipped NGINX snippets are, relative to the
+// repository's root.
+const SnippetsDir = "deploy/nginx/snippets"
+
+// InstallSnippets copies every .conf file of src (the repository's
+// SnippetsDir) into the directory's snippets/, as Debian's
+// /etc/nginx/snippets/: the shipped files include each other as
+// "snippets/corsauthz-….conf", which NGINX reads relative to the
+// directory of the main configuration file, so that file must be written
+// at the top of the directory. It returns the names copied, and an error
+// when there are none.
+func (d *Dir) InstallSnippets(src string) ([]string, error) {
+	paths, err := filepath.Glob(filepath.Join(src, "*.conf"))
+	if err != nil {
+		return nil, err
+	}
+	if len(paths) == 0 {
+		return nil, fmt.Errorf("nginxproc: no .conf file in %s", src)
+	}
+	names := make([]string, 0, len(paths))
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		name := filepath.Base(p)
+		if _, err := d.WriteFile("snippets/"+name, string(data)); err != nil {
+			return nil, err
+		}
+		names = append(names, name)
+	}
+	return names, nil
 }
 
 func (d *Dir) args(conf string, extra ...string) []string {

@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -100,5 +102,71 @@ func TestBadConfig(t *testing.T) {
 	if p, err := dir.Start(conf, freeAddr(t)); err == nil {
 		p.Stop()
 		t.Error("Start accepted an invalid configuration")
+	}
+}
+
+// TestWriteFile checks where WriteFile writes, and that it refuses a name
+// that would leave the directory.
+func TestWriteFile(t *testing.T) {
+	t.Parallel()
+	dir, err := nginxproc.NewDir("/nonexistent/nginx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Remove()
+	for _, tt := range []struct {
+		desc, name string
+		want       string // the path written, relative to the directory; "" for an error
+	}{
+		{desc: "a file at the top", name: "nginx.conf", want: "nginx.conf"},
+		{desc: "a file in directories made for it", name: "etc/nginx/conf.d/a.conf", want: "etc/nginx/conf.d/a.conf"},
+		{desc: "a parent reference", name: "../escape.conf"},
+		{desc: "a parent reference inside", name: "snippets/../../escape.conf"},
+		{desc: "an absolute path", name: "/tmp/escape.conf"},
+		{desc: "empty", name: ""},
+	} {
+		p, err := dir.WriteFile(tt.name, "x")
+		if tt.want == "" {
+			if err == nil {
+				t.Errorf("%s: WriteFile(%q) wrote %s, want an error", tt.desc, tt.name, p)
+			}
+			continue
+		}
+		if err != nil || p != filepath.Join(dir.Path, tt.want) {
+			t.Errorf("%s: WriteFile(%q) = %q, %v; want %q", tt.desc, tt.name, p, err, tt.want)
+			continue
+		}
+		if data, err := os.ReadFile(p); err != nil || string(data) != "x" {
+			t.Errorf("%s: read back %q, %v", tt.desc, data, err)
+		}
+	}
+}
+
+// TestInstallSnippets copies the repository's snippets, and refuses a
+// directory without any.
+func TestInstallSnippets(t *testing.T) {
+	t.Parallel()
+	dir, err := nginxproc.NewDir("/nonexistent/nginx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Remove()
+	src := filepath.Join("..", "..", filepath.FromSlash(nginxproc.SnippetsDir))
+	names, err := dir.InstallSnippets(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(names, "corsauthz-location.conf") || !slices.Contains(names, "corsauthz-authorizer-location.conf") {
+		t.Errorf("installed %v, want the shipped snippets", names)
+	}
+	for _, name := range names {
+		want, _ := os.ReadFile(filepath.Join(src, name))
+		got, err := os.ReadFile(filepath.Join(dir.Path, "snippets", name))
+		if err != nil || string(got) != string(want) {
+			t.Errorf("snippets/%s differs from %s (%v)", name, src, err)
+		}
+	}
+	if names, err := dir.InstallSnippets(t.TempDir()); err == nil {
+		t.Errorf("InstallSnippets of an empty directory: %v, want an error", names)
 	}
 }
