@@ -589,7 +589,7 @@ func checkAllOn(t *testing.T, objs *k8sObjects) {
 		t.Errorf("image %q", c.Image)
 	}
 	wantArgs := append(slices.Clone(serveArgs),
-		"--http-addr", "0.0.0.0:9003", "--http-path-prefix", "/cors",
+		"--http-path-prefix", "/cors",
 		"--tls-cert-file", "/etc/corsauthz-tls/tls.crt", "--tls-key-file", "/etc/corsauthz-tls/tls.key",
 		"--tls-client-ca-file", "/etc/corsauthz-tls/ca.crt",
 		"--log-format", "json")
@@ -677,7 +677,7 @@ func checkAllOn(t *testing.T, objs *k8sObjects) {
 		for _, p := range s.Spec.Ports {
 			ports = append(ports, fmt.Sprintf("%s:%d->%s", p.Name, p.Port, p.TargetPort.String()))
 		}
-		if want := []string{"grpc:9001->grpc", "http-admin:9002->admin", "http-authz:9003->http"}; !slices.Equal(ports, want) {
+		if want := []string{"grpc:9001->grpc", "http:9003->http", "http-admin:9002->admin"}; !slices.Equal(ports, want) {
 			t.Errorf("Service %s ports %v, want %v", s.Name, ports, want)
 		}
 	}
