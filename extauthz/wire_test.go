@@ -37,7 +37,7 @@ func assertWireAgrees(t *testing.T, data []byte) (decoded bool) {
 	got, gotProblem, _, wireErr := extauthz.DecodeWire(data)
 	if wireErr == nil && strings.HasSuffix(gotProblem, "entries, the limit") {
 		// Refused at the first header entry past the limit, unread
-		// beyond (contract §9): whatever follows, proto.Unmarshal may
+		// beyond (docs/operations-and-limits.md): whatever follows, proto.Unmarshal may
 		// fail on it, and it would count the map's distinct keys.
 		return false
 	}
@@ -484,7 +484,7 @@ func (g *wireGen) http() []byte {
 
 // TestWireDecodeRepeatedKeys: a headers map with more than MaxHeaderCount
 // entries is refused even when its distinct keys are within the limit (on
-// 8cd63ac it was decoded again with proto.Unmarshal, and 520,000 copies of
+// an earlier release it was decoded again with proto.Unmarshal, and 520,000 copies of
 // one empty entry were decided): the entries are counted as sent.
 func TestWireDecodeRepeatedKeys(t *testing.T) {
 	t.Parallel()

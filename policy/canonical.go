@@ -21,9 +21,9 @@ func (e *Engine) Canonical() ([]byte, error) {
 // documentation writes them, empty values left out.
 type (
 	yamlConfig struct {
-		Authorizers   []yamlAuthorizer `yaml:"authorizers,omitempty"`
-		Policies      []yamlPolicy     `yaml:"policies"`
-		DefaultPolicy string           `yaml:"default_policy,omitempty"`
+		Authorizers   []Authorizer `yaml:"authorizers,omitempty"` // Authorizer.MarshalYAML
+		Policies      []yamlPolicy `yaml:"policies"`
+		DefaultPolicy string       `yaml:"default_policy,omitempty"`
 	}
 	yamlPolicy struct {
 		Name                    string     `yaml:"name"`
@@ -42,23 +42,6 @@ type (
 	yamlMatch struct {
 		Hosts        []string `yaml:"hosts,omitempty"`
 		PathPrefixes []string `yaml:"path_prefixes,omitempty"`
-	}
-	yamlAuthorizer struct {
-		Name    string    `yaml:"name"`
-		HTTP    *yamlHTTP `yaml:"http,omitempty"`
-		GRPC    *yamlGRPC `yaml:"grpc,omitempty"`
-		OnError string    `yaml:"on_error,omitempty"`
-	}
-	yamlHTTP struct {
-		URL             string   `yaml:"url"`
-		ForwardPath     bool     `yaml:"forward_path,omitempty"`
-		Headers         []string `yaml:"headers,omitempty"`
-		UpstreamHeaders []string `yaml:"upstream_headers,omitempty"`
-		Timeout         string   `yaml:"timeout"`
-	}
-	yamlGRPC struct {
-		Address string `yaml:"address"`
-		Timeout string `yaml:"timeout"`
 	}
 )
 
@@ -83,18 +66,6 @@ func canonicalConfig(cfg Config) yamlConfig {
 		}
 		out.Policies = append(out.Policies, yp)
 	}
-	for _, a := range cfg.Authorizers {
-		ya := yamlAuthorizer{Name: a.Name, OnError: a.OnError}
-		if h := a.HTTP; h != nil {
-			ya.HTTP = &yamlHTTP{
-				URL: h.URL, ForwardPath: h.ForwardPath, Headers: h.Headers,
-				UpstreamHeaders: h.UpstreamHeaders, Timeout: h.Timeout.String(),
-			}
-		}
-		if g := a.GRPC; g != nil {
-			ya.GRPC = &yamlGRPC{Address: g.Address, Timeout: g.Timeout.String()}
-		}
-		out.Authorizers = append(out.Authorizers, ya)
-	}
+	out.Authorizers = cfg.Authorizers
 	return out
 }

@@ -1,10 +1,12 @@
 package policy_test
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/corsauthz/corsauthz/internal/testpki"
 	"github.com/corsauthz/corsauthz/policy"
 )
 
@@ -22,8 +24,13 @@ authorizers:
       upstream_headers: [x-auth-request-user]
       timeout: 250ms
     on_error: deny
+    static_headers:
+      - {name: x-api-key, value_from: {env: SSO_KEY}}
   - name: opa
-    grpc: {address: "opa.example.com:9191", timeout: 1s}
+    grpc:
+      address: "opa.example.com:9191"
+      timeout: 1s
+      tls: {ca_file: %[1]s, cert_file: %[2]s, key_file: %[3]s, server_name: opa.internal}
     on_error: allow
 policies:
   - name: app
@@ -46,7 +53,8 @@ default_policy: app
 `
 
 func TestCanonicalRoundTrip(t *testing.T) {
-	e, _, err := policy.Load("/etc/corsauthz/corsauthz.yaml", []byte(everyField))
+	pki := testpki.New(t, "opa", "opa.internal")
+	e, _, err := policy.Load("/etc/corsauthz/corsauthz.yaml", []byte(fmt.Sprintf(everyField, pki.CAFile, pki.ClientCertFile, pki.ClientKeyFile)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +79,7 @@ func TestCanonicalRoundTrip(t *testing.T) {
 		t.Errorf("the canonical form of the canonical form differs:\n%s\nwant:\n%s", twice, canon)
 	}
 	cfg := e.Config()
-	for _, v := range []any{cfg, cfg.Policies[0], cfg.Policies[0].Match, cfg.Authorizers[0], *cfg.Authorizers[0].HTTP, *cfg.Authorizers[1].GRPC} {
+	for _, v := range []any{cfg, cfg.Policies[0], cfg.Policies[0].Match, cfg.Authorizers[0], *cfg.Authorizers[0].HTTP, *cfg.Authorizers[1].GRPC, *cfg.Authorizers[1].GRPC.TLS, cfg.Authorizers[0].StaticHeaders[0]} {
 		allSet(t, reflect.ValueOf(v))
 	}
 }
