@@ -73,6 +73,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Registerer gets the xDS subscription's metrics (nil: none).
 	Registerer prometheus.Registerer
+	// TracerProvider, when set, traces each request decided in local mode
+	// (a span per decision and per authorizer call, joined to the
+	// request's own trace); nil: no tracing.
+	TracerProvider trace.TracerProvider
 	// MaxConfigBytes bounds a configuration received over xDS (local
 	// mode; default policy.DefaultMaxConfigBytes, the default of
 	// corsauthz's --max-config-bytes): set it to corsauthz's
@@ -80,10 +84,6 @@ type Options struct {
 	// refused (NACKed) and the one in force stays; see
 	// xdsconfig.SubscribeOptions.
 	MaxConfigBytes int64
-	// TracerProvider, when set, traces each request decided in local mode
-	// (a span per decision and per authorizer call, joined to the
-	// request's own trace); nil: no tracing.
-	TracerProvider trace.TracerProvider
 }
 
 // Middleware decides CORS for the handlers it wraps. It is safe for

@@ -290,10 +290,10 @@ func (s *Subscription) apply(ctx context.Context, resources []*anypb.Any) error 
 	if err := s.waitForBudget(ctx); err != nil {
 		return err
 	}
+	t0 := time.Now()
 	// Files an authorizer reads (TLS, static headers) are this gateway's
 	// own, checked when the call is made: one missing here fails its
 	// policy's requests (503), not the whole configuration.
-	t0 := time.Now()
 	e, _, err := policy.LoadWithOptions(limits.Cut(cfg.GetSource()), cfg.GetContent(), policy.LoadOptions{SkipLocalFiles: true})
 	s.spent(time.Since(t0))
 	if err != nil {

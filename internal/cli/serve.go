@@ -165,10 +165,10 @@ func runServe(ctx context.Context, args []string, io IO) int {
 		MaxRecvMsgSize:        *maxMsg,
 		DecisionLogRate:       zeroIsNoLimit(*logRate),
 		Version:               Version(),
+		TracerProvider:        tracerProvider,
 		MaxXDSStreams:         *maxXDSStreams,
 		HTTPMaxConnections:    *httpMaxConns,
 		HTTPIdleTimeout:       *httpIdle,
-		TracerProvider:        tracerProvider,
 	})
 	if err != nil {
 		fmt.Fprintf(io.Stderr, "corsauthz serve: %v%s\n", err, listenAdvice(err, listeners))
