@@ -23,6 +23,7 @@ import (
 	"github.com/corsauthz/corsauthz/internal/docs"
 	"github.com/corsauthz/corsauthz/policy"
 	"github.com/corsauthz/corsauthz/server"
+	"github.com/corsauthz/corsauthz/xdsconfig"
 )
 
 func TestUnmarshalCaddyfile(t *testing.T) {
@@ -241,7 +242,7 @@ func TestProvisionRefusesUnconfiguredPolicy(t *testing.T) {
 		{desc: "local, configured", h: Handler{Address: addr, Policy: "orders"}},
 		{desc: "local, a configured group", h: Handler{Address: addr, Policy: "orders,partners"}},
 		{desc: "local, not configured", h: Handler{Address: addr, Policy: "nope"},
-			wantErr: `corsauthz: policy "nope": the configuration corsauthz at ` + addr + ` serves (corsauthz.yaml) has no policy "nope"; its policies: orders, partners. Name one of them, or add it to that configuration (every request here would be answered 503)`},
+			wantErr: `corsauthz: policy "nope": the configuration corsauthz at ` + addr + ` serves (` + xdsconfig.PublishedSource + `) has no policy "nope"; its policies: orders, partners. Name one of them, or add it to that configuration (every request here would be answered 503)`},
 		{desc: "local, one name of a group not configured", h: Handler{Address: addr, Policy: "orders,nope,other"},
 			wantErr: `has no policy "nope", "other"; its policies: orders, partners.`},
 		{desc: "remote, configured", h: Handler{Address: addr, Mode: "remote", Policy: "partners"}},
