@@ -22,10 +22,9 @@ const chainedName = "corsauthz chained"
 // Check at most the do-nothing server's CPU per Check.
 const targetChainCPURatio = 1.0
 
-// chainConfig is benchConfig with the do-nothing server at addr as the api
-// policy's authorizer.
-func chainConfig(addr string) string {
-	cfg := benchConfig()
+// chainConfig is cfg (benchConfig or capsConfig) with the do-nothing
+// server at addr as the api policy's authorizer.
+func chainConfig(cfg, addr string) string {
 	cfg = strings.Replace(cfg, "policies:\n", fmt.Sprintf(`authorizers:
   - name: nothing
     grpc:
