@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/corsauthz/corsauthz/internal/tracing"
+
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
@@ -129,6 +131,7 @@ func (c *grpcClient) Ask(ctx context.Context, r *Request) *Answer {
 		}
 		ctx = metadata.AppendToOutgoingContext(ctx, md...)
 	}
+	ctx = tracing.ToMetadata(ctx) // the call's span, when tracing
 	conn, err := c.clientConn()
 	if err != nil {
 		return failed(err)

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/corsauthz/corsauthz/internal/tracing"
+
 	"github.com/corsauthz/corsauthz/policy"
 )
 
@@ -120,6 +122,9 @@ func (c *httpClient) Ask(ctx context.Context, r *Request) *Answer {
 	if err := c.static.each(req.Header.Set); err != nil {
 		return failed(err)
 	}
+	// The trace context of the call's span, when tracing: the
+	// authorizer's span joins the request's trace.
+	tracing.ToHeader(ctx, req.Header)
 
 	if err := c.slots.acquire(ctx); err != nil {
 		return failed(err)

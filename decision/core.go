@@ -1,6 +1,8 @@
 package decision
 
 import (
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"context"
 	"errors"
 	"log/slog"
@@ -36,6 +38,11 @@ type Options struct {
 	// level (burst: as many); 0 means limits.DefaultLogRate, a negative
 	// value no limit.
 	LogRate float64
+	// Tracer, when set, traces every request: a span per decision,
+	// parented on the context the front end read from its request, and a
+	// child span per authorizer call (whose context the authorizer
+	// clients send on). Nil: no tracing, at no cost.
+	Tracer trace.Tracer
 }
 
 // Core decides every front end's requests; see the package documentation.
@@ -46,6 +53,7 @@ type Core struct {
 	metrics     *Metrics
 	log         *limits.RequestLog
 	authorizers *authorizer.Pool
+	tracer      trace.Tracer
 	// keepRequests is on while the configuration in force has
 	// authorizers: a front end that would otherwise not keep what an
 	// authorizer is sent (the ext_authz fast path's wire bytes) keeps it.
@@ -64,7 +72,7 @@ func New(engines Engines, opts Options) *Core {
 	if rate == 0 {
 		rate = limits.DefaultLogRate
 	}
-	c := &Core{engines: engines, logger: logger, metrics: opts.Metrics}
+	c := &Core{engines: engines, logger: logger, metrics: opts.Metrics, tracer: opts.Tracer}
 	c.log = limits.NewRequestLog(logger, rate, c.metrics.logSuppressed)
 	c.authorizers = authorizer.NewPool(logger, c.metrics.Authorizers())
 	return c
@@ -109,11 +117,26 @@ func (c *Core) Engine() *policy.Engine {
 	return c.engines.Load()
 }
 
+// Tracing reports whether requests are traced: a front end then reads the
+// trace context its request carries (and only then, so that an untraced
+// request costs nothing more).
+func (c *Core) Tracing() bool { return c.tracer != nil }
+
 // Decide decides r, read by front end fe, and returns the outcome; see the
 // package documentation. src describes the request to an authorizer, when
 // one is asked (nil: the request has nothing to send, and an authorizer's
 // policy fails closed).
 func (c *Core) Decide(ctx context.Context, fe FrontEnd, r *policy.Request, src Source) Outcome {
+	if c.tracer == nil {
+		return c.decideRequest(ctx, fe, r, src)
+	}
+	ctx, span := c.tracer.Start(ctx, spanName(fe), trace.WithSpanKind(trace.SpanKindServer))
+	out := c.decideRequest(ctx, fe, r, src)
+	endSpan(span, r, &out)
+	return out
+}
+
+func (c *Core) decideRequest(ctx context.Context, fe FrontEnd, r *policy.Request, src Source) Outcome {
 	start := time.Now()
 	d, e, fail := c.decide(ctx, fe, r, start)
 	if fail != nil {
@@ -136,7 +159,7 @@ func (c *Core) Decide(ctx context.Context, fe FrontEnd, r *policy.Request, src S
 		// configuration with authorizers came in force): fail closed.
 		ar = &authorizer.Request{}
 	}
-	answer := c.authorizers.Ask(ctx, name, ar)
+	answer := c.ask(ctx, name, ar)
 	merged := authorizer.Merge(&d, answer, e.AuthorizerFailsOpen(name))
 	out.auth = &merged
 	if !merged.Pass {
@@ -153,10 +176,32 @@ func (c *Core) Decide(ctx context.Context, fe FrontEnd, r *policy.Request, src S
 	return out
 }
 
+// ask asks the authorizer name, in a span of its own when tracing.
+func (c *Core) ask(ctx context.Context, name string, r *authorizer.Request) *authorizer.Answer {
+	if c.tracer == nil {
+		return c.authorizers.Ask(ctx, name, r)
+	}
+	ctx, span := c.tracer.Start(ctx, "authorizer "+name, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String(attrAuthorizer, name)))
+	answer := c.authorizers.Ask(ctx, name, r)
+	endAuthorizerSpan(span, answer)
+	return answer
+}
+
 // Explain is Decide for the decision API: the decision with its reasons
 // (or without them when terse), counted and logged as Decide's, and the
 // authorizer it would ask, never asked.
 func (c *Core) Explain(ctx context.Context, fe FrontEnd, r *policy.Request, terse bool) (policy.Explanation, Outcome) {
+	if c.tracer == nil {
+		return c.explain(ctx, fe, r, terse)
+	}
+	ctx, span := c.tracer.Start(ctx, spanName(fe), trace.WithSpanKind(trace.SpanKindServer))
+	x, out := c.explain(ctx, fe, r, terse)
+	endSpan(span, r, &out)
+	return x, out
+}
+
+func (c *Core) explain(ctx context.Context, fe FrontEnd, r *policy.Request, terse bool) (policy.Explanation, Outcome) {
 	start := time.Now()
 	e := c.Engine()
 	if e == nil {

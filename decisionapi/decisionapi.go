@@ -14,6 +14,7 @@ import (
 	"github.com/corsauthz/corsauthz/decision"
 	"github.com/corsauthz/corsauthz/internal/grpcfail"
 	"github.com/corsauthz/corsauthz/internal/limits"
+	"github.com/corsauthz/corsauthz/internal/tracing"
 	"github.com/corsauthz/corsauthz/policy"
 	corsauthzv1 "github.com/corsauthz/corsauthz/proto/gen/corsauthz/v1"
 )
@@ -50,6 +51,9 @@ func (s *Server) Decide(ctx context.Context, req *corsauthzv1.DecideRequest) (*c
 	if msg := checkSizes(&r); msg != "" {
 		f := s.core.Refused(ctx, decision.FrontEndDecisionAPI, msg)
 		return nil, grpcfail.Error(f)
+	}
+	if s.core.Tracing() {
+		ctx = tracing.FromMetadata(ctx)
 	}
 	x, out := s.core.Explain(ctx, decision.FrontEndDecisionAPI, &r, req.GetOmitReasons())
 	if out.Action == decision.Fail {

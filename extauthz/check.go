@@ -13,6 +13,7 @@ import (
 	"github.com/corsauthz/corsauthz/decision"
 	"github.com/corsauthz/corsauthz/internal/grpcfail"
 	"github.com/corsauthz/corsauthz/internal/limits"
+	"github.com/corsauthz/corsauthz/internal/tracing"
 	"github.com/corsauthz/corsauthz/policy"
 )
 
@@ -54,6 +55,9 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	var r policy.Request
 	if msg := readRequest(req, &r); msg != "" {
 		return nil, s.refuse(ctx, msg)
+	}
+	if s.core.Tracing() {
+		ctx = tracing.FromMetadata(ctx) // Envoy's span, from the call's metadata
 	}
 	out := s.core.Decide(ctx, decision.FrontEndExtAuthz, &r, typedSource{req})
 	return checkResponse(&out)

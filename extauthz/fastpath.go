@@ -15,6 +15,7 @@ import (
 	"github.com/corsauthz/corsauthz/authorizer"
 	"github.com/corsauthz/corsauthz/decision"
 	"github.com/corsauthz/corsauthz/internal/grpcfail"
+	"github.com/corsauthz/corsauthz/internal/tracing"
 	"github.com/corsauthz/corsauthz/policy"
 )
 
@@ -236,6 +237,9 @@ func (s *Server) checkWire(ctx context.Context, in *wireCheck) (any, error) {
 	}
 	if in.problem != "" {
 		return nil, s.refuse(ctx, in.problem)
+	}
+	if s.core.Tracing() {
+		ctx = tracing.FromMetadata(ctx) // Envoy's span, from the call's metadata
 	}
 	out := s.core.Decide(ctx, decision.FrontEndExtAuthz, &in.r, in)
 	switch {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/corsauthz/corsauthz/decision"
 	"github.com/corsauthz/corsauthz/internal/limits"
+	"github.com/corsauthz/corsauthz/internal/tracing"
 	"github.com/corsauthz/corsauthz/policy"
 )
 
@@ -80,7 +81,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeText(w, err.Status, err.Message)
 		return
 	}
-	out := h.core.Decide(r.Context(), decision.FrontEndHTTP, &req, &httpSource{r: r, req: &req})
+	ctx := r.Context()
+	if h.core.Tracing() {
+		ctx = tracing.FromHeader(ctx, r.Header) // traceparent from the gateway
+	}
+	out := h.core.Decide(ctx, decision.FrontEndHTTP, &req, &httpSource{r: r, req: &req})
 	writeOutcome(w, &out)
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/corsauthz/corsauthz/authorizer"
 	"github.com/corsauthz/corsauthz/decision"
+	"github.com/corsauthz/corsauthz/internal/tracing"
 	"github.com/corsauthz/corsauthz/policy"
 	"github.com/corsauthz/corsauthz/xdsconfig"
 )
@@ -35,7 +36,11 @@ func (s *subscriptionEngines) Load() *policy.Engine {
 // outcome as an Envoy in front of corsauthz would get.
 func (m *Middleware) serveLocal(w http.ResponseWriter, r *http.Request, next func(http.ResponseWriter, *http.Request) error) error {
 	req := m.request(r)
-	out := m.core.Decide(r.Context(), decision.FrontEndMiddleware, &req, requestSource{r})
+	ctx := r.Context()
+	if m.core.Tracing() {
+		ctx = tracing.FromHeader(ctx, r.Header) // the gateway's span, or the client's traceparent
+	}
+	out := m.core.Decide(ctx, decision.FrontEndMiddleware, &req, requestSource{r})
 	switch out.Action {
 	case decision.Fail:
 		err := error(out.Failure)

@@ -10,6 +10,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/corsauthz/corsauthz/internal/tracing"
+
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
@@ -69,6 +73,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Registerer gets the xDS subscription's metrics (nil: none).
 	Registerer prometheus.Registerer
+	// TracerProvider, when set, traces each request decided in local mode
+	// (a span per decision and per authorizer call, joined to the
+	// request's own trace); nil: no tracing.
+	TracerProvider trace.TracerProvider
 }
 
 // Middleware decides CORS for the handlers it wraps. It is safe for
@@ -147,7 +155,11 @@ func New(ctx context.Context, opts Options) (*Middleware, error) {
 	// clients are built before it is put in force (a configuration whose
 	// clients cannot be built is NACKed and the last good one stays).
 	engines := subscriptionEngines{}
-	m.core = decision.New(&engines, decision.Options{Logger: m.logger})
+	var tracer trace.Tracer
+	if opts.TracerProvider != nil {
+		tracer = opts.TracerProvider.Tracer(tracing.ScopeName)
+	}
+	m.core = decision.New(&engines, decision.Options{Logger: m.logger, Tracer: tracer})
 	m.sub = xdsconfig.Subscribe(context.Background(), m.conn, xdsconfig.SubscribeOptions{
 		NodeID: opts.NodeID, Address: opts.Address, Registerer: opts.Registerer, Logger: m.logger,
 		Prepare: m.core.Sync,

@@ -33,7 +33,7 @@ func (e *Engine) Canonical() ([]byte, error) {
 	}
 	b := make([]byte, 0, size)
 	if len(cfg.Authorizers) > 0 {
-		auth, err := yaml.Marshal(canonicalAuthorizers(cfg.Authorizers))
+		auth, err := yaml.Marshal(yamlAuthorizers{cfg.Authorizers})
 		if err != nil {
 			return nil, err
 		}
@@ -223,46 +223,8 @@ func yamlPrintable(r rune) bool {
 	return false
 }
 
-// The authorizers section's YAML shapes: the file's keys, in the order the
-// documentation writes them, empty values left out.
-type (
-	yamlAuthorizers struct {
-		Authorizers []yamlAuthorizer `yaml:"authorizers"`
-	}
-	yamlAuthorizer struct {
-		Name    string    `yaml:"name"`
-		HTTP    *yamlHTTP `yaml:"http,omitempty"`
-		GRPC    *yamlGRPC `yaml:"grpc,omitempty"`
-		OnError string    `yaml:"on_error,omitempty"`
-	}
-	yamlHTTP struct {
-		URL             string   `yaml:"url"`
-		ForwardPath     bool     `yaml:"forward_path,omitempty"`
-		Headers         []string `yaml:"headers,omitempty"`
-		UpstreamHeaders []string `yaml:"upstream_headers,omitempty"`
-		Timeout         string   `yaml:"timeout"`
-	}
-	yamlGRPC struct {
-		Address string `yaml:"address"`
-		Timeout string `yaml:"timeout"`
-	}
-)
-
-// canonicalAuthorizers is the authorizers section of the canonical form.
-func canonicalAuthorizers(authorizers []Authorizer) yamlAuthorizers {
-	var out yamlAuthorizers
-	for _, a := range authorizers {
-		ya := yamlAuthorizer{Name: a.Name, OnError: a.OnError}
-		if h := a.HTTP; h != nil {
-			ya.HTTP = &yamlHTTP{
-				URL: h.URL, ForwardPath: h.ForwardPath, Headers: h.Headers,
-				UpstreamHeaders: h.UpstreamHeaders, Timeout: h.Timeout.String(),
-			}
-		}
-		if g := a.GRPC; g != nil {
-			ya.GRPC = &yamlGRPC{Address: g.Address, Timeout: g.Timeout.String()}
-		}
-		out.Authorizers = append(out.Authorizers, ya)
-	}
-	return out
+// yamlAuthorizers is the authorizers section of the canonical form, each
+// written by Authorizer.MarshalYAML.
+type yamlAuthorizers struct {
+	Authorizers []Authorizer `yaml:"authorizers"`
 }

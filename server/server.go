@@ -15,6 +15,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/corsauthz/corsauthz/internal/tracing"
+
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -132,6 +136,10 @@ type Options struct {
 	// each level (burst: as many); 0 means DefaultDecisionLogRate, a
 	// negative value no limit.
 	DecisionLogRate float64
+	// TracerProvider, when set, traces every request (a span per Check,
+	// Decide and HTTP authorization request, and per authorizer call);
+	// nil: no tracing. See internal/tracing for the OTEL_* setup.
+	TracerProvider trace.TracerProvider
 	// Version is the version corsauthz_build_info reports (default: the
 	// module version the binary was built from).
 	Version string
@@ -199,6 +207,7 @@ func New(engines *policy.Holder, opts Options) (*Server, error) {
 		Logger:  s.logger,
 		Metrics: s.metrics.Decisions(),
 		LogRate: opts.DecisionLogRate,
+		Tracer:  tracing.Tracer(opts.TracerProvider),
 	})
 	if err := s.core.Sync(engines.Load()); err != nil {
 		s.logger.Error("authorizers: cannot build a client", slog.String("error", err.Error()))

@@ -1,4 +1,5 @@
-// Package cli is the corsauthz command line: serve, validate and explain.
+// Package cli is the corsauthz command line: serve, validate, explain and
+// import.
 // It parses flags (each also read from a CORSAUTHZ_<FLAG> environment
 // variable), loads configurations and prints results; the deciding is done
 // by package policy and the serving by package server.
@@ -32,6 +33,7 @@ Usage:
   corsauthz serve    [--config FILE] [--grpc-addr ADDR] [--admin-addr ADDR]
   corsauthz validate --config FILE
   corsauthz explain  [--config FILE] [--policy NAME] [-X METHOD] [-H 'Name: value']... [--json] URL
+  corsauthz import   --from FORMAT FILE...
   corsauthz version
 
 Every flag can also be set with an environment variable CORSAUTHZ_<FLAG>,
@@ -54,6 +56,8 @@ func Main(ctx context.Context, args []string, io IO) int {
 		return runValidate(rest, io)
 	case "explain":
 		return runExplain(rest, io)
+	case "import":
+		return runImport(rest, io)
 	case "version", "--version":
 		fmt.Fprintln(io.Stdout, "corsauthz", Version())
 		return 0

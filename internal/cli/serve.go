@@ -12,6 +12,10 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/corsauthz/corsauthz/internal/tracing"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -97,6 +101,24 @@ func runServe(ctx context.Context, args []string, io IO) int {
 		"policies", strings.Join(e.PolicyNames(), ","),
 		"version", Version())
 
+	// Tracing, when the OTEL_* environment asks for it (off by default).
+	getenv := func(name string) string { v, _ := io.Env(name); return v }
+	tp, err := tracing.Setup(ctx, Version(), getenv)
+	if err != nil {
+		fmt.Fprintf(io.Stderr, "corsauthz serve: tracing: %v\n", err)
+		return 1
+	}
+	var tracerProvider trace.TracerProvider
+	if tp != nil {
+		tracerProvider = tp
+		logger.Info("tracing: spans exported over OTLP (OTEL_* environment)")
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = tp.Shutdown(sctx) // flush the last spans
+		}()
+	}
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := server.New(policy.NewHolder(e), server.Options{
@@ -115,6 +137,7 @@ func runServe(ctx context.Context, args []string, io IO) int {
 		MaxRecvMsgSize:        *maxMsg,
 		DecisionLogRate:       zeroIsNoLimit(*logRate),
 		Version:               Version(),
+		TracerProvider:        tracerProvider,
 	})
 	if err != nil {
 		fmt.Fprintf(io.Stderr, "corsauthz serve: %v\n", err)
