@@ -328,6 +328,14 @@ func (p *parser) policies(n *yaml.Node, path string, cfg *Config) {
 			}
 		})
 		cfg.Policies = append(cfg.Policies, pol)
+		// The policy's nodes are read: let them go, so that a large
+		// file's node tree and its configuration are not both held at
+		// once (its strings live on in pol). Not from a list with an
+		// anchor, which an alias may make another field read again; an
+		// alias to the item itself keeps it.
+		if n.Anchor == "" {
+			n.Content[i] = nil
+		}
 	}
 }
 
