@@ -84,6 +84,11 @@ func runServe(ctx context.Context, args []string, io IO) int {
 	if *config == "" {
 		logger.Warn("no --config given: serving the built-in example configuration", "config", orExample(""))
 	}
+	var tuning *runtimeTuning // runtime.go
+	if io.TuneRuntime {
+		tuning = newRuntimeTuning(io.Env, os.ReadFile)
+	}
+	tuning.loading()
 	e, err := loadConfigOrStop(ctx, *config, *maxConfigBytes, io)
 	if errors.Is(err, context.Canceled) {
 		fmt.Fprintf(io.Stderr, "corsauthz serve: stopped while loading the configuration %s\n", orExample(*config))
@@ -143,7 +148,9 @@ func runServe(ctx context.Context, args []string, io IO) int {
 		fmt.Fprintf(io.Stderr, "corsauthz serve: %v\n", err)
 		return 1
 	}
-	tuneGC(io.Env) // runtime.go
+	if limit, source := tuning.serving(); limit > 0 {
+		logger.Info("soft memory limit set (GOMEMLIMIT unset)", "limit_mib", limit>>20, "from", source)
+	}
 	stopProfile, err := startCPUProfile(*cpuProfile)
 	if err != nil {
 		fmt.Fprintf(io.Stderr, "corsauthz serve: %v\n", err)
@@ -151,7 +158,7 @@ func runServe(ctx context.Context, args []string, io IO) int {
 	}
 	defer stopProfile()
 	if *config != "" {
-		stopWatch := watchConfig(ctx, srv, *config, e.Hash(), *checkInterval, *maxConfigBytes, logger)
+		stopWatch := watchConfig(ctx, srv, *config, e.Hash(), *checkInterval, *maxConfigBytes, logger, tuning)
 		defer stopWatch()
 	}
 	if err := srv.Serve(ctx); err != nil {
@@ -165,7 +172,7 @@ func runServe(ctx context.Context, args []string, io IO) int {
 // watchConfig reloads the configuration file into srv when it changes and
 // on SIGHUP, until the returned function is called; that function returns
 // once the watch has stopped.
-func watchConfig(ctx context.Context, srv *server.Server, path, hash string, interval time.Duration, maxBytes int64, logger *slog.Logger) (stop func()) {
+func watchConfig(ctx context.Context, srv *server.Server, path, hash string, interval time.Duration, maxBytes int64, logger *slog.Logger, tuning *runtimeTuning) (stop func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	if interval == 0 {
@@ -188,7 +195,11 @@ func watchConfig(ctx context.Context, srv *server.Server, path, hash string, int
 			if c.Forced {
 				logger.Info("SIGHUP: reloading the configuration", "config", path)
 			}
+			tuning.loading()
 			_ = srv.Reload(ctx, path, c.Data) // logged and counted by Reload
+			if limit, source := tuning.serving(); limit > 0 {
+				logger.Debug("soft memory limit set", "limit_mib", limit>>20, "from", source)
+			}
 		})
 	})
 	logger.Info("watching the configuration file for changes; SIGHUP reloads it",
