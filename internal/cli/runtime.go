@@ -5,7 +5,6 @@ import (
 	"math"
 	"os"
 	"path"
-	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"runtime/pprof"
@@ -90,7 +89,10 @@ func (t *runtimeTuning) serving() (limit int64, source string) {
 	if t.limitSet {
 		return 0, ""
 	}
-	runtime.GC() // what the loaded configuration holds, without the garbage of loading it
+	// What the loaded configuration holds, without the garbage of loading
+	// it, whose pages go back to the system: loading a file at the caps
+	// passes through three times the memory the configuration keeps.
+	debug.FreeOSMemory()
 	limit, source = memoryInUse()+memoryHeadroom, "configuration"
 	if limit > t.ceiling {
 		limit, source = t.ceiling, "container"
