@@ -59,6 +59,18 @@ func decide(t *testing.T, host, origin string) policy.Decision {
 	return d
 }
 
+var (
+	fuzzOnce     sync.Once
+	fuzzDecision policy.Decision
+)
+
+// decideFuzz is decide for the credentialed policy and its allowed origin,
+// computed once (fuzz functions run it for every input).
+func decideFuzz(t *testing.T) policy.Decision {
+	fuzzOnce.Do(func() { fuzzDecision = decide(t, "creds.example.com", "https://app.example.com") })
+	return fuzzDecision
+}
+
 // checkRequest is a CheckRequest as Envoy sends it.
 func checkRequest(method, host, path string, headers map[string]string) *authv3.CheckRequest {
 	h := map[string]string{":authority": host, ":method": method, ":path": path, ":scheme": "https"}

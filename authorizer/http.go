@@ -83,8 +83,19 @@ func (c *httpClient) Config() *policy.Authorizer { return &c.cfg }
 
 func (c *httpClient) Close() { c.transport.CloseIdleConnections() }
 
-// Ask implements Client.
+// Ask implements Client. A failure's answer names the upstream_headers
+// to remove (RemoveUpstream): under on_error: allow the request goes on,
+// and a client must not get its own X-Auth-Request-User through by
+// making the authorizer fail.
 func (c *httpClient) Ask(ctx context.Context, r *Request) *Answer {
+	a := c.ask(ctx, r)
+	if a.Result.Failed() {
+		a.RemoveUpstream = c.cfg.HTTP.UpstreamHeaders
+	}
+	return a
+}
+
+func (c *httpClient) ask(ctx context.Context, r *Request) *Answer {
 	ctx, cancel := context.WithTimeoutCause(ctx, c.cfg.HTTP.Timeout, errTimeout(c.cfg.HTTP.Timeout))
 	defer cancel()
 

@@ -122,13 +122,13 @@ func TestHTTPMerge(t *testing.T) {
 			headers: with(corsAllowed, map[string][]string{"Content-Type": {"text/plain; charset=utf-8"}}),
 		},
 		{
-			desc: "a failure with on_error: allow passes with the CORS headers only",
+			desc: "a failure with on_error: allow passes with the CORS headers only, the client's own upstream headers removed",
 			answer: func(w http.ResponseWriter, r *http.Request) {
 				w.WriteHeader(http.StatusUnauthorized)
 				w.Write([]byte(big + "x"))
 			},
 			failOpen: true,
-			want:     authorizer.Outcome{Result: authorizer.Error, Pass: true},
+			want:     authorizer.Outcome{Result: authorizer.Error, Pass: true, RemoveRequestHeaders: []string{"x-auth-request-user", "x-auth-request-email"}},
 			headers:  corsAllowed,
 		},
 	}

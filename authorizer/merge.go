@@ -70,7 +70,8 @@ type Answer struct {
 
 	// SetUpstream and RemoveUpstream are an HTTP authorizer's allow: the
 	// upstream_headers its answer carried, to set on the request, and
-	// those it did not, to remove from it.
+	// those it did not, to remove from it. A failure of an HTTP
+	// authorizer names them all in RemoveUpstream, for on_error: allow.
 	SetUpstream    []policy.Header
 	RemoveUpstream []string
 
@@ -150,7 +151,8 @@ var textPlain = policy.Header{Name: "Content-Type", Value: "text/plain; charset=
 //     with the CORS headers;
 //   - failed or overloaded: a 503 with the CORS headers, never a pass,
 //     unless failOpen (on_error: allow), when the request goes on with
-//     the CORS headers only.
+//     the CORS headers only, and without the HTTP authorizer's
+//     upstream_headers (the client's own are removed).
 //
 // Whatever the answer holds, Merge keeps the invariants every front end
 // relies on: only corsauthz speaks CORS (every Access-Control-* header of
@@ -204,6 +206,7 @@ func Merge(d *policy.Decision, a *Answer, failOpen bool) Outcome {
 		if failOpen {
 			out.Pass = true
 			out.Headers = cors
+			out.RemoveRequestHeaders = a.RemoveUpstream
 			return out
 		}
 		out.Status = 503

@@ -159,6 +159,9 @@ func (p *Pool) Ask(ctx context.Context, name string, r *Request) *Answer {
 		a = failed(fmt.Errorf("authorizer %q: %w", name, ErrUnknown))
 	case !p.enter(e):
 		a = &Answer{Result: Overloaded, Err: ErrOverloaded}
+		if h := e.client.Config().HTTP; h != nil {
+			a.RemoveUpstream = h.UpstreamHeaders // see httpClient.Ask
+		}
 	default:
 		a = e.client.Ask(ctx, r)
 		p.leave(e)

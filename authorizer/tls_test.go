@@ -86,7 +86,7 @@ func TestGRPCTLS(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
 			t.Parallel()
-			cfg := grpcAuthorizer(tc.addr, 2*time.Second)
+			cfg := grpcAuthorizer(tc.addr, 5*time.Second) // loading the system roots takes a while on a loaded machine
 			cfg.GRPC.TLS = tc.tls
 			c := newClient(t, cfg)
 			a := c.Ask(context.Background(), &authorizer.Request{Check: checkRequest("GET", "creds.example.com", "/v1/x", nil)})

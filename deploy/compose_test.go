@@ -210,7 +210,7 @@ func TestDockerfile(t *testing.T) {
 	if u, _, _ := strings.Cut(stage.user, ":"); u != "65532" {
 		t.Errorf("USER %q, want 65532 (numeric, so runAsNonRoot can check it)", stage.user)
 	}
-	for _, p := range []int{grpcPort, adminPort} {
+	for _, p := range []int{grpcPort, adminPort, authzHTTPPort} {
 		if !slices.Contains(stage.expose, strconv.Itoa(p)) {
 			t.Errorf("EXPOSE %v lacks %d", stage.expose, p)
 		}
@@ -221,7 +221,9 @@ func TestDockerfile(t *testing.T) {
 	if !slices.Equal(stage.cmd, serveArgs) {
 		t.Errorf("CMD %q, want %q", stage.cmd, serveArgs)
 	}
-	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", `-ldflags "-s -w"`, "./cmd/corsauthz", "COPY deploy/corsauthz.yaml " + configPath} {
+	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", `-ldflags "-s -w `, "./cmd/corsauthz", "COPY deploy/corsauthz.yaml " + configPath,
+		// The version: the build context has no .git, so -X sets it (internal/cli).
+		"-X github.com/corsauthz/corsauthz/internal/cli.version=${VERSION}", "-X github.com/corsauthz/corsauthz/internal/cli.revision=${REVISION}"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("Dockerfile lacks %q", want)
 		}

@@ -67,11 +67,11 @@ var minimumVersionRE = regexp.MustCompile(`Envoy 1\.31 or later \(Istio 1\.23 or
 
 // TestMinimumEnvoyVersionStated: Envoy honours append_action in
 // ok_response.response_headers_to_add only from 1.31 on, so the files
-// that configure Envoy or Istio, and the README, say so; and the Envoy
+// that configure Envoy or Istio, the README and docs/envoy.md say so; and the Envoy
 // image compose runs is at least that.
 func TestMinimumEnvoyVersionStated(t *testing.T) {
 	t.Parallel()
-	for _, path := range []string{envoyPath, meshConfigPath, authzPath, "istio/README.md", "../README.md", "compose/README.md"} {
+	for _, path := range []string{envoyPath, meshConfigPath, authzPath, "istio/README.md", "../README.md", "../docs/envoy.md", "compose/README.md"} {
 		if !minimumVersionRE.Match(readFile(t, path)) {
 			t.Errorf("%s does not state the minimum version (Envoy 1.31 or later, Istio 1.23 or later)", path)
 		}

@@ -27,11 +27,13 @@ var serveArgs = []string{
 	"--config", "/etc/corsauthz/corsauthz.yaml",
 	"--grpc-addr", "0.0.0.0:9001",
 	"--admin-addr", "0.0.0.0:9002",
+	"--http-addr", "0.0.0.0:9003",
 }
 
 const (
-	grpcPort  = 9001
-	adminPort = 9002
+	grpcPort      = 9001
+	adminPort     = 9002
+	authzHTTPPort = 9003 // HTTP authorization (NGINX auth_request, Envoy's http_service)
 	// configPath is where every deployment puts the policy file.
 	configPath = "/etc/corsauthz/corsauthz.yaml"
 )

@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path"
@@ -10,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -26,8 +28,9 @@ import (
 
 const kustomizeDir = "kubernetes"
 
-// k8sObjects is the output of `kustomize build deploy/kubernetes`, each
-// object decoded strictly into its k8s.io/api type.
+// k8sObjects is the output of `kustomize build deploy/kubernetes` or of
+// `helm template deploy/helm/corsauthz`, each object decoded strictly into
+// its Go type.
 type k8sObjects struct {
 	namespaces      []*corev1.Namespace
 	serviceAccounts []*corev1.ServiceAccount
@@ -37,8 +40,18 @@ type k8sObjects struct {
 	hpas            []*autoscalingv2.HorizontalPodAutoscaler
 	pdbs            []*policyv1.PodDisruptionBudget
 	networkPolicies []*networkingv1.NetworkPolicy
+	serviceMonitors []*monitoringv1.ServiceMonitor
+	prometheusRules []*monitoringv1.PrometheusRule
 	// namespaceOf holds every namespaced object's namespace, by "Kind/name".
 	namespaceOf map[string]string
+	// all holds every object, by "Kind/name", in the order met.
+	all []k8sObject
+}
+
+// k8sObject is one decoded object.
+type k8sObject struct {
+	key string // Kind/name
+	obj any    // the typed object, e.g. *appsv1.Deployment
 }
 
 // buildKustomization runs kustomize once for all the tests.
@@ -53,53 +66,80 @@ func buildObjects(fs filesys.FileSystem, dir string) (*k8sObjects, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kustomize build %s: %w", dir, err)
 	}
-	objs := &k8sObjects{namespaceOf: make(map[string]string)}
+	objs := newK8sObjects()
 	for _, r := range resources.Resources() {
 		js, err := r.MarshalJSON()
 		if err != nil {
 			return nil, err
 		}
-		apiVersion, kind := r.GetApiVersion(), r.GetKind()
-		var target any
-		switch gvk := apiVersion + " " + kind; gvk {
-		case "v1 Namespace":
-			objs.namespaces = append(objs.namespaces, new(corev1.Namespace))
-			target = objs.namespaces[len(objs.namespaces)-1]
-		case "v1 ServiceAccount":
-			objs.serviceAccounts = append(objs.serviceAccounts, new(corev1.ServiceAccount))
-			target = objs.serviceAccounts[len(objs.serviceAccounts)-1]
-		case "apps/v1 Deployment":
-			objs.deployments = append(objs.deployments, new(appsv1.Deployment))
-			target = objs.deployments[len(objs.deployments)-1]
-		case "v1 Service":
-			objs.services = append(objs.services, new(corev1.Service))
-			target = objs.services[len(objs.services)-1]
-		case "v1 ConfigMap":
-			objs.configMaps = append(objs.configMaps, new(corev1.ConfigMap))
-			target = objs.configMaps[len(objs.configMaps)-1]
-		case "autoscaling/v2 HorizontalPodAutoscaler":
-			objs.hpas = append(objs.hpas, new(autoscalingv2.HorizontalPodAutoscaler))
-			target = objs.hpas[len(objs.hpas)-1]
-		case "policy/v1 PodDisruptionBudget":
-			objs.pdbs = append(objs.pdbs, new(policyv1.PodDisruptionBudget))
-			target = objs.pdbs[len(objs.pdbs)-1]
-		case "networking.k8s.io/v1 NetworkPolicy":
-			objs.networkPolicies = append(objs.networkPolicies, new(networkingv1.NetworkPolicy))
-			target = objs.networkPolicies[len(objs.networkPolicies)-1]
-		default:
-			return nil, fmt.Errorf("%s %s: no test decodes this kind; add it", gvk, r.GetName())
-		}
-		// Strict: an unknown or misplaced field (a typo, a wrong case, or a
-		// field at the wrong level) is an error, as with
-		// `kubectl apply --validate=strict`.
-		if err := decodeStrictJSON(js, target); err != nil {
-			return nil, fmt.Errorf("%s %s: %w", kind, r.GetName(), err)
-		}
-		if kind != "Namespace" {
-			objs.namespaceOf[kind+"/"+r.GetName()] = r.GetNamespace()
+		if err := objs.add(js); err != nil {
+			return nil, err
 		}
 	}
 	return objs, nil
+}
+
+func newK8sObjects() *k8sObjects {
+	return &k8sObjects{namespaceOf: make(map[string]string)}
+}
+
+// add decodes the object js strictly into the Go type of its kind.
+func (objs *k8sObjects) add(js []byte) error {
+	var head struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+		Metadata   struct {
+			Name      string `json:"name"`
+			Namespace string `json:"namespace"`
+		} `json:"metadata"`
+	}
+	if err := json.Unmarshal(js, &head); err != nil {
+		return err
+	}
+	apiVersion, kind, name := head.APIVersion, head.Kind, head.Metadata.Name
+	var target any
+	switch gvk := apiVersion + " " + kind; gvk {
+	case "v1 Namespace":
+		target = appendNew(&objs.namespaces)
+	case "v1 ServiceAccount":
+		target = appendNew(&objs.serviceAccounts)
+	case "apps/v1 Deployment":
+		target = appendNew(&objs.deployments)
+	case "v1 Service":
+		target = appendNew(&objs.services)
+	case "v1 ConfigMap":
+		target = appendNew(&objs.configMaps)
+	case "autoscaling/v2 HorizontalPodAutoscaler":
+		target = appendNew(&objs.hpas)
+	case "policy/v1 PodDisruptionBudget":
+		target = appendNew(&objs.pdbs)
+	case "networking.k8s.io/v1 NetworkPolicy":
+		target = appendNew(&objs.networkPolicies)
+	case "monitoring.coreos.com/v1 ServiceMonitor":
+		target = appendNew(&objs.serviceMonitors)
+	case "monitoring.coreos.com/v1 PrometheusRule":
+		target = appendNew(&objs.prometheusRules)
+	default:
+		return fmt.Errorf("%s %s: no test decodes this kind; add it", gvk, name)
+	}
+	// Strict: an unknown or misplaced field (a typo, a wrong case, or a
+	// field at the wrong level) is an error, as with
+	// `kubectl apply --validate=strict`.
+	if err := decodeStrictJSON(js, target); err != nil {
+		return fmt.Errorf("%s %s: %w", kind, name, err)
+	}
+	if kind != "Namespace" {
+		objs.namespaceOf[kind+"/"+name] = head.Metadata.Namespace
+	}
+	objs.all = append(objs.all, k8sObject{kind + "/" + name, target})
+	return nil
+}
+
+// appendNew appends a new T to *s and returns it.
+func appendNew[T any](s *[]*T) *T {
+	v := new(T)
+	*s = append(*s, v)
+	return v
 }
 
 func loadKustomization(t *testing.T) *k8sObjects {
@@ -115,7 +155,7 @@ func loadKustomization(t *testing.T) *k8sObjects {
 func only[T any](t *testing.T, what string, s []T) T {
 	t.Helper()
 	if len(s) != 1 {
-		t.Fatalf("kustomize build produced %d %s, want 1", len(s), what)
+		t.Fatalf("%d %s rendered, want 1", len(s), what)
 	}
 	return s[0]
 }
@@ -361,6 +401,9 @@ func TestKubernetesService(t *testing.T) {
 	if _, ok := ports[adminPort]; !ok {
 		t.Errorf("Service has no port %d", adminPort)
 	}
+	if h, ok := ports[authzHTTPPort]; !ok || h.Name != "http" || h.AppProtocol == nil || *h.AppProtocol != "http" {
+		t.Errorf("Service port %d: %+v, want one named http, appProtocol http (HTTP authorization)", authzHTTPPort, h)
+	}
 }
 
 func TestKubernetesAvailability(t *testing.T) {
@@ -527,7 +570,7 @@ func TestKubernetesMemoryLimit(t *testing.T) {
 }
 
 // TestKubernetesNetworkPolicy: only pods labelled as the gateway reach the
-// gRPC port, only the monitoring namespace the admin port, and the policy
+// gRPC and HTTP authorization ports, only the monitoring namespace the admin port, and the policy
 // selects corsauthz's pods (issue 10).
 func TestKubernetesNetworkPolicy(t *testing.T) {
 	t.Parallel()
@@ -569,7 +612,7 @@ func TestKubernetesNetworkPolicy(t *testing.T) {
 			}
 		}
 	}
-	want := map[string]string{"grpc": "gateway", "admin": "monitoring"}
+	want := map[string]string{"grpc": "gateway", "http": "gateway", "admin": "monitoring"}
 	if fmt.Sprint(ports) != fmt.Sprint(want) {
 		t.Errorf("who reaches which port: %v, want %v", ports, want)
 	}

@@ -30,6 +30,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/corsauthz/corsauthz/internal/childproc"
 	"github.com/corsauthz/corsauthz/policy"
 	"github.com/corsauthz/corsauthz/server"
 )
@@ -141,7 +142,7 @@ func startOAuth2Proxy(t *testing.T, bin string, m *mockoidc.MockOIDC, publicURL 
 	p := &oauth2Proxy{addr: freeLoopbackAddr(t), done: make(chan struct{})}
 	p.cmd = exec.Command(bin, oauth2ProxyArgs(p.addr, m.Config(), publicURL)...)
 	p.cmd.Stdout, p.cmd.Stderr = p, p
-	if err := p.cmd.Start(); err != nil {
+	if err := childproc.Start(t, p.cmd); err != nil {
 		t.Fatalf("start oauth2-proxy: %v", err)
 	}
 	go func() { _ = p.cmd.Wait(); close(p.done) }()

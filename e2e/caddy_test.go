@@ -11,12 +11,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/corsauthz/corsauthz/internal/childproc"
 	"github.com/corsauthz/corsauthz/server"
+	"github.com/corsauthz/corsauthz/xdsconfig"
 )
 
 // The browser scenarios once more, with real Caddy as the gateway: Chromium
@@ -26,61 +27,43 @@ import (
 // The tap in front of Caddy (tap_test.go) keeps the exchange log the
 // scenarios check and is the shared cache in front, as for NGINX.
 
-// caddyEnv makes a Caddy that cannot be built a failure instead of a skip:
-// CI sets CORSAUTHZ_E2E_CADDY=require. caddyBinEnv names a Caddy binary
-// built already (with the module), to skip the build.
+// caddyEnv makes a missing Caddy a failure instead of a skip: CI sets
+// CORSAUTHZ_E2E_CADDY=require. caddyBinEnv names the Caddy binary built
+// with the module. The tests never build Caddy themselves: a cold build of
+// Caddy and its hundreds of modules takes minutes, longer than go test's
+// default timeout on a small machine, so it is a step of its own (.ci/run
+// does it, into the cache directory named in buildCaddyCommand).
 const (
 	caddyEnv    = "CORSAUTHZ_E2E_CADDY"
 	caddyBinEnv = "CORSAUTHZ_CADDY_BIN"
 )
 
-// caddyBinary returns the path of a Caddy with the corsauthz module: the
-// one CORSAUTHZ_CADDY_BIN names, or one built now with go build from
-// integrations/caddy into the user cache directory (Go's build cache makes
-// a rebuild quick).
+// buildCaddyCommand is the command, run from the repository root, that
+// builds the Caddy the suite uses and says where it is.
+const buildCaddyCommand = `(cd integrations/caddy && go build -o "$HOME/.cache/corsauthz/e2e/caddy" ./cmd/caddy) && export CORSAUTHZ_CADDY_BIN="$HOME/.cache/corsauthz/e2e/caddy"`
+
+// caddyBinary returns the Caddy with the corsauthz module that
+// CORSAUTHZ_CADDY_BIN names, or skips the test saying how to build one
+// (fails instead under CORSAUTHZ_E2E_CADDY=require).
 func caddyBinary(t *testing.T) string {
 	t.Helper()
 	skip := func(format string, args ...any) {
 		t.Helper()
-		msg := fmt.Sprintf(format, args...)
+		msg := fmt.Sprintf(format, args...) + "; build it with:\n\t" + buildCaddyCommand
 		if os.Getenv(caddyEnv) == "require" {
-			t.Fatalf("%s (%s=require makes this a failure instead of a skip)", msg, caddyEnv)
+			t.Fatalf("%s\n(%s=require makes this a failure instead of a skip)", msg, caddyEnv)
 		}
-		t.Skipf("%s; set %s=require to make this a failure", msg, caddyEnv)
+		t.Skipf("%s\n(set %s=require to make this a failure)", msg, caddyEnv)
 	}
-	if bin := os.Getenv(caddyBinEnv); bin != "" {
-		if _, err := os.Stat(bin); err != nil {
-			skip("%s=%s: %v", caddyBinEnv, bin, err)
-		}
-		return bin
+	bin := os.Getenv(caddyBinEnv)
+	if bin == "" {
+		skip("no Caddy with the corsauthz module: %s is not set", caddyBinEnv)
 	}
-	b := buildCaddy()
-	if b.err != nil {
-		skip("cannot build Caddy with the corsauthz module (cd integrations/caddy && go build ./cmd/caddy): %v\n%s", b.err, b.out)
+	if fi, err := os.Stat(bin); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+		skip("%s=%s is not an executable file (%v)", caddyBinEnv, bin, err)
 	}
-	return b.bin
+	return bin
 }
-
-// caddyBuild is the result of building Caddy: the binary, or go build's
-// output and error.
-type caddyBuild struct {
-	bin string
-	out []byte
-	err error
-}
-
-// buildCaddy builds Caddy with the module once per test process.
-var buildCaddy = sync.OnceValue(func() (b caddyBuild) {
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		cache = os.TempDir()
-	}
-	b.bin = filepath.Join(cache, "corsauthz", "e2e", "caddy")
-	build := exec.Command("go", "build", "-o", b.bin, "./cmd/caddy")
-	build.Dir = filepath.Join("..", "integrations", "caddy")
-	b.out, b.err = build.CombinedOutput()
-	return b
-})
 
 // freePort returns a loopback port nothing listens on (Caddy's
 // configuration needs the number before it starts).
@@ -113,10 +96,14 @@ func caddyfile(port, corsauthzAddr, upstream string, rts []route) string {
 	return b.String()
 }
 
-// caddyRoutes are routes, plus one to an upstream nobody listens on.
+// caddyRoutes are routes, plus one to an upstream nobody listens on, less
+// the one naming a policy corsauthz does not have: Caddy refuses to start
+// with it (TestCaddyRefusesBadDirective), so that path is answered by the
+// Caddyfile's catch-all 404.
 func caddyRoutes(t *testing.T) []route {
 	t.Helper()
-	return append(slices.Clone(routes), downRoute(t))
+	rts := slices.DeleteFunc(slices.Clone(routes), func(rt route) bool { return rt.extensions["cors_policy"] == "not-configured" })
+	return append(rts, downRoute(t))
 }
 
 // startCaddy runs the Caddy binary with the test's Caddyfile (routes, to
@@ -136,7 +123,7 @@ func startCaddy(t *testing.T, bin string, s *stack, routes []route) *url.URL {
 	cmd := exec.Command(bin, "run", "--config", file, "--adapter", "caddyfile")
 	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
 	cmd.Stdout, cmd.Stderr = t.Output(), t.Output()
-	if err := cmd.Start(); err != nil {
+	if err := childproc.Start(t, cmd); err != nil {
 		t.Fatalf("start Caddy: %v", err)
 	}
 	exited := make(chan error, 1)
@@ -278,25 +265,46 @@ func waitAnswer(t *testing.T, caddy *url.URL, path, origin, want string, start t
 }
 
 // TestCaddyRefusesBadDirective: Caddy itself refuses a corsauthz directive
-// it cannot use, with every problem in its message.
+// it cannot use: every problem of the directive in one message, and a
+// policy the configuration corsauthz serves does not have.
 func TestCaddyRefusesBadDirective(t *testing.T) {
 	bin := caddyBinary(t)
-	dir := t.TempDir()
-	file := filepath.Join(dir, "Caddyfile")
-	cfg := "{\n\tadmin off\n}\nhttp://127.0.0.1:" + freePort(t) + " {\n\tcorsauthz {\n\t\taddress nowhere\n\t\tmode cached\n\t}\n\trespond ok\n}\n"
-	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "validate", "--config", file, "--adapter", "caddyfile")
-	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
-	out, err := cmd.CombinedOutput()
-	if err == nil {
-		t.Fatalf("caddy validate accepted the directive:\n%s", out)
-	}
-	said := strings.ReplaceAll(string(out), `\"`, `"`) // Caddy logs the error as a JSON string
-	for _, want := range []string{`address "nowhere": write host:port`, `mode "cached": write local`} {
-		if !strings.Contains(said, want) {
-			t.Errorf("caddy validate does not say %q:\n%s", want, out)
-		}
+	s, engine, _ := startPagesAndUpstream(t, http.HandlerFunc(serveUpstream))
+	s.startCorsauthz(t, engine, server.Options{})
+	for _, tt := range []struct {
+		desc, directive string
+		want            []string
+	}{
+		{
+			desc:      "every problem of the directive at once",
+			directive: "corsauthz {\n\t\taddress nowhere\n\t\tmode cached\n\t\ttimeout\n\t}",
+			want:      []string{`address "nowhere": write host:port`, `mode "cached": write local`, "timeout needs a value"},
+		},
+		{
+			desc:      "a policy corsauthz's configuration does not have",
+			directive: "corsauthz {\n\t\taddress " + s.corsauthz.GRPCAddr().String() + "\n\t\tpolicy nope\n\t}",
+			want:      []string{`policy "nope": the configuration corsauthz at ` + s.corsauthz.GRPCAddr().String() + ` serves (` + xdsconfig.PublishedSource + `) has no policy "nope"; its policies: creds, nocreds`},
+		},
+	} {
+		t.Run(tt.desc, func(t *testing.T) {
+			dir := t.TempDir()
+			file := filepath.Join(dir, "Caddyfile")
+			cfg := "{\n\tadmin off\n\tpersist_config off\n}\nhttp://127.0.0.1:" + freePort(t) + " {\n\t" + tt.directive + "\n\trespond ok\n}\n"
+			if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(bin, "validate", "--config", file, "--adapter", "caddyfile")
+			cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
+			out, err := childproc.CombinedOutput(t, cmd)
+			if err == nil {
+				t.Fatalf("caddy validate accepted the directive:\n%s", out)
+			}
+			said := strings.ReplaceAll(string(out), `\"`, `"`) // Caddy logs the error as a JSON string
+			for _, want := range tt.want {
+				if !strings.Contains(said, want) {
+					t.Errorf("caddy validate does not say %q:\n%s", want, out)
+				}
+			}
+		})
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/chromedp/cdproto/network"
 
+	"github.com/corsauthz/corsauthz/internal/childproc"
 	"github.com/corsauthz/corsauthz/internal/nginxproc"
 	"github.com/corsauthz/corsauthz/server"
 )
@@ -131,6 +132,7 @@ func startNginxStack(t *testing.T, bin string) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
+	childproc.Watch(t, proc.Pid()) // after Stop below: the workers Stop may leave
 	t.Logf("nginx (%s) pid %d on %s, corsauthz HTTP on %s", bin, proc.Pid(), listen, srv.HTTPAddr())
 	t.Cleanup(func() {
 		if err := proc.Stop(); err != nil {

@@ -24,7 +24,7 @@ import (
 
 // TestCheckAsksAuthorizers runs each case through the server's fast path
 // and through Authz served the standard way: same answers, both merged
-// as contract §8 says.
+// as docs/authorizers.md says.
 func TestCheckAsksAuthorizers(t *testing.T) {
 	ta := th.StartTestAuthorizers(t)
 	e := th.LoadEngine(t, fmt.Sprintf(th.AuthorizerConfig, ta.HTTPURL, ta.GRPCAddr))

@@ -9,13 +9,16 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/corsauthz/corsauthz/decision"
 	"github.com/corsauthz/corsauthz/extauthz"
 	"github.com/corsauthz/corsauthz/internal/limits"
 	th "github.com/corsauthz/corsauthz/internal/testharness"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc/codes"
+	grpcmetadata "google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -24,7 +27,7 @@ import (
 )
 
 // checkCases are the decisions the ext_authz mapping must render, each
-// with the exact CheckResponse Envoy gets (contract §5).
+// with the exact CheckResponse Envoy gets (docs/envoy.md).
 var checkCases = []struct {
 	desc string
 	req  *authv3.CheckRequest
@@ -604,3 +607,35 @@ func BenchmarkCheck(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCheckTracing is the cost of tracing a Check, sampled at 100%,
+// spans batched to an exporter that drops them (what a real exporter
+// costs on top is its own): go test ./extauthz -bench CheckTracing.
+func BenchmarkCheckTracing(b *testing.B) {
+	req := th.CheckRequest("GET", "api.example.com", "/v1/orders", th.Hdrs{"origin": th.App}, "")
+	ctx := grpcmetadata.NewIncomingContext(context.Background(), grpcmetadata.Pairs("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"))
+	for _, on := range []bool{false, true} {
+		b.Run(fmt.Sprintf("tracing=%t", on), func(b *testing.B) {
+			opts := decision.Options{}
+			if on {
+				tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(discardSpans{}), sdktrace.WithSampler(sdktrace.AlwaysSample()))
+				b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+				opts.Tracer = tp.Tracer("bench")
+			}
+			core := decision.New(policy.NewHolder(th.LoadEngine(b, th.Config)), opts)
+			a := extauthz.New(core)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := a.Check(ctx, req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// discardSpans is a span exporter that drops every span.
+type discardSpans struct{}
+
+func (discardSpans) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (discardSpans) Shutdown(context.Context) error                             { return nil }

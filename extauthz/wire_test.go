@@ -37,7 +37,7 @@ func assertWireAgrees(t *testing.T, data []byte) (decoded bool) {
 	got, gotProblem, _, wireErr := extauthz.DecodeWire(data)
 	if wireErr == nil && strings.HasSuffix(gotProblem, "entries, the limit") {
 		// Refused at the first header entry past the limit, unread
-		// beyond (contract §9): whatever follows, proto.Unmarshal may
+		// beyond (docs/operations-and-limits.md): whatever follows, proto.Unmarshal may
 		// fail on it, and it would count the map's distinct keys.
 		return false
 	}

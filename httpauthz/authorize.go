@@ -10,7 +10,7 @@ import (
 )
 
 // This file writes the answer of a request that asked an authorizer
-// (contract §8) in this listener's protocol (contract §7).
+// (docs/authorizers.md) in this listener's protocol (docs/nginx.md).
 
 // HeaderAuthHeadersToRemove lists, on a 200, the request headers the
 // gateway must remove from the request going upstream: Envoy's

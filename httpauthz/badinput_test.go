@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corsauthz/corsauthz/internal/limits"
+
 	"github.com/corsauthz/corsauthz/httpauthz"
 )
 
@@ -29,7 +31,7 @@ func TestTransportLimits(t *testing.T) {
 	}{
 		{
 			desc:   "headers past MaxHeaderBytes: 431",
-			raw:    request("GET", "/", "Host: api.example.com", "X-Big: "+strings.Repeat("b", httpauthz.MaxHeaderBytes+8192)),
+			raw:    request("GET", "/", "Host: api.example.com", "X-Big: "+strings.Repeat("b", limits.HTTPHeaderBytes+8192)),
 			status: 431, body: "431 Request Header Fields Too Large",
 		},
 		{

@@ -1,5 +1,5 @@
 // Package httpauthz is corsauthz's HTTP authorization front end (product
-// contract §7): it answers plain HTTP requests that describe a request a
+// docs/nginx.md): it answers plain HTTP requests that describe a request a
 // gateway received, as NGINX's auth_request, Envoy's and Istio's HTTP
 // ext_authz (http_service, envoyExtAuthzHttp) and other forward-auth
 // gateways send them. It holds no CORS logic and no process: it reads the

@@ -12,7 +12,7 @@ import (
 
 // FuzzRequest reads arbitrary bytes as a gateway's check request, as
 // net/http parses them, and answers it: whatever the bytes, the answer is
-// one of the statuses of contract §7, every header on one line, and a
+// one of the statuses of docs/nginx.md, every header on one line, and a
 // refusal's body one line of text. Seeded with the protocol table.
 func FuzzRequest(f *testing.F) {
 	for _, tt := range protocolCases {

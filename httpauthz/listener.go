@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/corsauthz/corsauthz/internal/limits"
 	"github.com/corsauthz/corsauthz/policy"
 )
 
@@ -29,7 +30,7 @@ const (
 )
 
 // NewServer returns the http.Server of the HTTP authorization listener:
-// h behind strict timeouts, headers bounded by MaxHeaderBytes (past which
+// h behind strict timeouts, headers bounded by limits.HTTPHeaderBytes (past which
 // net/http answers 431 itself), HTTP/1.1 only (the gateways that ask
 // over HTTP speak it; a single protocol keeps the limits simple), OPTIONS
 // * handed to h as any other request. tlsConfig, when not nil, serves
@@ -45,7 +46,7 @@ func NewServer(h http.Handler, tlsConfig *tls.Config, errorLog *log.Logger) *htt
 		ReadTimeout:                  ReadTimeout,
 		WriteTimeout:                 WriteTimeout,
 		IdleTimeout:                  IdleTimeout,
-		MaxHeaderBytes:               MaxHeaderBytes,
+		MaxHeaderBytes:               limits.HTTPHeaderBytes,
 		DisableGeneralOptionsHandler: true,
 		Protocols:                    &protocols,
 		ErrorLog:                     errorLog,

@@ -6,12 +6,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corsauthz/corsauthz/internal/limits"
+
 	"github.com/corsauthz/corsauthz/httpauthz"
 )
 
 const varyPreflight = "Vary: Origin, Access-Control-Request-Method, Access-Control-Request-Headers"
 
-// protocolCases are the rows of contract §7 and its precedence rules, as
+// protocolCases are the rows of docs/nginx.md and its precedence rules, as
 // a gateway sends them over HTTP.
 var protocolCases = []struct {
 	desc    string
@@ -99,7 +101,7 @@ var protocolCases = []struct {
 		status:  503, body: `X-Corsauthz-Policy names no configured policy: "nope"`,
 	},
 
-	// Requests without Origin, an empty Origin, and groups (contract §4).
+	// Requests without Origin, an empty Origin, and groups (docs/configuration-and-decisions.md).
 	{
 		desc: "no Origin, a policy selected: 200 with Vary: Origin", method: "GET", target: "/v1/x",
 		headers: []string{"Host: api.example.com"},
@@ -302,22 +304,22 @@ var protocolCases = []struct {
 	},
 	{
 		desc: "a method past the limit: 431", method: "GET", target: "/",
-		headers: []string{"Host: api.example.com", "X-Forwarded-Method: " + strings.Repeat("M", httpauthz.MaxMethodLen+1)},
+		headers: []string{"Host: api.example.com", "X-Forwarded-Method: " + strings.Repeat("M", limits.MethodLen+1)},
 		status:  431, body: "the method is 65 bytes long, more than the limit of 64",
 	},
 	{
 		desc: "a host past the limit: 431", method: "GET", target: "/",
-		headers: []string{"Host: api.example.com", "X-Original-Host: " + strings.Repeat("h", httpauthz.MaxHostLen+1)},
+		headers: []string{"Host: api.example.com", "X-Original-Host: " + strings.Repeat("h", limits.HostLen+1)},
 		status:  431, body: "the host is",
 	},
 	{
 		desc: "an Access-Control-Request-Headers past the limit: 431", method: "OPTIONS", target: "/",
-		headers: []string{"Host: api.example.com", "Origin: https://app.example.com", "Access-Control-Request-Method: PUT", "Access-Control-Request-Headers: " + strings.Repeat("a,", httpauthz.MaxHeaderValueLen/2+1)},
+		headers: []string{"Host: api.example.com", "Origin: https://app.example.com", "Access-Control-Request-Method: PUT", "Access-Control-Request-Headers: " + strings.Repeat("a,", limits.HeaderValueLen/2+1)},
 		status:  431, body: "the Access-Control-Request-Headers is",
 	},
 	{
 		desc: "more header lines than the limit: 431", method: "GET", target: "/",
-		headers: append([]string{"Host: api.example.com"}, strings.Split(strings.Repeat("X-A: 1\n", httpauthz.MaxHeaderCount), "\n")[:httpauthz.MaxHeaderCount]...),
+		headers: append([]string{"Host: api.example.com"}, strings.Split(strings.Repeat("X-A: 1\n", limits.HeaderCount), "\n")[:limits.HeaderCount]...),
 		status:  431, body: "1001 header lines, more than the limit of 1000",
 	},
 }

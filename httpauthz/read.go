@@ -10,20 +10,6 @@ import (
 	"github.com/corsauthz/corsauthz/policy"
 )
 
-// Limits on the requests the handler reads (product contract §9). They
-// are the gRPC front ends' (package internal/limits, the one source of
-// every front end's limits), so that a gateway's request gets the same
-// answer over HTTP and gRPC. MaxHeaderBytes bounds all the request's
-// header lines together, before any of them is read.
-const (
-	MaxMethodLen      = limits.MethodLen
-	MaxHostLen        = limits.HostLen
-	MaxPathLen        = limits.PathLen
-	MaxHeaderCount    = limits.HeaderCount
-	MaxHeaderValueLen = limits.HeaderValueLen
-	MaxHeaderBytes    = limits.HTTPHeaderBytes
-)
-
 // Header names the handler reads, in Go's canonical form.
 const (
 	headerForwardedMethod = "X-Forwarded-Method"
@@ -63,8 +49,8 @@ func readRequest(r *http.Request, prefix string, dst *policy.Request) *RequestEr
 	for _, vs := range r.Header {
 		n += len(vs)
 	}
-	if n > MaxHeaderCount {
-		return tooLarge("the request has %d header lines, more than the limit of %d", n, MaxHeaderCount)
+	if n > limits.HeaderCount {
+		return tooLarge("the request has %d header lines, more than the limit of %d", n, limits.HeaderCount)
 	}
 	var err *RequestError
 	pick := func(names ...string) string {
@@ -90,7 +76,7 @@ func readRequest(r *http.Request, prefix string, dst *policy.Request) *RequestEr
 	dst.Path = pick(headerForwardedURI, headerOriginalURI)
 	dst.Policy = pick(HeaderPolicy)
 	dst.Origin = pick(policy.HeaderOrigin)
-	// An empty Origin is still an Origin (contract §4): Envoy's
+	// An empty Origin is still an Origin (docs/configuration-and-decisions.md): Envoy's
 	// http_service forwards one as it came; NGINX cannot send one.
 	_, dst.OriginPresent = r.Header[policy.HeaderOrigin]
 	dst.RequestMethod = pick(policy.HeaderRequestMethod)
@@ -157,14 +143,14 @@ func checkValues(r *policy.Request) *RequestError {
 		value string
 		limit int
 	}{
-		{"method", r.Method, MaxMethodLen},
-		{"host", r.Host, MaxHostLen},
-		{"path", r.Path, MaxPathLen},
-		{policy.HeaderOrigin, r.Origin, MaxHeaderValueLen},
-		{policy.HeaderRequestMethod, r.RequestMethod, MaxHeaderValueLen},
-		{policy.HeaderRequestHeaders, r.RequestHeaders, MaxHeaderValueLen},
-		{policy.HeaderRequestPrivateNetwork, r.RequestPrivateNetwork, MaxHeaderValueLen},
-		{HeaderPolicy, r.Policy, MaxHeaderValueLen},
+		{"method", r.Method, limits.MethodLen},
+		{"host", r.Host, limits.HostLen},
+		{"path", r.Path, limits.PathLen},
+		{policy.HeaderOrigin, r.Origin, limits.HeaderValueLen},
+		{policy.HeaderRequestMethod, r.RequestMethod, limits.HeaderValueLen},
+		{policy.HeaderRequestHeaders, r.RequestHeaders, limits.HeaderValueLen},
+		{policy.HeaderRequestPrivateNetwork, r.RequestPrivateNetwork, limits.HeaderValueLen},
+		{HeaderPolicy, r.Policy, limits.HeaderValueLen},
 	} {
 		if len(f.value) > f.limit {
 			return tooLarge("the %s is %d bytes long, more than the limit of %d", f.name, len(f.value), f.limit)

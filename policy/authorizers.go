@@ -22,7 +22,7 @@ import (
 )
 
 // Authorizer is an auth service corsauthz asks, after CORS, about every
-// request a policy naming it selects (contract §8): the gateway calls
+// request a policy naming it selects (docs/authorizers.md): the gateway calls
 // corsauthz only, and corsauthz calls the auth service the user already
 // runs. Exactly one of HTTP and GRPC is set.
 //

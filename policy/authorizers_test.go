@@ -110,7 +110,7 @@ func TestAuthorizerFor(t *testing.T) {
 }
 
 // invalidAuthorizers are configurations with every authorizer problem of
-// contract §8, each with its exact errors; FuzzLoadAuthorizers starts
+// docs/authorizers.md, each with its exact errors; FuzzLoadAuthorizers starts
 // from them.
 var invalidAuthorizers = []struct {
 	desc string
@@ -285,7 +285,7 @@ func TestCompileAuthorizersHashIsStable(t *testing.T) {
 
 // FuzzLoadAuthorizers: whatever the file, Load returns an engine or every
 // problem with a position, and an engine's authorizers keep the rules of
-// contract §8.
+// docs/authorizers.md.
 func FuzzLoadAuthorizers(f *testing.F) {
 	f.Add([]byte(authorizersValid))
 	// A group that shares its authorizer, one mutation from one that

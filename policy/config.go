@@ -9,7 +9,7 @@ type Config struct {
 	// requests go on untouched.
 	DefaultPolicy string
 	// Authorizers are the auth services policies may ask after CORS
-	// (contract §8); see [Authorizer].
+	// (docs/authorizers.md); see [Authorizer].
 	Authorizers []Authorizer
 }
 
@@ -47,8 +47,10 @@ type Policy struct {
 	// ReportOnly makes the policy decide, log and count, but change nothing.
 	ReportOnly bool
 	// Authorizer names the authorizer asked about every request this
-	// policy selects, except preflights and reject_disallowed_origins
-	// refusals; empty: none.
+	// policy selects, except those corsauthz answers itself (a preflight,
+	// a reject_disallowed_origins refusal; under report_only none is, so
+	// every request is asked); empty: none. Policies that share a match
+	// must name the same one (see [Engine.AuthorizerFor]).
 	Authorizer string
 }
 

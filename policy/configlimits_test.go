@@ -10,10 +10,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/corsauthz/corsauthz/internal/childproc"
 	"github.com/corsauthz/corsauthz/policy"
 )
 
-// Hostile configurations: finding 3 of issue 10. On 8cd63ac nothing capped
+// Hostile configurations: before these limits nothing capped
 // a configuration's size or its YAML alias expansion: a 35 KB file of
 // 1,000 aliased policies of 1,000 origins took 389 MB and 2.7 s to refuse.
 
@@ -120,7 +121,8 @@ func TestConfigLimits(t *testing.T) {
 	}
 }
 
-// memoryBound is contract §9's bound on loading any configuration.
+// memoryBound is the bound on loading any configuration
+// (docs/operations-and-limits.md, "Limits").
 const memoryBound = 256 << 20
 
 // TestLoadMemoryBound loads each hostile file in a child process of its
@@ -147,7 +149,7 @@ func TestLoadMemoryBound(t *testing.T) {
 			}
 			cmd := exec.Command(exe, "-test.run=^TestLoadMemoryChild$", "-test.v")
 			cmd.Env = append(os.Environ(), "CORSAUTHZ_LOAD_CHILD="+path, "GOMEMLIMIT="+strconv.Itoa(memoryBound))
-			out, err := cmd.CombinedOutput()
+			out, err := childproc.CombinedOutput(t, cmd)
 			if err != nil {
 				t.Fatalf("child: %v\n%s", err, out)
 			}
@@ -220,7 +222,7 @@ func FuzzLoadAliases(f *testing.F) {
 }
 
 // TestFileValuesCut: a value from the file reaches a problem's message cut
-// (on 8cd63ac, in full: a 100 KB origin made a 100 KB message).
+// (before, in full: a 100 KB origin made a 100 KB message).
 func TestFileValuesCut(t *testing.T) {
 	t.Parallel()
 	long := strings.Repeat("a", 100_000)

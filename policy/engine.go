@@ -209,7 +209,7 @@ func (p *compiledPolicy) preflight(r *Request) Decision {
 	d.allowMethod = r.RequestMethod
 	if n > 0 {
 		// Echo the requested headers: each was checked above, and the
-		// contract lets the answer list exactly what was asked for.
+		// Fetch standard lets the answer list exactly what was asked for.
 		d.allowHeaders = strings.Trim(r.RequestHeaders, " \t")
 	}
 	d.fixed = p.preflightAllowed

@@ -336,7 +336,7 @@ func (x *Explanation) explainPrivateNetwork(p *compiledPolicy, v string) {
 
 // The closest-origin search is bounded, so that explaining a rejected
 // origin costs the same on a policy of ten origins and on one of ten
-// thousand (contract §9). On a policy with more than maxClosestCandidates
+// thousand (docs/operations-and-limits.md, "Limits"). On a policy with more than maxClosestCandidates
 // allowed origins it compares at most that many: those whose host is the
 // request's host or one of its parent domains, then those under the same
 // site (the host's last two labels), each found in an index; and only the

@@ -9,7 +9,7 @@ import (
 	"github.com/corsauthz/corsauthz/internal/limits"
 )
 
-// Limits on a configuration (contract §9), so that no file, however
+// Limits on a configuration (docs/operations-and-limits.md), so that no file, however
 // written, makes loading it use unbounded memory or CPU: loading any file,
 // accepted or refused, stays under 256 MiB. Each is checked before the
 // work it bounds, and a file past one is refused with a message naming it.

@@ -292,6 +292,10 @@ func (p *parser) policies(n *yaml.Node, path string, cfg *Config) {
 		ip := fmt.Sprintf("%s[%d]", path, i)
 		p.pos[ip] = position{item.Line, item.Column}
 		var pol Policy
+		// allowed_origins written as a string holding "*": what to write
+		// instead depends on allow_credentials, read after it.
+		var starOrigins *yaml.Node
+		var starPath string
 		p.mapping(item, ip, policyFields, func(key string, v *yaml.Node, fp string) {
 			switch key {
 			case "name":
@@ -306,6 +310,10 @@ func (p *parser) policies(n *yaml.Node, path string, cfg *Config) {
 					}
 				})
 			case "allowed_origins":
+				if isString(v) && slices.Contains(splitList(v.Value), "*") {
+					starOrigins, starPath = v, fp
+					return
+				}
 				pol.AllowedOrigins = p.strList(v, fp)
 			case "allowed_methods":
 				pol.AllowedMethods = p.strList(v, fp)
@@ -327,6 +335,9 @@ func (p *parser) policies(n *yaml.Node, path string, cfg *Config) {
 				pol.Authorizer, _ = p.str(v, fp)
 			}
 		})
+		if starOrigins != nil {
+			p.starOriginsString(starOrigins, starPath, pol.AllowCredentials)
+		}
 		cfg.Policies = append(cfg.Policies, pol)
 		// The policy's nodes are read: let them go, so that a large
 		// file's node tree and its configuration are not both held at
@@ -336,6 +347,21 @@ func (p *parser) policies(n *yaml.Node, path string, cfg *Config) {
 		if n.Anchor == "" {
 			n.Content[i] = nil
 		}
+	}
+}
+
+// starOriginsString reports allowed_origins written as a string holding
+// "*" (allowed_origins: "*"), suggesting only what would then be accepted:
+// ["*"] is refused with allow_credentials, and "*" must be alone.
+func (p *parser) starOriginsString(n *yaml.Node, path string, credentials bool) {
+	switch {
+	case credentials:
+		p.errorf(n, path, "must be a list, and \"*\" (any origin) cannot be used with allow_credentials: true, since browsers refuse \"Access-Control-Allow-Origin: *\" on credentialed requests: "+
+			"list the origins that may send credentials, such as [https://app.example.com], or remove allow_credentials and write [\"*\"]")
+	case len(splitList(n.Value)) > 1:
+		p.errorf(n, path, "must be a list, and \"*\" (any origin) must be its only entry: write [\"*\"], or list the origins without it")
+	default:
+		p.strList(n, path)
 	}
 }
 
@@ -413,8 +439,8 @@ func (p *parser) str(n *yaml.Node, path string) (string, bool) {
 
 func (p *parser) strList(n *yaml.Node, path string) []string {
 	if n.Kind != yaml.SequenceNode {
-		if n.Kind == yaml.ScalarNode && n.Tag == "!!str" {
-			p.errorf(n, path, "must be a list: write [%s]", strconv.Quote(n.Value))
+		if isString(n) {
+			p.errorf(n, path, "must be a list: write %s", flowList(splitList(n.Value)))
 			return nil
 		}
 		if isNull(n) {
@@ -445,6 +471,12 @@ func (p *parser) strList(n *yaml.Node, path string) []string {
 func (p *parser) boolean(n *yaml.Node, path string) bool {
 	var b bool
 	if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" || n.Decode(&b) != nil {
+		if isString(n) && quoted(n) {
+			if v := strings.ToLower(n.Value); v == "true" || v == "false" {
+				p.errorf(n, path, "must be true or false, not the quoted string %s: write %s without quotes", strconv.Quote(n.Value), v)
+				return v == "true" // what was meant, for the checks that depend on it
+			}
+		}
 		p.errorf(n, path, "must be true or false, not %s", describe(n))
 	}
 	return b
@@ -453,6 +485,10 @@ func (p *parser) boolean(n *yaml.Node, path string) bool {
 func (p *parser) integer(n *yaml.Node, path string) int {
 	var v int
 	if n.Kind != yaml.ScalarNode || n.Tag != "!!int" || n.Decode(&v) != nil {
+		if _, err := strconv.Atoi(n.Value); err == nil && isString(n) && quoted(n) {
+			p.errorf(n, path, "must be a whole number, not the quoted string %s: write %s without quotes", strconv.Quote(n.Value), n.Value)
+			return v
+		}
 		p.errorf(n, path, "must be a whole number, not %s", describe(n))
 	}
 	return v
@@ -462,6 +498,52 @@ func (p *parser) integer(n *yaml.Node, path string) int {
 // (a policy may allow the origin "null" written unquoted).
 func isStr(n *yaml.Node) bool {
 	return n.Kind == yaml.ScalarNode && (n.Tag == "!!str" || (n.Tag == "!!null" && n.Value == "null"))
+}
+
+// isString reports whether n is a YAML string.
+func isString(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!!str" }
+
+// quoted reports whether n was written in quotes.
+func quoted(n *yaml.Node) bool { return n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0 }
+
+// splitList splits a string written where a list belongs at its commas,
+// as someone who wrote "GET, POST" meant it: the items, trimmed of spaces
+// and of quotes around them, without empty ones (a lone string is a list
+// of one).
+func splitList(s string) []string {
+	var items []string
+	for item := range strings.SplitSeq(s, ",") {
+		item = strings.TrimSpace(item)
+		if len(item) >= 2 && (item[0] == '"' || item[0] == '\'') && item[len(item)-1] == item[0] {
+			item = item[1 : len(item)-1] // "GET", "POST" written as one string
+		}
+		if item != "" {
+			items = append(items, item)
+		}
+	}
+	if len(items) == 0 {
+		items = []string{s}
+	}
+	return items
+}
+
+// plainItem is what a YAML flow list item may be without quotes here: no
+// indicator, no space, nothing YAML would read as another type.
+var plainItem = regexp.MustCompile(`^[A-Za-z0-9/._][A-Za-z0-9/._:+-]*$`)
+
+// flowList writes items as a YAML flow list, [GET, POST], quoting the
+// items that need it ("*", "https://*.example.com", "true", "600").
+func flowList(items []string) string {
+	quotedItems := make([]string, len(items))
+	for i, item := range items {
+		quotedItems[i] = item
+		var probe yaml.Node
+		if !plainItem.MatchString(item) || yaml.Unmarshal([]byte(item), &probe) != nil ||
+			len(probe.Content) != 1 || probe.Content[0].Tag != "!!str" {
+			quotedItems[i] = strconv.Quote(item)
+		}
+	}
+	return "[" + strings.Join(quotedItems, ", ") + "]"
 }
 
 func resolve(n *yaml.Node) *yaml.Node {

@@ -16,7 +16,7 @@ var (
 	valueSourceFields    = []string{"env", "file"}
 )
 
-// authorizers reads the authorizers list (contract §8).
+// authorizers reads the authorizers list (docs/authorizers.md).
 func (p *parser) authorizers(n *yaml.Node, path string, cfg *Config) {
 	if n.Kind != yaml.SequenceNode {
 		if isNull(n) {

@@ -28,6 +28,38 @@ var invalidConfigs = []struct {
 		},
 	},
 	{
+		desc: "a list written as a string: the suggestion is a list of the comma-separated items",
+		file: "invalid-list-written-as-string.yaml",
+		errs: []string{
+			`testdata/invalid-list-written-as-string.yaml:4:14: policies[0].match.hosts: must be a list: write [https://api.example.com, "*.api.example.com"]`,
+			`testdata/invalid-list-written-as-string.yaml:5:22: policies[0].allowed_origins: must be a list: write [https://app.example.com, "https://*.example.net"]`,
+			`testdata/invalid-list-written-as-string.yaml:6:22: policies[0].allowed_methods: must be a list: write [GET, POST]`,
+			`testdata/invalid-list-written-as-string.yaml:7:22: policies[0].allowed_headers: must be a list: write [Content-Type, X-Request-Id]`,
+			`testdata/invalid-list-written-as-string.yaml:8:22: policies[0].exposed_headers: must be a list: write [X-Request-Id]`,
+		},
+	},
+	{
+		desc: "a boolean or a number in quotes is a string: write it without them",
+		file: "invalid-quoted-scalars.yaml",
+		errs: []string{
+			`testdata/invalid-quoted-scalars.yaml:4:24: policies[0].allow_credentials: must be true or false, not the quoted string "true": write true without quotes`,
+			`testdata/invalid-quoted-scalars.yaml:5:32: policies[0].reject_disallowed_origins: must be true or false, not the quoted string "False": write false without quotes`,
+			`testdata/invalid-quoted-scalars.yaml:6:22: policies[0].max_age_seconds: must be a whole number, not the quoted string "600": write 600 without quotes`,
+			`testdata/invalid-quoted-scalars.yaml:7:18: policies[0].report_only: must be true or false, not "yes"`,
+		},
+	},
+	{
+		desc: `allowed_origins: "*" suggests only what is then accepted`,
+		file: "invalid-star-string-with-credentials.yaml",
+		errs: []string{
+			`testdata/invalid-star-string-with-credentials.yaml:3:22: policies[0].allowed_origins: must be a list, and "*" (any origin) cannot be used with allow_credentials: true, since browsers refuse "Access-Control-Allow-Origin: *" on credentialed requests: list the origins that may send credentials, such as [https://app.example.com], or remove allow_credentials and write ["*"]`,
+			`testdata/invalid-star-string-with-credentials.yaml:6:24: policies[1].allow_credentials: must be true or false, not the quoted string "true": write true without quotes`,
+			`testdata/invalid-star-string-with-credentials.yaml:7:22: policies[1].allowed_origins: must be a list, and "*" (any origin) cannot be used with allow_credentials: true, since browsers refuse "Access-Control-Allow-Origin: *" on credentialed requests: list the origins that may send credentials, such as [https://app.example.com], or remove allow_credentials and write ["*"]`,
+			`testdata/invalid-star-string-with-credentials.yaml:9:22: policies[2].allowed_origins: must be a list: write ["*"]`,
+			`testdata/invalid-star-string-with-credentials.yaml:11:22: policies[3].allowed_origins: must be a list, and "*" (any origin) must be its only entry: write ["*"], or list the origins without it`,
+		},
+	},
+	{
 		desc: "* among other origins",
 		file: "invalid-star-with-other-origins.yaml",
 		errs: []string{
@@ -305,7 +337,7 @@ var invalidConfigs = []struct {
 		file: "invalid-wrong-types.yaml",
 		errs: []string{
 			"testdata/invalid-wrong-types.yaml:2:11: policies[0].name: must be a string, not 42",
-			"testdata/invalid-wrong-types.yaml:3:22: policies[0].allowed_origins: must be a list: write [\"https://app.example.com\"]",
+			"testdata/invalid-wrong-types.yaml:3:22: policies[0].allowed_origins: must be a list: write [https://app.example.com]",
 			"testdata/invalid-wrong-types.yaml:4:22: policies[0].allowed_methods: must be a list of strings, not a mapping",
 			"testdata/invalid-wrong-types.yaml:5:37: policies[0].allowed_headers[1]: must be a string, not a list",
 			"testdata/invalid-wrong-types.yaml:6:24: policies[0].allow_credentials: must be true or false, not \"yes\"",
@@ -762,5 +794,46 @@ func TestFieldErrors(t *testing.T) {
 	}
 	if got, want := (&policy.FieldError{File: "f.yaml", Message: "m"}).Error(), "f.yaml: m"; got != want {
 		t.Errorf("Error() = %q, want %q", got, want)
+	}
+}
+
+// TestListSuggestionsAreAccepted: the list validate suggests for a list
+// written as a string is itself accepted once written in its place.
+func TestListSuggestionsAreAccepted(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		desc, field, value string
+	}{
+		{desc: "methods", field: "allowed_methods", value: "GET, POST"},
+		{desc: "quoted methods", field: "allowed_methods", value: `'"GET", "PUT"'`},
+		{desc: "origins with a pattern", field: "allowed_origins", value: "https://app.example.com, https://*.example.net"},
+		{desc: "any header", field: "allowed_headers", value: `"*"`},
+		{desc: "any origin, without credentials", field: "allowed_origins", value: `"*"`},
+		{desc: "a wildcard host", field: "match.hosts", value: `"*.api.example.com, api.example.com:8443"`},
+	} {
+		t.Run(tt.desc, func(t *testing.T) {
+			t.Parallel()
+			line := "    " + tt.field + ": " + tt.value
+			if parent, child, ok := strings.Cut(tt.field, "."); ok {
+				line = "    " + parent + ":\n      " + child + ": " + tt.value
+			}
+			doc := "policies:\n  - name: api\n" + line + "\n"
+			if tt.field != "allowed_origins" {
+				doc += "    allowed_origins: [https://app.example.com]\n"
+			}
+			_, _, err := policy.Load("c.yaml", []byte(doc))
+			fes := policy.FieldErrors(err)
+			if len(fes) != 1 {
+				t.Fatalf("%s: got %v, want one error", doc, err)
+			}
+			_, suggestion, ok := strings.Cut(fes[0].Message, "must be a list: write ")
+			if !ok {
+				t.Fatalf("no suggestion in %q", fes[0].Message)
+			}
+			fixed := strings.Replace(doc, tt.value, suggestion, 1)
+			if _, _, err := policy.Load("c.yaml", []byte(fixed)); err != nil {
+				t.Errorf("the suggestion %s is refused:\n%s\n%v", suggestion, fixed, err)
+			}
+		})
 	}
 }

@@ -62,9 +62,9 @@ func askHTTP(t *testing.T, addr, method, host, uri string, hs map[string]string)
 }
 
 // TestHTTPListenerAsksAuthorizers: the HTTP listener asks the policy's
-// authorizer exactly when Check does (contract §8: every request but
+// authorizer exactly when Check does (docs/authorizers.md: every request but
 // preflights and reject-mode refusals) and writes the merged answer in
-// its own protocol (§7): an allow is a 200 with the CORS headers, the
+// its own protocol (docs/nginx.md): an allow is a 200 with the CORS headers, the
 // headers for the upstream and X-Envoy-Auth-Headers-To-Remove; a denial
 // the authorizer's status, headers and body with the CORS headers; a
 // failure a 503 with the CORS headers.

@@ -30,7 +30,7 @@ import (
 	"github.com/corsauthz/corsauthz/server"
 )
 
-// Contract §9: no request buys unbounded log, error message or gRPC status.
+// docs/operations-and-limits.md: no request buys unbounded log, error message or gRPC status.
 
 // maxStatusLen bounds a status message that carries one cut value.
 const maxStatusLen = 2 * limits.LoggedValueLen

@@ -94,7 +94,7 @@ type Options struct {
 	// (default DefaultAdminAddr).
 	AdminAddr string
 	// HTTPAddr is the listen address of the HTTP authorization listener
-	// (contract §7, package httpauthz); empty means none. It serves TLS
+	// (docs/nginx.md, package httpauthz); empty means none. It serves TLS
 	// with the gRPC listener's TLS options.
 	HTTPAddr string
 	// HTTPPathPrefix is removed from the HTTP listener's request paths

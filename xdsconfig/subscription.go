@@ -218,7 +218,10 @@ func (s *Subscription) apply(ctx context.Context, resources []*anypb.Any) error 
 		s.metrics.acked.Inc()
 		return nil // the one in force: a new stream resends it
 	}
-	e, _, err := policy.Load(cfg.GetSource(), cfg.GetContent())
+	// Files an authorizer reads (TLS, static headers) are this gateway's
+	// own, checked when the call is made: one missing here fails its
+	// policy's requests (503), not the whole configuration.
+	e, _, err := policy.LoadWithOptions(cfg.GetSource(), cfg.GetContent(), policy.LoadOptions{SkipLocalFiles: true})
 	if err != nil {
 		return fmt.Errorf("version %.64s does not compile: %w", cfg.GetVersion(), err)
 	}

@@ -20,14 +20,26 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/corsauthz/corsauthz/internal/childproc"
 )
 
-// buildBinary builds the real corsauthz binary once for the tests here.
+// Link-time version and revision, as the Dockerfile sets them: a wrong
+// variable path in -X is silently ignored, so the tests build with them.
+const (
+	testVersion  = "v0.0.0-test"
+	testRevision = "0123456789abcdef0123456789abcdef01234567"
+	ldflags      = "-X github.com/corsauthz/corsauthz/internal/cli.version=" + testVersion +
+		" -X github.com/corsauthz/corsauthz/internal/cli.revision=" + testRevision
+)
+
+// buildBinary builds the real corsauthz binary once for the tests here,
+// with the version and revision set as the Dockerfile sets them.
 func buildBinary(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "corsauthz")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
+	cmd := exec.Command("go", "build", "-ldflags", ldflags, "-o", bin, ".")
+	if out, err := childproc.CombinedOutput(t, cmd); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return bin
@@ -53,10 +65,10 @@ func TestBinary(t *testing.T) {
 		bad := filepath.Join(t.TempDir(), "bad.yaml")
 		os.WriteFile(good, []byte("policies:\n  - name: a\n    allowed_origins: [https://app.example.com]\n"), 0o600)
 		os.WriteFile(bad, []byte("policies:\n  - name: a\n    allowed_origins: [https://app.example.com/]\n"), 0o600)
-		if out, err := exec.Command(bin, "validate", "--config", good).CombinedOutput(); err != nil {
+		if out, err := childproc.CombinedOutput(t, exec.Command(bin, "validate", "--config", good)); err != nil {
 			t.Errorf("validate good: %v\n%s", err, out)
 		}
-		out, err := exec.Command(bin, "validate", "--config", bad).CombinedOutput()
+		out, err := childproc.CombinedOutput(t, exec.Command(bin, "validate", "--config", bad))
 		var exit *exec.ExitError
 		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
 			t.Errorf("validate bad: err = %v, want exit status 1", err)
@@ -67,6 +79,14 @@ func TestBinary(t *testing.T) {
 		}
 	})
 
+	t.Run("version from -ldflags", func(t *testing.T) {
+		out, err := childproc.CombinedOutput(t, exec.Command(bin, "version"))
+		want := "corsauthz " + testVersion + " (revision " + testRevision + ") "
+		if err != nil || !strings.HasPrefix(string(out), want) {
+			t.Errorf("version: %v, printed %q; want it to start %q", err, out, want)
+		}
+	})
+
 	t.Run("serve until SIGTERM", func(t *testing.T) {
 		grpcAddr, adminAddr, httpAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 		cmd := exec.Command(bin, "serve")
@@ -74,7 +94,7 @@ func TestBinary(t *testing.T) {
 		var stderr lockedBuffer
 		pr, pw, _ := os.Pipe()
 		cmd.Stderr = pw
-		if err := cmd.Start(); err != nil {
+		if err := childproc.Start(t, cmd); err != nil {
 			t.Fatal(err)
 		}
 		// A failing test must not leave the server running.

@@ -18,6 +18,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/corsauthz/corsauthz/internal/childproc"
 )
 
 func opsConfig(origin string) []byte {
@@ -86,7 +88,7 @@ func TestBinaryReloadAndShutdownUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd.Stderr = pw
-	if err := cmd.Start(); err != nil {
+	if err := childproc.Start(t, cmd); err != nil {
 		t.Fatal(err)
 	}
 	// A failing test must not leave the server running.

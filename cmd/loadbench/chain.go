@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// The chained Check (contract §8): corsauthz in front of an authorizer,
+// The chained Check (docs/authorizers.md): corsauthz in front of an authorizer,
 // here the do-nothing server as the api policy's gRPC authorizer, against
 // the do-nothing server called directly, in the same rounds. What it costs
 // to put corsauthz in front of an auth service: corsauthz's own CPU per

@@ -8,12 +8,15 @@ import (
 	"testing"
 
 	"github.com/corsauthz/corsauthz/deploy"
+	"github.com/corsauthz/corsauthz/internal/childproc"
+	"github.com/corsauthz/corsauthz/internal/docs"
 	"github.com/corsauthz/corsauthz/policy"
 	"github.com/corsauthz/corsauthz/server"
 )
 
 // TestExample runs the client example against a real server on the built-in
-// example configuration, and checks that the README shows it verbatim.
+// example configuration, and checks that docs/decision-api.md shows it and
+// its output verbatim.
 func TestExample(t *testing.T) {
 	e, _, err := policy.Load("example.yaml", deploy.ExampleConfig)
 	if err != nil {
@@ -33,7 +36,7 @@ func TestExample(t *testing.T) {
 		}
 	}()
 
-	out, err := exec.Command("go", "run", ".", srv.GRPCAddr().String()).CombinedOutput()
+	out, err := childproc.CombinedOutput(t, exec.Command("go", "run", ".", srv.GRPCAddr().String()))
 	if err != nil {
 		t.Fatalf("go run: %v\n%s", err, out)
 	}
@@ -48,16 +51,16 @@ Vary: Origin, Access-Control-Request-Method, Access-Control-Request-Headers
 		t.Errorf("output:\n%s\nwant:\n%s", out, want)
 	}
 
+	if shown := docs.Example(t, "decide-output"); shown.Text != want {
+		t.Errorf("%s shows the output\n%s\nwant:\n%s", shown, shown.Text, want)
+	}
+
 	src, err := os.ReadFile("main.go")
 	if err != nil {
 		t.Fatal(err)
 	}
-	readme, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
 	body := string(src)[strings.Index(string(src), "func main()"):]
-	if !strings.Contains(string(readme), body) {
-		t.Error("README.md does not show examples/decide/main.go's func main as it is; copy it again")
+	if shown := docs.Example(t, "decide"); !strings.Contains(shown.Text, body) {
+		t.Errorf("%s does not show examples/decide/main.go's func main as it is; copy it again", shown)
 	}
 }

@@ -17,11 +17,13 @@
 package corsauthzcaddy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,7 +33,11 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
 	"github.com/corsauthz/corsauthz/middleware"
+	corsauthzv1 "github.com/corsauthz/corsauthz/proto/gen/corsauthz/v1"
 )
 
 func init() {
@@ -75,47 +81,85 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // policyName is the syntax of a corsauthz policy name.
 var policyName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 
+// The checks of each setting, shared by Validate (JSON configurations) and
+// UnmarshalCaddyfile (which reports them at the line they are on).
+
+func checkAddress(a string) error {
+	if host, port, err := net.SplitHostPort(a); err != nil || host == "" || !validPort(port) {
+		return fmt.Errorf("address %q: write host:port, such as 127.0.0.1:9001", a)
+	}
+	return nil
+}
+
+func checkMode(m string) error {
+	switch middleware.Mode(m) {
+	case "", middleware.ModeLocal, middleware.ModeRemote:
+		return nil
+	}
+	return fmt.Errorf("mode %q: write local (decide in process; the default) or remote (Decide per request)", m)
+}
+
+func checkPolicy(p string) error {
+	// A name, or a comma-separated group of names (as cors_policy).
+	for name := range strings.SplitSeq(p, ",") {
+		if !policyName.MatchString(name) {
+			return fmt.Errorf("policy %q: a policy name is [a-z0-9][a-z0-9_-]{0,63}, or a group of them separated by commas", p)
+		}
+	}
+	return nil
+}
+
+func checkTimeout(d caddy.Duration) error {
+	if d < 0 {
+		return fmt.Errorf("timeout %s: must be positive", time.Duration(d))
+	}
+	return nil
+}
+
+func checkStartupWait(d caddy.Duration) error {
+	if d < 0 {
+		return fmt.Errorf("startup_wait %s: must be 0 or more", time.Duration(d))
+	}
+	return nil
+}
+
 // Validate checks the handler's settings; every problem is reported.
 func (h *Handler) Validate() error {
 	var errs []error
 	if h.Address == "" {
-		errs = append(errs, errors.New("address: required: the corsauthz gRPC address, such as 127.0.0.1:9001"))
-	} else if host, port, err := net.SplitHostPort(h.Address); err != nil || host == "" || !validPort(port) {
-		errs = append(errs, fmt.Errorf("address %q: write host:port, such as 127.0.0.1:9001", h.Address))
+		errs = append(errs, errRequiredAddress)
+	} else {
+		errs = append(errs, checkAddress(h.Address))
 	}
-	switch middleware.Mode(h.Mode) {
-	case "", middleware.ModeLocal, middleware.ModeRemote:
-	default:
-		errs = append(errs, fmt.Errorf("mode %q: write local (decide in process; the default) or remote (Decide per request)", h.Mode))
-	}
+	errs = append(errs, checkMode(h.Mode))
 	if h.Policy != "" {
-		// A name, or a comma-separated group of names (as cors_policy).
-		for name := range strings.SplitSeq(h.Policy, ",") {
-			if !policyName.MatchString(name) {
-				errs = append(errs, fmt.Errorf("policy %q: a policy name is [a-z0-9][a-z0-9_-]{0,63}, or a group of them separated by commas", h.Policy))
-				break
-			}
-		}
+		errs = append(errs, checkPolicy(h.Policy))
 	}
-	if h.Timeout < 0 {
-		errs = append(errs, fmt.Errorf("timeout %s: must be positive", time.Duration(h.Timeout)))
-	}
-	if h.StartupWait < 0 {
-		errs = append(errs, fmt.Errorf("startup_wait %s: must be 0 or more", time.Duration(h.StartupWait)))
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("corsauthz: %w", errors.Join(errs...))
+	errs = append(errs, checkTimeout(h.Timeout), checkStartupWait(h.StartupWait))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("corsauthz: %w", err)
 	}
 	return nil
 }
+
+var errRequiredAddress = errors.New("address: required: the corsauthz gRPC address, such as 127.0.0.1:9001")
 
 func validPort(p string) bool {
 	n, err := strconv.Atoi(p)
 	return err == nil && n >= 1 && n <= 65535
 }
 
+// policyCheckTimeout bounds the ListPolicies call with which Provision
+// checks, in remote mode, that the policy is configured.
+const policyCheckTimeout = 2 * time.Second
+
 // Provision checks the settings and connects to corsauthz; in local mode
-// it waits for the first configuration for up to StartupWait.
+// it waits for the first configuration for up to StartupWait. A policy
+// the configuration in force does not have is refused here, so that
+// caddy validate and caddy run say so at once instead of every request
+// being answered 503; when corsauthz cannot be asked (not running yet, or
+// no configuration within StartupWait) that is logged as an error and the
+// check is left to the requests.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.Validate(); err != nil {
 		return err
@@ -124,6 +168,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if wait == 0 {
 		wait = middleware.DefaultStartupWait
 	}
+	logger := ctx.Slogger()
 	mw, err := middleware.New(ctx, middleware.Options{
 		Address:     h.Address,
 		Mode:        middleware.Mode(h.Mode),
@@ -131,14 +176,77 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Timeout:     time.Duration(h.Timeout),
 		StartupWait: wait,
 		NodeID:      "caddy",
-		Logger:      ctx.Slogger(),
+		Logger:      logger,
 		Registerer:  ctx.GetMetricsRegistry(),
 	})
 	if err != nil {
 		return fmt.Errorf("corsauthz: %w", err)
 	}
+	if h.Policy != "" {
+		names, source, err := h.configuredPolicies(ctx, mw)
+		if err != nil {
+			logger.Error("corsauthz: cannot check that the policy is configured: if corsauthz's configuration does not have it, every request here is answered 503",
+				"policy", h.Policy, "address", h.Address, "error", err)
+		} else if err := missingPolicies(h.Policy, names, source, h.Address); err != nil {
+			mw.Close()
+			return err
+		}
+	}
 	h.mw = mw
 	return nil
+}
+
+// configuredPolicies returns the names of the policies in corsauthz's
+// configuration in force and where it comes from: in local mode, of the
+// configuration received over xDS; in remote mode, from ListPolicies.
+func (h *Handler) configuredPolicies(ctx caddy.Context, mw *middleware.Middleware) ([]string, string, error) {
+	if middleware.Mode(h.Mode) != middleware.ModeRemote {
+		e := mw.Engine()
+		if e == nil {
+			return nil, "", fmt.Errorf("no configuration received within startup_wait (%s)", middlewareWait(h.StartupWait))
+		}
+		return e.PolicyNames(), e.Source(), nil
+	}
+	conn, err := grpc.NewClient(h.Address, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, "", err
+	}
+	defer conn.Close()
+	cctx, cancel := context.WithTimeout(ctx, policyCheckTimeout)
+	defer cancel()
+	resp, err := corsauthzv1.NewDecisionServiceClient(conn).ListPolicies(cctx, &corsauthzv1.ListPoliciesRequest{}, grpc.WaitForReady(true))
+	if err != nil {
+		return nil, "", fmt.Errorf("ListPolicies: %w", err)
+	}
+	names := make([]string, len(resp.GetPolicies()))
+	for i, p := range resp.GetPolicies() {
+		names[i] = p.GetName()
+	}
+	return names, resp.GetSource(), nil
+}
+
+func middlewareWait(d caddy.Duration) time.Duration {
+	if d == 0 {
+		return middleware.DefaultStartupWait
+	}
+	return time.Duration(d)
+}
+
+// missingPolicies refuses a policy setting (a name or a group a,b) that
+// names policies the configuration does not have.
+func missingPolicies(setting string, configured []string, source, address string) error {
+	var missing []string
+	for name := range strings.SplitSeq(setting, ",") {
+		if !slices.Contains(configured, name) {
+			missing = append(missing, strconv.Quote(name))
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return fmt.Errorf("corsauthz: policy %s: the configuration corsauthz at %s serves (%s) has no policy %s; its policies: %s. "+
+		"Name one of them, or add it to that configuration (every request here would be answered 503)",
+		strconv.Quote(setting), address, source, strings.Join(missing, ", "), strings.Join(configured, ", "))
 }
 
 // Cleanup closes the xDS stream and the connection to corsauthz.
@@ -163,50 +271,78 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 //	    timeout <duration>
 //	    startup_wait <duration>
 //	}
+//
+// Every problem in the directive is reported at once, each at its line.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	var errs []error
+	bad := func(err error) {
+		if err != nil {
+			errs = append(errs, d.Errf("corsauthz: %v", err))
+		}
+	}
 	d.Next() // the directive's name
 	if d.NextArg() {
-		return d.Errf("corsauthz takes no arguments on its line, only a block: corsauthz { address 127.0.0.1:9001 }")
+		errs = append(errs, d.Errf("corsauthz takes no arguments on its line, only a block: corsauthz { address 127.0.0.1:9001 }"))
+		for d.NextArg() {
+		}
 	}
 	seen := map[string]bool{}
 	for d.NextBlock(0) {
 		sub := d.Val()
+		var args []string
+		for d.NextArg() {
+			args = append(args, d.Val())
+		}
+		switch sub {
+		case "address", "mode", "policy", "timeout", "startup_wait":
+		default:
+			bad(fmt.Errorf("unknown subdirective %q: write address, mode, policy, timeout or startup_wait", sub))
+			continue
+		}
 		if seen[sub] {
-			return d.Errf("corsauthz: %s given twice", sub)
+			bad(fmt.Errorf("%s given twice", sub))
+			continue
 		}
 		seen[sub] = true
-		var val string
-		if sub == "address" || sub == "mode" || sub == "policy" || sub == "timeout" || sub == "startup_wait" {
-			if !d.NextArg() {
-				return d.Errf("corsauthz: %s needs a value", sub)
-			}
-			val = d.Val()
-			if d.NextArg() {
-				return d.Errf("corsauthz: %s takes one value, got more", sub)
-			}
+		switch len(args) {
+		case 0:
+			bad(fmt.Errorf("%s needs a value", sub))
+			continue
+		case 1:
+		default:
+			bad(fmt.Errorf("%s takes one value, got %d", sub, len(args)))
+			continue
 		}
+		val := args[0]
 		switch sub {
 		case "address":
 			h.Address = val
+			bad(checkAddress(val))
 		case "mode":
 			h.Mode = val
+			bad(checkMode(val))
 		case "policy":
 			h.Policy = val
+			bad(checkPolicy(val))
 		case "timeout", "startup_wait":
 			dur, err := caddy.ParseDuration(val)
 			if err != nil {
-				return d.Errf("corsauthz: %s %q: %v", sub, val, err)
+				bad(fmt.Errorf("%s %q: %v", sub, val, err))
+				continue
 			}
 			if sub == "timeout" {
 				h.Timeout = caddy.Duration(dur)
+				bad(checkTimeout(h.Timeout))
 			} else {
 				h.StartupWait = caddy.Duration(dur)
+				bad(checkStartupWait(h.StartupWait))
 			}
-		default:
-			return d.Errf("corsauthz: unknown subdirective %q: write address, mode, policy, timeout or startup_wait", sub)
 		}
 	}
-	return nil
+	if !seen["address"] {
+		bad(errRequiredAddress)
+	}
+	return errors.Join(errs...)
 }
 
 func parseCaddyfile(helper httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {

@@ -3,6 +3,8 @@ package corsauthzcaddy
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,8 +17,10 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	_ "github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy" // for the Caddyfile
+	_ "github.com/caddyserver/caddy/v2/modules/filestorage"            // TestExampleCaddyfile keeps its storage in a temporary directory
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/corsauthz/corsauthz/internal/docs"
 	"github.com/corsauthz/corsauthz/policy"
 	"github.com/corsauthz/corsauthz/server"
 )
@@ -27,25 +31,43 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		desc    string
 		input   string
 		want    Handler
-		wantErr string
+		wantErr []string // each in the one error
 	}{
-		{desc: "the contract's directive", input: "corsauthz {\n address 127.0.0.1:9001\n mode local\n policy orders\n}",
+		{desc: "the documented directive", input: "corsauthz {\n address 127.0.0.1:9001\n mode local\n policy orders\n}",
 			want: Handler{Address: "127.0.0.1:9001", Mode: "local", Policy: "orders"}},
 		{desc: "remote with a timeout", input: "corsauthz {\n address corsauthz:9001\n mode remote\n timeout 100ms\n startup_wait 2s\n}",
 			want: Handler{Address: "corsauthz:9001", Mode: "remote", Timeout: caddy.Duration(100 * time.Millisecond), StartupWait: caddy.Duration(2 * time.Second)}},
-		{desc: "an argument on the line", input: "corsauthz 127.0.0.1:9001", wantErr: "takes no arguments"},
-		{desc: "unknown subdirective", input: "corsauthz {\n adress 127.0.0.1:9001\n}", wantErr: `unknown subdirective "adress"`},
-		{desc: "missing value", input: "corsauthz {\n address\n}", wantErr: "address needs a value"},
-		{desc: "two values", input: "corsauthz {\n mode local remote\n}", wantErr: "mode takes one value"},
-		{desc: "given twice", input: "corsauthz {\n policy a\n policy b\n}", wantErr: "policy given twice"},
-		{desc: "bad duration", input: "corsauthz {\n timeout soon\n}", wantErr: `timeout "soon"`},
+		{desc: "an argument on the line", input: "corsauthz 127.0.0.1:9001", wantErr: []string{"takes no arguments"}},
+		{desc: "unknown subdirective", input: "corsauthz {\n adress 127.0.0.1:9001\n}", wantErr: []string{`unknown subdirective "adress"`}},
+		{desc: "missing value", input: "corsauthz {\n address\n}", wantErr: []string{"address needs a value"}},
+		{desc: "two values", input: "corsauthz {\n address 127.0.0.1:9001\n mode local remote\n}", wantErr: []string{"mode takes one value, got 2"}},
+		{desc: "given twice", input: "corsauthz {\n address 127.0.0.1:9001\n policy a\n policy b\n}", wantErr: []string{"policy given twice"}},
+		{desc: "bad duration", input: "corsauthz {\n address 127.0.0.1:9001\n timeout soon\n}", wantErr: []string{`timeout "soon"`}},
+		{desc: "no address", input: "corsauthz {\n mode local\n}", wantErr: []string{"address: required"}},
+		{desc: "every problem at once, each at its line", input: "corsauthz extra {\n adress 127.0.0.1:9001\n address corsauthz\n mode cached\n policy Orders\n timeout -1s\n startup_wait\n mode local\n}",
+			wantErr: []string{
+				"takes no arguments",
+				`unknown subdirective "adress"`,
+				`address "corsauthz": write host:port`,
+				`mode "cached": write local`,
+				`policy "Orders": a policy name is`,
+				"timeout -1s: must be positive",
+				"startup_wait needs a value",
+				"mode given twice",
+				"Testfile:2", "Testfile:3", "Testfile:4", "Testfile:5", "Testfile:6", "Testfile:7", "Testfile:8",
+			}},
 	} {
 		t.Run(tt.desc, func(t *testing.T) {
 			var h Handler
 			err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tt.input))
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
+			if len(tt.wantErr) > 0 {
+				if err == nil {
+					t.Fatal("no error")
+				}
+				for _, w := range tt.wantErr {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error does not say %q:\n%v", w, err)
+					}
 				}
 				return
 			}
@@ -184,10 +206,88 @@ func TestProvisionServeCleanup(t *testing.T) {
 	}
 }
 
-// TestExampleCaddyfile: the Caddyfile the README points to adapts, with
-// the corsauthz handler ahead of the proxy.
-func TestExampleCaddyfile(t *testing.T) {
+// startCorsauthz serves config on loopback until the test ends.
+func startCorsauthz(t *testing.T, name string, config []byte) *server.Server {
+	t.Helper()
+	e, _, err := policy.Load(name, config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(policy.NewHolder(e), server.Options{GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", HTTPAddr: "", Registry: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = srv.Serve(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return srv
+}
+
+// TestProvisionRefusesUnconfiguredPolicy: a policy (or a name in a group)
+// that corsauthz's configuration does not have fails provisioning, so
+// caddy validate and caddy run say so, in both modes; when corsauthz
+// cannot be asked, provisioning goes on (and logs it).
+func TestProvisionRefusesUnconfiguredPolicy(t *testing.T) {
 	t.Parallel()
+	srv := startCorsauthz(t, "corsauthz.yaml", []byte("policies:\n  - name: orders\n    allowed_origins: [https://app.example.com]\n  - name: partners\n    allowed_origins: [https://partner.example.net]\n"))
+	addr := srv.GRPCAddr().String()
+	nobody := freeAddr(t)
+	for _, tt := range []struct {
+		desc    string
+		h       Handler
+		wantErr string // "" : provisioned
+	}{
+		{desc: "local, configured", h: Handler{Address: addr, Policy: "orders"}},
+		{desc: "local, a configured group", h: Handler{Address: addr, Policy: "orders,partners"}},
+		{desc: "local, not configured", h: Handler{Address: addr, Policy: "nope"},
+			wantErr: `corsauthz: policy "nope": the configuration corsauthz at ` + addr + ` serves (corsauthz.yaml) has no policy "nope"; its policies: orders, partners. Name one of them, or add it to that configuration (every request here would be answered 503)`},
+		{desc: "local, one name of a group not configured", h: Handler{Address: addr, Policy: "orders,nope,other"},
+			wantErr: `has no policy "nope", "other"; its policies: orders, partners.`},
+		{desc: "remote, configured", h: Handler{Address: addr, Mode: "remote", Policy: "partners"}},
+		{desc: "remote, not configured", h: Handler{Address: addr, Mode: "remote", Policy: "nope"},
+			wantErr: `corsauthz: policy "nope": the configuration corsauthz at ` + addr + ` serves (corsauthz.yaml) has no policy "nope"; its policies: orders, partners.`},
+		{desc: "local, corsauthz away: provisioned, the check left to requests", h: Handler{Address: nobody, Policy: "nope", StartupWait: caddy.Duration(100 * time.Millisecond)}},
+		{desc: "remote, corsauthz away: provisioned, the check left to requests", h: Handler{Address: nobody, Mode: "remote", Policy: "nope"}},
+	} {
+		t.Run(tt.desc, func(t *testing.T) {
+			t.Parallel()
+			cctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+			defer cancel()
+			h := tt.h
+			err := h.Provision(cctx)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Provision: %v", err)
+				}
+				if err := h.Cleanup(); err != nil {
+					t.Error(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Provision = %v, want an error containing %q", err, tt.wantErr)
+			}
+			if h.mw != nil {
+				t.Error("a refused handler kept its middleware")
+			}
+		})
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// adaptExample adapts Caddyfile.example with the environment as it is.
+func adaptExample(t *testing.T) []byte {
+	t.Helper()
 	data, err := os.ReadFile("Caddyfile.example")
 	if err != nil {
 		t.Fatal(err)
@@ -199,8 +299,158 @@ func TestExampleCaddyfile(t *testing.T) {
 	for _, w := range warnings {
 		t.Errorf("Caddyfile.example: %s", w.Message) // "input is not formatted": run caddy fmt --overwrite
 	}
-	i, j := strings.Index(string(out), `"handler":"corsauthz"`), strings.Index(string(out), `"handler":"reverse_proxy"`)
-	if i < 0 || j < 0 || i > j || !strings.Contains(string(out), `"policy":"api"`) {
-		t.Errorf("Caddyfile.example adapts to\n%s\nwant corsauthz (policy api) before reverse_proxy", out)
+	return out
+}
+
+// TestExampleCaddyfile: the Caddyfile the docs point to adapts with its
+// defaults to the corsauthz handler ahead of the proxy, listening on
+// 127.0.0.1:8000 only, with no admin endpoint and no autosave; then, with
+// its variables set to test ports, it runs: Caddy on 127.0.0.1 answers a
+// preflight and an actual request with corsauthz's decision for the
+// built-in example configuration, in both modes.
+func TestExampleCaddyfile(t *testing.T) {
+	// Not parallel: t.Setenv, and Caddy's running configuration is global.
+	dir := t.TempDir()
+	for _, v := range []string{"HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME"} {
+		t.Setenv(v, dir) // Caddy's instance ID, never in the user's directories
 	}
+	for _, v := range []string{"CADDY_PORT", "CORSAUTHZ_ADDR", "CORSAUTHZ_MODE", "API_ADDR"} {
+		t.Setenv(v, "")
+		os.Unsetenv(v)
+	}
+
+	var cfg struct {
+		Admin struct {
+			Disabled bool `json:"disabled"`
+			Config   struct {
+				Persist *bool `json:"persist"`
+			} `json:"config"`
+		} `json:"admin"`
+		Apps struct {
+			HTTP struct {
+				Servers map[string]struct {
+					Listen []string `json:"listen"`
+					Routes []struct {
+						Handle []json.RawMessage `json:"handle"`
+					} `json:"routes"`
+				} `json:"servers"`
+			} `json:"http"`
+		} `json:"apps"`
+	}
+	data, err := os.ReadFile("Caddyfile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := adaptExample(t)
+	if err := json.Unmarshal(out, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Admin.Disabled || cfg.Admin.Config.Persist == nil || *cfg.Admin.Config.Persist {
+		t.Errorf("admin %+v: want admin off and persist_config off", cfg.Admin)
+	}
+	var listen []string
+	for _, srv := range cfg.Apps.HTTP.Servers {
+		listen = append(listen, srv.Listen...)
+	}
+	if len(listen) != 1 || listen[0] != "127.0.0.1:8000" {
+		t.Errorf("listens on %q, want only 127.0.0.1:8000", listen)
+	}
+	// The README shows the site block as it is in the file.
+	if shown := docs.Example(t, "caddyfile"); !strings.Contains(string(data), shown.Text) {
+		t.Errorf("%s is not Caddyfile.example's site block as it is:\n%s", shown, shown.Text)
+	}
+	i, j := strings.Index(string(out), `"handler":"corsauthz"`), strings.Index(string(out), `"handler":"reverse_proxy"`)
+	if i < 0 || j < 0 || i > j || !strings.Contains(string(out), `"address":"127.0.0.1:9001"`) || !strings.Contains(string(out), `"policy":"api"`) {
+		t.Errorf("Caddyfile.example adapts to\n%s\nwant corsauthz (127.0.0.1:9001, policy api) before reverse_proxy", out)
+	}
+
+	// Run it, with its variables pointing at test ports.
+	example, err := os.ReadFile("../../deploy/corsauthz.yaml") // what the docs' corsauthz serve --config names
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := startCorsauthz(t, "deploy/corsauthz.yaml", example)
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Access-Control-Allow-Origin", "*") // the module replaces it
+		w.Write([]byte("api " + r.Method + " " + r.URL.Path))
+	}))
+	t.Cleanup(api.Close)
+	port := freeAddr(t)[len("127.0.0.1:"):]
+	t.Setenv("CADDY_PORT", port)
+	t.Setenv("CORSAUTHZ_ADDR", srv.GRPCAddr().String())
+	t.Setenv("API_ADDR", api.Listener.Addr().String())
+	base := "http://127.0.0.1:" + port
+	for _, mode := range []string{"local", "remote"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Setenv("CORSAUTHZ_MODE", mode)
+			// Caddy's storage (certificate maintenance runs even without
+			// certificates) in the test's directory, not the user's: Caddy
+			// reads HOME once, at start.
+			var run map[string]any
+			if err := json.Unmarshal(adaptExample(t), &run); err != nil {
+				t.Fatal(err)
+			}
+			run["storage"] = map[string]any{"module": "file_system", "root": dir}
+			cfgJSON, err := json.Marshal(run)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := caddy.Load(cfgJSON, true); err != nil {
+				t.Fatalf("caddy.Load: %v", err)
+			}
+			defer caddy.Stop()
+			do := func(method, origin string, headers ...string) (*http.Response, string) {
+				t.Helper()
+				req, _ := http.NewRequest(method, base+"/v1/orders", nil)
+				req.Host = "api.example.com"
+				req.Header.Set("Origin", origin)
+				for i := 0; i+1 < len(headers); i += 2 {
+					req.Header.Set(headers[i], headers[i+1])
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				body, _ := io.ReadAll(resp.Body)
+				return resp, string(body)
+			}
+			resp, _ := do("OPTIONS", "https://app.example.com", "Access-Control-Request-Method", "PUT")
+			if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example.com" || resp.Header.Get("Access-Control-Allow-Methods") != "PUT" {
+				t.Errorf("preflight: %d %v, want 204 allowing PUT from the app", resp.StatusCode, resp.Header)
+			}
+			resp, body := do("GET", "https://app.example.com")
+			if resp.StatusCode != http.StatusOK || body != "api GET /v1/orders" || resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example.com" || resp.Header.Get("Access-Control-Allow-Credentials") != "true" {
+				t.Errorf("actual request: %d %v %q, want the API's answer with the app's CORS headers", resp.StatusCode, resp.Header, body)
+			}
+			resp, _ = do("GET", "https://evil.example")
+			if got := resp.Header.Values("Access-Control-Allow-Origin"); len(got) != 0 {
+				t.Errorf("an origin not allowed got Access-Control-Allow-Origin %q (the API's own must not pass)", got)
+			}
+			// Only loopback: not on the machine's other addresses.
+			for _, ip := range nonLoopbackIPs(t) {
+				if c, err := net.DialTimeout("tcp", net.JoinHostPort(ip, port), time.Second); err == nil {
+					c.Close()
+					t.Errorf("Caddy answers on %s:%s: the example must bind 127.0.0.1 only", ip, port)
+				}
+			}
+		})
+	}
+}
+
+// nonLoopbackIPs are this machine's addresses other than loopback.
+func nonLoopbackIPs(t *testing.T) []string {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Logf("interface addresses: %v", err)
+		return nil
+	}
+	var ips []string
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
+			ips = append(ips, n.IP.String())
+		}
+	}
+	return ips
 }

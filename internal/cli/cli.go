@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 
 	"github.com/corsauthz/corsauthz/deploy"
@@ -41,7 +42,7 @@ Usage:
   corsauthz version
 
 Every flag can also be set with an environment variable CORSAUTHZ_<FLAG>,
-such as CORSAUTHZ_CONFIG or CORSAUTHZ_GRPC_ADDR. Run 'corsauthz COMMAND -h'
+such as CORSAUTHZ_CONFIG or CORSAUTHZ_GRPC_ADDR. Run 'corsauthz COMMAND --help'
 for a command's flags.
 `
 
@@ -63,7 +64,7 @@ func Main(ctx context.Context, args []string, io IO) int {
 	case "import":
 		return runImport(rest, io)
 	case "version", "--version":
-		fmt.Fprintln(io.Stdout, "corsauthz", Version())
+		fmt.Fprintln(io.Stdout, currentVersion().line())
 		return 0
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(io.Stdout, usage)
@@ -74,11 +75,88 @@ func Main(ctx context.Context, args []string, io IO) int {
 	}
 }
 
+// discard is io.Discard, for functions whose IO parameter hides package io.
+var discard = io.Discard
+
 // newFlagSet returns a flag set for a command that reports its own errors.
 func newFlagSet(name string, io IO) *flag.FlagSet {
 	fs := flag.NewFlagSet("corsauthz "+name, flag.ContinueOnError)
-	fs.SetOutput(io.Stderr)
+	fs.SetOutput(discard) // parseFlags says what went wrong, and prints the help
+	fs.Usage = func() {}
 	return fs
+}
+
+// commandHelp is what a command's --help prints above its flags.
+type commandHelp struct {
+	usage       string // the synopsis, after "Usage: "
+	description string // what the command does, a paragraph or more
+}
+
+// parseFlags parses a command's flags, before and after its positional
+// arguments when interspersed (as curl users write them). --help, -help
+// or -h prints the help on stdout: exit 0. A flag that does not parse is
+// said on stderr with the help: exit 2. ok is false in both cases, code
+// then being the exit code.
+func parseFlags(fs *flag.FlagSet, args []string, interspersed bool, help commandHelp, io IO) (positional []string, code int, ok bool) {
+	var err error
+	if interspersed {
+		positional, err = parseInterspersed(fs, args)
+	} else {
+		err = fs.Parse(args)
+		positional = fs.Args()
+	}
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		printHelp(io.Stdout, fs, help)
+		return nil, 0, false
+	case err != nil:
+		fmt.Fprintf(io.Stderr, "%s: %s\n\n", fs.Name(), twoDashes(err.Error()))
+		printHelp(io.Stderr, fs, help)
+		return nil, 2, false
+	}
+	return positional, 0, true
+}
+
+// printHelp prints a command's help: its synopsis, what it does, and its
+// flags as the README writes them (--name, or -X for curl's one-letter
+// flags), each with its environment variable and default.
+func printHelp(w io.Writer, fs *flag.FlagSet, help commandHelp) {
+	fmt.Fprintf(w, "Usage: %s\n\n%s\n\nFlags:\n", help.usage, strings.TrimSpace(help.description))
+	fs.VisitAll(func(f *flag.Flag) {
+		dashes := "--"
+		if len(f.Name) == 1 {
+			dashes = "-"
+		}
+		arg, usage := flag.UnquoteUsage(f)
+		if arg != "" {
+			arg = " " + arg
+		}
+		fmt.Fprintf(w, "  %s%s%s  [$%s]\n", dashes, f.Name, arg, EnvName(f.Name))
+		if !isZeroDefault(f) {
+			usage += fmt.Sprintf(" (default %s)", f.DefValue)
+		}
+		fmt.Fprintf(w, "        %s\n", usage)
+	})
+}
+
+// flagInMessage finds the flags the flag package names in its errors
+// ("flag provided but not defined: -bogus").
+var flagInMessage = regexp.MustCompile(`(^|[ :])-([a-z][a-z0-9-]+)`)
+
+// twoDashes writes the long flags of a flag package error with two dashes,
+// as the help and the README do.
+func twoDashes(msg string) string {
+	return flagInMessage.ReplaceAllString(msg, "$1--$2")
+}
+
+// isZeroDefault reports whether f's default is its type's zero value,
+// which the help leaves out.
+func isZeroDefault(f *flag.Flag) bool {
+	switch f.DefValue {
+	case "", "0", "0s", "false", "[]":
+		return true
+	}
+	return false
 }
 
 // applyEnv sets each flag not given on the command line from its
@@ -148,7 +226,7 @@ func loadConfig(path string, maxBytes int64, io IO) (*policy.Engine, error) {
 
 // maxConfigBytesFlag adds --max-config-bytes to fs.
 func maxConfigBytesFlag(fs *flag.FlagSet) *int64 {
-	return fs.Int64("max-config-bytes", policy.DefaultMaxConfigBytes, "largest configuration file read, in bytes; a larger one is refused (at start and on reload)")
+	return fs.Int64("max-config-bytes", policy.DefaultMaxConfigBytes, "largest configuration file read, in `BYTES`; a larger one is refused (at start and on reload)")
 }
 
 // printConfigError prints a load error: every problem on its own line.

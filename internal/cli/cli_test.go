@@ -53,24 +53,24 @@ func TestValidate(t *testing.T) {
 		{
 			desc:       "valid file",
 			args:       []string{"validate", "--config", "testdata/valid.yaml"},
-			wantStdout: "testdata/valid.yaml: valid (1 policies)\n",
+			wantStdout: "testdata/valid.yaml: valid (1 policy)\n",
 		},
 		{
 			desc:       "config from the environment",
 			args:       []string{"validate"},
 			env:        map[string]string{"CORSAUTHZ_CONFIG": "testdata/valid.yaml"},
-			wantStdout: "testdata/valid.yaml: valid (1 policies)\n",
+			wantStdout: "testdata/valid.yaml: valid (1 policy)\n",
 		},
 		{
 			desc:       "the command line wins over the environment",
 			args:       []string{"validate", "--config", "testdata/valid.yaml"},
 			env:        map[string]string{"CORSAUTHZ_CONFIG": "testdata/invalid.yaml"},
-			wantStdout: "testdata/valid.yaml: valid (1 policies)\n",
+			wantStdout: "testdata/valid.yaml: valid (1 policy)\n",
 		},
 		{
 			desc:       "warnings are printed and the file is still valid",
 			args:       []string{"validate", "--config", "testdata/warnings.yaml"},
-			wantStdout: "testdata/warnings.yaml: valid (1 policies)\n",
+			wantStdout: "testdata/warnings.yaml: valid (1 policy)\n",
 			wantStderr: []string{
 				`warning: testdata/warnings.yaml:3:23: policies[0].allowed_origins[0]: default port 443 removed: browsers leave it out of Origin; write "https://app.example.com"`,
 				`warning: testdata/warnings.yaml:3:23: policies[0].allowed_origins[0]: host "App.example.com" normalised to "app.example.com": browsers send host names in lower case; write "https://app.example.com"`,
@@ -90,6 +90,16 @@ func TestValidate(t *testing.T) {
 				`testdata/invalid.yaml:8:22: policies[1].allowed_origins: allowed_origins is empty: list the origins allowed to read responses, such as "https://app.example.com"`,
 				`testdata/invalid.yaml:9:5: policies[1].alowed_headers: unknown field "alowed_headers": did you mean "allowed_headers"?`,
 				`testdata/invalid.yaml:10:17: default_policy: default_policy "missing" names no policy: write one of "orders", or leave it out`,
+			},
+		},
+		{
+			desc:     "what to write instead, and only what is then accepted",
+			args:     []string{"validate", "--config", "testdata/suggestions.yaml"},
+			wantCode: 1,
+			wantStderr: []string{
+				`testdata/suggestions.yaml:3:22: policies[0].allowed_origins: must be a list, and "*" (any origin) cannot be used with allow_credentials: true, since browsers refuse "Access-Control-Allow-Origin: *" on credentialed requests: list the origins that may send credentials, such as [https://app.example.com], or remove allow_credentials and write ["*"]`,
+				`testdata/suggestions.yaml:4:22: policies[0].allowed_methods: must be a list: write [GET, POST]`,
+				`testdata/suggestions.yaml:5:24: policies[0].allow_credentials: must be true or false, not the quoted string "true": write true without quotes`,
 			},
 		},
 		{
@@ -522,6 +532,9 @@ func TestServeRefusesBadHTTPPathPrefix(t *testing.T) {
 	}
 }
 
+// TestServeRefusesTakenPort: a taken address is refused at once, with
+// the address, the reason and the flag (and environment variable) to
+// change.
 func TestServeRefusesTakenPort(t *testing.T) {
 	t.Parallel()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -529,15 +542,34 @@ func TestServeRefusesTakenPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	for _, flagName := range []string{"--grpc-addr", "--admin-addr", "--http-addr"} {
-		args := []string{"serve", "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", flagName, l.Addr().String()}
-		got := run(t, nil, args...)
-		if got.code != 1 {
-			t.Errorf("%s taken: exit code = %d, want 1", flagName, got.code)
-		}
-		if !strings.Contains(got.stderr, l.Addr().String()) || !strings.Contains(got.stderr, "address already in use") {
-			t.Errorf("%s taken: stderr does not say which address is taken:\n%s", flagName, got.stderr)
-		}
+	taken := l.Addr().String()
+	for _, tt := range []struct {
+		desc, flag, env string
+	}{
+		{desc: "gRPC", flag: "--grpc-addr", env: "CORSAUTHZ_GRPC_ADDR"},
+		{desc: "admin", flag: "--admin-addr", env: "CORSAUTHZ_ADMIN_ADDR"},
+		{desc: "HTTP authorization", flag: "--http-addr", env: "CORSAUTHZ_HTTP_ADDR"},
+	} {
+		t.Run(tt.desc, func(t *testing.T) {
+			args := []string{"serve", "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", tt.flag, taken}
+			got := run(t, nil, args...)
+			if got.code != 1 {
+				t.Errorf("exit code = %d, want 1", got.code)
+			}
+			want := " address already in use (another process is listening there): choose another address with " + tt.flag + " (or " + tt.env + ")\n"
+			if !strings.Contains(got.stderr, "listen on "+taken+" ") || !strings.HasSuffix(got.stderr, want) {
+				t.Errorf("stderr:\n%s\nwant the address, and a last line ending %q", got.stderr, want)
+			}
+		})
+	}
+}
+
+func TestServeRefusesOneAddressTwice(t *testing.T) {
+	t.Parallel()
+	got := run(t, nil, "serve", "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:19002", "--http-addr", "127.0.0.1:19002")
+	want := "corsauthz serve: --admin-addr and --http-addr are both 127.0.0.1:19002: give each listener its own port\n"
+	if got.code != 2 || got.stderr != want {
+		t.Errorf("exit %d, stderr %q; want 2, %q", got.code, got.stderr, want)
 	}
 }
 

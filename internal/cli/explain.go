@@ -19,30 +19,33 @@ type headerFlags []string
 func (h *headerFlags) String() string     { return strings.Join(*h, ", ") }
 func (h *headerFlags) Set(v string) error { *h = append(*h, v); return nil }
 
-func runExplain(args []string, io IO) int {
-	fs := newFlagSet("explain", io)
-	config := fs.String("config", "", "configuration file (default: the built-in example)")
-	maxConfigBytes := maxConfigBytesFlag(fs)
-	policyName := fs.String("policy", "", "apply this policy, as Envoy's cors_policy context extension would")
-	method := fs.String("X", "", "request method (default GET, or OPTIONS when Access-Control-Request-Method is given)")
-	var headers headerFlags
-	fs.Var(&headers, "H", "request header 'Name: value' (repeatable)")
-	asJSON := fs.Bool("json", false, "print the decision as JSON")
-	fs.Usage = func() {
-		fmt.Fprint(io.Stderr, `Usage: corsauthz explain [--config FILE] [--policy NAME] [-X METHOD] [-H 'Name: value']... [--json] URL
+var explainHelp = commandHelp{
+	usage: "corsauthz explain [--config FILE] [--policy NAME] [-X METHOD] [-H 'Name: value']... [--json] URL",
+	description: `Decides one request, described as for curl, and prints the verdict, the
+headers the gateway would send or add, then why; for a rejected origin, the
+closest allowed origin and what differs. A request with
+Access-Control-Request-Method is a preflight even without -X OPTIONS. Exit 0
+whatever the decision; warnings (a -X that contradicts the preflight, cookies
+sent to a policy without allow_credentials) go to stderr. Examples:
 
-Decides one request the way curl would describe it and says why. Examples:
   corsauthz explain -H 'Origin: https://app.example.com' https://api.example.com/v1/orders
   corsauthz explain -X OPTIONS -H 'Origin: https://app.example.com' \
       -H 'Access-Control-Request-Method: PUT' -H 'Access-Control-Request-Headers: content-type' \
-      https://api.example.com/v1/orders
+      https://api.example.com/v1/orders`,
+}
 
-`)
-		fs.PrintDefaults()
-	}
-	positional, err := parseInterspersed(fs, args)
-	if err != nil {
-		return 2
+func runExplain(args []string, io IO) int {
+	fs := newFlagSet("explain", io)
+	config := fs.String("config", "", "configuration `FILE` (default: the built-in example)")
+	maxConfigBytes := maxConfigBytesFlag(fs)
+	policyName := fs.String("policy", "", "apply this policy (`NAME`, or a comma-separated group), as Envoy's cors_policy context extension would")
+	method := fs.String("X", "", "request `METHOD` (default GET, or OPTIONS when Access-Control-Request-Method is given)")
+	var headers headerFlags
+	fs.Var(&headers, "H", "request header `'Name: value'` (repeatable)")
+	asJSON := fs.Bool("json", false, "print the decision as JSON")
+	positional, code, ok := parseFlags(fs, args, true, explainHelp, io)
+	if !ok {
+		return code
 	}
 	if err := applyEnv(fs, io.Env); err != nil {
 		fmt.Fprintf(io.Stderr, "corsauthz explain: %v\n", err)

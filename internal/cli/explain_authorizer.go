@@ -6,7 +6,8 @@ import (
 	"github.com/corsauthz/corsauthz/policy"
 )
 
-// authorizerNote is what explain says about the authorizer of contract §8.
+// authorizerNote is what explain says about a policy's authorizer
+// (docs/authorizers.md).
 type authorizerNote struct {
 	name string // the authorizer a Check would ask, or ""
 	text string // the line printed, or "" when the policy names none

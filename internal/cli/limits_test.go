@@ -83,7 +83,7 @@ func TestConfigFileRefusedAtOnce(t *testing.T) {
 
 // TestServeStopsWhileLoading: SIGTERM (here, serve's context cancelled)
 // while the configuration is being loaded stops serve at once, without
-// serving: on 8cd63ac it finished loading, then served and shut down.
+// serving: before this check it finished loading, then served and shut down.
 func TestServeStopsWhileLoading(t *testing.T) {
 	t.Parallel()
 	var b strings.Builder
@@ -106,7 +106,7 @@ func TestServeStopsWhileLoading(t *testing.T) {
 // TestReloadRefusedPastLimits: a reload of a file past a limit (an alias
 // bomb, a FIFO renamed over the file, a file too large) is refused like
 // any invalid file: logged, counted, the configuration in force kept, the
-// process alive, and the next good file loaded. On 8cd63ac a FIFO froze
+// process alive, and the next good file loaded. Before, a FIFO froze
 // the watcher with corsauthz_config_last_reload_successful still 1.
 func TestReloadRefusedPastLimits(t *testing.T) {
 	t.Parallel()
@@ -191,7 +191,7 @@ func TestReloadRefusedPastLimits(t *testing.T) {
 // the debounce period), again and again under load, is never served half
 // written. Every complete file rejects disallowed origins with a 403; the
 // first half of each is a valid configuration that does not, as in the
-// issue (on 8cd63ac, such a file was served for thousands of decisions).
+// issue (before, such a file was served for thousands of decisions).
 func TestInPlaceWritesNeverServedHalfWritten(t *testing.T) {
 	t.Parallel()
 	complete := func(version int) (first, rest string) {

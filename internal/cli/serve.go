@@ -24,42 +24,61 @@ import (
 	"github.com/corsauthz/corsauthz/server"
 )
 
+var serveHelp = commandHelp{
+	usage: "corsauthz serve [--config FILE] [--grpc-addr ADDR] [--http-addr ADDR] [--admin-addr ADDR] [flags]",
+	description: `Serves CORS decisions for API gateways:
+  --grpc-addr   gRPC: Envoy's ext_authz Check, the decision API (Decide,
+                ListPolicies), xDS for the Go middleware and the Caddy module,
+                health and reflection;
+  --http-addr   HTTP authorization for NGINX's auth_request and Envoy's
+                http_service;
+  --admin-addr  HTTP /healthz, /readyz and /metrics.
+Without --config it serves the built-in example configuration and says so.
+With --config it reloads the file when it changes and on SIGHUP, keeping the
+configuration in force when the new one is invalid. SIGTERM or SIGINT:
+health turns NOT_SERVING, calls in flight finish (at most --drain-timeout),
+exit 0. An invalid configuration or an address that cannot be listened on:
+the reason on stderr, exit 1.`,
+}
+
 func runServe(ctx context.Context, args []string, io IO) int {
 	fs := newFlagSet("serve", io)
-	config := fs.String("config", "", "configuration file (default: the built-in example)")
+	config := fs.String("config", "", "configuration `FILE` (default: the built-in example)")
 	maxConfigBytes := maxConfigBytesFlag(fs)
-	grpcAddr := fs.String("grpc-addr", server.DefaultGRPCAddr, "address for gRPC: ext_authz, the decision API, health and reflection")
-	adminAddr := fs.String("admin-addr", server.DefaultAdminAddr, "address for HTTP /healthz, /readyz and /metrics")
-	httpAddr := fs.String("http-addr", server.DefaultHTTPAddr, "address for HTTP authorization (NGINX auth_request, Envoy's http_service); empty: none")
-	httpPrefix := fs.String("http-path-prefix", "", "removed from the HTTP authorization request's path (Envoy's http_service path_prefix)")
-	drain := fs.Duration("drain-timeout", server.DefaultDrainTimeout, "on SIGTERM, how long in-flight calls may take before they are cut")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error (debug logs every decision)")
-	logFormat := fs.String("log-format", "text", "text or json")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the serving process to this file (for performance work)")
-	checkInterval := fs.Duration("config-check-interval", configwatch.DefaultInterval, "with --config: how often the file is reread even without filesystem events (0: only on events and SIGHUP)")
-	shutdownDelay := fs.Duration("shutdown-delay", 0, "on SIGTERM, how long to keep serving while health says NOT_SERVING, before the listener closes (so load balancers notice)")
-	tlsCert := fs.String("tls-cert-file", "", "PEM certificate (chain) for TLS on the gRPC listener; reread when it changes")
-	tlsKey := fs.String("tls-key-file", "", "PEM private key of --tls-cert-file")
-	tlsClientCA := fs.String("tls-client-ca-file", "", "PEM CA bundle: require client certificates signed by it (mutual TLS)")
-	tlsReload := fs.Duration("tls-reload-interval", server.DefaultTLSReloadInterval, "how often, at most, the TLS files are checked for a change")
-	maxConnAge := fs.Duration("max-connection-age", server.DefaultMaxConnectionAge, "close gRPC connections after about this long so load spreads to new replicas (0: never)")
-	maxConnAgeGrace := fs.Duration("max-connection-age-grace", server.DefaultMaxConnectionAgeGrace, "time calls in flight get to finish on a connection closed for its age (0: unbounded)")
-	maxStreams := fs.Uint("max-concurrent-streams", server.DefaultMaxConcurrentStreams, "calls in flight allowed on one gRPC connection")
-	maxMsg := fs.Int("max-recv-msg-size", server.DefaultMaxRecvMsgSize, "largest gRPC request message accepted, in bytes")
-	logRate := fs.Float64("decision-log-rate", server.DefaultDecisionLogRate, "decision log lines per second, per level, before lines are dropped and counted (0: no limit)")
-	fs.Usage = func() {
-		fmt.Fprint(io.Stderr, "Usage: corsauthz serve [--config FILE] [--grpc-addr ADDR] [--admin-addr ADDR] [--http-addr ADDR]\n\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return 2
+	grpcAddr := fs.String("grpc-addr", server.DefaultGRPCAddr, "`ADDR` for gRPC: ext_authz, the decision API, xDS, health and reflection")
+	adminAddr := fs.String("admin-addr", server.DefaultAdminAddr, "`ADDR` for HTTP /healthz, /readyz and /metrics")
+	httpAddr := fs.String("http-addr", server.DefaultHTTPAddr, "`ADDR` for HTTP authorization (NGINX auth_request, Envoy's http_service); empty: none")
+	httpPrefix := fs.String("http-path-prefix", "", "`PREFIX` removed from the HTTP authorization request's path (Envoy's http_service path_prefix)")
+	drain := fs.Duration("drain-timeout", server.DefaultDrainTimeout, "on SIGTERM, how long (`DURATION`) in-flight calls may take before they are cut")
+	logLevel := fs.String("log-level", "info", "`LEVEL`: debug, info, warn or error (debug logs every decision)")
+	logFormat := fs.String("log-format", "text", "`FORMAT`: text or json")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the serving process to this `FILE` (for performance work)")
+	checkInterval := fs.Duration("config-check-interval", configwatch.DefaultInterval, "with --config: how often (`DURATION`) the file is reread even without filesystem events (0: only on events and SIGHUP)")
+	shutdownDelay := fs.Duration("shutdown-delay", 0, "on SIGTERM, how long (`DURATION`) to keep serving while health says NOT_SERVING, before the listeners close (so load balancers notice)")
+	tlsCert := fs.String("tls-cert-file", "", "PEM certificate (chain) `FILE` for TLS on the gRPC and HTTP authorization listeners (the admin listener stays plain HTTP); reread when it changes")
+	tlsKey := fs.String("tls-key-file", "", "PEM private key `FILE` of --tls-cert-file")
+	tlsClientCA := fs.String("tls-client-ca-file", "", "PEM CA bundle `FILE`: require client certificates signed by it on the gRPC and HTTP authorization listeners (mutual TLS)")
+	tlsReload := fs.Duration("tls-reload-interval", server.DefaultTLSReloadInterval, "how often (`DURATION`), at most, the TLS files are checked for a change")
+	maxConnAge := fs.Duration("max-connection-age", server.DefaultMaxConnectionAge, "close gRPC connections after about this long (`DURATION`) so load spreads to new replicas (0: never)")
+	maxConnAgeGrace := fs.Duration("max-connection-age-grace", server.DefaultMaxConnectionAgeGrace, "time (`DURATION`) calls in flight get to finish on a connection closed for its age (0: unbounded)")
+	maxStreams := fs.Uint("max-concurrent-streams", server.DefaultMaxConcurrentStreams, "`CALLS` in flight allowed on one gRPC connection")
+	maxMsg := fs.Int("max-recv-msg-size", server.DefaultMaxRecvMsgSize, "largest gRPC request message accepted, in `BYTES`")
+	logRate := fs.Float64("decision-log-rate", server.DefaultDecisionLogRate, "decision log `LINES` per second, per level, before lines are dropped and counted (0: no limit)")
+	positional, code, ok := parseFlags(fs, args, false, serveHelp, io)
+	if !ok {
+		return code
 	}
 	if err := applyEnv(fs, io.Env); err != nil {
 		fmt.Fprintf(io.Stderr, "corsauthz serve: %v\n", err)
 		return 2
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(io.Stderr, "corsauthz serve: unexpected argument %q\n", fs.Arg(0))
+	if len(positional) > 0 {
+		fmt.Fprintf(io.Stderr, "corsauthz serve: unexpected argument %q\n", positional[0])
+		return 2
+	}
+	listeners := []listenerFlag{{"grpc-addr", "gRPC", *grpcAddr}, {"admin-addr", "admin HTTP server", *adminAddr}, {"http-addr", "HTTP authorization", *httpAddr}}
+	if err := distinctAddresses(listeners); err != nil {
+		fmt.Fprintf(io.Stderr, "corsauthz serve: %v\n", err)
 		return 2
 	}
 	logger, err := newLogger(io, *logLevel, *logFormat)
@@ -145,7 +164,7 @@ func runServe(ctx context.Context, args []string, io IO) int {
 		TracerProvider:        tracerProvider,
 	})
 	if err != nil {
-		fmt.Fprintf(io.Stderr, "corsauthz serve: %v\n", err)
+		fmt.Fprintf(io.Stderr, "corsauthz serve: %v%s\n", err, listenAdvice(err, listeners))
 		return 1
 	}
 	if limit, source := tuning.serving(); limit > 0 {
@@ -167,6 +186,56 @@ func runServe(ctx context.Context, args []string, io IO) int {
 	}
 	logger.Info("stopped")
 	return 0
+}
+
+// listenerFlag is a flag that names an address serve listens on.
+type listenerFlag struct {
+	name string // the flag, without dashes
+	what string // the words server.New's listen error uses for it
+	addr string // its value
+}
+
+// distinctAddresses refuses two listeners given the same address (port 0,
+// any free port, excepted): the second could never listen.
+func distinctAddresses(ls []listenerFlag) error {
+	for i, a := range ls {
+		for _, b := range ls[i+1:] {
+			if a.addr != "" && a.addr == b.addr && !strings.HasSuffix(a.addr, ":0") {
+				return fmt.Errorf("--%s and --%s are both %s: give each listener its own port", a.name, b.name, a.addr)
+			}
+		}
+	}
+	return nil
+}
+
+// listenAdvice says which flag to change when server.New could not listen
+// on an address (taken, not on this machine, or a privileged port), or ""
+// for any other error.
+func listenAdvice(err error, ls []listenerFlag) string {
+	if !errors.Is(err, syscall.EADDRINUSE) && !errors.Is(err, syscall.EADDRNOTAVAIL) && !errors.Is(err, syscall.EACCES) {
+		return ""
+	}
+	msg := err.Error()
+	var match *listenerFlag
+	for i, l := range ls {
+		if l.addr == "" || !strings.Contains(msg, "listen on "+l.addr+" ") {
+			continue
+		}
+		if match == nil || strings.Contains(msg, l.what) {
+			match = &ls[i]
+		}
+	}
+	if match == nil {
+		return ""
+	}
+	why := "another process is listening there"
+	switch {
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		why = "no interface of this machine has that address"
+	case errors.Is(err, syscall.EACCES):
+		why = "ports below 1024 need privileges"
+	}
+	return fmt.Sprintf(" (%s): choose another address with --%s (or %s)", why, match.name, EnvName(match.name))
 }
 
 // watchConfig reloads the configuration file into srv when it changes and

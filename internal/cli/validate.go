@@ -2,23 +2,27 @@ package cli
 
 import "fmt"
 
+var validateHelp = commandHelp{
+	usage: "corsauthz validate --config FILE",
+	description: `Checks a configuration file with the loader serve uses: exit 0 when it is
+valid (warnings on stderr, each starting "warning:"), exit 1 when it is not,
+with every problem on stderr, one a line, as FILE:LINE:COL: FIELD.PATH: message.`,
+}
+
 func runValidate(args []string, io IO) int {
 	fs := newFlagSet("validate", io)
-	config := fs.String("config", "", "configuration file to check (required)")
+	config := fs.String("config", "", "configuration `FILE` to check (required)")
 	maxConfigBytes := maxConfigBytesFlag(fs)
-	fs.Usage = func() {
-		fmt.Fprint(io.Stderr, "Usage: corsauthz validate --config FILE\n\nChecks a configuration file: exit 0 when it is valid, 1 with every problem listed when it is not.\n\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return 2
+	positional, code, ok := parseFlags(fs, args, false, validateHelp, io)
+	if !ok {
+		return code
 	}
 	if err := applyEnv(fs, io.Env); err != nil {
 		fmt.Fprintf(io.Stderr, "corsauthz validate: %v\n", err)
 		return 2
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(io.Stderr, "corsauthz validate: unexpected argument %q: give the file with --config\n", fs.Arg(0))
+	if len(positional) > 0 {
+		fmt.Fprintf(io.Stderr, "corsauthz validate: unexpected argument %q: give the file with --config\n", positional[0])
 		return 2
 	}
 	if *config == "" {
@@ -30,6 +34,14 @@ func runValidate(args []string, io IO) int {
 		printConfigError(io.Stderr, err)
 		return 1
 	}
-	fmt.Fprintf(io.Stdout, "%s: valid (%d policies)\n", *config, len(e.PolicyNames()))
+	fmt.Fprintf(io.Stdout, "%s: valid (%s)\n", *config, count(len(e.PolicyNames()), "policy", "policies"))
 	return 0
+}
+
+// count says n things, in the singular or the plural.
+func count(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

@@ -1,8 +1,8 @@
 // Package configfile reads a configuration file within the bounds of
-// contract §9: only a regular file, of at most a given size. A FIFO, a
-// device (/dev/zero) or a directory is refused at once, by stat, before it
-// is opened for reading: opening a FIFO blocks until a writer comes, and
-// reading /dev/zero never ends.
+// docs/operations-and-limits.md ("Limits"): only a regular file, of at most
+// a given size. A FIFO, a device (/dev/zero) or a directory is refused at
+// once, by stat, before it is opened for reading: opening a FIFO blocks
+// until a writer comes, and reading /dev/zero never ends.
 package configfile
 
 import (

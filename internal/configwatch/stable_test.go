@@ -14,7 +14,7 @@ import (
 
 // TestStableBeforeHandover: a file written in place, in parts with pauses
 // shorter than the debounce period, is handed over only complete, even to
-// a watch that looks at it every few milliseconds (on 8cd63ac the look
+// a watch that looks at it every few milliseconds (before, the look
 // handed over whatever it read). The debounce period is long, so that no
 // load on the machine stretches the writer's pauses past it.
 func TestStableBeforeHandover(t *testing.T) {
@@ -48,7 +48,7 @@ func TestStableBeforeHandover(t *testing.T) {
 }
 
 // TestFIFOIsAnError: a FIFO renamed over the file is an error handed over
-// at once, and the watch goes on (on 8cd63ac reading it blocked the watch
+// at once, and the watch goes on (before, reading it blocked the watch
 // for ever).
 func TestFIFOIsAnError(t *testing.T) {
 	t.Parallel()

@@ -1,10 +1,10 @@
-// Package limits holds the bounds of contract §9 that every front end
-// (ext_authz, the decision API, an HTTP authorization listener) applies to
-// what a client sends, so that no request buys unbounded CPU, memory or
-// log: the sizes past which a request is refused before it is built, how
-// much of a client's or a file's value may reach a log line, an error
-// message or a gRPC status (Cut), and the rate of the log lines requests
-// cause (RequestLog).
+// Package limits holds the bounds (docs/operations-and-limits.md, "Limits")
+// that every front end (ext_authz, the decision API, an HTTP authorization
+// listener) applies to what a client sends, so that no request buys
+// unbounded CPU, memory or log: the sizes past which a request is refused
+// before it is built, how much of a client's or a file's value may reach a
+// log line, an error message or a gRPC status (Cut), and the rate of the
+// log lines requests cause (RequestLog).
 //
 // The values are those of Envoy's defaults with a wide margin (Envoy
 // accepts 60 KiB of request headers and 100 headers by default), so a

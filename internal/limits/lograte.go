@@ -69,7 +69,7 @@ func (l *LogLimiter) Allow(now time.Time) (ok bool, report int) {
 
 // RequestLog writes the log lines requests cause: decisions, refusals,
 // malformed messages, refused handshakes. Every line goes through a token
-// bucket for its level (contract §9: every log line caused by a request is
+// bucket for its level (docs/operations-and-limits.md: every log line caused by a request is
 // rate-limited), so that no flood of requests, accepted or refused, can
 // fill a disk; lines beyond the rate are dropped, counted by the
 // suppressed callback, and at most once a second a warning says how many

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/corsauthz/corsauthz/internal/childproc"
 )
 
 // Env is the environment variable that makes a missing NGINX a failure
@@ -143,7 +145,9 @@ func (d *Dir) args(conf string, extra ...string) []string {
 // Test runs `nginx -t` on conf and returns its output, with an error when
 // NGINX finds the configuration invalid.
 func (d *Dir) Test(ctx context.Context, conf string) (string, error) {
-	out, err := exec.CommandContext(ctx, d.bin, d.args(conf, "-t")...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, d.bin, d.args(conf, "-t")...)
+	childproc.Prepare(cmd)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("nginx -t: %w\n%s", err, out)
 	}
@@ -163,8 +167,10 @@ type Process struct {
 func (d *Dir) Start(conf string, wait ...string) (*Process, error) {
 	cmd := exec.Command(d.bin, d.args(conf, "-g", "daemon off;")...)
 	// A group of its own, so that a master that must be killed takes its
-	// workers with it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// workers with it, and killed if this process dies (a test calls
+	// childproc.Watch with Pid for the workers, which outlive a killed
+	// master).
+	childproc.Prepare(cmd)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -196,7 +202,8 @@ func (d *Dir) Start(conf string, wait ...string) (*Process, error) {
 	return p, nil
 }
 
-// Pid is the master process's id.
+// Pid is the master process's id, which leads NGINX's process group:
+// give it to childproc.Watch.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
 
 // Stop asks NGINX to quit (SIGQUIT: finish the requests in flight), kills

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/corsauthz/corsauthz/internal/childproc"
 	"github.com/corsauthz/corsauthz/internal/nginxproc"
 )
 
@@ -57,6 +58,7 @@ func TestStartStop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	childproc.Watch(t, p.Pid())
 	resp, err := http.Get("http://" + addr + "/")
 	if err != nil {
 		p.Stop()
