@@ -290,7 +290,13 @@ func runLoad(ctx context.Context, o options, stdout io.Writer, logf func(string,
 		if err := os.WriteFile(chainFile, []byte(chainConfig(config, nothingAddr)), 0o644); err != nil {
 			return err
 		}
-		o.variants = append(o.variants, variant{name: chainedName, config: chainFile})
+		chained := []variant{{name: chainedName, config: chainFile}}
+		for _, v := range o.variants {
+			if v.bin != "" { // another binary: chained too, to compare in the same rounds
+				chained = append(chained, variant{name: v.name + chainedSuffix, bin: v.bin, config: chainFile})
+			}
+		}
+		o.variants = append(o.variants, chained...)
 	}
 	for i, v := range o.variants {
 		grpcAddr, err := freePort()
