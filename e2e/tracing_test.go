@@ -95,6 +95,8 @@ func TestTracesReachJaeger(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "--config", cfg)
+	// Jaeger's own components trace themselves to localhost:4317 unless told not to.
+	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none", "OTEL_SDK_DISABLED=true")
 	cmd.Stdout, cmd.Stderr = t.Output(), t.Output()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -124,12 +126,12 @@ func TestTracesReachJaeger(t *testing.T) {
 	}))
 	t.Cleanup(auth.Close)
 
-	env := map[string]string{
-		"OTEL_TRACES_EXPORTER":        "otlp",
-		"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:" + otlpPort,
-		"OTEL_SERVICE_NAME":           "corsauthz-e2e",
-	}
-	tp, err := tracing.Setup(context.Background(), "e2e", func(k string) string { return env[k] })
+	// The exporter reads the OTEL_EXPORTER_OTLP_* variables from the
+	// process environment, as in production.
+	t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:"+otlpPort)
+	t.Setenv("OTEL_SERVICE_NAME", "corsauthz-e2e")
+	tp, err := tracing.Setup(context.Background(), "e2e", os.Getenv)
 	if err != nil || tp == nil {
 		t.Fatalf("tracing.Setup = %v, %v", tp, err)
 	}

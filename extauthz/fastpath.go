@@ -104,9 +104,17 @@ const maxRedecodeLen = 16 << 10
 
 func (c wireCodec) Name() string { return protocodec.Name }
 
+// wireFormer is a message that already has its wire form: the xDS
+// publisher's responses (package xdsconfig), whose encoded configuration
+// every stream shares. Its buffers are sent as they are, not copied.
+type wireFormer interface{ WireForm() mem.BufferSlice }
+
 func (c wireCodec) Marshal(v any) (mem.BufferSlice, error) {
-	if r, ok := v.(*wireResponse); ok {
+	switch r := v.(type) {
+	case *wireResponse:
 		return r.bufferSlice(), nil
+	case wireFormer:
+		return r.WireForm(), nil
 	}
 	return c.std.Marshal(v)
 }

@@ -484,7 +484,7 @@ func (g *wireGen) http() []byte {
 
 // TestWireDecodeRepeatedKeys: a headers map with more than MaxHeaderCount
 // entries is refused even when its distinct keys are within the limit (on
-// 8cd63ac it was decoded again with proto.Unmarshal, and 520,000 copies of
+// an earlier release it was decoded again with proto.Unmarshal, and 520,000 copies of
 // one empty entry were decided): the entries are counted as sent.
 func TestWireDecodeRepeatedKeys(t *testing.T) {
 	t.Parallel()

@@ -77,6 +77,13 @@ type Options struct {
 	// (a span per decision and per authorizer call, joined to the
 	// request's own trace); nil: no tracing.
 	TracerProvider trace.TracerProvider
+	// MaxConfigBytes bounds a configuration received over xDS (local
+	// mode; default policy.DefaultMaxConfigBytes, the default of
+	// corsauthz's --max-config-bytes): set it to corsauthz's
+	// --max-config-bytes when that is larger. A larger configuration is
+	// refused (NACKed) and the one in force stays; see
+	// xdsconfig.SubscribeOptions.
+	MaxConfigBytes int64
 }
 
 // Middleware decides CORS for the handlers it wraps. It is safe for
@@ -162,7 +169,7 @@ func New(ctx context.Context, opts Options) (*Middleware, error) {
 	m.core = decision.New(&engines, decision.Options{Logger: m.logger, Tracer: tracer})
 	m.sub = xdsconfig.Subscribe(context.Background(), m.conn, xdsconfig.SubscribeOptions{
 		NodeID: opts.NodeID, Address: opts.Address, Registerer: opts.Registerer, Logger: m.logger,
-		Prepare: m.core.Sync,
+		Prepare: m.core.Sync, MaxConfigBytes: opts.MaxConfigBytes,
 	})
 	engines.sub = m.sub
 	wait := opts.StartupWait

@@ -1,13 +1,16 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"log"
 	"log/slog"
+	"net"
 	"strings"
 
 	"github.com/corsauthz/corsauthz/decision"
+	"github.com/corsauthz/corsauthz/httpauthz"
 	"github.com/corsauthz/corsauthz/internal/limits"
 )
 
@@ -45,4 +48,23 @@ func (w *limitedLogWriter) Write(p []byte) (int, error) {
 	}
 	w.core.Log(context.Background(), slog.LevelWarn, "HTTP listener: "+limits.Cut(msg), slog.String("listener", "http"))
 	return len(p), nil
+}
+
+// limitHTTPConnections puts the cap on the HTTP listener's connections
+// (httpauthz.LimitConnections): open ones are counted in
+// corsauthz_http_connections, refused ones in
+// corsauthz_http_connections_refused_total and logged within the request
+// log's rate limit.
+func (s *Server) limitHTTPConnections(l net.Listener, max int) net.Listener {
+	max = cmp.Or(max, httpauthz.DefaultMaxConnections)
+	return httpauthz.LimitConnections(l, s.http.TLSConfig, httpauthz.ConnLimits{
+		Max: max,
+		Refused: func() {
+			s.metrics.httpConnectionRefused()
+			s.core.Log(context.Background(), slog.LevelWarn, "HTTP listener: connection refused: too many connections open; answering 503",
+				slog.String("listener", "http"), slog.Int("limit", max))
+		},
+		Opened: func() { s.metrics.httpConnections(1) },
+		Closed: func() { s.metrics.httpConnections(-1) },
+	})
 }

@@ -23,7 +23,7 @@ import (
 
 // The smaller findings of issue 10.
 
-// TestRemovedPolicySeriesDropped: on 8cd63ac the decision series of
+// TestRemovedPolicySeriesDropped: in an earlier release the decision series of
 // policies removed by a reload stayed for ever (51 series after 50
 // reloads that each renamed the policy).
 func TestRemovedPolicySeriesDropped(t *testing.T) {
@@ -60,7 +60,7 @@ func TestRemovedPolicySeriesDropped(t *testing.T) {
 }
 
 // TestAdminNotLoopbackWarns: --admin-addr 0.0.0.0 puts /metrics on the
-// network; the server says so at start (on 8cd63ac it did not).
+// network; the server says so at start (in an earlier release it did not).
 func TestAdminNotLoopbackWarns(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -94,7 +94,7 @@ func TestAdminNotLoopbackWarns(t *testing.T) {
 
 // TestTLSExpiredCertificate: an expired certificate is refused at start,
 // and a rotation to one is refused, logged and counted, the certificate in
-// use kept (on 8cd63ac both were accepted silently).
+// use kept (in an earlier release both were accepted silently).
 func TestTLSExpiredCertificate(t *testing.T) {
 	t.Parallel()
 	files := newTLSFiles(t)
@@ -142,7 +142,7 @@ func TestTLSExpiredCertificate(t *testing.T) {
 	})
 }
 
-// TestRefusedHandshakesAndMalformedMessagesCounted: on 8cd63ac neither was
+// TestRefusedHandshakesAndMalformedMessagesCounted: in an earlier release neither was
 // logged nor counted.
 func TestRefusedHandshakesAndMalformedMessagesCounted(t *testing.T) {
 	t.Parallel()
@@ -194,7 +194,7 @@ func TestRefusedHandshakesAndMalformedMessagesCounted(t *testing.T) {
 
 // TestRefusedReloadLogBounded: values from a file reach the log cut, and a
 // file of a thousand problems logs a bounded number of lines (on
-// 8cd63ac, one line each, and a 1,000-byte key in full).
+// an earlier release, one line each, and a 1,000-byte key in full).
 func TestRefusedReloadLogBounded(t *testing.T) {
 	t.Parallel()
 	var b strings.Builder
@@ -225,7 +225,7 @@ func TestRefusedReloadLogBounded(t *testing.T) {
 }
 
 // TestMetadataBounded: a call's metadata is bounded (gRPC's default is
-// 16 MiB a call, which 8cd63ac kept).
+// 16 MiB a call, which an earlier release kept).
 func TestMetadataBounded(t *testing.T) {
 	t.Parallel()
 	ts := th.StartServer(t, policy.NewHolder(th.LoadEngine(t, th.Config)), server.Options{})

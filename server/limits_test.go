@@ -39,7 +39,7 @@ const maxStatusLen = 2 * limits.LoggedValueLen
 const maxLineLen = 4 << 10
 
 // TestHostileNamesFlood is finding 1 of issue 10 at reduced scale: Checks
-// and Decides naming huge policies. On 8cd63ac each was logged in full,
+// and Decides naming huge policies. In an earlier release each was logged in full,
 // without a rate limit, and echoed in the status: 200 Checks naming a
 // 1,000,000-byte policy wrote 1 GB of log.
 func TestHostileNamesFlood(t *testing.T) {
@@ -185,7 +185,7 @@ func heapAllocs() uint64 {
 
 // TestHostileMessagesCost is finding 2 of issue 10: a CheckRequest past
 // the header count was decoded again in full with proto.Unmarshal (949 KB
-// of 80,000 tiny headers: 53 MB and 27 ms per call on 8cd63ac). Each
+// of 80,000 tiny headers: 53 MB and 27 ms per call in an earlier release). Each
 // hostile message is now refused having been read once: the bytes the
 // whole process (client and server) allocates per call stay a small
 // multiple of the message's size. Not parallel: the measure is the
@@ -334,7 +334,7 @@ func heapInUse() uint64 {
 
 // TestHostileMessagesConcurrent: 32 hostile Checks at once on one
 // connection raise the heap by little more than the messages themselves
-// (on 8cd63ac, 8 of them exceeded the Kubernetes example's 128 MiB limit).
+// (in an earlier release, 8 of them exceeded the Kubernetes example's 128 MiB limit).
 // Not parallel: the heap measured is the process's.
 func TestHostileMessagesConcurrent(t *testing.T) {
 	const concurrent = 32

@@ -27,6 +27,8 @@ type Metrics struct {
 	tlsReloads        *prometheus.CounterVec
 	tlsNotAfter       prometheus.Gauge
 	tlsHandshakeFails prometheus.Counter
+	httpConns         prometheus.Gauge
+	httpConnsRefused  prometheus.Counter
 
 	decisions *decision.Metrics
 	mu        sync.Mutex // serialises writers of configInfo
@@ -71,6 +73,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		tlsHandshakeFails: f.NewCounter(prometheus.CounterOpts{
 			Name: "corsauthz_tls_handshake_failures_total",
 			Help: "TLS handshakes on the gRPC and HTTP listeners that failed or were refused (no or untrusted client certificate, wrong protocol, expired certificate).",
+		}),
+		httpConns: f.NewGauge(prometheus.GaugeOpts{
+			Name: "corsauthz_http_connections",
+			Help: "Connections open on the HTTP authorization listener, idle keep-alive ones included.",
+		}),
+		httpConnsRefused: f.NewCounter(prometheus.CounterOpts{
+			Name: "corsauthz_http_connections_refused_total",
+			Help: "Connections to the HTTP authorization listener refused because --http-max-connections were open (answered 503, or closed when too many were being refused at once).",
 		}),
 	}
 	m.buildInfo.WithLabelValues(buildVersion(), runtime.Version()).Set(1)
@@ -184,4 +194,18 @@ func (m *Metrics) tlsHandshakeFailed() {
 		return
 	}
 	m.tlsHandshakeFails.Inc()
+}
+
+func (m *Metrics) httpConnectionRefused() {
+	if m == nil {
+		return
+	}
+	m.httpConnsRefused.Inc()
+}
+
+func (m *Metrics) httpConnections(delta float64) {
+	if m == nil {
+		return
+	}
+	m.httpConns.Add(delta)
 }

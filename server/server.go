@@ -143,6 +143,18 @@ type Options struct {
 	// Version is the version corsauthz_build_info reports (default: the
 	// module version the binary was built from).
 	Version string
+
+	// MaxXDSStreams bounds the xDS streams open at once (default
+	// xdsconfig.DefaultMaxStreams); past it a stream is refused with
+	// RESOURCE_EXHAUSTED and counted.
+	MaxXDSStreams int
+	// HTTPMaxConnections bounds the HTTP listener's connections open at
+	// once, idle ones included (default httpauthz.DefaultMaxConnections);
+	// past it a connection is answered 503 and closed, and counted.
+	HTTPMaxConnections int
+	// HTTPIdleTimeout closes the HTTP listener's keep-alive connections
+	// idle that long (default httpauthz.IdleTimeout).
+	HTTPIdleTimeout time.Duration
 }
 
 // Server is the process's listeners: one gRPC server with the ext_authz
@@ -271,7 +283,7 @@ func New(engines *policy.Holder, opts Options) (*Server, error) {
 	s.grpc = grpc.NewServer(append(serverOpts, opts.GRPCServerOptions...)...)
 	extauthz.Register(s.grpc, extauthz.New(s.core))
 	if s.httpLis != nil {
-		if err := s.newHTTPListener(opts.HTTPPathPrefix, certs); err != nil {
+		if err := s.newHTTPListener(opts, certs); err != nil {
 			s.grpcLis.Close()
 			s.adminLis.Close()
 			s.httpLis.Close()
@@ -281,7 +293,12 @@ func New(engines *policy.Holder, opts Options) (*Server, error) {
 	corsauthzv1.RegisterDecisionServiceServer(s.grpc, decisionapi.New(s.core))
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
-	s.registerXDS(xdsconfig.NewPublisher(reg, s.logger)) // xds.go
+	s.registerXDS(xdsconfig.NewPublisherWithOptions(xdsconfig.PublisherOptions{ // xds.go
+		Registerer: reg,
+		Logger:     s.logger,
+		MaxStreams: opts.MaxXDSStreams,
+		LogRate:    opts.DecisionLogRate,
+	}))
 	reflection.Register(s.grpc)
 	s.syncHealth()
 
@@ -356,18 +373,27 @@ func (s *Server) HTTPAddr() net.Addr {
 }
 
 // newHTTPListener builds the HTTP authorization listener's server, which
-// decides with the same core as the gRPC front ends.
-func (s *Server) newHTTPListener(prefix string, certs *certReloader) error {
-	h, err := httpauthz.New(s.core, httpauthz.Options{PathPrefix: prefix, Ready: s.notReady})
+// decides with the same core as the gRPC front ends, behind its cap on
+// connections (httpfront.go).
+func (s *Server) newHTTPListener(opts Options, certs *certReloader) error {
+	h, err := httpauthz.New(s.core, httpauthz.Options{PathPrefix: opts.HTTPPathPrefix, Ready: s.notReady})
 	if err != nil {
 		return err
 	}
 	var tlsConfig *tls.Config
 	if certs != nil {
 		tlsConfig = certs.httpTLSConfig()
-		s.httpLis = tls.NewListener(s.httpLis, tlsConfig)
 	}
 	s.http = httpauthz.NewServer(h, tlsConfig, netHTTPLog(s.core, s.metrics))
+	if opts.HTTPIdleTimeout > 0 {
+		s.http.IdleTimeout = opts.HTTPIdleTimeout
+	}
+	// The cap counts TCP connections; TLS is served above it, so that
+	// net/http sees the *tls.Conn it needs (handshake, Request.TLS).
+	s.httpLis = s.limitHTTPConnections(s.httpLis, opts.HTTPMaxConnections)
+	if tlsConfig != nil {
+		s.httpLis = tls.NewListener(s.httpLis, tlsConfig)
+	}
 	return nil
 }
 

@@ -1,9 +1,12 @@
 // Package xdsconfig distributes the configuration in force in a corsauthz
 // to gateways that decide in process, over xDS: a [Publisher] serves it with
-// go-control-plane's xDS server and snapshot cache on corsauthz's gRPC port,
-// and a [Subscription] receives it with go-control-plane's ADS client
-// (pkg/client/sotw/v3), compiles it with the policy package, ACKs it or
-// NACKs it, and keeps the last good one while corsauthz is away.
+// go-control-plane's state-of-the-world server on corsauthz's gRPC port,
+// from a watcher of its own that gives every stream the same encoded
+// resource, and a [Subscription] receives it with go-control-plane's ADS
+// client (pkg/client/sotw/v3), compiles it with the policy package, ACKs it
+// or NACKs it, and keeps the last good one while corsauthz is away. Both
+// sides are bounded (streams, resends, log lines; a resource's size and
+// the time spent compiling): see docs/limits.md.
 //
 // The snapshot holds one resource, a corsauthzv1.Configuration named
 // [ResourceName] carrying the configuration file's content and its version

@@ -4,19 +4,21 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	sotwv3 "github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/corsauthz/corsauthz/internal/limits"
 	"github.com/corsauthz/corsauthz/policy"
@@ -26,40 +28,97 @@ import (
 // Publisher serves the configuration in force over xDS (ADS, state of the
 // world) and pushes every new one to the gateways subscribed.
 //
-// Every client gets the same snapshot, whatever its node: the cache keys
-// them all under one name, so a thousand gateways cost one snapshot, and
-// SetSnapshot never waits for a client (each stream's watch is one-shot and
-// buffered; a gateway that does not read holds only its own stream).
+// Every client gets the same resource, whatever its node, encoded once per
+// version and shared by every stream (sharedCache, wireForm): a thousand
+// gateways cost one encoded configuration, and a gateway that does not
+// read holds a few hundred bytes of its own. Publish never waits for a
+// stream.
+//
+// Bounded (docs/limits.md): at most MaxStreams streams at once, a stream
+// past it refused with RESOURCE_EXHAUSTED and counted; the log lines a
+// client can cause (NACKs, malformed requests, refused streams) go through
+// a rate limit and the lines past it are counted; each response is
+// answered once, and an ACK or NACK repeated or naming another version
+// buys no resend.
 type Publisher struct {
-	cache   cachev3.SnapshotCache
-	xds     serverv3.Server
+	cache   *sharedCache
+	sotw    sotwv3.Server
 	stop    context.CancelFunc // ends every stream
 	logger  *slog.Logger
+	log     *limits.RequestLog // the lines clients cause
 	metrics *publisherMetrics
 	mu      sync.Mutex // serialises publish
 	version string     // published last
 
-	sentMu sync.Mutex
-	sent   map[int64]string // stream ID: the version last sent on it
+	maxStreams int64
+	open       atomic.Int64 // streams open, refused ones not counted
+
+	streamsMu sync.Mutex
+	streams   map[int64]*streamState
+}
+
+// streamState is what a stream was last sent, and whether the gateway has
+// answered it.
+type streamState struct {
+	nonce, version string
+	answered       bool
+}
+
+// DefaultMaxStreams is the default of PublisherOptions.MaxStreams (and of
+// corsauthz serve --max-xds-streams): a stream costs about 23 KiB
+// (docs/limits.md), so that many stay well within the shipped 128 MiB.
+const DefaultMaxStreams = 1000
+
+// PublisherOptions configure a Publisher. The zero value is usable.
+type PublisherOptions struct {
+	// Registerer gets the Publisher's metrics (nil: none).
+	Registerer prometheus.Registerer
+	// Logger gets its logs (nil: none).
+	Logger *slog.Logger
+	// MaxStreams bounds the xDS streams open at once (0:
+	// DefaultMaxStreams); a stream past it is refused with
+	// RESOURCE_EXHAUSTED, and the gateway retries with backoff.
+	MaxStreams int
+	// LogRate bounds the log lines clients cause, per level and second
+	// (burst: as many); 0 means limits.DefaultLogRate, a negative value no
+	// limit.
+	LogRate float64
 }
 
 // NewPublisher returns a Publisher with nothing to serve yet; reg (nil:
-// none) gets its metrics, logger (nil: none) its logs.
+// none) gets its metrics, logger (nil: none) its logs. The other options
+// are their defaults.
 func NewPublisher(reg prometheus.Registerer, logger *slog.Logger) *Publisher {
+	return NewPublisherWithOptions(PublisherOptions{Registerer: reg, Logger: logger})
+}
+
+// NewPublisherWithOptions returns a Publisher with nothing to serve yet.
+func NewPublisherWithOptions(opts PublisherOptions) *Publisher {
+	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	p := &Publisher{
-		cache:   cachev3.NewSnapshotCache(false, oneNode{}, nil),
-		logger:  logger,
-		metrics: newPublisherMetrics(reg),
-		sent:    map[int64]string{},
+	maxStreams := opts.MaxStreams
+	if maxStreams <= 0 {
+		maxStreams = DefaultMaxStreams
 	}
+	rate := opts.LogRate
+	if rate == 0 {
+		rate = limits.DefaultLogRate
+	}
+	p := &Publisher{
+		cache:      newSharedCache(),
+		logger:     logger,
+		metrics:    newPublisherMetrics(opts.Registerer),
+		maxStreams: int64(maxStreams),
+		streams:    map[int64]*streamState{},
+	}
+	p.log = limits.NewRequestLog(logger, rate, p.metrics.logSuppressed).WithSummary("xDS log lines suppressed by the rate limit")
 	// The server's context ends its streams: go-control-plane's stream
 	// loop returns on it (not on a stream's own context).
 	ctx, stop := context.WithCancel(context.Background())
 	p.stop = stop
-	p.xds = serverv3.NewServer(ctx, p.cache, serverv3.CallbackFuncs{
+	p.sotw = sotwv3.NewServer(ctx, p.cache, serverv3.CallbackFuncs{
 		StreamOpenFunc:     p.streamOpened,
 		StreamClosedFunc:   p.streamClosed,
 		StreamRequestFunc:  p.streamRequest,
@@ -70,7 +129,7 @@ func NewPublisher(reg prometheus.Registerer, logger *slog.Logger) *Publisher {
 
 // Register adds the aggregated discovery service to s.
 func (p *Publisher) Register(s *grpc.Server) {
-	discoveryv3.RegisterAggregatedDiscoveryServiceServer(s, p.xds)
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(s, ads{p: p})
 }
 
 // Shutdown ends every stream, now and later: a stream lasts as long as its
@@ -78,6 +137,50 @@ func (p *Publisher) Register(s *grpc.Server) {
 // gateways keep their last configuration and reconnect (to this server's
 // successor, or another replica).
 func (p *Publisher) Shutdown() { p.stop() }
+
+// Streams is how many streams are open.
+func (p *Publisher) Streams() int { return int(p.open.Load()) }
+
+// ads is the aggregated discovery service: state-of-the-world streams
+// within the cap, each sending the shared encoded resource; the
+// incremental protocol is not served.
+type ads struct {
+	discoveryv3.UnimplementedAggregatedDiscoveryServiceServer
+	p *Publisher
+}
+
+func (a ads) StreamAggregatedResources(st discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesServer) error {
+	p := a.p
+	if p.open.Add(1) > p.maxStreams {
+		p.open.Add(-1)
+		p.metrics.streamsRefused.Inc()
+		p.log.Log(st.Context(), slog.LevelWarn, "xDS: stream refused: too many streams open",
+			slog.Int64("limit", p.maxStreams), slog.String("peer", peerAddr(st.Context())))
+		return status.Errorf(codes.ResourceExhausted, "corsauthz serves at most %d xDS streams at once (--max-xds-streams); retry later", p.maxStreams)
+	}
+	defer p.open.Add(-1)
+	return p.sotw.StreamHandler(sharedStream{st}, resourcev3.AnyType)
+}
+
+// sharedStream sends each response in its wire form (wireForm), so that the
+// encoded resource is not copied for each stream.
+type sharedStream struct {
+	discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesServer
+}
+
+func (s sharedStream) Send(r *discoveryv3.DiscoveryResponse) error {
+	if m := wireForm(r); m != nil {
+		return s.SendMsg(m)
+	}
+	return s.AggregatedDiscoveryService_StreamAggregatedResourcesServer.Send(r)
+}
+
+func peerAddr(ctx context.Context) string {
+	if pr, ok := peer.FromContext(ctx); ok && pr.Addr != nil {
+		return pr.Addr.String()
+	}
+	return ""
+}
 
 // Publish makes e's configuration the one served, and pushes it to every
 // subscribed gateway. What is published is e's canonical form
@@ -102,62 +205,74 @@ func (p *Publisher) Publish(ctx context.Context, e *policy.Engine) {
 // the file's path stays on the service.
 const PublishedSource = "corsauthz-xds"
 
-func (p *Publisher) publish(ctx context.Context, version, source string, content []byte) error {
+func (p *Publisher) publish(_ context.Context, version, source string, content []byte) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.version == version {
 		return nil
 	}
-	res := &corsauthzv1.Configuration{Version: version, Source: source, Content: content}
-	// The cache sends to each waiting stream's buffered channel; a
-	// context is only needed to stop waiting, which never happens.
-	if err := p.cache.SetSnapshot(ctx, nodeKey, snapshot{version: version, res: res}); err != nil {
+	// Encoded once, here, for every stream.
+	value, err := proto.MarshalOptions{Deterministic: true}.Marshal(&corsauthzv1.Configuration{Version: version, Source: source, Content: content})
+	if err != nil {
 		return err
 	}
+	p.cache.set(newSharedVersion(version, value))
 	p.version = version
 	p.metrics.version(version)
 	return nil
 }
 
-func (p *Publisher) streamOpened(_ context.Context, _ int64, typeURL string) error {
+func (p *Publisher) streamOpened(_ context.Context, id int64, _ string) error {
+	p.streamsMu.Lock()
+	p.streams[id] = &streamState{}
+	p.streamsMu.Unlock()
 	p.metrics.streams.Inc()
 	return nil
 }
 
 func (p *Publisher) streamClosed(id int64, _ *corev3.Node) {
-	p.sentMu.Lock()
-	delete(p.sent, id)
-	p.sentMu.Unlock()
+	p.streamsMu.Lock()
+	delete(p.streams, id)
+	p.streamsMu.Unlock()
 	p.metrics.streams.Dec()
 }
 
-// streamRequest counts ACKs and NACKs (a request answering a response,
-// with or without error_detail) and refuses other resource types: this
-// server has only the one.
-//
-// A NACK carries the last version the client accepted, and the snapshot
-// cache answers a request whose version differs from its own at once: it
-// would send the refused version straight back, and client and server
-// would loop. So a NACK is read as "I have seen the version you sent me":
-// the stream waits for the next version published.
+// streamRequest refuses other resource types (this server has only the
+// one), and counts the answers to what was sent: the first request
+// carrying the nonce of the last response is its ACK, or its NACK when it
+// has an error_detail (logged, rate-limited). Any other request naming a
+// nonce (repeated, or answering an older response) is counted as ignored
+// and logs nothing: it changes nothing either, since a stream is sent each
+// version once (sharedCache).
 func (p *Publisher) streamRequest(id int64, req *discoveryv3.DiscoveryRequest) error {
 	if req.GetTypeUrl() != TypeURL {
+		p.metrics.refusedRequests.Inc()
+		p.log.Log(context.Background(), slog.LevelWarn, "xDS: request refused: unknown resource type",
+			slog.String("node", limits.Cut(req.GetNode().GetId())), slog.String("type_url", limits.Cut(req.GetTypeUrl())))
 		return status.Errorf(codes.InvalidArgument, "corsauthz serves only %s over xDS, not %.256q", TypeURL, req.GetTypeUrl())
 	}
-	if req.GetResponseNonce() == "" {
-		return nil // a subscription, not an answer
+	nonce := req.GetResponseNonce()
+	p.streamsMu.Lock()
+	st := p.streams[id]
+	if st == nil || st.nonce == "" {
+		p.streamsMu.Unlock()
+		return nil // a subscription, before anything was sent
+	}
+	first := nonce == st.nonce && !st.answered
+	if first {
+		st.answered = true
+	}
+	sent := st.version
+	p.streamsMu.Unlock()
+	if !first {
+		p.metrics.ignored.Inc()
+		return nil
 	}
 	if d := req.GetErrorDetail(); d != nil {
-		p.sentMu.Lock()
-		refused, ok := p.sent[id]
-		p.sentMu.Unlock()
-		if ok {
-			req.VersionInfo = refused
-		}
 		p.metrics.nacked.Inc()
-		p.logger.Warn("xDS: a gateway refused the configuration (NACK); it keeps its last good one",
+		p.log.Log(context.Background(), slog.LevelWarn, "xDS: a gateway refused the configuration (NACK); it keeps its last good one",
 			slog.String("node", limits.Cut(req.GetNode().GetId())),
-			slog.String("refused_version", limits.Cut(refused)),
+			slog.String("refused_version", limits.Cut(sent)),
 			slog.String("error", limits.Cut(d.GetMessage())))
 		return nil
 	}
@@ -166,58 +281,10 @@ func (p *Publisher) streamRequest(id int64, req *discoveryv3.DiscoveryRequest) e
 }
 
 func (p *Publisher) streamResponse(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
-	p.sentMu.Lock()
-	p.sent[id] = resp.GetVersionInfo()
-	p.sentMu.Unlock()
+	p.streamsMu.Lock()
+	if st := p.streams[id]; st != nil {
+		st.nonce, st.version, st.answered = resp.GetNonce(), resp.GetVersionInfo(), false
+	}
+	p.streamsMu.Unlock()
 	p.metrics.sent.Inc()
 }
-
-// nodeKey is the one node name the snapshot cache knows.
-const nodeKey = "corsauthz"
-
-// oneNode maps every client to nodeKey.
-type oneNode struct{}
-
-func (oneNode) ID(*corev3.Node) string { return nodeKey }
-
-// snapshot is a cachev3.ResourceSnapshot of the one resource. The cache's
-// own Snapshot type knows only Envoy's resource types.
-type snapshot struct {
-	version string
-	res     *corsauthzv1.Configuration
-}
-
-func (s snapshot) GetVersion(typeURL string) string {
-	if typeURL != TypeURL {
-		return ""
-	}
-	return s.version
-}
-
-func (s snapshot) GetResourcesAndTTL(typeURL string) map[string]types.ResourceWithTTL {
-	if typeURL != TypeURL {
-		return nil
-	}
-	return map[string]types.ResourceWithTTL{ResourceName: {Resource: s.res}}
-}
-
-func (s snapshot) GetResources(typeURL string) map[string]types.Resource {
-	if typeURL != TypeURL {
-		return nil
-	}
-	return map[string]types.Resource{ResourceName: s.res}
-}
-
-func (s snapshot) ConstructVersionMap() error { return nil }
-
-func (s snapshot) GetVersionMap(typeURL string) map[string]string {
-	if typeURL != TypeURL {
-		return nil
-	}
-	return map[string]string{ResourceName: s.version}
-}
-
-var _ cachev3.ResourceSnapshot = snapshot{}
-
-// String names the snapshot in logs.
-func (s snapshot) String() string { return fmt.Sprintf("corsauthz configuration %s", s.version) }

@@ -57,9 +57,9 @@ func startXDS(tb testing.TB, addr string) *xdsServer {
 	return s
 }
 
-func dial(tb testing.TB, addr string) *grpc.ClientConn {
+func dial(tb testing.TB, addr string, opts ...grpc.DialOption) *grpc.ClientConn {
 	tb.Helper()
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -380,6 +380,9 @@ func TestServeFlagErrors(t *testing.T) {
 		{"client CA without certificate", []string{"--tls-client-ca-file", "ca.crt"}, "corsauthz serve: TLS needs both --tls-cert-file and --tls-key-file\n"},
 		{"no streams", []string{"--max-concurrent-streams", "0"}, "corsauthz serve: --max-concurrent-streams and --max-recv-msg-size must be positive, --decision-log-rate 0 or more\n"},
 		{"negative log rate", []string{"--decision-log-rate", "-1"}, "corsauthz serve: --max-concurrent-streams and --max-recv-msg-size must be positive, --decision-log-rate 0 or more\n"},
+		{"no xDS streams", []string{"--max-xds-streams", "0"}, "corsauthz serve: --max-xds-streams, --http-max-connections and --http-idle-timeout must be positive\n"},
+		{"no HTTP connections", []string{"--http-max-connections", "-1"}, "corsauthz serve: --max-xds-streams, --http-max-connections and --http-idle-timeout must be positive\n"},
+		{"no idle time", []string{"--http-idle-timeout", "0s"}, "corsauthz serve: --max-xds-streams, --http-max-connections and --http-idle-timeout must be positive\n"},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			t.Parallel()
@@ -387,6 +390,25 @@ func TestServeFlagErrors(t *testing.T) {
 			got := run(t, nil, args...)
 			if got.code != 2 || got.stderr != tc.want {
 				t.Errorf("exit %d, stderr %q; want 2, %q", got.code, got.stderr, tc.want)
+			}
+		})
+	}
+}
+
+// TestServeBoundFlagsFromEnv: the new bounds are read from their
+// CORSAUTHZ_ variables too.
+func TestServeBoundFlagsFromEnv(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"CORSAUTHZ_MAX_XDS_STREAMS", "CORSAUTHZ_HTTP_MAX_CONNECTIONS", "CORSAUTHZ_HTTP_IDLE_TIMEOUT"} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			value := "0"
+			if name == "CORSAUTHZ_HTTP_IDLE_TIMEOUT" {
+				value = "0s"
+			}
+			got := run(t, map[string]string{name: value}, "serve", "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
+			if want := "corsauthz serve: --max-xds-streams, --http-max-connections and --http-idle-timeout must be positive\n"; got.code != 2 || got.stderr != want {
+				t.Errorf("%s=%s: exit %d, stderr %q; want 2, %q", name, value, got.code, got.stderr, want)
 			}
 		})
 	}

@@ -12,25 +12,29 @@ import (
 	"strings"
 )
 
-// The memory policy of serve (unless the environment sets GOGC or
-// GOMEMLIMIT, which then win):
+// The memory policy of serve:
 //
 //   - While a configuration loads (at start and on each reload) the
 //     collector's target is loadingGCPercent: a file at the caps (1,000
 //     policies, 50,000 origins) passes through a YAML node tree several
 //     times its compiled size, and at the default target of 100 the heap
 //     grew to twice that peak before a collection.
-//   - While serving, the target is servingGCPercent, bounded by a soft
-//     memory limit: the memory the process uses once the configuration is
-//     loaded plus memoryHeadroom. With a few MiB of live heap (a usual
-//     configuration) the target decides and the limit is never reached;
-//     with a configuration at the caps the limit keeps the heap from
-//     growing to three times the configuration, as a fixed target did.
-//   - In a container whose cgroup (v2) sets memory.max, the limit is never
-//     above that less a tenth (at least containerReserve), so that the
-//     collector works harder before the kernel kills the process.
+//   - While serving, the target is servingGCPercent.
+//   - With GOMEMLIMIT set (the Kubernetes example sets it to the
+//     container's limit), the Go runtime aims memoryLimitHeadroom lower
+//     (at most a quarter of it): the binary's own pages, which the
+//     runtime does not count, must fit under the container's limit too.
+//   - Without it, the soft memory limit is the memory the process uses
+//     once the configuration is loaded plus servingHeadroom. With a few
+//     MiB of live heap (a usual configuration) the target decides and the
+//     limit is never reached; with a configuration at the caps the limit
+//     keeps the heap from growing to three times the configuration, as
+//     the target alone let it. In a container whose cgroup (v2) sets
+//     memory.max, the limit is never above memory.max less
+//     memoryLimitHeadroom (at most a quarter), as for GOMEMLIMIT.
 //
-// Measured with cmd/loadbench -caps (docs/performance.md).
+// GOGC, when set, replaces both targets. Measured with cmd/loadbench -caps
+// (docs/performance.md).
 const (
 	// servingGCPercent: corsauthz's live heap is small, so at the default
 	// of 100 the collector runs every few hundred Checks and its fixed
@@ -38,9 +42,17 @@ const (
 	// half as often (about 15% less CPU per Check).
 	servingGCPercent = 200
 	loadingGCPercent = 50
-	memoryHeadroom   = 16 << 20
-	containerReserve = 16 << 20
+	servingHeadroom  = 16 << 20
 )
+
+// memoryLimitHeadroom is the part of a memory limit (GOMEMLIMIT, or the
+// container's memory.max) that serve keeps for the memory the Go runtime
+// does not count: the binary's code and data, about 19 MiB resident. With
+// the runtime aiming at the full limit, a process whose heap reached it
+// would be killed at about 128 + 19 MiB of a 128 MiB limit. So the runtime
+// aims at the limit minus this (at most a quarter of it): 104 MiB of a
+// 128 MiB limit (docs/limits.md).
+const memoryLimitHeadroom = 24 << 20
 
 // runtimeTuning applies the memory policy. A nil *runtimeTuning changes
 // nothing (commands run in tests, which share one process).
@@ -51,15 +63,32 @@ type runtimeTuning struct {
 }
 
 // newRuntimeTuning reads GOGC, GOMEMLIMIT and the container's memory.max
-// (readFile reads /proc and /sys).
+// (readFile reads /proc and /sys). With GOMEMLIMIT set, it lowers the
+// runtime's limit by memoryLimitHeadroom at once.
 func newRuntimeTuning(env Env, readFile func(string) ([]byte, error)) *runtimeTuning {
 	t := &runtimeTuning{ceiling: math.MaxInt64}
 	_, t.gcPercentSet = env("GOGC")
 	_, t.limitSet = env("GOMEMLIMIT")
-	if memMax, ok := containerMemoryMax(readFile); ok {
-		t.ceiling = max(memMax/2, memMax-max(memMax/10, containerReserve))
+	if t.limitSet {
+		keepHeadroom()
+	} else if memMax, ok := containerMemoryMax(readFile); ok {
+		t.ceiling = belowLimit(memMax)
 	}
 	return t
+}
+
+// belowLimit is what the runtime aims at under a limit of limit bytes.
+func belowLimit(limit int64) int64 { return limit - min(memoryLimitHeadroom, limit/4) }
+
+// keepHeadroom lowers the runtime's memory limit (GOMEMLIMIT) by
+// memoryLimitHeadroom, and returns the limit set (0: none).
+func keepHeadroom() int64 {
+	limit := debug.SetMemoryLimit(-1)
+	if limit <= 0 || limit == math.MaxInt64 {
+		return 0
+	}
+	debug.SetMemoryLimit(belowLimit(limit))
+	return belowLimit(limit)
 }
 
 // loading is called before a configuration is loaded.
@@ -77,8 +106,8 @@ func (t *runtimeTuning) loading() {
 	}
 }
 
-// serving is called once a configuration is in force; it returns the soft
-// memory limit set (0: none, GOMEMLIMIT decides) and where it comes from.
+// serving is called once a configuration is in force; it returns the
+// runtime's soft memory limit (0: none) and where it comes from.
 func (t *runtimeTuning) serving() (limit int64, source string) {
 	if t == nil {
 		return 0, ""
@@ -87,13 +116,13 @@ func (t *runtimeTuning) serving() (limit int64, source string) {
 		debug.SetGCPercent(servingGCPercent)
 	}
 	if t.limitSet {
-		return 0, ""
+		return debug.SetMemoryLimit(-1), "GOMEMLIMIT"
 	}
 	// What the loaded configuration holds, without the garbage of loading
 	// it, whose pages go back to the system: loading a file at the caps
 	// passes through three times the memory the configuration keeps.
 	debug.FreeOSMemory()
-	limit, source = memoryInUse()+memoryHeadroom, "configuration"
+	limit, source = memoryInUse()+servingHeadroom, "configuration"
 	if limit > t.ceiling {
 		limit, source = t.ceiling, "container"
 	}

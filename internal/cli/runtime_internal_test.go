@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -76,10 +77,10 @@ func TestRuntimeTuningCeiling(t *testing.T) {
 		gcSet, lim  bool
 	}{
 		{desc: "no container limit: no ceiling", env: env(), wantCeiling: math.MaxInt64},
-		{desc: "1 Gi: a tenth kept for what the Go runtime does not count (the binary's pages, C memory)", env: env(), memoryMax: "1073741824", wantCeiling: 1<<30 - 1<<30/10},
-		{desc: "the shipped pod's 128 Mi: at least 16 MiB kept", env: env(), memoryMax: "134217728", wantCeiling: 112 << 20},
-		{desc: "16 Mi: never below half", env: env(), memoryMax: "16777216", wantCeiling: 8 << 20},
-		{desc: "GOGC and GOMEMLIMIT set: they win", env: env("GOGC", "GOMEMLIMIT"), wantCeiling: math.MaxInt64, gcSet: true, lim: true},
+		{desc: "1 GiB: 24 MiB kept for what the Go runtime does not count (the binary's pages)", env: env(), memoryMax: "1073741824", wantCeiling: 1<<30 - 24<<20},
+		{desc: "the shipped pod's 128 Mi: 104 MiB, as with GOMEMLIMIT", env: env(), memoryMax: "134217728", wantCeiling: 104 << 20},
+		{desc: "64 Mi: a quarter kept", env: env(), memoryMax: "67108864", wantCeiling: 48 << 20},
+		{desc: "GOGC set: the targets are its", env: env("GOGC"), wantCeiling: math.MaxInt64, gcSet: true},
 	} {
 		fs := map[string]string{}
 		if tc.memoryMax != "" {
@@ -100,7 +101,8 @@ func TestRuntimeTuningCeiling(t *testing.T) {
 // TestServeMemoryPolicy runs serve in a child process, as the corsauthz
 // binary does (TuneRuntime), and reads the collector's settings from its
 // /metrics: GOGC 200 and a soft memory limit derived from the
-// configuration, unless GOGC and GOMEMLIMIT are set.
+// configuration; GOGC as set, and GOMEMLIMIT less memoryLimitHeadroom, when
+// they are set.
 func TestServeMemoryPolicy(t *testing.T) {
 	if os.Getenv("CORSAUTHZ_TEST_SERVE_CHILD") == "1" {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
@@ -116,9 +118,9 @@ func TestServeMemoryPolicy(t *testing.T) {
 		wantLimitText string
 	}{
 		{desc: "defaults", wantGOGC: 200, wantLimitText: "between 16 MiB and 1 GiB (in use after loading, plus 16 MiB)",
-			wantLimit: func(v float64) bool { return v > memoryHeadroom && v < 1<<30 }},
-		{desc: "GOGC and GOMEMLIMIT from the environment win", env: []string{"GOGC=150", "GOMEMLIMIT=300MiB"}, wantGOGC: 150, wantLimitText: "300 MiB",
-			wantLimit: func(v float64) bool { return v == 300<<20 }},
+			wantLimit: func(v float64) bool { return v > servingHeadroom && v < 1<<30 }},
+		{desc: "GOGC and GOMEMLIMIT from the environment win (less the binary's headroom)", env: []string{"GOGC=150", "GOMEMLIMIT=300MiB"}, wantGOGC: 150, wantLimitText: "276 MiB",
+			wantLimit: func(v float64) bool { return v == 300<<20-24<<20 }},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			t.Parallel()
@@ -187,5 +189,33 @@ func scrape(t *testing.T, url string, log *bytes.Buffer) map[string]float64 {
 			t.Fatalf("serve did not answer %s: %v\n%s", url, err, log)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestKeepHeadroom: with GOMEMLIMIT set, the Go runtime aims
+// memoryLimitHeadroom lower (at most a quarter of the limit), so that the
+// binary's own pages fit under the container's limit too; without it,
+// nothing is set. Not parallel: it sets the process's memory limit.
+func TestKeepHeadroom(t *testing.T) {
+	before := debug.SetMemoryLimit(-1)
+	defer debug.SetMemoryLimit(before)
+	for _, tc := range []struct {
+		desc  string
+		limit int64
+		want  int64
+	}{
+		{desc: "128 MiB, as shipped", limit: 128 << 20, want: 104 << 20},
+		{desc: "64 MiB: a quarter kept", limit: 64 << 20, want: 48 << 20},
+		{desc: "1 GiB", limit: 1 << 30, want: 1<<30 - 24<<20},
+		{desc: "no GOMEMLIMIT", limit: math.MaxInt64, want: 0},
+	} {
+		debug.SetMemoryLimit(tc.limit)
+		got := keepHeadroom()
+		if got != tc.want {
+			t.Errorf("%s: keepHeadroom = %d, want %d", tc.desc, got, tc.want)
+		}
+		if tc.want > 0 && debug.SetMemoryLimit(-1) != tc.want {
+			t.Errorf("%s: the runtime's limit is %d, want %d", tc.desc, debug.SetMemoryLimit(-1), tc.want)
+		}
 	}
 }

@@ -19,9 +19,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/corsauthz/corsauthz/httpauthz"
 	"github.com/corsauthz/corsauthz/internal/configwatch"
 	"github.com/corsauthz/corsauthz/policy"
 	"github.com/corsauthz/corsauthz/server"
+	"github.com/corsauthz/corsauthz/xdsconfig"
 )
 
 var serveHelp = commandHelp{
@@ -64,6 +66,9 @@ func runServe(ctx context.Context, args []string, io IO) int {
 	maxStreams := fs.Uint("max-concurrent-streams", server.DefaultMaxConcurrentStreams, "`CALLS` in flight allowed on one gRPC connection")
 	maxMsg := fs.Int("max-recv-msg-size", server.DefaultMaxRecvMsgSize, "largest gRPC request message accepted, in `BYTES`")
 	logRate := fs.Float64("decision-log-rate", server.DefaultDecisionLogRate, "decision log `LINES` per second, per level, before lines are dropped and counted (0: no limit)")
+	maxXDSStreams := fs.Int("max-xds-streams", xdsconfig.DefaultMaxStreams, "xDS `STREAMS` (gateways in local mode) open at once; past it a stream is refused with RESOURCE_EXHAUSTED and the gateway retries")
+	httpMaxConns := fs.Int("http-max-connections", httpauthz.DefaultMaxConnections, "`CONNECTIONS` open at once on the HTTP authorization listener, idle ones included; past it a connection is answered 503 and closed")
+	httpIdle := fs.Duration("http-idle-timeout", httpauthz.IdleTimeout, "close HTTP authorization keep-alive connections idle this long (`DURATION`)")
 	positional, code, ok := parseFlags(fs, args, false, serveHelp, io)
 	if !ok {
 		return code
@@ -97,6 +102,10 @@ func runServe(ctx context.Context, args []string, io IO) int {
 	}
 	if *maxConfigBytes <= 0 {
 		fmt.Fprintln(io.Stderr, "corsauthz serve: --max-config-bytes must be positive")
+		return 2
+	}
+	if *maxXDSStreams <= 0 || *httpMaxConns <= 0 || *httpIdle <= 0 {
+		fmt.Fprintln(io.Stderr, "corsauthz serve: --max-xds-streams, --http-max-connections and --http-idle-timeout must be positive")
 		return 2
 	}
 
@@ -162,13 +171,16 @@ func runServe(ctx context.Context, args []string, io IO) int {
 		DecisionLogRate:       zeroIsNoLimit(*logRate),
 		Version:               Version(),
 		TracerProvider:        tracerProvider,
+		MaxXDSStreams:         *maxXDSStreams,
+		HTTPMaxConnections:    *httpMaxConns,
+		HTTPIdleTimeout:       *httpIdle,
 	})
 	if err != nil {
 		fmt.Fprintf(io.Stderr, "corsauthz serve: %v%s\n", err, listenAdvice(err, listeners))
 		return 1
 	}
-	if limit, source := tuning.serving(); limit > 0 {
-		logger.Info("soft memory limit set (GOMEMLIMIT unset)", "limit_mib", limit>>20, "from", source)
+	if limit, source := tuning.serving(); limit > 0 { // runtime.go
+		logger.Info("soft memory limit", "runtime_memory_limit_bytes", limit, "from", source)
 	}
 	stopProfile, err := startCPUProfile(*cpuProfile)
 	if err != nil {

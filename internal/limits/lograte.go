@@ -80,6 +80,7 @@ type RequestLog struct {
 	logger     *slog.Logger
 	limits     map[slog.Level]*LogLimiter
 	suppressed func(level string)
+	summary    string // the message of the line saying how many were dropped
 }
 
 // LevelNames are the levels of request log lines, and their names in
@@ -101,10 +102,18 @@ func NewRequestLog(logger *slog.Logger, rate float64, suppressed func(level stri
 	if suppressed == nil {
 		suppressed = func(string) {}
 	}
-	l := &RequestLog{logger: logger, limits: map[slog.Level]*LogLimiter{}, suppressed: suppressed}
+	l := &RequestLog{logger: logger, limits: map[slog.Level]*LogLimiter{}, suppressed: suppressed, summary: "decision log lines suppressed by the rate limit"}
 	for level := range LevelNames {
 		l.limits[level] = NewLogLimiter(rate)
 	}
+	return l
+}
+
+// WithSummary sets the message of the line that says how many lines were
+// dropped (by default "decision log lines suppressed by the rate limit"),
+// for a log of other lines than decisions; it returns l.
+func (l *RequestLog) WithSummary(msg string) *RequestLog {
+	l.summary = msg
 	return l
 }
 
@@ -124,7 +133,7 @@ func (l *RequestLog) Log(ctx context.Context, level slog.Level, msg string, attr
 	name := LevelNames[level]
 	if dropped > 0 {
 		// Not itself limited: at most one a second per level.
-		l.logger.LogAttrs(ctx, slog.LevelWarn, "decision log lines suppressed by the rate limit",
+		l.logger.LogAttrs(ctx, slog.LevelWarn, l.summary,
 			slog.Int("suppressed", dropped), slog.String("log_level", name))
 	}
 	if !ok {

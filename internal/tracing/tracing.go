@@ -60,7 +60,11 @@ var ErrUnsupportedExporter = errors.New("OTEL_TRACES_EXPORTER: corsauthz exports
 
 // Setup builds the tracer provider the environment asks for, or returns a
 // nil provider when tracing is off. version names the service version.
-// Shut the provider down at exit to flush the last spans.
+// getenv decides whether tracing is on and which protocol the exporter
+// speaks; the exporter and the SDK read their own OTEL_* settings
+// (endpoint, headers, sampler, resource) from the process environment, so
+// getenv must be the process environment's (os.Getenv) but in tests of
+// Enabled. Shut the provider down at exit to flush the last spans.
 func Setup(ctx context.Context, version string, getenv func(string) string) (*sdktrace.TracerProvider, error) {
 	exporter := strings.ToLower(strings.TrimSpace(getenv("OTEL_TRACES_EXPORTER")))
 	if exporter != "" && exporter != "otlp" && exporter != "none" {
