@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,32 +30,28 @@ import (
 // connection.
 const grpcWindow = 1 << 20
 
-// grpcClient asks an envoy.service.auth.v3.Authorization server over
-// grpcConns grpc.ClientConns (HTTP/2: the calls in flight share them, in
-// turn), in plain text or with TLS, sending the static headers as
-// metadata.
+// grpcClient asks an envoy.service.auth.v3.Authorization server over one
+// grpc.ClientConn (HTTP/2: every call in flight shares it), in plain text
+// or with TLS, sending the static headers as metadata.
+//
+// One connection, not one per processor: spreading the calls over two
+// took 7-12% less of the client's CPU in a benchmark of the client alone,
+// but no less of corsauthz's CPU per chained Check under cmd/loadbench
+// (1.17-1.28 against 1.12-1.17 in the same runs; docs/performance.md), and
+// four took more (each connection's writes are batched less).
 type grpcClient struct {
 	cfg    policy.Authorizer
 	slots  slots
 	static staticHeaders
 
-	// The ClientConns are made by the first call (grpc.NewClient starts
+	// The ClientConn is made by the first call (grpc.NewClient starts
 	// goroutines of its own, so a client never asked costs none) and kept
 	// until Close.
 	mu     sync.Mutex
-	conns  []*grpc.ClientConn
+	conn   *grpc.ClientConn
 	closed bool
-	ready  atomic.Pointer[[]*grpc.ClientConn] // conns once made, read without the lock
-	next   atomic.Uint32                      // the call count, to take the connections in turn
+	ready  atomic.Pointer[grpc.ClientConn] // conn once made, read without the lock
 }
-
-// grpcConns is how many connections a gRPC authorizer's client keeps: as
-// many as processors, at most two. Every call on a connection goes
-// through its one reader and one writer goroutine and its lock; with two,
-// a chained Check cost corsauthz 7-12% less CPU on two processors than
-// with one (cmd/loadbench -chain, docs/performance.md), and with four, 0-9%
-// more than with one (each connection's writes were batched less).
-func grpcConns() int { return min(runtime.GOMAXPROCS(0), 2) }
 
 func newGRPCClient(a policy.Authorizer) (*grpcClient, error) {
 	return &grpcClient{cfg: a, slots: make(slots, MaxInFlight), static: newStaticHeaders(a.StaticHeaders)}, nil
@@ -71,57 +66,39 @@ func (c *grpcClient) transportCredentials() credentials.TransportCredentials {
 	return &fileTLS{cfg: *c.cfg.GRPC.TLS}
 }
 
-// clientConn returns the ClientConn for the next call, making them all on
-// the first call.
+// clientConn returns the ClientConn, making it on the first call.
 func (c *grpcClient) clientConn() (*grpc.ClientConn, error) {
-	conns := c.ready.Load()
-	if conns == nil {
-		var err error
-		if conns, err = c.dial(); err != nil {
-			return nil, err
-		}
+	if conn := c.ready.Load(); conn != nil {
+		return conn, nil // after Close, its calls fail on their own
 	}
-	// After Close, the calls on them fail on their own.
-	return (*conns)[int(c.next.Add(1))%len(*conns)], nil
-}
-
-// dial makes the ClientConns, once.
-func (c *grpcClient) dial() (*[]*grpc.ClientConn, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return nil, errors.New("authorizer client closed")
 	}
-	if conns := c.ready.Load(); conns != nil {
-		return conns, nil
+	if c.conn != nil {
+		return c.conn, nil
 	}
-	conns := make([]*grpc.ClientConn, 0, grpcConns())
-	for range cap(conns) {
-		conn, err := grpc.NewClient(c.cfg.GRPC.Address,
-			grpc.WithTransportCredentials(c.transportCredentials()),
-			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: time.Minute, Timeout: 20 * time.Second}),
-			// Fixed flow-control windows turn off grpc-go's bandwidth-delay
-			// probing, whose pings cost CPU on every busy connection; Check
-			// messages are small, so a fixed window never limits them.
-			grpc.WithInitialWindowSize(grpcWindow),
-			grpc.WithInitialConnWindowSize(grpcWindow),
-			// A Check is never retried by corsauthz (a failure is a 503 for the
-			// gateway to retry), so the client keeps no copy of each request
-			// for replay.
-			grpc.WithDisableRetry(),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxAnswerBytes), grpc.ForceCodecV2(rawCodec{})),
-		)
-		if err != nil {
-			for _, made := range conns {
-				made.Close()
-			}
-			return nil, fmt.Errorf("authorizer %q: %w", c.cfg.Name, err)
-		}
-		conns = append(conns, conn)
+	conn, err := grpc.NewClient(c.cfg.GRPC.Address,
+		grpc.WithTransportCredentials(c.transportCredentials()),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: time.Minute, Timeout: 20 * time.Second}),
+		// Fixed flow-control windows turn off grpc-go's bandwidth-delay
+		// probing, whose pings cost CPU on every busy connection; Check
+		// messages are small, so a fixed window never limits them.
+		grpc.WithInitialWindowSize(grpcWindow),
+		grpc.WithInitialConnWindowSize(grpcWindow),
+		// A Check is never retried by corsauthz (a failure is a 503 for the
+		// gateway to retry), so the client keeps no copy of each request
+		// for replay.
+		grpc.WithDisableRetry(),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxAnswerBytes), grpc.ForceCodecV2(rawCodec{})),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("authorizer %q: %w", c.cfg.Name, err)
 	}
-	c.conns = conns
-	c.ready.Store(&conns)
-	return &conns, nil
+	c.conn = conn
+	c.ready.Store(conn)
+	return conn, nil
 }
 
 func (c *grpcClient) Config() *policy.Authorizer { return &c.cfg }
@@ -130,8 +107,8 @@ func (c *grpcClient) Close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closed = true
-	for _, conn := range c.conns {
-		conn.Close()
+	if c.conn != nil {
+		c.conn.Close()
 	}
 }
 
