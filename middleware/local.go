@@ -54,7 +54,7 @@ func (m *Middleware) serveLocal(w http.ResponseWriter, r *http.Request, next fun
 		respond(w, out.Status, out.AppendHeaders(buf[:0]), out.Body)
 		return nil
 	}
-	cw := &corsWriter{ResponseWriter: w, outcome: out}
+	cw := localWriter(w, &out)
 	if up := out.Upstream(); up != nil {
 		// A gRPC authorizer's ok_response holds its edits with their
 		// exact actions and query parameters; otherwise the outcome's

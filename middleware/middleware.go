@@ -316,7 +316,7 @@ func (m *Middleware) failClosed(w http.ResponseWriter, r *http.Request, err erro
 func respond(w http.ResponseWriter, status int, headers []policy.Header, body []byte) {
 	h := w.Header()
 	removeAccessControl(h) // headers an outer handler set: one answer only
-	applyHeaders(h, headers)
+	applyHeaders(h, headers, nil)
 	w.WriteHeader(status)
 	if len(body) > 0 {
 		_, _ = w.Write(body)
@@ -325,36 +325,58 @@ func respond(w http.ResponseWriter, status int, headers []policy.Header, body []
 
 // applyHeaders adds headers to h as Envoy applies response_headers_to_add:
 // Append ones (Vary) as one more entry, the others replacing every value.
-// The new values share one allocation.
-func applyHeaders(h http.Header, headers []policy.Header) {
+// The new values are appended to backing, in its spare capacity when there
+// is room (an array in the caller's writer), else in one new allocation;
+// it returns backing with them.
+func applyHeaders(h http.Header, headers []policy.Header, backing []string) []string {
 	if len(headers) == 0 {
-		return
+		return backing
 	}
-	values := make([]string, len(headers))
-	for i, hd := range headers {
-		if old := h[hd.Name]; hd.Append && len(old) > 0 {
-			h[hd.Name] = append(old, hd.Value)
-			continue
+	if cap(backing)-len(backing) < len(headers) {
+		backing = make([]string, 0, len(headers))
+	}
+	for _, hd := range headers {
+		if hd.Append {
+			if old := h[hd.Name]; len(old) > 0 {
+				h[hd.Name] = append(old, hd.Value)
+				continue
+			}
 		}
-		values[i] = hd.Value
-		h[hd.Name] = values[i : i+1 : i+1]
+		i := len(backing)
+		backing = append(backing, hd.Value)
+		h[hd.Name] = backing[i : i+1 : i+1] // an append to it copies
 	}
+	return backing
 }
 
 // removeAccessControl deletes the Access-Control-* headers from h, as the
-// shipped Envoy route's response_headers_to_remove does to the upstream's.
+// shipped Envoy route's response_headers_to_remove does to the upstream's,
+// and the trailers named so: set with http.TrailerPrefix, or declared in a
+// Trailer header. One pass over h, which is walked for every request.
 func removeAccessControl(h http.Header) {
+	trailer := false
 	for name := range h {
-		if isAccessControl(name) {
+		switch {
+		case isAccessControl(name):
 			delete(h, name)
+		case len(name) > len(http.TrailerPrefix) && name[0] == 'T':
+			if rest, ok := strings.CutPrefix(name, http.TrailerPrefix); ok && isAccessControl(rest) {
+				delete(h, name)
+			}
+		case name == "Trailer":
+			trailer = true
 		}
+	}
+	if trailer {
+		removeAccessControlTrailers(h)
 	}
 }
 
 // isAccessControl reports whether name is an Access-Control-* header name,
 // in any case.
 func isAccessControl(name string) bool {
-	return len(name) > len(accessControlPrefix) && strings.EqualFold(name[:len(accessControlPrefix)], accessControlPrefix)
+	return len(name) > len(accessControlPrefix) && name[0]|0x20 == 'a' &&
+		strings.EqualFold(name[:len(accessControlPrefix)], accessControlPrefix)
 }
 
 const accessControlPrefix = "Access-Control-"

@@ -51,7 +51,7 @@ func (m *Middleware) serveRemote(w http.ResponseWriter, r *http.Request, next fu
 		if resp.GetAuthorizer() != "" {
 			return m.serveChecked(ctx, w, r, next)
 		}
-		cw := &corsWriter{ResponseWriter: w, remote: decideHeaders(resp)}
+		cw := &corsWriter{ResponseWriter: w, extra: decideHeaders(resp)}
 		return cw.serve(r, next)
 	default:
 		m.failClosed(w, r, fmt.Errorf("Decide answered an action this middleware does not know (%v)", resp.GetAction()))
@@ -91,7 +91,7 @@ func (m *Middleware) serveChecked(ctx context.Context, w http.ResponseWriter, r 
 		return nil
 	}
 	ok := resp.GetOkResponse()
-	cw := &corsWriter{ResponseWriter: w, remote: responseHeaders(ok.GetResponseHeadersToAdd())}
+	cw := &corsWriter{ResponseWriter: w, extra: responseHeaders(ok.GetResponseHeadersToAdd())}
 	return cw.serve(upstreamRequest(r, nil, nil, ok), next)
 }
 

@@ -6,31 +6,57 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/corsauthz/corsauthz/authorizer"
 	"github.com/corsauthz/corsauthz/decision"
 	"github.com/corsauthz/corsauthz/policy"
 )
 
 // corsWriter puts the CORS headers on the wrapped handler's response when
 // it is written, in place of the handler's own Access-Control-* headers.
-// It holds the local outcome, or the headers Decide sent (remote).
 //
 // One is made per request and never reused: a handler that writes after
 // it returns (a goroutine it left behind, a common bug) writes to its own
 // request's response, as with plain net/http, never into another's.
+//
+// It is allocated for every request that goes on to the handler, so it
+// holds what it needs of the outcome and no more, and the values of the
+// headers it sets are in it too (one allocation, not two).
 type corsWriter struct {
 	http.ResponseWriter
-	outcome decision.Outcome
-	remote  []policy.Header // remote mode: the headers Decide or Check gave
-	extra   []policy.Header // a gRPC authorizer's response headers
+	// cors are the CORS decision's headers (local mode), and allowed the
+	// outcome of an authorizer that allowed the request (nil when none
+	// was asked), whose headers are then the response's instead (as
+	// decision.Outcome.AppendHeaders says).
+	cors    policy.ResponseHeaders
+	allowed *authorizer.Outcome
+	// extra are headers applied first: in remote mode the ones Decide or
+	// Check gave (and then the only ones), in local mode a gRPC
+	// authorizer's response headers.
+	extra   []policy.Header
 	written bool
+	values  [4]string // backing for the values set (see applyHeaders)
+}
+
+// localWriter is the corsWriter of out, a Pass.
+func localWriter(w http.ResponseWriter, out *decision.Outcome) *corsWriter {
+	return &corsWriter{ResponseWriter: w, cors: out.Decision.ResponseHeaders(), allowed: out.Upstream()}
 }
 
 func (cw *corsWriter) serve(r *http.Request, next func(http.ResponseWriter, *http.Request) error) error {
 	err := next(cw, r)
 	cw.finish() // a handler that wrote nothing still gets its 200 with the headers
 	// Trailers are sent after the handler returns: none of the handler's
-	// may be an Access-Control-* header.
-	removeAccessControlTrailers(cw.ResponseWriter.Header())
+	// may be an Access-Control-* header. (A trailer declared in the
+	// Trailer header is declared when the headers are written: finish
+	// took care of those.)
+	h := cw.ResponseWriter.Header()
+	for name := range h {
+		if len(name) > len(http.TrailerPrefix) && name[0] == 'T' {
+			if rest, ok := strings.CutPrefix(name, http.TrailerPrefix); ok && isAccessControl(rest) {
+				delete(h, name)
+			}
+		}
+	}
 	return err
 }
 
@@ -41,14 +67,15 @@ func (cw *corsWriter) finish() {
 	cw.written = true
 	h := cw.ResponseWriter.Header()
 	removeAccessControl(h)
-	removeAccessControlTrailers(h)
-	headers := cw.remote
-	if headers == nil {
-		var buf [policy.MaxHeaders]policy.Header
-		headers = cw.outcome.AppendHeaders(buf[:0])
+	values := applyHeaders(h, cw.extra, cw.values[:0])
+	var buf [policy.MaxHeaders]policy.Header
+	headers := buf[:0]
+	if cw.allowed != nil {
+		headers = cw.allowed.Headers
+	} else {
+		headers = cw.cors.Append(headers)
 	}
-	applyHeaders(h, cw.extra)
-	applyHeaders(h, headers)
+	applyHeaders(h, headers, values)
 }
 
 func (cw *corsWriter) WriteHeader(code int) {
@@ -86,15 +113,9 @@ func (cw *corsWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // features this wrapper does not have itself (deadlines, full duplex).
 func (cw *corsWriter) Unwrap() http.ResponseWriter { return cw.ResponseWriter }
 
-// removeAccessControlTrailers deletes trailers named Access-Control-*:
-// both those declared in a Trailer header and those set with
-// http.TrailerPrefix.
+// removeAccessControlTrailers removes the Access-Control-* trailers a
+// Trailer header declares.
 func removeAccessControlTrailers(h http.Header) {
-	for name := range h {
-		if rest, ok := strings.CutPrefix(name, http.TrailerPrefix); ok && isAccessControl(rest) {
-			delete(h, name)
-		}
-	}
 	declared := h["Trailer"]
 	if len(declared) == 0 {
 		return

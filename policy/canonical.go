@@ -1,7 +1,14 @@
 package policy
 
 import (
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
 	"go.yaml.in/yaml/v3"
+
+	"github.com/corsauthz/corsauthz/internal/limits"
 )
 
 // Canonical is the configuration in force written back as YAML in one
@@ -14,58 +21,210 @@ import (
 // where the call is made), never the value. Load(name, e.Canonical())
 // compiles to the same configuration.
 func (e *Engine) Canonical() ([]byte, error) {
-	return yaml.Marshal(canonicalConfig(e.Config()))
+	cfg := &e.config
+	// The policies are written here, one line at a time: the YAML
+	// library's encoder queues every event of a document until its end,
+	// and for the 50,000 origins of a configuration at the caps took more
+	// than 100 MiB to write 3 MB. The authorizers (a few) still go
+	// through it.
+	size := 64
+	for i := range cfg.Policies {
+		size += policySize(&cfg.Policies[i])
+	}
+	b := make([]byte, 0, size)
+	if len(cfg.Authorizers) > 0 {
+		auth, err := yaml.Marshal(yamlAuthorizers{cfg.Authorizers})
+		if err != nil {
+			return nil, err
+		}
+		b = append(b, auth...)
+	}
+	b = append(b, "policies:\n"...)
+	if len(cfg.Policies) == 0 {
+		b = append(b[:len(b)-1], " []\n"...)
+	}
+	var err error
+	for i := range cfg.Policies {
+		if b, err = appendPolicy(b, &cfg.Policies[i]); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.DefaultPolicy != "" {
+		if b, err = appendField(b, "", "default_policy", cfg.DefaultPolicy); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
 }
 
-// The canonical form's YAML shapes: the file's keys, in the order the
-// documentation writes them, empty values left out.
-type (
-	yamlConfig struct {
-		Authorizers   []Authorizer `yaml:"authorizers,omitempty"` // Authorizer.MarshalYAML
-		Policies      []yamlPolicy `yaml:"policies"`
-		DefaultPolicy string       `yaml:"default_policy,omitempty"`
+// policySize is about the bytes appendPolicy writes for p.
+func policySize(p *Policy) int {
+	n := 256 + len(p.Name) + len(p.Authorizer)
+	for _, list := range [][]string{p.Match.Hosts, p.Match.PathPrefixes, p.AllowedOrigins, p.AllowedMethods, p.AllowedHeaders, p.ExposedHeaders} {
+		for _, s := range list {
+			n += len(s) + 10
+		}
 	}
-	yamlPolicy struct {
-		Name                    string     `yaml:"name"`
-		Match                   *yamlMatch `yaml:"match,omitempty"`
-		AllowedOrigins          []string   `yaml:"allowed_origins"`
-		AllowedMethods          []string   `yaml:"allowed_methods,omitempty"`
-		AllowedHeaders          []string   `yaml:"allowed_headers,omitempty"`
-		ExposedHeaders          []string   `yaml:"exposed_headers,omitempty"`
-		AllowCredentials        bool       `yaml:"allow_credentials,omitempty"`
-		MaxAgeInSeconds         int        `yaml:"max_age_seconds,omitempty"`
-		AllowPrivateNetwork     bool       `yaml:"allow_private_network,omitempty"`
-		RejectDisallowedOrigins bool       `yaml:"reject_disallowed_origins,omitempty"`
-		ReportOnly              bool       `yaml:"report_only,omitempty"`
-		Authorizer              string     `yaml:"authorizer,omitempty"`
-	}
-	yamlMatch struct {
-		Hosts        []string `yaml:"hosts,omitempty"`
-		PathPrefixes []string `yaml:"path_prefixes,omitempty"`
-	}
-)
+	return n
+}
 
-func canonicalConfig(cfg Config) yamlConfig {
-	out := yamlConfig{DefaultPolicy: cfg.DefaultPolicy, Policies: make([]yamlPolicy, 0, len(cfg.Policies))}
-	for _, p := range cfg.Policies {
-		yp := yamlPolicy{
-			Name:                    p.Name,
-			AllowedOrigins:          p.AllowedOrigins,
-			AllowedMethods:          p.AllowedMethods,
-			AllowedHeaders:          p.AllowedHeaders,
-			ExposedHeaders:          p.ExposedHeaders,
-			AllowCredentials:        p.AllowCredentials,
-			MaxAgeInSeconds:         p.MaxAgeInSeconds,
-			AllowPrivateNetwork:     p.AllowPrivateNetwork,
-			RejectDisallowedOrigins: p.RejectDisallowedOrigins,
-			ReportOnly:              p.ReportOnly,
-			Authorizer:              p.Authorizer,
-		}
-		if len(p.Match.Hosts) > 0 || len(p.Match.PathPrefixes) > 0 {
-			yp.Match = &yamlMatch{Hosts: p.Match.Hosts, PathPrefixes: p.Match.PathPrefixes}
-		}
-		out.Policies = append(out.Policies, yp)
+// appendPolicy writes p as an item of the policies list: its keys in the
+// order the documentation writes them, empty values left out (but
+// allowed_origins, which a policy must have).
+func appendPolicy(b []byte, p *Policy) ([]byte, error) {
+	var err error
+	b = append(b, "  - "...)
+	if b, err = appendField(b, "", "name", p.Name); err != nil {
+		return nil, err
 	}
-	out.Authorizers = cfg.Authorizers
-	return out
+	const in = "    "
+	if len(p.Match.Hosts) > 0 || len(p.Match.PathPrefixes) > 0 {
+		b = append(b, in+"match:\n"...)
+		if b, err = appendList(b, in+"  ", "hosts", p.Match.Hosts, true); err != nil {
+			return nil, err
+		}
+		if b, err = appendList(b, in+"  ", "path_prefixes", p.Match.PathPrefixes, true); err != nil {
+			return nil, err
+		}
+	}
+	for _, l := range []struct {
+		key       string
+		values    []string
+		omitEmpty bool
+	}{
+		{"allowed_origins", p.AllowedOrigins, false},
+		{"allowed_methods", p.AllowedMethods, true},
+		{"allowed_headers", p.AllowedHeaders, true},
+		{"exposed_headers", p.ExposedHeaders, true},
+	} {
+		if b, err = appendList(b, in, l.key, l.values, l.omitEmpty); err != nil {
+			return nil, err
+		}
+	}
+	b = appendTrue(b, in, "allow_credentials", p.AllowCredentials)
+	if p.MaxAgeInSeconds != 0 {
+		b = append(b, in+"max_age_seconds: "...)
+		b = strconv.AppendInt(b, int64(p.MaxAgeInSeconds), 10)
+		b = append(b, '\n')
+	}
+	b = appendTrue(b, in, "allow_private_network", p.AllowPrivateNetwork)
+	b = appendTrue(b, in, "reject_disallowed_origins", p.RejectDisallowedOrigins)
+	b = appendTrue(b, in, "report_only", p.ReportOnly)
+	if p.Authorizer != "" {
+		if b, err = appendField(b, in, "authorizer", p.Authorizer); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+// appendTrue writes "indent key: true" when on.
+func appendTrue(b []byte, indent, key string, on bool) []byte {
+	if !on {
+		return b
+	}
+	return append(append(append(b, indent...), key...), ": true\n"...)
+}
+
+// appendField writes "indent key: value".
+func appendField(b []byte, indent, key, value string) ([]byte, error) {
+	b = append(append(append(b, indent...), key...), ": "...)
+	b, err := appendScalar(b, value)
+	return append(b, '\n'), err
+}
+
+// appendList writes "indent key:" and the values as a block list ("[]"
+// when empty, or nothing at all when omitEmpty).
+func appendList(b []byte, indent, key string, values []string, omitEmpty bool) ([]byte, error) {
+	if len(values) == 0 {
+		if omitEmpty {
+			return b, nil
+		}
+		return append(append(append(b, indent...), key...), ": []\n"...), nil
+	}
+	b = append(append(append(b, indent...), key...), ":\n"...)
+	var err error
+	for _, v := range values {
+		b = append(append(b, indent...), "  - "...)
+		if b, err = appendScalar(b, v); err != nil {
+			return nil, err
+		}
+		b = append(b, '\n')
+	}
+	return b, nil
+}
+
+// appendScalar writes s as a YAML string that reads back as s: plain when
+// it cannot be read as anything else (the usual origin, host, path, name
+// or header), else double-quoted with escapes.
+func appendScalar(b []byte, s string) ([]byte, error) {
+	if !utf8.ValidString(s) {
+		return nil, fmt.Errorf("%q is not valid UTF-8: YAML cannot hold it", limits.Cut(s))
+	}
+	if plainSafe(s) {
+		return append(b, s...), nil
+	}
+	b = append(b, '"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b = append(b, '\\', byte(r))
+		case r == '\t':
+			b = append(b, `\t`...)
+		case r == '\n':
+			b = append(b, `\n`...)
+		case yamlPrintable(r):
+			b = utf8.AppendRune(b, r)
+		case r <= 0xffff:
+			b = fmt.Appendf(b, `\u%04X`, r)
+		default:
+			b = fmt.Appendf(b, `\U%08X`, r)
+		}
+	}
+	return append(b, '"'), nil
+}
+
+// plainSafe reports whether s can be written as a plain YAML scalar and
+// read back as the same string: it starts with a letter or '/', holds
+// only letters, digits and -._/:*+~ (no space, no comment, no flow
+// indicator), does not end with ':', and is none of the words YAML 1.1
+// or 1.2 read as a boolean or null.
+func plainSafe(s string) bool {
+	if s == "" || s[len(s)-1] == ':' {
+		return false
+	}
+	if c := s[0]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '/') {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._/:*+~", c) >= 0) {
+			return false
+		}
+	}
+	switch strings.ToLower(s) {
+	case "y", "yes", "n", "no", "true", "false", "on", "off", "null":
+		return false
+	}
+	return true
+}
+
+// yamlPrintable reports whether r may appear as itself in a double-quoted
+// YAML scalar (YAML 1.2's printable set, less the line breaks YAML folds).
+func yamlPrintable(r rune) bool {
+	switch {
+	case r >= 0x20 && r <= 0x7e:
+		return true
+	case r == 0x85 || r == 0x2028 || r == 0x2029 || r == 0xfeff:
+		return false
+	case r >= 0xa0 && r <= 0xd7ff, r >= 0xe000 && r <= 0xfffd, r >= 0x10000 && r <= 0x10ffff:
+		return true
+	}
+	return false
+}
+
+// yamlAuthorizers is the authorizers section of the canonical form, each
+// written by Authorizer.MarshalYAML.
+type yamlAuthorizers struct {
+	Authorizers []Authorizer `yaml:"authorizers"`
 }

@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/corsauthz/corsauthz/internal/testpki"
 	"github.com/corsauthz/corsauthz/policy"
@@ -93,5 +94,100 @@ func allSet(t *testing.T, v reflect.Value) {
 		if f.IsZero() && !(f.Kind() == reflect.Pointer && v.Type().Field(i).Name == "GRPC") {
 			t.Errorf("%s.%s is not set by the test configuration: set it, and check Canonical writes it", v.Type().Name(), v.Type().Field(i).Name)
 		}
+	}
+}
+
+// canonicalValues are values the canonical form must quote to read them
+// back as the same strings: YAML indicators, words YAML reads as booleans
+// or null, numbers, escapes and characters YAML does not print.
+var canonicalValues = []struct {
+	desc, prefix string
+}{
+	{desc: "plain path", prefix: "/v1/orders"},
+	{desc: "a space (a # after one starts a comment; # is refused in prefixes)", prefix: "/a %23b"},
+	{desc: "mapping indicator", prefix: "/a: b"},
+	{desc: "ends with a colon", prefix: "/a:"},
+	{desc: "flow indicators", prefix: "/[a],{b}"},
+	{desc: "quotes and backslash", prefix: `/"a'\b`},
+	{desc: "tab and newline", prefix: "/a\tb\nc"},
+	{desc: "control characters", prefix: "/\x00\x01\x1b\x7f"},
+	{desc: "line and paragraph separators, NEL and BOM", prefix: "/\u2028\u2029\u0085\ufeff"},
+	{desc: "C1 controls and non-characters", prefix: "/\u0080\u009f\ufffe\uffff"},
+	{desc: "non-ASCII", prefix: "/café/日本/😀"},
+	{desc: "trailing spaces", prefix: "/a  "},
+	{desc: "anchor, alias, tag and directive characters", prefix: "/&a *b !c %d @e `f"},
+}
+
+// TestCanonicalQuoting: every value in canonicalValues reads back as
+// itself, and so do the words YAML reads as something else when they are
+// policy names, header names or the origin "null".
+func TestCanonicalQuoting(t *testing.T) {
+	t.Parallel()
+	for _, tc := range canonicalValues {
+		t.Run(tc.desc, func(t *testing.T) {
+			t.Parallel()
+			if !canonicalRoundTrip(t, tc.prefix) {
+				t.Fatalf("path prefix %q refused: the case tests nothing", tc.prefix)
+			}
+		})
+	}
+	cfg := &policy.Config{Policies: []policy.Policy{
+		{Name: "true", AllowedOrigins: []string{"null"}, AllowedHeaders: []string{"yes", "on", "1", "1e3", "~", "x-#", "!a"}, AllowedMethods: []string{"NO", "Off"}, Match: policy.Match{Hosts: []string{"null.example.com"}}},
+		{Name: "123", AllowedOrigins: []string{"https://*.example.com", "https://[::1]:8443"}},
+	}, DefaultPolicy: "123"}
+	e, _, err := policy.Compile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkCanonical(t, e)
+}
+
+// FuzzCanonical: any path prefix the configuration accepts reads back from
+// the canonical form as itself, or Canonical says it cannot be written
+// (not UTF-8); seeded from canonicalValues.
+func FuzzCanonical(f *testing.F) {
+	for _, tc := range canonicalValues {
+		f.Add(tc.prefix)
+	}
+	f.Fuzz(func(t *testing.T, prefix string) {
+		canonicalRoundTrip(t, prefix)
+	})
+}
+
+// canonicalRoundTrip compiles a policy with prefix as a path prefix and
+// checks its canonical form; false when the configuration refuses prefix.
+func canonicalRoundTrip(t *testing.T, prefix string) bool {
+	t.Helper()
+	cfg := &policy.Config{Policies: []policy.Policy{{
+		Name: "api", AllowedOrigins: []string{"https://app.example.com"},
+		Match: policy.Match{Hosts: []string{"api.example.com"}, PathPrefixes: []string{prefix}},
+	}}}
+	e, _, err := policy.Compile(cfg)
+	if err != nil {
+		return false
+	}
+	if !utf8.ValidString(prefix) {
+		if canon, err := e.Canonical(); err == nil {
+			t.Fatalf("Canonical wrote a prefix that is not UTF-8:\n%s", canon)
+		}
+		return true
+	}
+	checkCanonical(t, e)
+	return true
+}
+
+// checkCanonical loads e's canonical form and compares the configurations.
+func checkCanonical(t *testing.T, e *policy.Engine) {
+	t.Helper()
+	canon, err := e.Canonical()
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _, err := policy.Load("canonical", canon)
+	if err != nil {
+		t.Fatalf("the canonical form does not load: %v\n%s", err, canon)
+	}
+	if !reflect.DeepEqual(e.Config(), again.Config()) {
+		t.Errorf("round trip changed the configuration:\n%#v\nwant:\n%#v\ncanonical form:\n%s", again.Config(), e.Config(), canon)
 	}
 }

@@ -138,8 +138,8 @@ func (c *compiler) compilePolicy(path string, p Policy) (Policy, *compiledPolicy
 		reject:       p.RejectDisallowedOrigins,
 		credentials:  p.AllowCredentials,
 		allowPrivNet: p.AllowPrivateNetwork,
-		exactOrigins: make(map[string]struct{}),
-		headers:      make(map[string]struct{}),
+		exactOrigins: make(map[string]struct{}, len(p.AllowedOrigins)),
+		headers:      make(map[string]struct{}, len(p.AllowedHeaders)),
 	}
 	switch {
 	case p.Name == "":
@@ -149,6 +149,7 @@ func (c *compiler) compilePolicy(path string, p Policy) (Policy, *compiledPolicy
 	}
 	p.Match = c.checkMatch(path+".match", p.Match)
 	p.AllowedOrigins = c.compileOrigins(path, p, cp)
+	cp.originList = p.AllowedOrigins // one list for the configuration and Explain
 	p.AllowedMethods = c.compileMethods(path+".allowed_methods", p.AllowedMethods, cp)
 	p.AllowedHeaders = c.compileAllowedHeaders(path+".allowed_headers", p.AllowedHeaders, cp)
 	p.ExposedHeaders = c.compileExposedHeaders(path, p, cp)
@@ -165,7 +166,6 @@ func (c *compiler) compilePolicy(path string, p Policy) (Policy, *compiledPolicy
 		c.errorf(path+".allow_private_network", "allow_private_network with allowed_origins \"*\" would open the private network to every web site: list the origins exactly")
 	}
 	cp.buildHeaders(p)
-	cp.indexOrigins()
 	return p, cp
 }
 
@@ -301,73 +301,79 @@ func (c *compiler) compileOrigins(path string, p Policy, cp *compiledPolicy) []s
 			return nil
 		}
 		cp.anyOrigin = true
-		cp.originList = []string{"*"}
 		return []string{"*"}
 	}
-	var out []string
+	out := make([]string, 0, len(p.AllowedOrigins))
 	seenPatterns := map[string]struct{}{} // a set: a policy may list thousands
 	for i, o := range p.AllowedOrigins {
-		op := fmt.Sprintf("%s[%d]", fp, i)
+		// The field path is only written for a problem: building it for
+		// each of 50,000 origins would cost more than checking them.
+		op := func() string { return itemPath(fp, i) }
 		if o == "*" {
-			c.errorf(op, "\"*\" allows every origin, so it must be the only entry: remove the other origins or the \"*\"")
+			c.errorf(op(), "\"*\" allows every origin, so it must be the only entry: remove the other origins or the \"*\"")
 			continue
 		}
 		if o == "null" {
 			if p.AllowCredentials {
-				c.errorf(op, "\"null\" with allow_credentials lets any sandboxed iframe or file page read credentialed responses: remove \"null\" or allow_credentials")
+				c.errorf(op(), "\"null\" with allow_credentials lets any sandboxed iframe or file page read credentialed responses: remove \"null\" or allow_credentials")
 				continue
 			}
-			c.addOrigin(op, "null", cp, &out)
+			c.addOrigin(fp, i, "null", cp, &out)
 			continue
 		}
 		if strings.EqualFold(o, "null") {
-			c.errorf(op, "%q is not how browsers write the opaque origin: did you mean \"null\"?", o)
+			c.errorf(op(), "%q is not how browsers write the opaque origin: did you mean \"null\"?", o)
 			continue
 		}
 		pat, notes, err := origin.Parse(o)
 		if err != nil {
-			c.errorf(op, "%v", err)
+			c.errorf(op(), "%v", err)
 			continue
 		}
 		norm := pat.String()
+		if norm == o {
+			norm = o // the configuration's string, rather than a second copy
+		}
 		for _, n := range notes {
-			c.warnf(op, "%s; write %q", n, norm)
+			c.warnf(op(), "%s; write %q", n, norm)
 		}
 		if p.AllowCredentials {
 			if pat.IsPublicSuffixWildcard() {
-				c.errorf(op, "%q puts a wildcard directly on the public suffix %q, so anyone who registers a domain there would get credentialed access: write the origins of your own domain, such as %q", o, pat.Host, pat.Scheme+"://*.example."+pat.Host)
+				c.errorf(op(), "%q puts a wildcard directly on the public suffix %q, so anyone who registers a domain there would get credentialed access: write the origins of your own domain, such as %q", o, pat.Host, pat.Scheme+"://*.example."+pat.Host)
 				continue
 			}
 			if pat.Scheme == "http" && !pat.IsLoopback() {
-				c.errorf(op, "%q is plain http with allow_credentials: anyone on the network can impersonate it; write %q (http is accepted only for localhost and loopback addresses)", o, strings.Replace(norm, "http://", "https://", 1))
+				c.errorf(op(), "%q is plain http with allow_credentials: anyone on the network can impersonate it; write %q (http is accepted only for localhost and loopback addresses)", o, strings.Replace(norm, "http://", "https://", 1))
 				continue
 			}
 		} else if pat.IsPublicSuffixWildcard() {
-			c.warnf(op, "%q puts a wildcard directly on the public suffix %q: any site registered there matches", o, pat.Host)
+			c.warnf(op(), "%q puts a wildcard directly on the public suffix %q: any site registered there matches", o, pat.Host)
 		}
 		if pat.Wildcard {
 			if _, dup := seenPatterns[norm]; dup {
-				c.warnf(op, "origin %q is listed twice", norm)
+				c.warnf(op(), "origin %q is listed twice", norm)
 				continue
 			}
 			seenPatterns[norm] = struct{}{}
 			cp.wildcards.Add(pat)
 			out = append(out, norm)
-			cp.originList = append(cp.originList, norm)
 			continue
 		}
-		c.addOrigin(op, norm, cp, &out)
+		c.addOrigin(fp, i, norm, cp, &out)
 	}
 	return out
 }
 
-func (c *compiler) addOrigin(path, o string, cp *compiledPolicy, out *[]string) {
+// itemPath is the field path of item i of the list at path.
+func itemPath(path string, i int) string { return path + "[" + strconv.Itoa(i) + "]" }
+
+// addOrigin adds the exact origin o, item i of the list at path.
+func (c *compiler) addOrigin(path string, i int, o string, cp *compiledPolicy, out *[]string) {
 	if _, dup := cp.exactOrigins[o]; dup {
-		c.warnf(path, "origin %q is listed twice", o)
+		c.warnf(itemPath(path, i), "origin %q is listed twice", o)
 		return
 	}
 	cp.exactOrigins[o] = struct{}{}
-	cp.originList = append(cp.originList, o)
 	*out = append(*out, o)
 }
 

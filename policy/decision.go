@@ -121,16 +121,41 @@ func (d *Decision) Direct() bool { return d.Status != 0 && !d.ReportOnly }
 // be added to the upstream's response. A report-only decision has headers
 // too (they are what would have been sent), and the gateway must not send them.
 func (d *Decision) AppendHeaders(dst []Header) []Header {
-	if d.allowOrigin != "" {
-		dst = append(dst, Header{Name: HeaderAllowOrigin, Value: d.allowOrigin})
+	h := ResponseHeaders{d.allowOrigin, d.allowMethod, d.allowHeaders, d.fixed}
+	return h.Append(dst)
+}
+
+// ResponseHeaders are the headers of [Decision.AppendResponseHeaders] in
+// the form a front end can keep while the upstream answers (the Go
+// middleware keeps them per request): the few values taken from the
+// request, and the policy's list of the others, shared, not copied.
+type ResponseHeaders struct {
+	allowOrigin, allowMethod, allowHeaders string
+	fixed                                  []Header
+}
+
+// ResponseHeaders returns d's response headers: none for a report-only
+// decision.
+func (d *Decision) ResponseHeaders() ResponseHeaders {
+	if d.ReportOnly {
+		return ResponseHeaders{}
 	}
-	if d.allowMethod != "" {
-		dst = append(dst, Header{Name: HeaderAllowMethods, Value: d.allowMethod})
+	return ResponseHeaders{d.allowOrigin, d.allowMethod, d.allowHeaders, d.fixed}
+}
+
+// Append appends the headers to dst; with a dst of capacity MaxHeaders it
+// does not allocate.
+func (h *ResponseHeaders) Append(dst []Header) []Header {
+	if h.allowOrigin != "" {
+		dst = append(dst, Header{Name: HeaderAllowOrigin, Value: h.allowOrigin})
 	}
-	if d.allowHeaders != "" {
-		dst = append(dst, Header{Name: HeaderAllowHeaders, Value: d.allowHeaders})
+	if h.allowMethod != "" {
+		dst = append(dst, Header{Name: HeaderAllowMethods, Value: h.allowMethod})
 	}
-	return append(dst, d.fixed...)
+	if h.allowHeaders != "" {
+		dst = append(dst, Header{Name: HeaderAllowHeaders, Value: h.allowHeaders})
+	}
+	return append(dst, h.fixed...)
 }
 
 // AppendResponseHeaders appends the headers the gateway sends with the

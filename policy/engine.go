@@ -2,6 +2,7 @@ package policy
 
 import (
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/corsauthz/corsauthz/policy/internal/acrh"
@@ -18,7 +19,6 @@ type Engine struct {
 	routes        routeTable
 	hash          string
 	source        string
-	data          []byte // the file's content when loaded with Load; never modified
 	config        Config // the normalised configuration, for Explain and listing
 	warnings      []*FieldError
 	// policyAuthorizers maps a policy name to the authorizer it asks.
@@ -35,13 +35,17 @@ type compiledPolicy struct {
 	reportOnly bool
 	reject     bool
 
-	anyOrigin     bool
-	exactOrigins  map[string]struct{}
-	wildcards     origin.WildcardMatcher
-	originList    []string            // normalised allowed_origins, for Explain
-	wildcardSet   map[string]struct{} // the patterns of originList
-	byHost        map[string][]int32  // indexes of originList by hostKey and by siteKey,
-	bySite        map[string][]int32  // for Explain (see closestOrigin)
+	anyOrigin    bool
+	exactOrigins map[string]struct{}
+	wildcards    origin.WildcardMatcher
+	// originList is the normalised allowed_origins, for Explain: the
+	// same slice as the configuration's (Engine.config), not a copy.
+	originList []string
+	// explain holds what only Explain reads, built by its first call
+	// (see explainIndex): a configuration at the caps would otherwise
+	// keep megabytes of indexes no decision uses.
+	explainOnce   sync.Once
+	explain       *explainIndex
 	methods       []string
 	anyHeader     bool
 	headers       map[string]struct{} // lower case
@@ -87,13 +91,8 @@ func (e *Engine) Hash() string { return e.hash }
 // Source names where the configuration came from (a file name), if known.
 func (e *Engine) Source() string { return e.source }
 
-// Data is the configuration file's content the engine was loaded from by
-// [Load] or [LoadFile] (nil for [Compile]): what corsauthz hands to
-// gateways that compile the same configuration themselves. It is shared:
-// do not modify it.
-func (e *Engine) Data() []byte { return e.data }
-
-// Config returns a copy of the normalised configuration in force.
+// Config returns a copy of the normalised configuration in force. The
+// lists in it are the engine's own: read them, never modify them.
 func (e *Engine) Config() Config {
 	c := e.config
 	c.Policies = append([]Policy(nil), c.Policies...)

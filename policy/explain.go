@@ -228,6 +228,7 @@ func (p *compiledPolicy) matchingPattern(o string) string {
 	if i < 0 {
 		return ""
 	}
+	x := p.indexes()
 	scheme, hostPort := o[:i], o[i+3:]
 	host, port := hostPort, ""
 	if j := strings.LastIndexByte(hostPort, ':'); j >= 0 && !strings.Contains(hostPort[j:], "]") {
@@ -236,7 +237,7 @@ func (p *compiledPolicy) matchingPattern(o string) string {
 	for j := strings.IndexByte(host, '.'); j >= 0; {
 		domain := host[j+1:]
 		for _, cand := range [...]string{scheme + "://*." + domain + port, scheme + "://*." + domain} {
-			if _, ok := p.wildcardSet[cand]; ok && matchesPattern(cand, o) {
+			if _, ok := x.wildcardSet[cand]; ok && matchesPattern(cand, o) {
 				return cand
 			}
 		}
@@ -392,6 +393,7 @@ func shortDistance(a, b string) int {
 // for a request's host: those of the host itself and of its parent
 // domains, nearest first, then those of its site.
 func (p *compiledPolicy) closestCandidates(host string) []string {
+	x := p.indexes()
 	host = hostKey(host)
 	var out []string
 	seen := map[int32]bool{}
@@ -407,40 +409,53 @@ func (p *compiledPolicy) closestCandidates(host string) []string {
 		}
 	}
 	for h := host; h != ""; {
-		add(p.byHost[h])
+		add(x.byHost[h])
 		i := strings.IndexByte(h, '.')
 		if i < 0 {
 			break
 		}
 		h = h[i+1:]
 	}
-	add(p.bySite[siteKey(host)])
+	add(x.bySite[siteKey(host)])
 	return out
 }
 
-// indexOrigins fills p.wildcardSet and, for a policy with more allowed
-// origins than the closest-origin search compares, its indexes: by host
-// and by site, at most maxClosestCandidates origins under each key.
-func (p *compiledPolicy) indexOrigins() {
-	p.wildcardSet = map[string]struct{}{}
-	for _, o := range p.originList {
-		if strings.Contains(o, "*.") {
-			p.wildcardSet[o] = struct{}{}
+// explainIndex is what Explain looks allowed origins up in: the
+// wildcard patterns, and for a policy with more allowed origins than the
+// closest-origin search compares, the indexes of originList by host and by
+// site, at most maxClosestCandidates origins under each key.
+type explainIndex struct {
+	wildcardSet map[string]struct{}
+	byHost      map[string][]int32
+	bySite      map[string][]int32
+}
+
+// indexes returns p's explainIndex, building it on the first call: only
+// Explain needs it, and only for a rejected origin or a pattern's match,
+// so a configuration that is never explained never pays for it.
+func (p *compiledPolicy) indexes() *explainIndex {
+	p.explainOnce.Do(func() {
+		x := &explainIndex{wildcardSet: map[string]struct{}{}}
+		for _, o := range p.originList {
+			if strings.Contains(o, "*.") {
+				x.wildcardSet[o] = struct{}{}
+			}
 		}
-	}
-	if len(p.originList) <= maxClosestCandidates {
-		return
-	}
-	p.byHost, p.bySite = map[string][]int32{}, map[string][]int32{}
-	for i, o := range p.originList {
-		host := hostKey(splitOrigin(stripWildcard(o)).host)
-		if len(p.byHost[host]) < maxClosestCandidates {
-			p.byHost[host] = append(p.byHost[host], int32(i))
+		if len(p.originList) > maxClosestCandidates {
+			x.byHost, x.bySite = map[string][]int32{}, map[string][]int32{}
+			for i, o := range p.originList {
+				host := hostKey(splitOrigin(stripWildcard(o)).host)
+				if len(x.byHost[host]) < maxClosestCandidates {
+					x.byHost[host] = append(x.byHost[host], int32(i))
+				}
+				if site := siteKey(host); len(x.bySite[site]) < maxClosestCandidates {
+					x.bySite[site] = append(x.bySite[site], int32(i))
+				}
+			}
 		}
-		if site := siteKey(host); len(p.bySite[site]) < maxClosestCandidates {
-			p.bySite[site] = append(p.bySite[site], int32(i))
-		}
-	}
+		p.explain = x
+	})
+	return p.explain
 }
 
 // hostKey is how the indexes compare hosts: in lower case, without a

@@ -79,7 +79,6 @@ func LoadWithOptions(filename string, data []byte, opts LoadOptions) (*Engine, [
 	sum := sha256.Sum256(data)
 	e.hash = hex.EncodeToString(sum[:])
 	e.source = filename
-	e.data = slices.Clone(data) // the caller may reuse its buffer
 	return e, warnings, nil
 }
 
@@ -91,8 +90,13 @@ type position struct{ line, column int }
 type parser struct {
 	file string
 	pos  map[string]position
-	bad  []string // paths the parser reported problems for
-	errs []*FieldError
+	// lists holds the positions of the items of each list of strings,
+	// by the list's path: a configuration at the caps has 50,000
+	// origins, and a path string and map entry for each would cost
+	// more than the origins themselves.
+	lists map[string][]position
+	bad   []string // paths the parser reported problems for
+	errs  []*FieldError
 }
 
 func (p *parser) errorf(n *yaml.Node, path, format string, args ...any) {
@@ -109,7 +113,7 @@ func (p *parser) errorf(n *yaml.Node, path, format string, args ...any) {
 func (p *parser) locate(fe *FieldError) {
 	fe.File = p.file
 	for path := fe.Path; path != ""; path = parentPath(path) {
-		if at, ok := p.pos[path]; ok {
+		if at, ok := p.position(path); ok {
 			fe.Line, fe.Column = at.line, at.column
 			return
 		}
@@ -117,6 +121,27 @@ func (p *parser) locate(fe *FieldError) {
 	if at, ok := p.pos[""]; ok {
 		fe.Line, fe.Column = at.line, at.column
 	}
+}
+
+// position returns where the value at path was written.
+func (p *parser) position(path string) (position, bool) {
+	if at, ok := p.pos[path]; ok {
+		return at, true
+	}
+	// An item of a list of strings: "...allowed_origins[12]".
+	if !strings.HasSuffix(path, "]") {
+		return position{}, false
+	}
+	open := strings.LastIndexByte(path, '[')
+	if open < 0 {
+		return position{}, false
+	}
+	i, err := strconv.Atoi(path[open+1 : len(path)-1])
+	items := p.lists[path[:open]]
+	if err != nil || i < 0 || i >= len(items) {
+		return position{}, false
+	}
+	return items[i], true
 }
 
 func (p *parser) underBadField(path string) bool {
@@ -314,6 +339,14 @@ func (p *parser) policies(n *yaml.Node, path string, cfg *Config) {
 			p.starOriginsString(starOrigins, starPath, pol.AllowCredentials)
 		}
 		cfg.Policies = append(cfg.Policies, pol)
+		// The policy's nodes are read: let them go, so that a large
+		// file's node tree and its configuration are not both held at
+		// once (its strings live on in pol). Not from a list with an
+		// anchor, which an alias may make another field read again; an
+		// alias to the item itself keeps it.
+		if n.Anchor == "" {
+			n.Content[i] = nil
+		}
 	}
 }
 
@@ -397,7 +430,7 @@ func (p *parser) mapping(n *yaml.Node, path string, known []string, field func(k
 }
 
 func (p *parser) str(n *yaml.Node, path string) (string, bool) {
-	if n.Kind != yaml.ScalarNode || (n.Tag != "!!str" && !(n.Tag == "!!null" && n.Value == "null")) {
+	if !isStr(n) {
 		p.errorf(n, path, "must be a string, not %s", describe(n))
 		return "", false
 	}
@@ -417,16 +450,21 @@ func (p *parser) strList(n *yaml.Node, path string) []string {
 		return nil
 	}
 	out := make([]string, 0, len(n.Content))
+	at := make([]position, len(n.Content))
 	for i, item := range n.Content {
 		item = resolve(item)
-		ip := fmt.Sprintf("%s[%d]", path, i)
-		p.pos[ip] = position{item.Line, item.Column}
-		if s, ok := p.str(item, ip); ok {
-			out = append(out, s)
-		} else {
-			out = append(out, "") // keep indexes aligned with positions
+		at[i] = position{item.Line, item.Column}
+		if isStr(item) {
+			out = append(out, item.Value)
+			continue
 		}
+		p.str(item, itemPath(path, i)) // says what is wrong
+		out = append(out, "")          // keep indexes aligned with positions
 	}
+	if p.lists == nil {
+		p.lists = map[string][]position{}
+	}
+	p.lists[path] = at
 	return out
 }
 
@@ -454,6 +492,12 @@ func (p *parser) integer(n *yaml.Node, path string) int {
 		p.errorf(n, path, "must be a whole number, not %s", describe(n))
 	}
 	return v
+}
+
+// isStr reports whether n is a string: a string scalar, or the word null
+// (a policy may allow the origin "null" written unquoted).
+func isStr(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && (n.Tag == "!!str" || (n.Tag == "!!null" && n.Value == "null"))
 }
 
 // isString reports whether n is a YAML string.

@@ -198,6 +198,20 @@ func children(pid int) ([]int, error) {
 	return out, nil
 }
 
+// workers returns NGINX's worker processes, the children of its master
+// pid, waiting up to 5 s for the master to start them: it answers on its
+// port before it has forked every worker.
+func workers(pid int) ([]int, error) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		pids, err := children(pid)
+		if err == nil || time.Now().After(deadline) {
+			return pids, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // httpRun is one measurement.
 type httpRun struct {
 	rps     float64
@@ -511,7 +525,7 @@ func runHTTP(ctx context.Context, o options, stdout io.Writer, logf func(string,
 		}
 		defer p.Stop()
 		// CPU: NGINX's worker, the auth server, the API.
-		pids, err := children(p.Pid())
+		pids, err := workers(p.Pid())
 		if err != nil {
 			return err
 		}

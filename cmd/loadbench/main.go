@@ -70,6 +70,9 @@ type options struct {
 	variants                    variantFlag
 	kinds                       string
 	chain                       bool
+	// caps runs every corsauthz server with the configuration at the
+	// caps (capsConfig) and reports its peak RSS and load time (caps.go).
+	caps bool
 	// httpMode runs the HTTP authorization benchmarks (http.go) instead.
 	httpMode bool
 	http     httpOptions
@@ -132,6 +135,7 @@ func main() {
 	flag.BoolVar(&o.skipLoad, "skip-load", false, "skip the load measurements")
 	flag.StringVar(&o.kinds, "kinds", "preflight,actual,no-origin", "request sorts to run, comma-separated")
 	flag.Var(&o.variants, "variant", "also measure corsauthz with environment variables added: NAME=VAR=VALUE[,VAR=VALUE...] (repeatable)")
+	flag.BoolVar(&o.caps, "caps", false, "run every corsauthz server with a configuration at the caps (1,000 policies, 50,000 origins) and report peak RSS against the do-nothing server and the load time (caps.go)")
 	flag.BoolVar(&o.chain, "chain", true, "also measure a chained Check: corsauthz with the do-nothing server as the api policy's gRPC authorizer (chain.go)")
 	flag.Var(binFlag{&o.variants}, "variant-bin", "also measure another corsauthz binary, such as one built from an earlier commit: NAME=PATH (repeatable)")
 	flag.BoolVar(&o.httpMode, "http", false, "measure the HTTP authorization listener instead, directly and through NGINX (http.go)")
@@ -211,7 +215,11 @@ func runLoad(ctx context.Context, o options, stdout io.Writer, logf func(string,
 	}
 
 	configFile := filepath.Join(work, "config.yaml")
-	if err := os.WriteFile(configFile, []byte(benchConfig()), 0o644); err != nil {
+	config := benchConfig()
+	if o.caps {
+		config = capsConfig()
+	}
+	if err := os.WriteFile(configFile, []byte(config), 0o644); err != nil {
 		return err
 	}
 	protosetFile := filepath.Join(work, "authz.protoset")
@@ -279,10 +287,16 @@ func runLoad(ctx context.Context, o options, stdout io.Writer, logf func(string,
 	servers = append(servers, nothing)
 	if o.chain {
 		chainFile := filepath.Join(work, "chain.yaml")
-		if err := os.WriteFile(chainFile, []byte(chainConfig(nothingAddr)), 0o644); err != nil {
+		if err := os.WriteFile(chainFile, []byte(chainConfig(config, nothingAddr)), 0o644); err != nil {
 			return err
 		}
-		o.variants = append(o.variants, variant{name: chainedName, config: chainFile})
+		chained := []variant{{name: chainedName, config: chainFile}}
+		for _, v := range o.variants {
+			if v.bin != "" { // another binary: chained too, to compare in the same rounds
+				chained = append(chained, variant{name: v.name + chainedSuffix, bin: v.bin, config: chainFile})
+			}
+		}
+		o.variants = append(o.variants, chained...)
 	}
 	for i, v := range o.variants {
 		grpcAddr, err := freePort()
@@ -396,6 +410,11 @@ func runLoad(ctx context.Context, o options, stdout io.Writer, logf func(string,
 		res.hwmKiB[p.name] = hwm
 	}
 	res.write(stdout, o, ticks)
+	if o.caps {
+		if err := res.writeCaps(stdout, []byte(config)); err != nil { // caps.go
+			return err
+		}
+	}
 	if o.profileDir != "" {
 		fmt.Fprintf(stdout, "\nCPU profiles (written when the servers stop): `go tool pprof -top %s %s`\n",
 			filepath.Join(o.profileDir, "corsauthz.prof"), filepath.Join(o.profileDir, "nothing.prof"))

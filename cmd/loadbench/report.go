@@ -122,7 +122,7 @@ func (r *results) write(w io.Writer, o options, ticks int64) {
 		}
 	}
 	for _, cors := range r.servers {
-		if cors == ref || cors == chainedName { // the chain has a table and a target of its own
+		if cors == ref || isChained(cors) { // the chain has a table and a target of its own
 			continue
 		}
 		fmt.Fprintf(w, "\nRatios %s / do-nothing (targets: CPU per Check ≤ %.2f, p99 ≤ %.2f):\n\n", cors, targetCPURatio, targetP99Ratio)

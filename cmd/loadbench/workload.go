@@ -187,3 +187,51 @@ func protoset() *descriptorpb.FileDescriptorSet {
 	add(authv3.File_envoy_service_auth_v3_external_auth_proto)
 	return set
 }
+
+// The documented caps of a configuration (policy.MaxPolicies and
+// policy.MaxOrigins): capsConfig is benchConfig's api policy and as many
+// other policies, each with its own hosts and origins, as make 1,000
+// policies and 50,000 allowed origins (4,096 of them wildcard patterns).
+const (
+	capsPolicies = 1000
+	capsOrigins  = 50_000
+)
+
+// capsConfig returns the configuration at the caps. The requests of the
+// load decide under its api policy, as under benchConfig's.
+func capsConfig() string {
+	var b strings.Builder
+	bench := benchConfig()
+	// benchConfig's api policy, then the others.
+	api, _, _ := strings.Cut(bench, "  - name: svc1\n")
+	b.WriteString(strings.Replace(api, "# Written by cmd/loadbench.", "# Written by cmd/loadbench: a configuration at the caps.", 1))
+	rest := capsOrigins - numExactOrigins - numWildcards
+	others := capsPolicies - 1
+	for i := 1; i <= others; i++ {
+		n := rest / others
+		if i <= rest%others {
+			n++
+		}
+		fmt.Fprintf(&b, `  - name: svc%[1]d
+    match:
+      hosts: [svc%[1]d.example.com, "*.svc%[1]d.example.com"]
+      path_prefixes: [/v1/, /internal/%[1]d/]
+    allowed_origins:
+`, i)
+		for j := range n {
+			if j%10 == 9 {
+				fmt.Fprintf(&b, "      - https://*.customer%d.svc%d.example.net\n", j, i)
+			} else {
+				fmt.Fprintf(&b, "      - https://tenant%d.svc%d.example.org\n", j, i)
+			}
+		}
+		fmt.Fprintf(&b, `    allowed_methods: [GET, POST, DELETE]
+    allowed_headers: [Content-Type, X-Trace-Id]
+    exposed_headers: [ETag]
+    allow_credentials: %[1]t
+    max_age_seconds: %[2]d
+`, i%2 == 0, 60*(i%100+1))
+	}
+	b.WriteString("default_policy: svc1\n")
+	return b.String()
+}

@@ -26,6 +26,10 @@ type Env func(name string) (string, bool)
 type IO struct {
 	Stdout, Stderr io.Writer
 	Env            Env
+	// TuneRuntime lets serve set the garbage collector's target and soft
+	// memory limit (runtime.go): the corsauthz process does; tests, which
+	// run many commands in one process, do not.
+	TuneRuntime bool
 }
 
 const usage = `corsauthz: the CORS decision service for API gateways.

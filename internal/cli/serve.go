@@ -112,6 +112,11 @@ func runServe(ctx context.Context, args []string, io IO) int {
 	if *config == "" {
 		logger.Warn("no --config given: serving the built-in example configuration", "config", orExample(""))
 	}
+	var tuning *runtimeTuning // runtime.go
+	if io.TuneRuntime {
+		tuning = newRuntimeTuning(io.Env, os.ReadFile)
+	}
+	tuning.loading()
 	e, err := loadConfigOrStop(ctx, *config, *maxConfigBytes, io)
 	if errors.Is(err, context.Canceled) {
 		fmt.Fprintf(io.Stderr, "corsauthz serve: stopped while loading the configuration %s\n", orExample(*config))
@@ -174,9 +179,8 @@ func runServe(ctx context.Context, args []string, io IO) int {
 		fmt.Fprintf(io.Stderr, "corsauthz serve: %v%s\n", err, listenAdvice(err, listeners))
 		return 1
 	}
-	if limit := tuneGC(io.Env); limit > 0 { // runtime.go
-		logger.Info("GOMEMLIMIT: the Go runtime aims lower, keeping room for the binary's own memory",
-			"runtime_memory_limit_bytes", limit)
+	if limit, source := tuning.serving(); limit > 0 { // runtime.go
+		logger.Info("soft memory limit", "runtime_memory_limit_bytes", limit, "from", source)
 	}
 	stopProfile, err := startCPUProfile(*cpuProfile)
 	if err != nil {
@@ -185,7 +189,7 @@ func runServe(ctx context.Context, args []string, io IO) int {
 	}
 	defer stopProfile()
 	if *config != "" {
-		stopWatch := watchConfig(ctx, srv, *config, e.Hash(), *checkInterval, *maxConfigBytes, logger)
+		stopWatch := watchConfig(ctx, srv, *config, e.Hash(), *checkInterval, *maxConfigBytes, logger, tuning)
 		defer stopWatch()
 	}
 	if err := srv.Serve(ctx); err != nil {
@@ -249,7 +253,7 @@ func listenAdvice(err error, ls []listenerFlag) string {
 // watchConfig reloads the configuration file into srv when it changes and
 // on SIGHUP, until the returned function is called; that function returns
 // once the watch has stopped.
-func watchConfig(ctx context.Context, srv *server.Server, path, hash string, interval time.Duration, maxBytes int64, logger *slog.Logger) (stop func()) {
+func watchConfig(ctx context.Context, srv *server.Server, path, hash string, interval time.Duration, maxBytes int64, logger *slog.Logger, tuning *runtimeTuning) (stop func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	if interval == 0 {
@@ -272,7 +276,11 @@ func watchConfig(ctx context.Context, srv *server.Server, path, hash string, int
 			if c.Forced {
 				logger.Info("SIGHUP: reloading the configuration", "config", path)
 			}
+			tuning.loading()
 			_ = srv.Reload(ctx, path, c.Data) // logged and counted by Reload
+			if limit, source := tuning.serving(); limit > 0 {
+				logger.Debug("soft memory limit set", "limit_mib", limit>>20, "from", source)
+			}
 		})
 	})
 	logger.Info("watching the configuration file for changes; SIGHUP reloads it",
