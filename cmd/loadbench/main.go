@@ -34,6 +34,13 @@
 //	-variant-bin NAME=BIN also measure another corsauthz binary (such as one
 //	                      built from an earlier commit), in the same rounds
 //
+// With -caps every corsauthz server of the run (-variant and -variant-bin
+// ones too) serves a configuration at the documented caps (1,000 policies,
+// 50,000 allowed origins) instead, and the report adds their peak RSS and
+// RSS while serving against the do-nothing server's, and the time
+// policy.Load takes on the file (caps.go). With -chain (the default) each
+// -variant-bin binary is measured chained too.
+//
 // With -http it measures the HTTP authorization listener instead, directly
 // and through NGINX, with wrk (see http.go):
 //
