@@ -19,19 +19,18 @@ import (
 //     policies, 50,000 origins) passes through a YAML node tree several
 //     times its compiled size, and at the default target of 100 the heap
 //     grew to twice that peak before a collection.
-//   - While serving, the target is servingGCPercent.
-//   - With GOMEMLIMIT set (the Kubernetes example sets it to the
-//     container's limit), the Go runtime aims memoryLimitHeadroom lower
-//     (at most a quarter of it): the binary's own pages, which the
-//     runtime does not count, must fit under the container's limit too.
-//   - Without it, the soft memory limit is the memory the process uses
-//     once the configuration is loaded plus servingHeadroom. With a few
-//     MiB of live heap (a usual configuration) the target decides and the
-//     limit is never reached; with a configuration at the caps the limit
-//     keeps the heap from growing to three times the configuration, as
-//     the target alone let it. In a container whose cgroup (v2) sets
-//     memory.max, the limit is never above memory.max less
-//     memoryLimitHeadroom (at most a quarter), as for GOMEMLIMIT.
+//   - While serving, the target depends on the configuration's size
+//     (gcPercentFor): servingGCPercent for a usual one (a few MiB of live
+//     heap), lower for a large one, so that the heap grows by at most
+//     servingHeadroom between collections instead of three times the
+//     configuration.
+//   - The soft memory limit is GOMEMLIMIT's, when set (the Kubernetes
+//     example sets it to the container's limit), less memoryLimitHeadroom
+//     (at most a quarter): the binary's own pages, which the runtime does
+//     not count, must fit under the container's limit too. Without it, in
+//     a container whose cgroup (v2) sets memory.max, the same below
+//     memory.max; else none. go_gc_gomemlimit_bytes reports it, and the
+//     CorsauthzMemoryNearLimit alert compares the resident size to it.
 //
 // GOGC, when set, replaces both targets. Measured with cmd/loadbench -caps
 // (docs/performance.md).
@@ -44,6 +43,14 @@ const (
 	loadingGCPercent = 50
 	servingHeadroom  = 16 << 20
 )
+
+// gcPercentFor is the collector's target while serving with live bytes of
+// live heap: servingGCPercent, or less when that would let the heap grow
+// by more than servingHeadroom, never below loadingGCPercent.
+func gcPercentFor(live int64) int {
+	p := 100 * servingHeadroom / max(live, 1)
+	return int(min(servingGCPercent, max(loadingGCPercent, p)))
+}
 
 // memoryLimitHeadroom is the part of a memory limit (GOMEMLIMIT, or the
 // container's memory.max) that serve keeps for the memory the Go runtime
@@ -59,22 +66,30 @@ const memoryLimitHeadroom = 24 << 20
 type runtimeTuning struct {
 	gcPercentSet bool  // GOGC is set
 	limitSet     bool  // GOMEMLIMIT is set
-	ceiling      int64 // the highest soft limit: from the container, else none
+	container    int64 // the limit below the container's memory.max; 0: none
 }
 
 // newRuntimeTuning reads GOGC, GOMEMLIMIT and the container's memory.max
-// (readFile reads /proc and /sys). With GOMEMLIMIT set, it lowers the
-// runtime's limit by memoryLimitHeadroom at once.
+// (readFile reads /proc and /sys); it changes nothing yet.
 func newRuntimeTuning(env Env, readFile func(string) ([]byte, error)) *runtimeTuning {
-	t := &runtimeTuning{ceiling: math.MaxInt64}
+	t := &runtimeTuning{}
 	_, t.gcPercentSet = env("GOGC")
 	_, t.limitSet = env("GOMEMLIMIT")
-	if t.limitSet {
-		keepHeadroom()
-	} else if memMax, ok := containerMemoryMax(readFile); ok {
-		t.ceiling = belowLimit(memMax)
+	if memMax, ok := containerMemoryMax(readFile); ok && !t.limitSet {
+		t.container = belowLimit(memMax)
 	}
 	return t
+}
+
+// start sets the soft memory limit, once, before anything is loaded.
+func (t *runtimeTuning) start() {
+	switch {
+	case t == nil:
+	case t.limitSet:
+		keepHeadroom()
+	case t.container > 0:
+		debug.SetMemoryLimit(t.container)
+	}
 }
 
 // belowLimit is what the runtime aims at under a limit of limit bytes.
@@ -93,53 +108,36 @@ func keepHeadroom() int64 {
 
 // loading is called before a configuration is loaded.
 func (t *runtimeTuning) loading() {
-	if t == nil {
-		return
-	}
-	if !t.gcPercentSet {
+	if t != nil && !t.gcPercentSet {
 		debug.SetGCPercent(loadingGCPercent)
-	}
-	if !t.limitSet {
-		// The limit of the configuration before must not make the
-		// collector run without pause while a larger one loads.
-		debug.SetMemoryLimit(t.ceiling)
 	}
 }
 
 // serving is called once a configuration is in force; it returns the
-// runtime's soft memory limit (0: none) and where it comes from.
-func (t *runtimeTuning) serving() (limit int64, source string) {
+// collector's target and the soft memory limit (math.MaxInt64: none).
+func (t *runtimeTuning) serving() (gcPercent int, limit int64) {
 	if t == nil {
-		return 0, ""
-	}
-	if !t.gcPercentSet {
-		debug.SetGCPercent(servingGCPercent)
-	}
-	if t.limitSet {
-		return debug.SetMemoryLimit(-1), "GOMEMLIMIT"
+		return 0, 0
 	}
 	// What the loaded configuration holds, without the garbage of loading
 	// it, whose pages go back to the system: loading a file at the caps
 	// passes through three times the memory the configuration keeps.
 	debug.FreeOSMemory()
-	limit, source = memoryInUse()+servingHeadroom, "configuration"
-	if limit > t.ceiling {
-		limit, source = t.ceiling, "container"
+	if t.gcPercentSet {
+		gcPercent = debug.SetGCPercent(-1)
+		debug.SetGCPercent(gcPercent)
+	} else {
+		gcPercent = gcPercentFor(liveHeap())
+		debug.SetGCPercent(gcPercent)
 	}
-	debug.SetMemoryLimit(limit)
-	return limit, source
+	return gcPercent, debug.SetMemoryLimit(-1)
 }
 
-// memoryInUse is the memory the Go runtime holds, as the soft memory limit
-// counts it, less the heap pages that are free.
-func memoryInUse() int64 {
-	s := []metrics.Sample{
-		{Name: "/memory/classes/total:bytes"},
-		{Name: "/memory/classes/heap/released:bytes"},
-		{Name: "/memory/classes/heap/free:bytes"},
-	}
+// liveHeap is the heap the last collection found live.
+func liveHeap() int64 {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 	metrics.Read(s)
-	return int64(s[0].Value.Uint64() - s[1].Value.Uint64() - s[2].Value.Uint64())
+	return int64(s[0].Value.Uint64())
 }
 
 // containerMemoryMax returns the memory.max of the cgroup (v2) the process

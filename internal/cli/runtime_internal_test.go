@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"io/fs"
 	"math"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -18,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/corsauthz/corsauthz/policy"
 )
 
 // files is a readFile over a map: the /proc and /sys files a test gives.
@@ -57,7 +61,7 @@ func TestContainerMemoryMax(t *testing.T) {
 	}
 }
 
-func TestRuntimeTuningCeiling(t *testing.T) {
+func TestRuntimeTuningLimit(t *testing.T) {
 	t.Parallel()
 	env := func(set ...string) Env {
 		return func(name string) (string, bool) {
@@ -70,39 +74,61 @@ func TestRuntimeTuningCeiling(t *testing.T) {
 		}
 	}
 	for _, tc := range []struct {
-		desc        string
-		env         Env
-		memoryMax   string
-		wantCeiling int64
-		gcSet, lim  bool
+		desc          string
+		env           Env
+		memoryMax     string
+		wantContainer int64
+		gcSet, lim    bool
 	}{
-		{desc: "no container limit: no ceiling", env: env(), wantCeiling: math.MaxInt64},
-		{desc: "1 GiB: 24 MiB kept for what the Go runtime does not count (the binary's pages)", env: env(), memoryMax: "1073741824", wantCeiling: 1<<30 - 24<<20},
-		{desc: "the shipped pod's 128 Mi: 104 MiB, as with GOMEMLIMIT", env: env(), memoryMax: "134217728", wantCeiling: 104 << 20},
-		{desc: "64 Mi: a quarter kept", env: env(), memoryMax: "67108864", wantCeiling: 48 << 20},
-		{desc: "GOGC set: the targets are its", env: env("GOGC"), wantCeiling: math.MaxInt64, gcSet: true},
+		{desc: "no container limit: none", env: env()},
+		{desc: "1 GiB: 24 MiB kept for what the Go runtime does not count (the binary's pages)", env: env(), memoryMax: "1073741824", wantContainer: 1<<30 - 24<<20},
+		{desc: "the shipped pod's 128 Mi: 104 MiB, as with GOMEMLIMIT", env: env(), memoryMax: "134217728", wantContainer: 104 << 20},
+		{desc: "64 Mi: a quarter kept", env: env(), memoryMax: "67108864", wantContainer: 48 << 20},
+		{desc: "GOMEMLIMIT set: it decides, not the container", env: env("GOMEMLIMIT"), memoryMax: "67108864", lim: true},
+		{desc: "GOGC set: the targets are its", env: env("GOGC"), gcSet: true},
 	} {
 		fs := map[string]string{}
 		if tc.memoryMax != "" {
 			fs["/sys/fs/cgroup/memory.max"] = tc.memoryMax
 		}
 		rt := newRuntimeTuning(tc.env, files(fs))
-		if rt.ceiling != tc.wantCeiling || rt.gcPercentSet != tc.gcSet || rt.limitSet != tc.lim {
-			t.Errorf("%s: %+v; want ceiling %d, GOGC set %v, GOMEMLIMIT set %v", tc.desc, *rt, tc.wantCeiling, tc.gcSet, tc.lim)
+		if rt.container != tc.wantContainer || rt.gcPercentSet != tc.gcSet || rt.limitSet != tc.lim {
+			t.Errorf("%s: %+v; want container limit %d, GOGC set %v, GOMEMLIMIT set %v", tc.desc, *rt, tc.wantContainer, tc.gcSet, tc.lim)
 		}
 	}
 	var nilTuning *runtimeTuning
+	nilTuning.start()
 	nilTuning.loading()
-	if limit, _ := nilTuning.serving(); limit != 0 {
-		t.Errorf("a nil runtimeTuning set a limit of %d", limit)
+	if gc, limit := nilTuning.serving(); gc != 0 || limit != 0 {
+		t.Errorf("a nil runtimeTuning reported %d, %d", gc, limit)
+	}
+}
+
+func TestGCPercentFor(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		desc string
+		live int64
+		want int
+	}{
+		{desc: "nothing live", live: 0, want: servingGCPercent},
+		{desc: "a usual configuration, a few MiB", live: 3 << 20, want: servingGCPercent},
+		{desc: "8 MiB: 16 MiB of growth is 200%", live: 8 << 20, want: 200},
+		{desc: "12 MiB (1,000 policies, 50,000 origins, served)", live: 12 << 20, want: 133},
+		{desc: "32 MiB: 16 MiB of growth", live: 32 << 20, want: 50},
+		{desc: "1 GiB: never below the loading target", live: 1 << 30, want: loadingGCPercent},
+	} {
+		if got := gcPercentFor(tc.live); got != tc.want {
+			t.Errorf("%s: gcPercentFor(%d) = %d, want %d", tc.desc, tc.live, got, tc.want)
+		}
 	}
 }
 
 // TestServeMemoryPolicy runs serve in a child process, as the corsauthz
 // binary does (TuneRuntime), and reads the collector's settings from its
-// /metrics: GOGC 200 and a soft memory limit derived from the
-// configuration; GOGC as set, and GOMEMLIMIT less memoryLimitHeadroom, when
-// they are set.
+// /metrics: GOGC 200 for a small configuration and less for one at the
+// caps, the soft memory limit the container's (none outside one); GOGC as
+// set, and GOMEMLIMIT less memoryLimitHeadroom, when they are set.
 func TestServeMemoryPolicy(t *testing.T) {
 	if os.Getenv("CORSAUTHZ_TEST_SERVE_CHILD") == "1" {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
@@ -110,17 +136,29 @@ func TestServeMemoryPolicy(t *testing.T) {
 		os.Exit(Main(ctx, strings.Fields(os.Getenv("CORSAUTHZ_TEST_SERVE_ARGS")), IO{Stdout: os.Stdout, Stderr: os.Stderr, Env: os.LookupEnv, TuneRuntime: true}))
 	}
 	t.Parallel()
+	// Without GOMEMLIMIT, the limit is the container's, on this machine.
+	noLimit := float64(math.MaxInt64)
+	if memMax, ok := containerMemoryMax(os.ReadFile); ok {
+		noLimit = float64(belowLimit(memMax))
+	}
+	caps := filepath.Join(t.TempDir(), "caps.yaml")
+	if err := os.WriteFile(caps, []byte(capsConfig()), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
-		desc          string
-		env           []string
-		wantGOGC      float64
-		wantLimit     func(float64) bool
-		wantLimitText string
+		desc         string
+		config       string
+		env          []string
+		wantGOGC     func(float64) bool
+		wantGOGCText string
+		wantLimit    float64
 	}{
-		{desc: "defaults", wantGOGC: 200, wantLimitText: "between 16 MiB and 1 GiB (in use after loading, plus 16 MiB)",
-			wantLimit: func(v float64) bool { return v > servingHeadroom && v < 1<<30 }},
-		{desc: "GOGC and GOMEMLIMIT from the environment win (less the binary's headroom)", env: []string{"GOGC=150", "GOMEMLIMIT=300MiB"}, wantGOGC: 150, wantLimitText: "276 MiB",
-			wantLimit: func(v float64) bool { return v == 300<<20-24<<20 }},
+		{desc: "defaults, a small configuration", config: "testdata/valid.yaml", wantLimit: noLimit,
+			wantGOGC: func(v float64) bool { return v == servingGCPercent }, wantGOGCText: "200"},
+		{desc: "a configuration at the caps: a lower target", config: caps, wantLimit: noLimit,
+			wantGOGC: func(v float64) bool { return v >= loadingGCPercent && v < servingGCPercent }, wantGOGCText: "50 to 199"},
+		{desc: "GOGC and GOMEMLIMIT from the environment win (less the binary's headroom)", config: caps, env: []string{"GOGC=150", "GOMEMLIMIT=300MiB"},
+			wantGOGC: func(v float64) bool { return v == 150 }, wantGOGCText: "150", wantLimit: 300<<20 - 24<<20},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			t.Parallel()
@@ -132,7 +170,7 @@ func TestServeMemoryPolicy(t *testing.T) {
 			})
 			cmd.Env = append(cmd.Env, tc.env...)
 			cmd.Env = append(cmd.Env, "CORSAUTHZ_TEST_SERVE_CHILD=1",
-				"CORSAUTHZ_TEST_SERVE_ARGS=serve --config testdata/valid.yaml --grpc-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --admin-addr "+admin)
+				"CORSAUTHZ_TEST_SERVE_ARGS=serve --config "+tc.config+" --grpc-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --admin-addr "+admin)
 			var out bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &out, &out
 			if err := cmd.Start(); err != nil {
@@ -143,14 +181,28 @@ func TestServeMemoryPolicy(t *testing.T) {
 				_ = cmd.Wait()
 			}()
 			metrics := scrape(t, "http://"+admin+"/metrics", &out)
-			if got := metrics["go_gc_gogc_percent"]; got != tc.wantGOGC {
-				t.Errorf("go_gc_gogc_percent %v, want %v", got, tc.wantGOGC)
+			if got := metrics["go_gc_gogc_percent"]; !tc.wantGOGC(got) {
+				t.Errorf("go_gc_gogc_percent %v, want %s", got, tc.wantGOGCText)
 			}
-			if got := metrics["go_gc_gomemlimit_bytes"]; !tc.wantLimit(got) {
-				t.Errorf("go_gc_gomemlimit_bytes %v, want %s", got, tc.wantLimitText)
+			if got := metrics["go_gc_gomemlimit_bytes"]; got != tc.wantLimit {
+				t.Errorf("go_gc_gomemlimit_bytes %v, want %v", got, tc.wantLimit)
 			}
 		})
 	}
+}
+
+// capsConfig is a configuration at the documented caps: 1,000 policies,
+// 50,000 allowed origins.
+func capsConfig() string {
+	var b strings.Builder
+	b.WriteString("policies:\n")
+	for i := range policy.MaxPolicies {
+		fmt.Fprintf(&b, "  - name: p%d\n    match:\n      hosts: [p%d.example.com]\n    allowed_origins:\n", i, i)
+		for j := range policy.MaxOrigins / policy.MaxPolicies {
+			fmt.Fprintf(&b, "      - https://tenant%d.p%d.example.org\n", j, i)
+		}
+	}
+	return b.String()
 }
 
 func freeAddr(t *testing.T) string {

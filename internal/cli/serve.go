@@ -116,6 +116,7 @@ func runServe(ctx context.Context, args []string, io IO) int {
 	if io.TuneRuntime {
 		tuning = newRuntimeTuning(io.Env, os.ReadFile)
 	}
+	tuning.start()
 	tuning.loading()
 	e, err := loadConfigOrStop(ctx, *config, *maxConfigBytes, io)
 	if errors.Is(err, context.Canceled) {
@@ -179,8 +180,8 @@ func runServe(ctx context.Context, args []string, io IO) int {
 		fmt.Fprintf(io.Stderr, "corsauthz serve: %v%s\n", err, listenAdvice(err, listeners))
 		return 1
 	}
-	if limit, source := tuning.serving(); limit > 0 { // runtime.go
-		logger.Info("soft memory limit", "runtime_memory_limit_bytes", limit, "from", source)
+	if gcPercent, limit := tuning.serving(); gcPercent != 0 { // runtime.go
+		logger.Info("garbage collector", "gc_percent", gcPercent, "runtime_memory_limit_bytes", limit)
 	}
 	stopProfile, err := startCPUProfile(*cpuProfile)
 	if err != nil {
@@ -278,8 +279,8 @@ func watchConfig(ctx context.Context, srv *server.Server, path, hash string, int
 			}
 			tuning.loading()
 			_ = srv.Reload(ctx, path, c.Data) // logged and counted by Reload
-			if limit, source := tuning.serving(); limit > 0 {
-				logger.Debug("soft memory limit set", "limit_mib", limit>>20, "from", source)
+			if gcPercent, limit := tuning.serving(); gcPercent != 0 {
+				logger.Debug("garbage collector", "gc_percent", gcPercent, "runtime_memory_limit_bytes", limit)
 			}
 		})
 	})
