@@ -55,6 +55,9 @@ func (m *Middleware) serveLocal(w http.ResponseWriter, r *http.Request, next fun
 		return nil
 	}
 	cw := localWriter(w, &out)
+	if out.Decision.Policy == "" {
+		cw.noPolicy = m.noPolicyWarning(r)
+	}
 	if up := out.Upstream(); up != nil {
 		// A gRPC authorizer's ok_response holds its edits with their
 		// exact actions and query parameters; otherwise the outcome's

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/corsauthz/corsauthz/decision"
+	"github.com/corsauthz/corsauthz/internal/limits"
 	"github.com/corsauthz/corsauthz/policy"
 	corsauthzv1 "github.com/corsauthz/corsauthz/proto/gen/corsauthz/v1"
 	"github.com/corsauthz/corsauthz/xdsconfig"
@@ -101,8 +102,9 @@ type Middleware struct {
 	sub       *xdsconfig.Subscription           // local mode
 	core      *decision.Core                    // local mode
 
-	lastFailureLog atomic.Int64 // UnixNano; failures are logged at most once a second
-	failures       atomic.Int64 // since the last failure log line
+	lastFailureLog  atomic.Int64 // UnixNano; failures are logged at most once a second
+	lastNoPolicyLog atomic.Int64 // UnixNano; see noPolicyWarning
+	failures        atomic.Int64 // since the last failure log line
 }
 
 // ErrNoAddress is returned by New without an Address or a Conn.
@@ -352,13 +354,15 @@ func applyHeaders(h http.Header, headers []policy.Header, backing []string) []st
 // removeAccessControl deletes the Access-Control-* headers from h, as the
 // shipped Envoy route's response_headers_to_remove does to the upstream's,
 // and the trailers named so: set with http.TrailerPrefix, or declared in a
-// Trailer header. One pass over h, which is walked for every request.
-func removeAccessControl(h http.Header) {
+// Trailer header. One pass over h, which is walked for every request. It
+// reports whether there was any Access-Control-* header.
+func removeAccessControl(h http.Header) (removed bool) {
 	trailer := false
 	for name := range h {
 		switch {
 		case isAccessControl(name):
 			delete(h, name)
+			removed = true
 		case len(name) > len(http.TrailerPrefix) && name[0] == 'T':
 			if rest, ok := strings.CutPrefix(name, http.TrailerPrefix); ok && isAccessControl(rest) {
 				delete(h, name)
@@ -370,6 +374,7 @@ func removeAccessControl(h http.Header) {
 	if trailer {
 		removeAccessControlTrailers(h)
 	}
+	return removed
 }
 
 // isAccessControl reports whether name is an Access-Control-* header name,
@@ -380,3 +385,21 @@ func isAccessControl(name string) bool {
 }
 
 const accessControlPrefix = "Access-Control-"
+
+// noPolicyWarning returns, for a request no policy selected, the warning
+// the writer gives when it removes the handler's own Access-Control-*
+// headers (one CORS answer only: corsauthz's, here none): at most once a
+// minute, naming the host and path, so that a host missing from
+// corsauthz's configuration shows in the gateway's log.
+func (m *Middleware) noPolicyWarning(r *http.Request) func() {
+	return func() {
+		now := time.Now().UnixNano()
+		last := m.lastNoPolicyLog.Load()
+		if now-last < int64(time.Minute) || !m.lastNoPolicyLog.CompareAndSwap(last, now) {
+			return
+		}
+		m.logger.LogAttrs(r.Context(), slog.LevelWarn,
+			"no corsauthz policy selects this request: the handler's own Access-Control-* headers were removed; add a policy (or default_policy) for this host and path to corsauthz's configuration",
+			slog.String("host", limits.Cut(r.Host)), slog.String("path", limits.Cut(requestPath(r))))
+	}
+}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -221,3 +223,59 @@ func TestServeReturnsNextError(t *testing.T) {
 		t.Errorf("Serve = %v, want next's error", got)
 	}
 }
+
+// TestNoPolicyIsNotSilent: on a request no policy selects, the handler's
+// own Access-Control-* headers are removed (one CORS answer: corsauthz's,
+// here none) and the gateway's log says so, once, naming the host.
+func TestNoPolicyIsNotSilent(t *testing.T) {
+	t.Parallel()
+	e, _, err := policy.Load("nodefault.yaml", []byte("policies:\n  - name: api\n    match: {hosts: [api.example.com]}\n    allowed_origins: [https://app.example.com]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(policy.NewHolder(e), server.Options{GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Registry: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = srv.Serve(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	for _, mode := range []middleware.Mode{middleware.ModeLocal, middleware.ModeRemote} {
+		var logs strings.Builder
+		var mu sync.Mutex
+		logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return logs.Write(p)
+		}), nil))
+		m, err := middleware.New(context.Background(), middleware.Options{Address: srv.GRPCAddr().String(), Mode: mode, Logger: logger, Registerer: prometheus.NewRegistry()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		h := m.Wrap(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Access-Control-Allow-Origin", "*")
+			fmt.Fprint(w, "hello")
+		}))
+		for range 3 {
+			r := httptest.NewRequest(http.MethodGet, "http://other.example.com/x", nil)
+			r.Header.Set("Origin", "https://app.example.com")
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, r)
+			if rec.Header().Get("Access-Control-Allow-Origin") != "" || rec.Body.String() != "hello" {
+				t.Errorf("%s mode: %d %v %q, want the handler's answer without its Access-Control-*", mode, rec.Code, rec.Header(), rec.Body)
+			}
+		}
+		mu.Lock()
+		got := logs.String()
+		mu.Unlock()
+		if n := strings.Count(got, "no corsauthz policy selects this request"); n != 1 || !strings.Contains(got, "host=other.example.com") {
+			t.Errorf("%s mode: %d warnings, want 1 naming the host:\n%s", mode, n, got)
+		}
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

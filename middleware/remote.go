@@ -52,6 +52,9 @@ func (m *Middleware) serveRemote(w http.ResponseWriter, r *http.Request, next fu
 			return m.serveChecked(ctx, w, r, next)
 		}
 		cw := &corsWriter{ResponseWriter: w, extra: decideHeaders(resp)}
+		if resp.GetPolicy() == "" {
+			cw.noPolicy = m.noPolicyWarning(r)
+		}
 		return cw.serve(r, next)
 	default:
 		m.failClosed(w, r, fmt.Errorf("Decide answered an action this middleware does not know (%v)", resp.GetAction()))

@@ -32,9 +32,13 @@ type corsWriter struct {
 	// extra are headers applied first: in remote mode the ones Decide or
 	// Check gave (and then the only ones), in local mode a gRPC
 	// authorizer's response headers.
-	extra   []policy.Header
-	written bool
-	values  [4]string // backing for the values set (see applyHeaders)
+	extra []policy.Header
+	// noPolicy, set for a request no policy selected, warns (rate-limited)
+	// when the handler's own Access-Control-* headers are removed, so
+	// that a host missing from corsauthz's configuration is not silent.
+	noPolicy func()
+	written  bool
+	values   [4]string // backing for the values set (see applyHeaders)
 }
 
 // localWriter is the corsWriter of out, a Pass.
@@ -66,7 +70,9 @@ func (cw *corsWriter) finish() {
 	}
 	cw.written = true
 	h := cw.ResponseWriter.Header()
-	removeAccessControl(h)
+	if removeAccessControl(h) && cw.noPolicy != nil {
+		cw.noPolicy()
+	}
 	values := applyHeaders(h, cw.extra, cw.values[:0])
 	var buf [policy.MaxHeaders]policy.Header
 	headers := buf[:0]

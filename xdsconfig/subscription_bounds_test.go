@@ -204,11 +204,12 @@ func TestVersionChurnBounded(t *testing.T) {
 	t.Logf("%s of churn: %v compiles in %.2f s, %v waits for the budget; process CPU %s (server and client)", elapsed.Round(time.Millisecond), compiles, compiled, waits, cpu.Round(time.Millisecond))
 	// Over the subscription's life, the first compile included; the last
 	// compile may overdraw the budget by its own time, which on a loaded
-	// machine can be a few times the mean. Without the budget the client
-	// compiles for most of the churn.
+	// machine can be a few times the mean, and the budget's timer may fire
+	// late there: half as much again is allowed. Without the budget the
+	// client compiles for most of the churn, several times this limit.
 	life := time.Since(born)
 	perCompile := compiled / compiles
-	if limit := (burst + time.Duration(share*float64(life))).Seconds() + 3*perCompile; compiled > limit {
+	if limit := 1.5 * ((burst + time.Duration(share*float64(life))).Seconds() + 3*perCompile); compiled > limit {
 		t.Errorf("%.2f s compiling in the subscription's %s, more than the budget's %.2f s", compiled, life, limit)
 	}
 	if waits == 0 {
