@@ -7,13 +7,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -86,9 +81,10 @@ default_policy: api
 	for _, mode := range []string{"local", "remote"} {
 		t.Run(mode, func(t *testing.T) {
 			port := freePort(t)
-			caddy := runCaddyfile(t, bin, port, fmt.Sprintf(
+			caddy := runCaddy(t, bin, port, fmt.Sprintf(
 				"{\n\tadmin off\n\tauto_https off\n\tpersist_config off\n}\n\nhttp://:%s {\n\tbind 127.0.0.1\n\tcorsauthz {\n\t\taddress %s\n\t\tmode %s\n\t}\n\treverse_proxy %s\n}\n",
-				port, srv.GRPCAddr(), mode, up.Host))
+				port, srv.GRPCAddr(), mode, up.Host),
+				func(int) bool { return true }) // any answer: the configuration is loaded
 
 			mu.Lock()
 			askedBefore, seenBefore := asked, len(seen)
@@ -169,51 +165,4 @@ func serveUntilCleanup(t *testing.T, srv *server.Server) {
 			t.Errorf("corsauthz Serve: %v", err)
 		}
 	})
-}
-
-// runCaddyfile runs Caddy with cfg, which listens on 127.0.0.1:port, until
-// the test ends, and returns its URL once it accepts connections.
-func runCaddyfile(t *testing.T, bin, port, cfg string) *url.URL {
-	t.Helper()
-	dir := t.TempDir()
-	file := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "run", "--config", file, "--adapter", "caddyfile")
-	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
-	cmd.Stdout, cmd.Stderr = t.Output(), t.Output()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start Caddy: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	})
-	u := &url.URL{Scheme: "http", Host: "127.0.0.1:" + port}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		select {
-		case err := <-exited:
-			t.Fatalf("Caddy exited: %v\nCaddyfile:\n%s", err, cfg)
-		default:
-		}
-		resp, err := http.Get(u.String() + "/")
-		if err == nil {
-			resp.Body.Close()
-			return u
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Caddy not answering 30s after start (last: %v)", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

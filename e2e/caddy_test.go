@@ -108,14 +108,22 @@ func caddyRoutes(t *testing.T) []route {
 
 // startCaddy runs the Caddy binary with the test's Caddyfile (routes, to
 // s's upstream and corsauthz) until the test ends, and returns its URL
-// once it answers.
+// once its catch-all answers 404.
 func startCaddy(t *testing.T, bin string, s *stack, routes []route) *url.URL {
 	t.Helper()
-	dir := t.TempDir()
 	port := freePort(t)
 	// Caddy listens on 127.0.0.1 but serves every Host: the browser calls
 	// api.corsauthz.localhost through the recorder.
 	cfg := caddyfile(port, s.corsauthz.GRPCAddr().String(), s.upstream, routes)
+	return runCaddy(t, bin, port, cfg, func(status int) bool { return status == http.StatusNotFound })
+}
+
+// runCaddy runs the Caddy binary with cfg, which listens on
+// 127.0.0.1:port, until the test ends, and returns its URL once a GET of
+// /no-route gets a status ready accepts.
+func runCaddy(t *testing.T, bin, port, cfg string, ready func(status int) bool) *url.URL {
+	t.Helper()
+	dir := t.TempDir()
 	file := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -149,7 +157,7 @@ func startCaddy(t *testing.T, bin string, s *stack, routes []route) *url.URL {
 		resp, err := http.Get(u.String() + "/no-route")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusNotFound {
+			if ready(resp.StatusCode) {
 				return u
 			}
 		}

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/corsauthz/corsauthz/internal/childproc"
 	"github.com/corsauthz/corsauthz/internal/tracing"
 	"github.com/corsauthz/corsauthz/policy"
 	"github.com/corsauthz/corsauthz/server"
@@ -98,8 +99,7 @@ func TestTracesReachJaeger(t *testing.T) {
 	// Jaeger's own components trace themselves to localhost:4317 unless told not to.
 	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none", "OTEL_SDK_DISABLED=true")
 	cmd.Stdout, cmd.Stderr = t.Output(), t.Output()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	if err := childproc.Start(t, cmd); err != nil {
 		t.Fatalf("start Jaeger: %v", err)
 	}
 	exited := make(chan error, 1)
