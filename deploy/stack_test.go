@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -146,10 +147,13 @@ func (b *syncBuffer) String() string {
 func startStack(t *testing.T, opts stackOptions) *stack {
 	t.Helper()
 	s := &stack{
-		dir:         t.TempDir(),
-		grpcAddr:    freeAddr(t),
-		adminAddr:   freeAddr(t),
-		httpAddr:    freeAddr(t),
+		dir: t.TempDir(),
+		// Port 0 everywhere: the kernel picks, and startCorsauthz reads the
+		// addresses from the "serving" line. A port found free and closed again
+		// can be taken by another package's test before corsauthz binds it.
+		grpcAddr:    "127.0.0.1:0",
+		adminAddr:   "127.0.0.1:0",
+		httpAddr:    "127.0.0.1:0",
 		authorizer:  &stackAuthorizer{},
 		out:         &syncBuffer{},
 		httpBase:    "http://",
@@ -262,6 +266,16 @@ func (s *stack) startCorsauthz(t *testing.T, args []string) {
 		}
 	})
 	deadline := time.Now().Add(20 * time.Second)
+	for !s.readServingAddrs() {
+		select {
+		case <-exited:
+			t.Fatalf("corsauthz exited before it was serving:\n%s", s.out)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("corsauthz logged no \"serving\" line in 20 s:\n%s", s.out)
+		}
+	}
 	for {
 		resp, err := http.Get("http://" + s.adminAddr + "/readyz")
 		if err == nil {
@@ -279,6 +293,21 @@ func (s *stack) startCorsauthz(t *testing.T, args []string) {
 			t.Fatalf("corsauthz not ready after 20 s:\n%s", s.out)
 		}
 	}
+}
+
+// servingLine is the text log's "serving" record, which names the addresses
+// the listeners were bound to.
+var servingLine = regexp.MustCompile(`msg=serving grpc_addr=(\S+) admin_addr=(\S+) http_addr=(\S+)`)
+
+// readServingAddrs sets the stack's addresses from corsauthz's "serving" line,
+// and reports whether that line has been logged yet.
+func (s *stack) readServingAddrs() bool {
+	m := servingLine.FindStringSubmatch(s.out.String())
+	if m == nil {
+		return false
+	}
+	s.grpcAddr, s.adminAddr, s.httpAddr = m[1], m[2], m[3]
+	return true
 }
 
 // writeConfig replaces the configuration file the way the kubelet and
