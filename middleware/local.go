@@ -50,24 +50,34 @@ func (m *Middleware) serveLocal(w http.ResponseWriter, r *http.Request, next fun
 		m.failClosed(w, r, err)
 		return nil
 	case decision.Respond:
+		if out.Plain() { // a preflight, or a rejection in reject mode
+			h := w.Header()
+			removeAccessControl(h) // headers an outer handler set: one answer only
+			cors := out.Decision.ResponseHeaders()
+			setCORS(h, &cors, r.Header)
+			w.WriteHeader(out.Status)
+			return nil
+		}
 		var buf [policy.MaxHeaders]policy.Header
 		respond(w, out.Status, out.AppendHeaders(buf[:0]), out.Body)
 		return nil
 	}
-	cw := localWriter(w, &out)
-	if out.Decision.Policy == "" {
-		cw.noPolicy = m.noPolicyWarning(r)
-	}
+	var extra []policy.Header
 	if up := out.Upstream(); up != nil {
 		// A gRPC authorizer's ok_response holds its edits with their
 		// exact actions and query parameters; otherwise the outcome's
 		// lists (an HTTP authorizer's upstream headers).
 		if up.OK != nil {
 			r = upstreamRequest(r, nil, nil, up.OK)
-			cw.extra = responseHeaders(up.OK.GetResponseHeadersToAdd())
+			extra = responseHeaders(up.OK.GetResponseHeadersToAdd())
 		} else {
 			r = upstreamRequest(r, up.RequestHeaders, up.RemoveRequestHeaders, nil)
 		}
+	}
+	cw := localWriter(w, r, &out)
+	cw.st.extra = extra
+	if out.Decision.Policy == "" {
+		cw.st.noPolicy = m
 	}
 	return cw.serve(r, next)
 }

@@ -34,7 +34,13 @@ default_policy: api
 // or stop is called.
 func startCorsauthz(tb testing.TB, addr string) (grpcAddr string, stop func()) {
 	tb.Helper()
-	e, _, err := policy.Load("test.yaml", []byte(testConfig))
+	return startCorsauthzWith(tb, addr, testConfig)
+}
+
+// startCorsauthzWith is startCorsauthz serving config.
+func startCorsauthzWith(tb testing.TB, addr, config string) (grpcAddr string, stop func()) {
+	tb.Helper()
+	e, _, err := policy.Load("test.yaml", []byte(config))
 	if err != nil {
 		tb.Fatal(err)
 	}
