@@ -94,7 +94,7 @@ func isDescribing(name string) bool {
 //     authorizer's denial or failure with the CORS headers merged in), to
 //     be sent to the browser as it is.
 //   - a failure: 503 with a one-line body saying why.
-func writeOutcome(w http.ResponseWriter, out *decision.Outcome) {
+func writeOutcome(w http.ResponseWriter, r *http.Request, out *decision.Outcome) {
 	h := w.Header()
 	var buf [policy.MaxHeaders]policy.Header
 	switch out.Action {
@@ -117,7 +117,9 @@ func writeOutcome(w http.ResponseWriter, out *decision.Outcome) {
 		if up := out.Upstream(); up != nil {
 			// The request's edits, never the response's (a gRPC
 			// ok_response's response headers have no place here).
-			headers = append(headers, up.RequestHeaders...)
+			// A gRPC authorizer's conditional edits read against the
+			// headers this request was sent with.
+			headers = append(headers, up.RequestHeadersFor(func(name string) bool { return len(r.Header.Values(name)) > 0 })...)
 			remove = up.RemoveRequestHeaders
 		}
 		setOneLineEach(h, headers)

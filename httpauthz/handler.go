@@ -86,7 +86,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ctx = tracing.FromHeader(ctx, r.Header) // traceparent from the gateway
 	}
 	out := h.core.Decide(ctx, decision.FrontEndHTTP, &req, &httpSource{r: r, req: &req})
-	writeOutcome(w, &out)
+	writeOutcome(w, r, &out)
 }
 
 func (h *Handler) isHealthProbe(r *http.Request) bool {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/corsauthz/corsauthz/authorizer"
 	"github.com/corsauthz/corsauthz/decision"
+	"github.com/corsauthz/corsauthz/internal/envoyheaders"
 	"github.com/corsauthz/corsauthz/internal/tracing"
 	"github.com/corsauthz/corsauthz/policy"
 	"github.com/corsauthz/corsauthz/xdsconfig"
@@ -127,14 +128,7 @@ func upstreamRequest(r *http.Request, set []policy.Header, remove []string, ok *
 	if ok == nil {
 		return r2
 	}
-	for _, o := range ok.GetHeaders() {
-		name, value := o.GetHeader().GetKey(), headerOptionValue(o.GetHeader())
-		if appends(o) {
-			h.Add(name, value)
-		} else {
-			h.Set(name, value)
-		}
-	}
+	envoyheaders.Apply(h, ok.GetHeaders())
 	for _, name := range ok.GetHeadersToRemove() {
 		h.Del(name)
 	}
