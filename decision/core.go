@@ -149,8 +149,7 @@ func (c *Core) decideRequest(ctx context.Context, fe FrontEnd, r *policy.Request
 		return
 	}
 	d := &out.Decision
-	var err error
-	if *d, err = e.Decide(r); err != nil {
+	if err := e.DecideInto(r, d); err != nil {
 		*out = Outcome{Action: Fail, Failure: c.mismatch(ctx, fe, e, err, start)}
 		return
 	}

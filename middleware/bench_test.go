@@ -134,6 +134,7 @@ func BenchmarkMiddleware(b *testing.B) {
 		for _, hd := range handlers {
 			b.Run(rq.name+"/"+hd.name, func(b *testing.B) {
 				r := httptest.NewRequest(rq.method, "http://api.example.com/v1/orders", nil)
+				r.RequestURI = "/v1/orders" // origin-form, as net/http's server reads a request line
 				r.Header = rq.header
 				w := &discardWriter{h: http.Header{}}
 				hd.h.ServeHTTP(w, r)

@@ -169,11 +169,13 @@ func setCORS(h http.Header, cors *policy.ResponseHeaders, req http.Header) {
 	}
 	headers, values := cors.Fixed()
 	for i, hd := range headers {
-		if old := h[hd.Name]; hd.Append && len(old) > 0 {
-			h[hd.Name] = append(old, hd.Value)
-		} else {
-			h[hd.Name] = values[i]
+		if hd.Append {
+			if old := h[hd.Name]; len(old) > 0 {
+				h[hd.Name] = append(old, hd.Value)
+				continue
+			}
 		}
+		h[hd.Name] = values[i]
 	}
 }
 

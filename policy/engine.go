@@ -121,50 +121,55 @@ const (
 // Decide returns the CORS decision for r. The only error is a request that
 // names a policy the configuration does not have ([ErrUnknownPolicy]); every
 // other outcome, rejections included, is a Decision.
-func (e *Engine) Decide(r *Request) (Decision, error) {
+func (e *Engine) Decide(r *Request) (d Decision, err error) {
+	err = e.DecideInto(r, &d)
+	return d, err
+}
+
+// DecideInto is Decide writing the decision into d, which it overwrites
+// (on an error, with the zero Decision). A Decision is a few hundred
+// bytes: a front end deciding into its own outcome copies none.
+func (e *Engine) DecideInto(r *Request, d *Decision) error {
+	*d = Decision{}
 	sel, err := e.selectPolicy(r)
 	if err != nil {
-		return Decision{}, err
+		return err
 	}
 	p := sel.policy
-	if !r.isCORS() {
-		if p == nil {
-			return Decision{Kind: KindNotCORS, Reason: ReasonNoOrigin}, nil
-		}
-		d := p.noOriginDecision(sel.names != "")
-		d.Group = sel.names
-		return d, nil
-	}
-	if p == nil {
-		return Decision{Kind: KindNotCORS, Reason: ReasonNoPolicy}, nil
-	}
-	var d Decision
-	if r.isPreflight() {
-		d = p.preflight(r)
-	} else {
-		d = p.actual(r, sel.names != "")
+	switch {
+	case !r.isCORS() && p == nil:
+		d.Kind, d.Reason = KindNotCORS, ReasonNoOrigin
+		return nil
+	case !r.isCORS():
+		p.noOriginDecision(d, sel.names != "")
+	case p == nil:
+		d.Kind, d.Reason = KindNotCORS, ReasonNoPolicy
+		return nil
+	case r.isPreflight():
+		p.preflight(d, r)
+	default:
+		p.actual(d, r, sel.names != "")
 	}
 	d.Group = sel.names
-	return d, nil
+	return nil
 }
 
 // noOriginDecision is the decision for a request without Origin under p:
 // it goes on, and its response gets what a cache needs to know (see
 // buildHeaders). A report-only policy's decision has the headers too, as
-// what would have been sent.
-func (p *compiledPolicy) noOriginDecision(grouped bool) Decision {
-	d := Decision{Kind: KindNotCORS, Reason: ReasonNoOrigin, Policy: p.name, ReportOnly: p.reportOnly, fixed: p.noOrigin}
+// what would have been sent. d is zero, as are the others'.
+func (p *compiledPolicy) noOriginDecision(d *Decision, grouped bool) {
+	d.Kind, d.Reason, d.Policy, d.ReportOnly, d.fixed = KindNotCORS, ReasonNoOrigin, p.name, p.reportOnly, p.noOrigin
 	if grouped {
 		d.fixed = p.noOriginGrouped
 	}
 	if p.anyOrigin {
 		d.allowOrigin = "*"
 	}
-	return d
 }
 
-func (p *compiledPolicy) actual(r *Request, grouped bool) Decision {
-	d := Decision{Policy: p.name, ReportOnly: p.reportOnly}
+func (p *compiledPolicy) actual(d *Decision, r *Request, grouped bool) {
+	d.Policy, d.ReportOnly = p.name, p.reportOnly
 	allowed, reason := p.matchOrigin(r.Origin)
 	d.Reason = reason
 	if !allowed {
@@ -173,7 +178,7 @@ func (p *compiledPolicy) actual(r *Request, grouped bool) Decision {
 		if p.reject {
 			d.Status = 403
 		}
-		return d
+		return
 	}
 	d.Kind = KindActualAllowed
 	d.allowOrigin = p.allowOriginValue(r.Origin)
@@ -181,28 +186,27 @@ func (p *compiledPolicy) actual(r *Request, grouped bool) Decision {
 	if grouped {
 		d.fixed = p.actualAllowedGrouped
 	}
-	return d
 }
 
-func (p *compiledPolicy) preflight(r *Request) Decision {
-	d := Decision{Kind: KindPreflightRejected, Status: 403, Policy: p.name, ReportOnly: p.reportOnly, fixed: p.preflightRejected}
+func (p *compiledPolicy) preflight(d *Decision, r *Request) {
+	d.Kind, d.Status, d.Policy, d.ReportOnly, d.fixed = KindPreflightRejected, 403, p.name, p.reportOnly, p.preflightRejected
 	allowed, reason := p.matchOrigin(r.Origin)
 	d.Reason = reason
 	if !allowed {
-		return d
+		return
 	}
 	if !httpsyntax.IsToken(r.RequestMethod) {
 		d.Reason, d.Detail = ReasonMethodInvalid, r.RequestMethod
-		return d
+		return
 	}
 	if !p.allowsMethod(r.RequestMethod) {
 		d.Reason, d.Detail = ReasonMethodNotAllowed, r.RequestMethod
-		return d
+		return
 	}
 	n, reason, bad := p.checkRequestHeaders(r.RequestHeaders)
 	if n < 0 {
 		d.Reason, d.Detail = reason, bad
-		return d
+		return
 	}
 	d.Kind, d.Status = KindPreflightAllowed, 204
 	d.allowOrigin = p.allowOriginValue(r.Origin)
@@ -216,7 +220,6 @@ func (p *compiledPolicy) preflight(r *Request) Decision {
 	if p.allowPrivNet && r.RequestPrivateNetwork == "true" {
 		d.fixed = p.preflightPrivNet
 	}
-	return d
 }
 
 func (p *compiledPolicy) allowOriginValue(o string) string {
