@@ -167,8 +167,13 @@ func setCORS(h http.Header, cors *policy.ResponseHeaders, req http.Header) {
 	if v := cors.AllowHeaders(); v != "" {
 		h[policy.HeaderAllowHeaders] = echo(v, req[policy.HeaderRequestHeaders])
 	}
-	headers, values := cors.Fixed()
-	for i, hd := range headers {
+	setFixed(h, cors.Fixed())
+}
+
+// setFixed puts a policy's fixed headers in h, with their shared values.
+func setFixed(h http.Header, l *policy.HeaderList) {
+	values := l.Values()
+	for i, hd := range l.Headers() {
 		if hd.Append {
 			if old := h[hd.Name]; len(old) > 0 {
 				h[hd.Name] = append(old, hd.Value)

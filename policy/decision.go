@@ -108,19 +108,37 @@ type Decision struct {
 	allowOrigin  string
 	allowMethod  string
 	allowHeaders string
-	fixed        *headerList
+	fixed        *HeaderList
 }
 
-// headerList is one of a policy's fixed lists of response headers, with
-// each value also as a one-element slice, ready for an http.Header (see
-// [ResponseHeaders.Fixed]).
-type headerList struct {
+// HeaderList is one of a policy's fixed lists of response headers, with
+// each value also as a slice of one string, capacity one, shared by every
+// decision of the policy. A front end that writes an http.Header puts the
+// slices in as they are, without an allocation per response (an append to
+// one copies it); it must never write into them.
+type HeaderList struct {
 	headers []Header
 	values  [][]string
 }
 
-func newHeaderList(headers []Header) *headerList {
-	l := &headerList{headers: headers, values: make([][]string, len(headers))}
+// Headers are the list's headers.
+func (l *HeaderList) Headers() []Header {
+	if l == nil {
+		return nil
+	}
+	return l.headers
+}
+
+// Values are the headers' values, each a slice of one string, in order.
+func (l *HeaderList) Values() [][]string {
+	if l == nil {
+		return nil
+	}
+	return l.values
+}
+
+func newHeaderList(headers []Header) *HeaderList {
+	l := &HeaderList{headers: headers, values: make([][]string, len(headers))}
 	for i, h := range headers {
 		if v, ok := commonValues[h.Value]; ok {
 			l.values[i] = v
@@ -138,12 +156,7 @@ var commonValues = map[string][]string{
 	varyPreflight: {varyPreflight},
 }
 
-func (l *headerList) list() []Header {
-	if l == nil {
-		return nil
-	}
-	return l.headers
-}
+
 
 // Direct reports whether the gateway must answer the request itself with
 // Status instead of passing it on.
@@ -165,7 +178,7 @@ func (d *Decision) AppendHeaders(dst []Header) []Header {
 // request, and the policy's list of the others, shared, not copied.
 type ResponseHeaders struct {
 	allowOrigin, allowMethod, allowHeaders string
-	fixed                                  *headerList
+	fixed                                  *HeaderList
 }
 
 // ResponseHeaders returns d's response headers: none for a report-only
@@ -189,7 +202,7 @@ func (h *ResponseHeaders) Append(dst []Header) []Header {
 	if h.allowHeaders != "" {
 		dst = append(dst, Header{Name: HeaderAllowHeaders, Value: h.allowHeaders})
 	}
-	return append(dst, h.fixed.list()...)
+	return append(dst, h.fixed.Headers()...)
 }
 
 // AllowOrigin, AllowMethods and AllowHeaders are the values of the
@@ -199,17 +212,8 @@ func (h *ResponseHeaders) AllowOrigin() string  { return h.allowOrigin }
 func (h *ResponseHeaders) AllowMethods() string { return h.allowMethod }
 func (h *ResponseHeaders) AllowHeaders() string { return h.allowHeaders }
 
-// Fixed returns the policy's headers Append adds after those, and the value
-// of each as a slice of one string, capacity one, shared by every decision
-// of the policy. A front end that writes an http.Header puts the slices in
-// as they are, without an allocation per response (an append to one
-// copies it); it must never write into them.
-func (h *ResponseHeaders) Fixed() ([]Header, [][]string) {
-	if h.fixed == nil {
-		return nil, nil
-	}
-	return h.fixed.headers, h.fixed.values
-}
+// Fixed is the policy's list of the headers Append adds after those.
+func (h *ResponseHeaders) Fixed() *HeaderList { return h.fixed }
 
 // AppendResponseHeaders appends the headers the gateway sends with the
 // decision: those of AppendHeaders, or none for a report-only decision,

@@ -53,18 +53,18 @@ type compiledPolicy struct {
 	allowPrivNet  bool
 	exposeHeaders string
 
-	actualAllowed *headerList
+	actualAllowed *HeaderList
 	// actualAllowedGrouped is actualAllowed with Vary: Origin, for a "*"
 	// policy picked from a group (for other policies they are the same).
-	actualAllowedGrouped *headerList
+	actualAllowedGrouped *HeaderList
 	// noOrigin is added to the response of a request without Origin;
 	// noOriginGrouped when the policy was picked from a group.
-	noOrigin          *headerList
-	noOriginGrouped   *headerList
-	actualDisallowed  *headerList
-	preflightAllowed  *headerList
-	preflightPrivNet  *headerList
-	preflightRejected *headerList
+	noOrigin          *HeaderList
+	noOriginGrouped   *HeaderList
+	actualDisallowed  *HeaderList
+	preflightAllowed  *HeaderList
+	preflightPrivNet  *HeaderList
+	preflightRejected *HeaderList
 }
 
 // Holder holds the Engine in force and lets a reload replace it atomically:
