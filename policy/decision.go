@@ -156,8 +156,6 @@ var commonValues = map[string][]string{
 	varyPreflight: {varyPreflight},
 }
 
-
-
 // Direct reports whether the gateway must answer the request itself with
 // Status instead of passing it on.
 func (d *Decision) Direct() bool { return d.Status != 0 && !d.ReportOnly }
