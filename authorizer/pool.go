@@ -176,18 +176,32 @@ func (p *Pool) Ask(ctx context.Context, name string, r *Request) *Answer {
 	return a
 }
 
-// enter counts a call in, or reports that it is past a bound.
+// enter counts a call in, or reports that it is past a bound. Neither
+// count ever goes past its bound, even for an instant, so that Pending is
+// exact: a call is counted in its authorizer's share first, then in the
+// pool's.
 func (p *Pool) enter(e *entry) bool {
-	if p.pending.Add(1) > MaxPending {
-		p.pending.Add(-1)
+	if !increment(&e.pending, e.share.Load()) {
 		return false
 	}
-	if e.pending.Add(1) > e.share.Load() {
+	if !increment(&p.pending, MaxPending) {
 		e.pending.Add(-1)
-		p.pending.Add(-1)
 		return false
 	}
 	return true
+}
+
+// increment adds one to n unless n is at limit already.
+func increment(n *atomic.Int64, limit int64) bool {
+	for {
+		v := n.Load()
+		if v >= limit {
+			return false
+		}
+		if n.CompareAndSwap(v, v+1) {
+			return true
+		}
+	}
 }
 
 func (p *Pool) leave(e *entry) {
