@@ -45,26 +45,31 @@ type httpSource struct {
 
 // AuthorizerRequest implements decision.Source.
 func (s *httpSource) AuthorizerRequest(string) *authorizer.Request {
-	r := s.r
-	scheme := r.Header.Get(headerForwardedProto)
+	return authorizerRequest(s.r.Header, s.r.TLS != nil, s.req)
+}
+
+// authorizerRequest is the request req described by a check request with
+// header h, received over TLS or not, as an authorizer is told of it.
+func authorizerRequest(h http.Header, overTLS bool, req *policy.Request) *authorizer.Request {
+	scheme := h.Get(headerForwardedProto)
 	if scheme == "" {
 		scheme = "http"
-		if r.TLS != nil {
+		if overTLS {
 			scheme = "https"
 		}
 	}
-	headers := make(map[string]string, len(r.Header))
-	for name, vs := range r.Header {
+	headers := make(map[string]string, len(h))
+	for name, vs := range h {
 		if isDescribing(name) {
 			continue
 		}
 		headers[strings.ToLower(name)] = strings.Join(vs, ",")
 	}
 	return &authorizer.Request{
-		Method:  s.req.Method,
+		Method:  req.Method,
 		Scheme:  scheme,
-		Host:    s.req.Host,
-		Path:    s.req.Path,
+		Host:    req.Host,
+		Path:    req.Path,
 		Headers: headers,
 	}
 }
@@ -94,23 +99,14 @@ func isDescribing(name string) bool {
 //     authorizer's denial or failure with the CORS headers merged in), to
 //     be sent to the browser as it is.
 //   - a failure: 503 with a one-line body saying why.
-func writeOutcome(w http.ResponseWriter, out *decision.Outcome) {
-	h := w.Header()
+func writeOutcome(a answer, out *decision.Outcome) {
 	var buf [policy.MaxHeaders]policy.Header
 	switch out.Action {
 	case decision.Fail:
-		writeText(w, http.StatusServiceUnavailable, unavailableMessage(out.Failure))
+		writeText(a, http.StatusServiceUnavailable, unavailableMessage(out.Failure))
 	case decision.Respond:
-		setOneLineEach(h, out.AppendHeaders(buf[:0]))
-		if len(out.Body) > 0 {
-			if _, ok := h["Content-Type"]; !ok {
-				h["Content-Type"] = nil // the authorizer's answer as it came: no sniffed type
-			}
-		}
-		w.WriteHeader(out.Status)
-		if len(out.Body) > 0 {
-			_, _ = w.Write(out.Body)
-		}
+		addOneLineEach(a, out.AppendHeaders(buf[:0]))
+		a.send(out.Status, out.Body)
 	default:
 		headers := out.AppendHeaders(buf[:0])
 		var remove []string
@@ -120,10 +116,10 @@ func writeOutcome(w http.ResponseWriter, out *decision.Outcome) {
 			headers = append(headers, up.RequestHeaders...)
 			remove = up.RemoveRequestHeaders
 		}
-		setOneLineEach(h, headers)
+		addOneLineEach(a, headers)
 		if len(remove) > 0 {
-			h.Set(HeaderAuthHeadersToRemove, strings.Join(remove, ", "))
+			a.add(HeaderAuthHeadersToRemove, strings.Join(remove, ", "))
 		}
-		w.WriteHeader(http.StatusOK)
+		a.send(http.StatusOK, nil)
 	}
 }
