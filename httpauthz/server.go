@@ -281,14 +281,30 @@ func (l *serverListener) Accept() (net.Conn, error) {
 // its request's body was not read.
 type serverConn struct {
 	net.Conn
-	s         *Server
-	tls       *tls.Conn // nil for plain HTTP
-	handshook bool      // read only from the serving goroutine
+	s   *Server
+	tls *tls.Conn // nil for plain HTTP
+	// Read only from the serving goroutine:
+	handshook bool
 	failed    bool
+	ahead     *[readAhead]byte // read ahead from the socket, pending
+	pending   []byte
 	linger    atomic.Bool
 	closeOnce sync.Once
 }
 
+// readAhead is how much a small read of a serverConn asks the socket
+// for: a gateway's check request fits.
+const readAhead = 4096
+
+var readAheadPool = sync.Pool{New: func() any { return new([readAhead]byte) }}
+
+// Read reads from the connection. With ReduceMemoryUsage, fasthttp holds
+// no buffer while a connection is idle: it reads the first byte of the
+// next request alone, then the rest into a pooled buffer, two reads from
+// the socket for one request. Read answers a read smaller than readAhead
+// from a pooled buffer filled by one read from the socket, keeping the
+// rest for the next reads: the request is read from the socket once, and
+// an idle connection still holds no buffer.
 func (c *serverConn) Read(p []byte) (int, error) {
 	if c.tls != nil && !c.handshook {
 		c.handshook = true
@@ -297,7 +313,27 @@ func (c *serverConn) Read(p []byte) (int, error) {
 	if c.failed {
 		return 0, io.EOF
 	}
-	return c.Conn.Read(p)
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		if len(c.pending) == 0 {
+			readAheadPool.Put(c.ahead)
+			c.ahead, c.pending = nil, nil
+		}
+		return n, nil
+	}
+	if len(p) >= readAhead {
+		return c.Conn.Read(p)
+	}
+	buf := readAheadPool.Get().(*[readAhead]byte)
+	n, err := c.Conn.Read(buf[:])
+	m := copy(p, buf[:n])
+	if m == n {
+		readAheadPool.Put(buf)
+		return m, err
+	}
+	c.ahead, c.pending = buf, buf[m:n]
+	return m, nil // err, if any, comes again on the next read from the socket
 }
 
 // handshake makes the TLS handshake within ReadHeaderTimeout, as
