@@ -105,7 +105,7 @@ func writeOutcome(a answer, out *decision.Outcome) {
 	case decision.Fail:
 		writeText(a, http.StatusServiceUnavailable, unavailableMessage(out.Failure))
 	case decision.Respond:
-		addOneLineEach(a, out.AppendHeaders(buf[:0]))
+		addHeaders(a, out, out.AppendHeaders(buf[:0]))
 		a.send(out.Status, out.Body)
 	default:
 		headers := out.AppendHeaders(buf[:0])
@@ -116,10 +116,23 @@ func writeOutcome(a answer, out *decision.Outcome) {
 			headers = append(headers, up.RequestHeaders...)
 			remove = up.RemoveRequestHeaders
 		}
-		addOneLineEach(a, headers)
+		addHeaders(a, out, headers)
 		if len(remove) > 0 {
 			a.add(HeaderAuthHeadersToRemove, strings.Join(remove, ", "))
 		}
 		a.send(http.StatusOK, nil)
+	}
+}
+
+// addHeaders adds the headers of out to a: a decision's as they are (its
+// names are canonical, each once), an authorizer's one line each
+// (addOneLineEach).
+func addHeaders(a answer, out *decision.Outcome, headers []policy.Header) {
+	if !out.Plain() {
+		addOneLineEach(a, headers)
+		return
+	}
+	for _, h := range headers {
+		a.add(h.Name, h.Value)
 	}
 }

@@ -95,9 +95,11 @@ func (h *Handler) Server(o ServerOptions) *Server {
 		// is never read).
 		ReadTimeout: ReadHeaderTimeout,
 		// Applies from the end of the handler to the end of the answer.
-		WriteTimeout:          ReadTimeout,
-		IdleTimeout:           o.IdleTimeout,
-		CloseOnShutdown:       true,
+		WriteTimeout:    ReadTimeout,
+		IdleTimeout:     o.IdleTimeout,
+		CloseOnShutdown: true,
+		// No time.Now a request for RequestCtx.Time, which is not read.
+		LazyRequestTime:       true,
 		NoDefaultServerHeader: true,
 		NoDefaultDate:         true,
 		NoDefaultContentType:  true,
@@ -153,12 +155,28 @@ func (s *Server) Close() error {
 	return nil
 }
 
+// check is what serve needs for one request, pooled: nothing keeps it
+// once serve returns (Decide is done with it, and what it kept of the
+// request's values are strings of their own).
+type check struct {
+	r   wireRequest
+	req policy.Request
+	src wireSource
+}
+
+var checks = sync.Pool{New: func() any { return new(check) }}
+
 // serve answers a check request: read, decide, answer, as
 // Handler.ServeHTTP does.
 func (s *Server) serve(ctx *fasthttp.RequestCtx) {
 	h := s.h
 	a := wireAnswer{ctx}
-	var r wireRequest
+	ck := checks.Get().(*check)
+	defer func() {
+		*ck = check{}
+		checks.Put(ck)
+	}()
+	r := &ck.r
 	r.scan(ctx)
 	c, _ := ctx.Conn().(*serverConn)
 	if r.body {
@@ -167,12 +185,12 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx) {
 			c.linger.Store(true)
 		}
 	}
-	if m := r.method(); (m == http.MethodGet || m == http.MethodHead) && isHealthProbe(m, r.path(), &r) {
+	if m := r.method(); (m == http.MethodGet || m == http.MethodHead) && isHealthProbe(m, r.path(), r) {
 		h.health(a)
 		return
 	}
-	var req policy.Request
-	if err := readRequest(&r, h.prefix, &req); err != nil {
+	req := &ck.req
+	if err := readRequest(r, h.prefix, req); err != nil {
 		h.core.Refused(context.Background(), decision.FrontEndHTTP, err.Message, slog.Int("status", err.Status))
 		writeText(a, err.Status, err.Message)
 		return
@@ -183,7 +201,8 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx) {
 	if h.core.Tracing() {
 		dctx = tracing.FromHeader(dctx, r.header()) // traceparent from the gateway
 	}
-	out := h.core.Decide(dctx, decision.FrontEndHTTP, &req, &wireSource{r: &r, req: &req, tls: c != nil && c.tls != nil})
+	ck.src = wireSource{r: r, req: req, tls: c != nil && c.tls != nil}
+	out := h.core.Decide(dctx, decision.FrontEndHTTP, req, &ck.src)
 	writeOutcome(a, &out)
 }
 
