@@ -257,8 +257,6 @@ func badRequestReason(err error) string {
 		return "missing required Host header"
 	case strings.HasPrefix(msg, prefix+"too many host headers"):
 		return "too many Host headers"
-	case strings.HasPrefix(msg, prefix+"too many transfer-encoding headers"):
-		return "too many Transfer-Encoding headers"
 	}
 	return "malformed request"
 }
