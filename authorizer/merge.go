@@ -361,6 +361,39 @@ func sendableOptions(os []*corev3.HeaderValueOption) []*corev3.HeaderValueOption
 // actions other than append (ADD_IF_ABSENT, OVERWRITE_IF_EXISTS) are read
 // as a replacement: the authorizer's value wins, the safe reading for an
 // identity header a client may have sent itself.
+// RequestHeadersFor is RequestHeaders as they apply to a request whose
+// headers has reports: a gRPC authorizer's ADD_IF_ABSENT edits only for a
+// header the request lacks, its OVERWRITE_IF_EXISTS ones only for a header
+// it has, as Envoy applies them. A front end that tells the gateway which
+// headers to set (the HTTP listener), rather than editing the request
+// itself, sends these.
+func (o *Outcome) RequestHeadersFor(has func(name string) bool) []policy.Header {
+	opts := o.OK.GetHeaders()
+	if len(opts) == 0 {
+		return o.RequestHeaders
+	}
+	// appendOptions put one header per option at the end, in order.
+	n := len(o.RequestHeaders) - len(opts)
+	out := make([]policy.Header, n, len(o.RequestHeaders))
+	copy(out, o.RequestHeaders[:n])
+	for i, opt := range opts {
+		if opt.GetAppend() == nil { // the deprecated boolean, when set, wins
+			switch opt.GetAppendAction() {
+			case corev3.HeaderValueOption_ADD_IF_ABSENT:
+				if has(opt.GetHeader().GetKey()) {
+					continue
+				}
+			case corev3.HeaderValueOption_OVERWRITE_IF_EXISTS:
+				if !has(opt.GetHeader().GetKey()) {
+					continue
+				}
+			}
+		}
+		out = append(out, o.RequestHeaders[n+i])
+	}
+	return out
+}
+
 func appendOptions(dst []policy.Header, os []*corev3.HeaderValueOption) []policy.Header {
 	for _, o := range os {
 		dst = append(dst, policy.Header{Name: o.GetHeader().GetKey(), Value: optionValue(o), Append: appends(o)})

@@ -127,28 +127,42 @@ func (c *Core) Tracing() bool { return c.tracer != nil }
 // package documentation. src describes the request to an authorizer, when
 // one is asked (nil: the request has nothing to send, and an authorizer's
 // policy fails closed).
-func (c *Core) Decide(ctx context.Context, fe FrontEnd, r *policy.Request, src Source) Outcome {
+func (c *Core) Decide(ctx context.Context, fe FrontEnd, r *policy.Request, src Source) (out Outcome) {
 	if c.tracer == nil {
-		return c.decideRequest(ctx, fe, r, src)
+		c.decideRequest(ctx, fe, r, src, &out)
+		return out
 	}
 	ctx, span := c.tracer.Start(ctx, spanName(fe), trace.WithSpanKind(trace.SpanKindServer))
-	out := c.decideRequest(ctx, fe, r, src)
+	c.decideRequest(ctx, fe, r, src, &out)
 	endSpan(span, r, &out)
 	return out
 }
 
-func (c *Core) decideRequest(ctx context.Context, fe FrontEnd, r *policy.Request, src Source) Outcome {
+// decideRequest fills out, which is zero. (An Outcome is a few hundred
+// bytes: written in place once, not returned and copied from call to call,
+// which was most of the core's own cost per request.)
+func (c *Core) decideRequest(ctx context.Context, fe FrontEnd, r *policy.Request, src Source, out *Outcome) {
 	start := c.now()
-	d, e, fail := c.decide(ctx, fe, r, start)
-	if fail != nil {
-		return Outcome{Action: Fail, Failure: fail}
+	e := c.Engine()
+	if e == nil {
+		out.Action, out.Failure = Fail, c.noConfiguration(ctx, fe, start)
+		return
 	}
-	out := Plain(d, e)
-	name := e.AuthorizerFor(&d)
+	d := &out.Decision
+	var err error
+	if *d, err = e.Decide(r); err != nil {
+		*out = Outcome{Action: Fail, Failure: c.mismatch(ctx, fe, e, err, start)}
+		return
+	}
+	out.Engine = e
+	if d.Direct() {
+		out.Action, out.Status = Respond, d.Status
+	}
+	name := e.AuthorizerFor(d)
 	if name == "" {
-		c.metrics.decision(fe, &d, start)
-		c.logDecision(ctx, fe, r, &out)
-		return out
+		c.metrics.decision(fe, d, start)
+		c.logDecision(ctx, fe, r, out)
+		return
 	}
 	out.Authorizer = name
 	var ar *authorizer.Request
@@ -161,20 +175,19 @@ func (c *Core) decideRequest(ctx context.Context, fe FrontEnd, r *policy.Request
 		ar = &authorizer.Request{}
 	}
 	answer := c.ask(ctx, name, ar)
-	merged := authorizer.Merge(&d, answer, e.AuthorizerFailsOpen(name))
+	merged := authorizer.Merge(d, answer, e.AuthorizerFailsOpen(name))
 	out.auth = &merged
 	if !merged.Pass {
 		out.Action, out.Status, out.Body = Respond, merged.Status, merged.Body
 	}
-	c.metrics.decision(fe, &d, start)
-	c.logDecision(ctx, fe, r, &out)
+	c.metrics.decision(fe, d, start)
+	c.logDecision(ctx, fe, r, out)
 	if c.logger.Enabled(ctx, slog.LevelDebug) {
 		c.log.Log(ctx, slog.LevelDebug, "authorizer asked",
 			slog.String("front_end", string(fe)),
 			slog.String("authorizer", name), slog.String("result", answer.Result.String()),
 			slog.String("action", out.Action.String()), slog.Int("status", out.Status), slog.String("policy", d.Policy))
 	}
-	return out
 }
 
 // ask asks the authorizer name, in a span of its own when tracing.
@@ -235,19 +248,6 @@ func (c *Core) now() time.Time {
 		return time.Time{}
 	}
 	return time.Now()
-}
-
-// decide decides r with the engine in force, or says why it cannot.
-func (c *Core) decide(ctx context.Context, fe FrontEnd, r *policy.Request, start time.Time) (policy.Decision, *policy.Engine, *Failure) {
-	e := c.Engine()
-	if e == nil {
-		return policy.Decision{}, nil, c.noConfiguration(ctx, fe, start)
-	}
-	d, err := e.Decide(r)
-	if err != nil {
-		return d, nil, c.mismatch(ctx, fe, e, err, start)
-	}
-	return d, e, nil
 }
 
 // msgNoConfiguration says a request came before any configuration.

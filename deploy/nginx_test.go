@@ -23,6 +23,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/corsauthz/corsauthz/internal/freeport"
 	"github.com/corsauthz/corsauthz/internal/nginxproc"
 	"github.com/corsauthz/corsauthz/policy"
 )
@@ -335,12 +336,7 @@ func selfSignedCert(t *testing.T, dir string) (cert, key string) {
 // freeAddr returns a loopback address with a port free at the time of the call.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return freeport.Addr(t)
 }
 
 func newNginxDir(t *testing.T, bin string) *nginxproc.Dir {

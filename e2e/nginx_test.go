@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 
 	"github.com/corsauthz/corsauthz/internal/childproc"
+	"github.com/corsauthz/corsauthz/internal/freeport"
 	"github.com/corsauthz/corsauthz/internal/nginxproc"
 	"github.com/corsauthz/corsauthz/server"
 )
@@ -150,10 +150,7 @@ func startNginxStack(t *testing.T, bin string) *stack {
 
 func freeLoopbackAddr(t *testing.T) string {
 	t.Helper()
-	ts := httptest.NewServer(http.NotFoundHandler())
-	addr := ts.Listener.Addr().String()
-	ts.Close()
-	return addr
+	return freeport.Addr(t)
 }
 
 func lastBytes(b []byte, n int) string {

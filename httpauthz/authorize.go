@@ -99,7 +99,10 @@ func isDescribing(name string) bool {
 //     authorizer's denial or failure with the CORS headers merged in), to
 //     be sent to the browser as it is.
 //   - a failure: 503 with a one-line body saying why.
-func writeOutcome(a answer, out *decision.Outcome) {
+//
+// sent reports whether the check request carries a header (for a gRPC
+// authorizer's conditional edits).
+func writeOutcome(a answer, sent func(name string) bool, out *decision.Outcome) {
 	var buf [policy.MaxHeaders]policy.Header
 	switch out.Action {
 	case decision.Fail:
@@ -113,7 +116,9 @@ func writeOutcome(a answer, out *decision.Outcome) {
 		if up := out.Upstream(); up != nil {
 			// The request's edits, never the response's (a gRPC
 			// ok_response's response headers have no place here).
-			headers = append(headers, up.RequestHeaders...)
+			// A gRPC authorizer's conditional edits read against the
+			// headers this request was sent with.
+			headers = append(headers, up.RequestHeadersFor(sent)...)
 			remove = up.RemoveRequestHeaders
 		}
 		addHeaders(a, out, headers)

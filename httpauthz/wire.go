@@ -171,6 +171,26 @@ func (r *wireRequest) header() http.Header {
 	return h
 }
 
+// sent reports whether the request carries a header name (in any case;
+// Host is not a header line to net/http either).
+func (r *wireRequest) sent(name string) bool {
+	if strings.EqualFold(name, "Host") {
+		return false
+	}
+	for rest := r.raw; rest != ""; {
+		line, next, _ := strings.Cut(rest, "\n")
+		rest = next
+		line = strings.TrimSuffix(line, "\r")
+		if line == "" {
+			break
+		}
+		if n, _, ok := strings.Cut(line, ":"); ok && strings.EqualFold(n, name) {
+			return true
+		}
+	}
+	return false
+}
+
 // wireSource is the request described by a wireRequest as an authorizer
 // is told of it; see httpSource.
 type wireSource struct {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/corsauthz/corsauthz/authorizer"
 	"github.com/corsauthz/corsauthz/decision"
+	"github.com/corsauthz/corsauthz/internal/envoyheaders"
 	"github.com/corsauthz/corsauthz/internal/tracing"
 	"github.com/corsauthz/corsauthz/policy"
 	"github.com/corsauthz/corsauthz/xdsconfig"
@@ -50,24 +51,34 @@ func (m *Middleware) serveLocal(w http.ResponseWriter, r *http.Request, next fun
 		m.failClosed(w, r, err)
 		return nil
 	case decision.Respond:
+		if out.Plain() { // a preflight, or a rejection in reject mode
+			h := w.Header()
+			removeAccessControl(h) // headers an outer handler set: one answer only
+			cors := out.Decision.ResponseHeaders()
+			setCORS(h, &cors, r.Header)
+			w.WriteHeader(out.Status)
+			return nil
+		}
 		var buf [policy.MaxHeaders]policy.Header
 		respond(w, out.Status, out.AppendHeaders(buf[:0]), out.Body)
 		return nil
 	}
-	cw := localWriter(w, &out)
-	if out.Decision.Policy == "" {
-		cw.noPolicy = m.noPolicyWarning(r)
-	}
+	var extra []policy.Header
 	if up := out.Upstream(); up != nil {
 		// A gRPC authorizer's ok_response holds its edits with their
 		// exact actions and query parameters; otherwise the outcome's
 		// lists (an HTTP authorizer's upstream headers).
 		if up.OK != nil {
 			r = upstreamRequest(r, nil, nil, up.OK)
-			cw.extra = responseHeaders(up.OK.GetResponseHeadersToAdd())
+			extra = responseHeaders(up.OK.GetResponseHeadersToAdd())
 		} else {
 			r = upstreamRequest(r, up.RequestHeaders, up.RemoveRequestHeaders, nil)
 		}
+	}
+	cw := localWriter(w, r, &out)
+	cw.st.extra = extra
+	if out.Decision.Policy == "" {
+		cw.st.noPolicy = m
 	}
 	return cw.serve(r, next)
 }
@@ -117,14 +128,7 @@ func upstreamRequest(r *http.Request, set []policy.Header, remove []string, ok *
 	if ok == nil {
 		return r2
 	}
-	for _, o := range ok.GetHeaders() {
-		name, value := o.GetHeader().GetKey(), headerOptionValue(o.GetHeader())
-		if appends(o) {
-			h.Add(name, value)
-		} else {
-			h.Set(name, value)
-		}
-	}
+	envoyheaders.Apply(h, ok.GetHeaders())
 	for _, name := range ok.GetHeadersToRemove() {
 		h.Del(name)
 	}

@@ -103,7 +103,7 @@ type Middleware struct {
 	core      *decision.Core                    // local mode
 
 	lastFailureLog  atomic.Int64 // UnixNano; failures are logged at most once a second
-	lastNoPolicyLog atomic.Int64 // UnixNano; see noPolicyWarning
+	lastNoPolicyLog atomic.Int64 // UnixNano; see warnNoPolicy
 	failures        atomic.Int64 // since the last failure log line
 }
 
@@ -318,7 +318,7 @@ func (m *Middleware) failClosed(w http.ResponseWriter, r *http.Request, err erro
 func respond(w http.ResponseWriter, status int, headers []policy.Header, body []byte) {
 	h := w.Header()
 	removeAccessControl(h) // headers an outer handler set: one answer only
-	applyHeaders(h, headers, nil)
+	applyHeaders(h, headers)
 	w.WriteHeader(status)
 	if len(body) > 0 {
 		_, _ = w.Write(body)
@@ -327,16 +327,12 @@ func respond(w http.ResponseWriter, status int, headers []policy.Header, body []
 
 // applyHeaders adds headers to h as Envoy applies response_headers_to_add:
 // Append ones (Vary) as one more entry, the others replacing every value.
-// The new values are appended to backing, in its spare capacity when there
-// is room (an array in the caller's writer), else in one new allocation;
-// it returns backing with them.
-func applyHeaders(h http.Header, headers []policy.Header, backing []string) []string {
+// The new values share one allocation.
+func applyHeaders(h http.Header, headers []policy.Header) {
 	if len(headers) == 0 {
-		return backing
+		return
 	}
-	if cap(backing)-len(backing) < len(headers) {
-		backing = make([]string, 0, len(headers))
-	}
+	backing := make([]string, 0, len(headers))
 	for _, hd := range headers {
 		if hd.Append {
 			if old := h[hd.Name]; len(old) > 0 {
@@ -348,7 +344,6 @@ func applyHeaders(h http.Header, headers []policy.Header, backing []string) []st
 		backing = append(backing, hd.Value)
 		h[hd.Name] = backing[i : i+1 : i+1] // an append to it copies
 	}
-	return backing
 }
 
 // removeAccessControl deletes the Access-Control-* headers from h, as the
@@ -357,6 +352,9 @@ func applyHeaders(h http.Header, headers []policy.Header, backing []string) []st
 // Trailer header. One pass over h, which is walked for every request. It
 // reports whether there was any Access-Control-* header.
 func removeAccessControl(h http.Header) (removed bool) {
+	if len(h) == 0 {
+		return false
+	}
 	trailer := false
 	for name := range h {
 		switch {
@@ -386,20 +384,18 @@ func isAccessControl(name string) bool {
 
 const accessControlPrefix = "Access-Control-"
 
-// noPolicyWarning returns, for a request no policy selected, the warning
-// the writer gives when it removes the handler's own Access-Control-*
-// headers (one CORS answer only: corsauthz's, here none): at most once a
-// minute, naming the host and path, so that a host missing from
-// corsauthz's configuration shows in the gateway's log.
-func (m *Middleware) noPolicyWarning(r *http.Request) func() {
-	return func() {
-		now := time.Now().UnixNano()
-		last := m.lastNoPolicyLog.Load()
-		if now-last < int64(time.Minute) || !m.lastNoPolicyLog.CompareAndSwap(last, now) {
-			return
-		}
-		m.logger.LogAttrs(r.Context(), slog.LevelWarn,
-			"no corsauthz policy selects this request: the handler's own Access-Control-* headers were removed; add a policy (or default_policy) for this host and path to corsauthz's configuration",
-			slog.String("host", limits.Cut(r.Host)), slog.String("path", limits.Cut(requestPath(r))))
+// warnNoPolicy is, for a request no policy selected, the warning the
+// writer gives when it removes the handler's own Access-Control-* headers
+// (one CORS answer only: corsauthz's, here none): at most once a minute,
+// naming the host and path, so that a host missing from corsauthz's
+// configuration shows in the gateway's log.
+func (m *Middleware) warnNoPolicy(r *http.Request) {
+	now := time.Now().UnixNano()
+	last := m.lastNoPolicyLog.Load()
+	if now-last < int64(time.Minute) || !m.lastNoPolicyLog.CompareAndSwap(last, now) {
+		return
 	}
+	m.logger.LogAttrs(r.Context(), slog.LevelWarn,
+		"no corsauthz policy selects this request: the handler's own Access-Control-* headers were removed; add a policy (or default_policy) for this host and path to corsauthz's configuration",
+		slog.String("host", limits.Cut(r.Host)), slog.String("path", limits.Cut(requestPath(r))))
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/corsauthz/corsauthz/internal/freeport"
 	"github.com/corsauthz/corsauthz/middleware"
 	"github.com/corsauthz/corsauthz/policy"
 	"github.com/corsauthz/corsauthz/server"
@@ -34,7 +34,13 @@ default_policy: api
 // or stop is called.
 func startCorsauthz(tb testing.TB, addr string) (grpcAddr string, stop func()) {
 	tb.Helper()
-	e, _, err := policy.Load("test.yaml", []byte(testConfig))
+	return startCorsauthzWith(tb, addr, testConfig)
+}
+
+// startCorsauthzWith is startCorsauthz serving config.
+func startCorsauthzWith(tb testing.TB, addr, config string) (grpcAddr string, stop func()) {
+	tb.Helper()
+	e, _, err := policy.Load("test.yaml", []byte(config))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -59,13 +65,7 @@ func startCorsauthz(tb testing.TB, addr string) (grpcAddr string, stop func()) {
 // freeAddr is a loopback address nothing listens on.
 func freeAddr(tb testing.TB) string {
 	tb.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	addr := lis.Addr().String()
-	lis.Close()
-	return addr
+	return freeport.Addr(tb)
 }
 
 func get(h http.Handler, origin string) *httptest.ResponseRecorder {

@@ -51,9 +51,10 @@ func (m *Middleware) serveRemote(w http.ResponseWriter, r *http.Request, next fu
 		if resp.GetAuthorizer() != "" {
 			return m.serveChecked(ctx, w, r, next)
 		}
-		cw := &corsWriter{ResponseWriter: w, extra: decideHeaders(resp)}
+		cw := newWriter(w, r)
+		cw.st.extra = decideHeaders(resp)
 		if resp.GetPolicy() == "" {
-			cw.noPolicy = m.noPolicyWarning(r)
+			cw.st.noPolicy = m
 		}
 		return cw.serve(r, next)
 	default:
@@ -94,8 +95,10 @@ func (m *Middleware) serveChecked(ctx context.Context, w http.ResponseWriter, r 
 		return nil
 	}
 	ok := resp.GetOkResponse()
-	cw := &corsWriter{ResponseWriter: w, extra: responseHeaders(ok.GetResponseHeadersToAdd())}
-	return cw.serve(upstreamRequest(r, nil, nil, ok), next)
+	r = upstreamRequest(r, nil, nil, ok)
+	cw := newWriter(w, r)
+	cw.st.extra = responseHeaders(ok.GetResponseHeadersToAdd())
+	return cw.serve(r, next)
 }
 
 // checkRequest is r as Envoy describes a request to ext_authz: method,

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/http/httptrace"
 	"net/textproto"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -173,5 +174,136 @@ func TestWriterFeatures(t *testing.T) {
 				tc.check(t, resp, string(body), early)
 			})
 		}
+	}
+}
+
+// TestResponsesKeepTheirHeaders: the writer's state is reused from request
+// to request, and the header values it sets are shared (the policy's, the
+// request's own Origin): a response's headers stay what they were when the
+// next requests are served, even in a writer that keeps its header map
+// (an outer recorder, a buffering proxy), and a handler that appends to a
+// CORS header after writing changes only its own response.
+func TestResponsesKeepTheirHeaders(t *testing.T) {
+	t.Parallel()
+	const a, b = "https://a.example.com", "https://b.example.com"
+	addr, _ := startCorsauthzWith(t, "127.0.0.1:0", `
+policies:
+  - name: api
+    allowed_origins: [`+a+`, `+b+`]
+    exposed_headers: [X-Request-Id]
+    allow_credentials: true
+default_policy: api
+`)
+	m, err := middleware.New(context.Background(), middleware.Options{Address: addr, Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	h := m.Wrap(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, "ok")
+		// After the headers are written: changes nothing sent, and must
+		// change nothing but this response's own map.
+		w.Header().Add("Vary", "Accept")
+		w.Header().Add("Access-Control-Expose-Headers", "X-Extra")
+	}))
+	serve := func(origin string) (*httptest.ResponseRecorder, *http.Request) {
+		r := httptest.NewRequest(http.MethodGet, "http://api.example.com/x", nil)
+		if origin != "" {
+			r.Header.Set("Origin", origin)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		return rec, r
+	}
+	type served struct {
+		origin string
+		rec    *httptest.ResponseRecorder
+		req    *http.Request
+	}
+	var all []served
+	for range 3 { // the same goroutine: the pool gives the same state back
+		for _, origin := range []string{a, b, ""} {
+			rec, req := serve(origin)
+			all = append(all, served{origin, rec, req})
+		}
+	}
+	for i, s := range all {
+		got := s.rec.Header()
+		var wantACAO []string
+		if s.origin != "" {
+			wantACAO = []string{s.origin}
+		}
+		if acao := got.Values("Access-Control-Allow-Origin"); !slices.Equal(acao, wantACAO) {
+			t.Errorf("response %d (Origin %q): Access-Control-Allow-Origin %q, want %q", i, s.origin, acao, wantACAO)
+		}
+		if vary := got.Values("Vary"); !slices.Equal(vary, []string{"Origin", "Accept"}) {
+			t.Errorf("response %d: Vary %q, want its own [Origin Accept]", i, vary)
+		}
+		if s.origin != "" {
+			if expose := got.Values("Access-Control-Expose-Headers"); !slices.Equal(expose, []string{"X-Request-Id", "X-Extra"}) {
+				t.Errorf("response %d: Access-Control-Expose-Headers %q, want its own [X-Request-Id X-Extra]", i, expose)
+			}
+		}
+		if o := s.req.Header.Values("Origin"); s.origin != "" && !slices.Equal(o, []string{s.origin}) {
+			t.Errorf("request %d: its Origin header became %q", i, o)
+		}
+	}
+}
+
+// TestLateCallsReachNoOtherResponse: every method of a writer kept past
+// its handler's return (Write, WriteHeader, Flush, Header) reaches its own
+// response only, while the next request is served with the state the
+// first one gave back.
+func TestLateCallsReachNoOtherResponse(t *testing.T) {
+	t.Parallel()
+	addr, _ := startCorsauthz(t, "127.0.0.1:0")
+	m, err := middleware.New(context.Background(), middleware.Options{Address: addr, Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var kept http.ResponseWriter
+	var second func()
+	h := m.Wrap(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if kept == nil {
+			kept = w // a bug: kept past the return
+			fmt.Fprint(w, "first")
+			return
+		}
+		// While the second request is served, the first's writer is used;
+		// then this handler sets its own CORS header, which must go as
+		// every handler's does (the late calls must not have written this
+		// response's headers early).
+		second()
+		w.Header().Set("Access-Control-Allow-Origin", "https://handler.example")
+		fmt.Fprint(w, "second")
+	}))
+	serve := func() *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodGet, "http://api.example.com/x", nil)
+		r.Header.Set("Origin", "https://app.example.com")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		return rec
+	}
+	first := serve()
+	second = func() {
+		kept.Header().Set("Access-Control-Allow-Origin", "https://evil.example")
+		kept.Header().Set("X-Late", "1")
+		kept.WriteHeader(http.StatusTeapot)
+		fmt.Fprint(kept, "-late")
+		kept.(http.Flusher).Flush()
+	}
+	rec := serve()
+	if got := rec.Body.String(); got != "second" {
+		t.Errorf("second response body %q, want only its own", got)
+	}
+	if rec.Code != http.StatusOK || rec.Header().Get("X-Late") != "" {
+		t.Errorf("second response %d %v: the first's late calls reached it", rec.Code, rec.Header())
+	}
+	if got := rec.Header().Values("Access-Control-Allow-Origin"); !slices.Equal(got, []string{"https://app.example.com"}) {
+		t.Errorf("second response Access-Control-Allow-Origin %q, want corsauthz's", got)
+	}
+	if got := first.Body.String(); got != "first-late" {
+		t.Errorf("first response body %q, want its own bytes and its late write (as with plain net/http)", got)
 	}
 }

@@ -506,24 +506,25 @@ func (cp *compiledPolicy) buildHeaders(p Policy) {
 	if cp.credentials {
 		common = append(common, Header{Name: HeaderAllowCredentials, Value: "true"})
 	}
-	cp.actualAllowed = slices.Clone(common)
+	actualAllowed := slices.Clone(common)
 	if cp.exposeHeaders != "" {
-		cp.actualAllowed = append(cp.actualAllowed, Header{Name: HeaderExposeHeaders, Value: cp.exposeHeaders})
+		actualAllowed = append(actualAllowed, Header{Name: HeaderExposeHeaders, Value: cp.exposeHeaders})
 	}
 	varyOrigin := Header{Name: HeaderVary, Value: varyActual, Append: true}
 	// A "*" answer is the same for every origin, so it needs no Vary,
 	// except in a group, where another policy may answer another origin.
-	cp.actualAllowedGrouped = append(slices.Clone(cp.actualAllowed), varyOrigin)
-	if !cp.anyOrigin {
-		cp.actualAllowed = cp.actualAllowedGrouped
+	cp.actualAllowedGrouped = newHeaderList(append(slices.Clone(actualAllowed), varyOrigin))
+	cp.actualAllowed = cp.actualAllowedGrouped
+	if cp.anyOrigin {
+		cp.actualAllowed = newHeaderList(actualAllowed)
 	}
-	cp.actualDisallowed = []Header{varyOrigin}
+	cp.actualDisallowed = varyOriginOnly
 
 	// A request without Origin (Fetch, "CORS protocol and HTTP caches"):
 	// a "*" policy answers as it answers any origin, so that a cached
 	// response serves a later CORS request too; any other policy's answer
 	// depends on the Origin, so the response says so for caches.
-	cp.noOrigin = []Header{varyOrigin}
+	cp.noOrigin = cp.actualDisallowed
 	cp.noOriginGrouped = cp.noOrigin
 	if cp.anyOrigin {
 		cp.noOrigin = cp.actualAllowed
@@ -535,10 +536,16 @@ func (cp *compiledPolicy) buildHeaders(p Policy) {
 		pre = append(pre, Header{Name: HeaderMaxAge, Value: strconv.Itoa(p.MaxAgeInSeconds)})
 	}
 	vary := Header{Name: HeaderVary, Value: varyPreflight, Append: true}
-	cp.preflightAllowed = append(slices.Clone(pre), vary)
-	cp.preflightPrivNet = append(slices.Clone(pre), Header{Name: HeaderAllowPrivateNetwork, Value: "true"}, vary)
-	cp.preflightRejected = []Header{vary}
+	cp.preflightAllowed = newHeaderList(append(slices.Clone(pre), vary))
+	cp.preflightPrivNet = newHeaderList(append(slices.Clone(pre), Header{Name: HeaderAllowPrivateNetwork, Value: "true"}, vary))
+	cp.preflightRejected = varyPreflightOnly
 }
+
+// The lists every policy has, shared.
+var (
+	varyOriginOnly    = newHeaderList([]Header{{Name: HeaderVary, Value: varyActual, Append: true}})
+	varyPreflightOnly = newHeaderList([]Header{{Name: HeaderVary, Value: varyPreflight, Append: true}})
+)
 
 func hashConfig(cfg *Config) string {
 	c := *cfg

@@ -108,7 +108,41 @@ type Decision struct {
 	allowOrigin  string
 	allowMethod  string
 	allowHeaders string
-	fixed        []Header
+	fixed        *headerList
+}
+
+// headerList is one of a policy's fixed lists of response headers, with
+// each value also as a one-element slice, ready for an http.Header (see
+// [ResponseHeaders.Fixed]).
+type headerList struct {
+	headers []Header
+	values  [][]string
+}
+
+func newHeaderList(headers []Header) *headerList {
+	l := &headerList{headers: headers, values: make([][]string, len(headers))}
+	for i, h := range headers {
+		if v, ok := commonValues[h.Value]; ok {
+			l.values[i] = v
+		} else {
+			l.values[i] = []string{h.Value}[:1:1]
+		}
+	}
+	return l
+}
+
+// commonValues are the values most policies have, kept once.
+var commonValues = map[string][]string{
+	"true":        {"true"},
+	varyActual:    {varyActual},
+	varyPreflight: {varyPreflight},
+}
+
+func (l *headerList) list() []Header {
+	if l == nil {
+		return nil
+	}
+	return l.headers
 }
 
 // Direct reports whether the gateway must answer the request itself with
@@ -131,7 +165,7 @@ func (d *Decision) AppendHeaders(dst []Header) []Header {
 // request, and the policy's list of the others, shared, not copied.
 type ResponseHeaders struct {
 	allowOrigin, allowMethod, allowHeaders string
-	fixed                                  []Header
+	fixed                                  *headerList
 }
 
 // ResponseHeaders returns d's response headers: none for a report-only
@@ -155,7 +189,26 @@ func (h *ResponseHeaders) Append(dst []Header) []Header {
 	if h.allowHeaders != "" {
 		dst = append(dst, Header{Name: HeaderAllowHeaders, Value: h.allowHeaders})
 	}
-	return append(dst, h.fixed...)
+	return append(dst, h.fixed.list()...)
+}
+
+// AllowOrigin, AllowMethods and AllowHeaders are the values of the
+// headers taken from the request, in the order Append adds them (empty:
+// not sent).
+func (h *ResponseHeaders) AllowOrigin() string  { return h.allowOrigin }
+func (h *ResponseHeaders) AllowMethods() string { return h.allowMethod }
+func (h *ResponseHeaders) AllowHeaders() string { return h.allowHeaders }
+
+// Fixed returns the policy's headers Append adds after those, and the value
+// of each as a slice of one string, capacity one, shared by every decision
+// of the policy. A front end that writes an http.Header puts the slices in
+// as they are, without an allocation per response (an append to one
+// copies it); it must never write into them.
+func (h *ResponseHeaders) Fixed() ([]Header, [][]string) {
+	if h.fixed == nil {
+		return nil, nil
+	}
+	return h.fixed.headers, h.fixed.values
 }
 
 // AppendResponseHeaders appends the headers the gateway sends with the

@@ -53,18 +53,18 @@ type compiledPolicy struct {
 	allowPrivNet  bool
 	exposeHeaders string
 
-	actualAllowed []Header
+	actualAllowed *headerList
 	// actualAllowedGrouped is actualAllowed with Vary: Origin, for a "*"
 	// policy picked from a group (for other policies they are the same).
-	actualAllowedGrouped []Header
+	actualAllowedGrouped *headerList
 	// noOrigin is added to the response of a request without Origin;
 	// noOriginGrouped when the policy was picked from a group.
-	noOrigin          []Header
-	noOriginGrouped   []Header
-	actualDisallowed  []Header
-	preflightAllowed  []Header
-	preflightPrivNet  []Header
-	preflightRejected []Header
+	noOrigin          *headerList
+	noOriginGrouped   *headerList
+	actualDisallowed  *headerList
+	preflightAllowed  *headerList
+	preflightPrivNet  *headerList
+	preflightRejected *headerList
 }
 
 // Holder holds the Engine in force and lets a reload replace it atomically:

@@ -34,7 +34,7 @@ func (x *Explanation) Verdict() string {
 	switch d.Kind {
 	case KindNotCORS:
 		s = "NOT CORS: pass on untouched"
-		if len(d.fixed) > 0 || d.allowOrigin != "" {
+		if len(d.fixed.list()) > 0 || d.allowOrigin != "" {
 			s = "NOT CORS (no Origin): pass on; add the headers caches need to the response"
 		}
 	case KindPreflightAllowed:

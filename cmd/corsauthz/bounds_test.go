@@ -74,8 +74,7 @@ func serve(t *testing.T, cfg []byte, args ...string) *served {
 	if err := os.WriteFile(s.config, cfg, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s.grpc, s.admin, s.http = freeAddr(t), freeAddr(t), freeAddr(t)
-	s.cmd = exec.Command(bin, append([]string{"serve", "--config", s.config, "--grpc-addr", s.grpc, "--admin-addr", s.admin, "--http-addr", s.http, "--log-format", "json"}, args...)...)
+	s.cmd = exec.Command(bin, append([]string{"serve", "--config", s.config, "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-format", "json"}, args...)...)
 	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "GOGC=") && !strings.HasPrefix(kv, "GOMEMLIMIT=") && !strings.HasPrefix(kv, "CORSAUTHZ_") {
@@ -104,7 +103,8 @@ func serve(t *testing.T, cfg []byte, args ...string) *served {
 		}
 	})
 	go s.log.read(pr)
-	s.log.waitMsg(t, "serving")
+	serving := s.log.waitMsg(t, "serving")
+	s.grpc, s.admin, s.http = servingAddr(t, serving, "grpc_addr"), servingAddr(t, serving, "admin_addr"), servingAddr(t, serving, "http_addr")
 	return s
 }
 

@@ -5,11 +5,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -45,15 +45,8 @@ func buildBinary(t *testing.T) string {
 	return bin
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+// servingLine is the text log's "serving" line, naming the addresses bound.
+var servingLine = regexp.MustCompile(`msg=serving grpc_addr=(\S+) admin_addr=(\S+) http_addr=(\S+)`)
 
 // TestBinary runs the built binary as an operator would: validate's exit
 // codes, and serve answering Check until SIGTERM, then exiting 0.
@@ -88,9 +81,10 @@ func TestBinary(t *testing.T) {
 	})
 
 	t.Run("serve until SIGTERM", func(t *testing.T) {
-		grpcAddr, adminAddr, httpAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+		// Port 0: the addresses are read from the serving line.
 		cmd := exec.Command(bin, "serve")
-		cmd.Env = append(os.Environ(), "CORSAUTHZ_GRPC_ADDR="+grpcAddr, "CORSAUTHZ_ADMIN_ADDR="+adminAddr, "CORSAUTHZ_HTTP_ADDR="+httpAddr)
+		cmd.Env = append(os.Environ(), "CORSAUTHZ_GRPC_ADDR=127.0.0.1:0", "CORSAUTHZ_ADMIN_ADDR=127.0.0.1:0", "CORSAUTHZ_HTTP_ADDR=127.0.0.1:0")
+		var grpcAddr, httpAddr string
 		var stderr lockedBuffer
 		pr, pw, _ := os.Pipe()
 		cmd.Stderr = pw
@@ -106,8 +100,11 @@ func TestBinary(t *testing.T) {
 			sc := bufio.NewScanner(pr)
 			for sc.Scan() {
 				stderr.WriteString(sc.Text() + "\n")
-				if strings.Contains(sc.Text(), "msg=serving") {
-					once.Do(func() { close(ready) })
+				if m := servingLine.FindStringSubmatch(sc.Text()); m != nil {
+					once.Do(func() {
+						grpcAddr, httpAddr = m[1], m[3]
+						close(ready)
+					})
 				}
 			}
 		}()

@@ -45,8 +45,8 @@ func (l *jsonLog) read(r *os.File) {
 	}
 }
 
-// waitMsg waits up to 10s for a line whose msg is msg.
-func (l *jsonLog) waitMsg(t *testing.T, msg string) {
+// waitMsg waits up to 10s for a line whose msg is msg, and returns it.
+func (l *jsonLog) waitMsg(t *testing.T, msg string) map[string]any {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
@@ -54,13 +54,26 @@ func (l *jsonLog) waitMsg(t *testing.T, msg string) {
 		for _, rec := range l.lines {
 			if rec["msg"] == msg {
 				l.mu.Unlock()
-				return
+				return rec
 			}
 		}
 		l.mu.Unlock()
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("no log line %q within 10s:\n%s", msg, l.String())
+	return nil
+}
+
+// servingAddr is the address the "serving" line rec names for key
+// (grpc_addr, admin_addr, http_addr): the tests listen on port 0, as a
+// port found free and closed again can be taken by another test first.
+func servingAddr(t *testing.T, rec map[string]any, key string) string {
+	t.Helper()
+	addr, _ := rec[key].(string)
+	if addr == "" {
+		t.Fatalf("the serving line has no %s: %v", key, rec)
+	}
+	return addr
 }
 
 func (l *jsonLog) String() string {
@@ -79,8 +92,7 @@ func TestBinaryReloadAndShutdownUnderLoad(t *testing.T) {
 	if err := os.WriteFile(config, opsConfig("https://a.example.com"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	grpcAddr, adminAddr := freeAddr(t), freeAddr(t)
-	cmd := exec.Command(bin, "serve", "--config", config, "--grpc-addr", grpcAddr, "--admin-addr", adminAddr, "--http-addr", "",
+	cmd := exec.Command(bin, "serve", "--config", config, "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--http-addr", "",
 		"--log-format", "json", "--shutdown-delay", "500ms", "--drain-timeout", "5s")
 	cmd.Env = os.Environ()
 	pr, pw, err := os.Pipe()
@@ -107,7 +119,8 @@ func TestBinaryReloadAndShutdownUnderLoad(t *testing.T) {
 	}()
 	var log jsonLog
 	go log.read(pr)
-	log.waitMsg(t, "serving")
+	serving := log.waitMsg(t, "serving")
+	grpcAddr := servingAddr(t, serving, "grpc_addr")
 
 	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

@@ -202,6 +202,11 @@ var authCases = []authCase{
 		want: authWant{status: 200, cors: corsNone, upstream: true, user: "alice", asked: 1},
 	},
 	{
+		desc:   "gRPC: an allow's request headers apply with Envoy's actions (add if absent, overwrite if present)",
+		method: "GET", host: "rpc.example.com", path: "/", headers: map[string]string{"Origin": appOrigin}, behaviour: "allow-actions",
+		want: authWant{status: 200, cors: corsApp, upstream: true, user: "alice", asked: 1},
+	},
+	{
 		desc:   "gRPC: a denial with status 200 stays a denial, as 403 (finding 5)",
 		method: "POST", host: "rpc.example.com", path: "/admin", headers: map[string]string{"Origin": appOrigin}, behaviour: "deny-200",
 		want: authWant{status: 403, cors: corsApp, asked: 1},
@@ -379,6 +384,17 @@ func (g *grpcAuthorizer) Check(ctx context.Context, req *authv3.CheckRequest) (*
 				set("access-control-expose-headers", "*"),
 			}
 		}
+		return &authv3.CheckResponse{Status: &rpcstatus.Status{}, HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok}}, nil
+	case "allow-actions":
+		// Envoy's actions: only absent headers are added, only present ones
+		// overwritten.
+		action := func(name, value string, a corev3.HeaderValueOption_HeaderAppendAction) *corev3.HeaderValueOption {
+			return &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: name, Value: value}, AppendAction: a}
+		}
+		ok := &authv3.OkHttpResponse{Headers: []*corev3.HeaderValueOption{
+			action("x-user", "alice", corev3.HeaderValueOption_ADD_IF_ABSENT),
+			action("x-auth-request-user", "mallory", corev3.HeaderValueOption_OVERWRITE_IF_EXISTS),
+		}}
 		return &authv3.CheckResponse{Status: &rpcstatus.Status{}, HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok}}, nil
 	case "deny-200":
 		return denied(typev3.StatusCode_OK, nil, ""), nil

@@ -14,6 +14,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/corsauthz/corsauthz/internal/cli"
+	"github.com/corsauthz/corsauthz/internal/freeport"
 )
 
 type result struct {
@@ -616,11 +617,5 @@ func TestServeBuiltInExampleUntilCancelled(t *testing.T) {
 // freeAddr returns a loopback address that was free a moment ago.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
+	return freeport.Addr(t)
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -24,6 +23,7 @@ import (
 	"github.com/corsauthz/corsauthz/deploy"
 	"github.com/corsauthz/corsauthz/internal/cli"
 	"github.com/corsauthz/corsauthz/internal/docs"
+	"github.com/corsauthz/corsauthz/internal/freeport"
 	"github.com/corsauthz/corsauthz/policy"
 	corsauthzv1 "github.com/corsauthz/corsauthz/proto/gen/corsauthz/v1"
 	"github.com/corsauthz/corsauthz/server"
@@ -193,12 +193,7 @@ func TestValidateExample(t *testing.T) {
 // freeAddr returns a loopback address that was free a moment ago.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return freeport.Addr(t)
 }
 
 // TestHealthzExample: serve, as the README starts it (on free ports

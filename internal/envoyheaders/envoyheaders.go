@@ -1,7 +1,8 @@
 // Package envoyheaders applies Envoy's HeaderValueOptions to HTTP headers
-// the way Envoy does, for the tests that stand in for an Envoy in front of
-// corsauthz (e2e's gateway, the middleware's agreement test), so that both
-// read a CheckResponse the same way.
+// the way Envoy does: the Go middleware applies a Check's or a gRPC
+// authorizer's upstream request edits with it, and the tests that stand in
+// for an Envoy in front of corsauthz (e2e's gateway, the agreement tests)
+// read a CheckResponse with it, so that all read one the same way.
 package envoyheaders
 
 import (

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/corsauthz/corsauthz/internal/childproc"
+	"github.com/corsauthz/corsauthz/internal/freeport"
 	"github.com/corsauthz/corsauthz/internal/nginxproc"
 )
 
@@ -28,12 +29,7 @@ func needNginx(t *testing.T) string {
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return freeport.Addr(t)
 }
 
 // TestStartStop runs NGINX in its own directory, asks it once, stops it,
