@@ -100,9 +100,9 @@ func isDescribing(name string) bool {
 //     be sent to the browser as it is.
 //   - a failure: 503 with a one-line body saying why.
 //
-// sent reports whether the check request carries a header (for a gRPC
-// authorizer's conditional edits).
-func writeOutcome(a answer, sent func(name string) bool, out *decision.Outcome) {
+// r is the check request, whose headers a gRPC authorizer's conditional
+// edits are read against.
+func writeOutcome(a answer, r checkRequest, out *decision.Outcome) {
 	var buf [policy.MaxHeaders]policy.Header
 	switch out.Action {
 	case decision.Fail:
@@ -118,7 +118,7 @@ func writeOutcome(a answer, sent func(name string) bool, out *decision.Outcome) 
 			// ok_response's response headers have no place here).
 			// A gRPC authorizer's conditional edits read against the
 			// headers this request was sent with.
-			headers = append(headers, up.RequestHeadersFor(sent)...)
+			headers = append(headers, up.RequestHeadersFor(r.sent)...)
 			remove = up.RemoveRequestHeaders
 		}
 		addHeaders(a, out, headers)

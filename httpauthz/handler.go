@@ -89,7 +89,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ctx = tracing.FromHeader(ctx, r.Header) // traceparent from the gateway
 	}
 	out := h.core.Decide(ctx, decision.FrontEndHTTP, &req, &httpSource{r: r, req: &req})
-	writeOutcome(a, func(name string) bool { return len(r.Header.Values(name)) > 0 }, &out)
+	writeOutcome(a, stdRequest{r}, &out)
 }
 
 // isHealthProbe reports whether a request is a probe of HealthPath: a

@@ -90,6 +90,8 @@ type checkRequest interface {
 	get(i int) (string, int)
 	// joined returns every line of readNames[i] joined with ",".
 	joined(i int) string
+	// sent reports whether a header is sent, name in any case.
+	sent(name string) bool
 }
 
 // stdRequest is a request net/http parsed.
@@ -114,6 +116,8 @@ func (s stdRequest) get(i int) (string, int) {
 	}
 	return vs[0], len(vs)
 }
+
+func (s stdRequest) sent(name string) bool { return len(s.r.Header.Values(name)) > 0 }
 
 func (s stdRequest) joined(i int) string { return strings.Join(s.r.Header[readNames[i]], ",") }
 

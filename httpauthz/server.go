@@ -203,7 +203,7 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx) {
 	}
 	ck.src = wireSource{r: r, req: req, tls: c != nil && c.tls != nil}
 	out := h.core.Decide(dctx, decision.FrontEndHTTP, req, &ck.src)
-	writeOutcome(a, r.sent, &out)
+	writeOutcome(a, r, &out)
 }
 
 // bodyless makes fasthttp read no body: a request that announces one
