@@ -43,13 +43,15 @@ type ServerOptions struct {
 // github.com/valyala/fasthttp's server, which costs about half as much
 // CPU per request as net/http's (docs/performance.md), with the same
 // limits and behaviour as NewServer's net/http server gives the Handler
-// (docs/nginx.md says which fasthttp setting gives each):
+// (docs/nginx.md says which fasthttp setting gives each), and answers
+// without Date, Server or Content-Type lines:
 //
 //   - request headers bounded by limits.HTTPHeaderBytes (431 past it),
 //     read within ReadHeaderTimeout, else the connection is closed
 //     without an answer;
-//   - an answer written within WriteTimeout; keep-alive connections
-//     closed after IdleTimeout idle;
+//   - an answer written within ReadTimeout of the end of the handler (a
+//     client that never reads is cut off); keep-alive connections closed
+//     after IdleTimeout idle;
 //   - a request body never read: a request that announces one is answered
 //     with Connection: close, and the connection closed after the answer;
 //   - malformed requests (a line that is not a header, a repeated Host or
