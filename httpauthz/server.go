@@ -177,6 +177,12 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx) {
 	defer func() {
 		*ck = check{}
 		checks.Put(ck)
+		// fasthttp recovers no panic: one would end the process. As
+		// net/http does, log it and close the connection.
+		if p := recover(); p != nil {
+			s.log(fmt.Sprintf("http: panic serving %v: %v", ctx.RemoteAddr(), p))
+			_ = ctx.Conn().Close()
+		}
 	}()
 	r := &ck.r
 	r.scan(ctx)
@@ -345,7 +351,18 @@ func (c *serverConn) Read(p []byte) (int, error) {
 		return c.Conn.Read(p)
 	}
 	buf := readAheadPool.Get().(*[readAhead]byte)
-	n, err := c.Conn.Read(buf[:])
+	var n int
+	var err error
+	// A read of nothing and no error is retried, as bufio does: fasthttp
+	// takes it for a bug and panics.
+	for range 100 {
+		if n, err = c.Conn.Read(buf[:]); n > 0 || err != nil {
+			break
+		}
+	}
+	if n == 0 && err == nil {
+		err = io.ErrNoProgress
+	}
 	m := copy(p, buf[:n])
 	if m == n {
 		readAheadPool.Put(buf)
