@@ -45,26 +45,31 @@ type httpSource struct {
 
 // AuthorizerRequest implements decision.Source.
 func (s *httpSource) AuthorizerRequest(string) *authorizer.Request {
-	r := s.r
-	scheme := r.Header.Get(headerForwardedProto)
+	return authorizerRequest(s.r.Header, s.r.TLS != nil, s.req)
+}
+
+// authorizerRequest is the request req described by a check request with
+// header h, received over TLS or not, as an authorizer is told of it.
+func authorizerRequest(h http.Header, overTLS bool, req *policy.Request) *authorizer.Request {
+	scheme := h.Get(headerForwardedProto)
 	if scheme == "" {
 		scheme = "http"
-		if r.TLS != nil {
+		if overTLS {
 			scheme = "https"
 		}
 	}
-	headers := make(map[string]string, len(r.Header))
-	for name, vs := range r.Header {
+	headers := make(map[string]string, len(h))
+	for name, vs := range h {
 		if isDescribing(name) {
 			continue
 		}
 		headers[strings.ToLower(name)] = strings.Join(vs, ",")
 	}
 	return &authorizer.Request{
-		Method:  s.req.Method,
+		Method:  req.Method,
 		Scheme:  scheme,
-		Host:    s.req.Host,
-		Path:    s.req.Path,
+		Host:    req.Host,
+		Path:    req.Path,
 		Headers: headers,
 	}
 }
@@ -94,23 +99,17 @@ func isDescribing(name string) bool {
 //     authorizer's denial or failure with the CORS headers merged in), to
 //     be sent to the browser as it is.
 //   - a failure: 503 with a one-line body saying why.
-func writeOutcome(w http.ResponseWriter, r *http.Request, out *decision.Outcome) {
-	h := w.Header()
+//
+// r is the check request, whose headers a gRPC authorizer's conditional
+// edits are read against.
+func writeOutcome(a answer, r checkRequest, out *decision.Outcome) {
 	var buf [policy.MaxHeaders]policy.Header
 	switch out.Action {
 	case decision.Fail:
-		writeText(w, http.StatusServiceUnavailable, unavailableMessage(out.Failure))
+		writeText(a, http.StatusServiceUnavailable, unavailableMessage(out.Failure))
 	case decision.Respond:
-		setOneLineEach(h, out.AppendHeaders(buf[:0]))
-		if len(out.Body) > 0 {
-			if _, ok := h["Content-Type"]; !ok {
-				h["Content-Type"] = nil // the authorizer's answer as it came: no sniffed type
-			}
-		}
-		w.WriteHeader(out.Status)
-		if len(out.Body) > 0 {
-			_, _ = w.Write(out.Body)
-		}
+		addHeaders(a, out, out.AppendHeaders(buf[:0]))
+		a.send(out.Status, out.Body)
 	default:
 		headers := out.AppendHeaders(buf[:0])
 		var remove []string
@@ -119,13 +118,26 @@ func writeOutcome(w http.ResponseWriter, r *http.Request, out *decision.Outcome)
 			// ok_response's response headers have no place here).
 			// A gRPC authorizer's conditional edits read against the
 			// headers this request was sent with.
-			headers = append(headers, up.RequestHeadersFor(func(name string) bool { return len(r.Header.Values(name)) > 0 })...)
+			headers = append(headers, up.RequestHeadersFor(r.sent)...)
 			remove = up.RemoveRequestHeaders
 		}
-		setOneLineEach(h, headers)
+		addHeaders(a, out, headers)
 		if len(remove) > 0 {
-			h.Set(HeaderAuthHeadersToRemove, strings.Join(remove, ", "))
+			a.add(HeaderAuthHeadersToRemove, strings.Join(remove, ", "))
 		}
-		w.WriteHeader(http.StatusOK)
+		a.send(http.StatusOK, nil)
+	}
+}
+
+// addHeaders adds the headers of out to a: a decision's as they are (its
+// names are canonical, each once), an authorizer's one line each
+// (addOneLineEach).
+func addHeaders(a answer, out *decision.Outcome, headers []policy.Header) {
+	if !out.Plain() {
+		addOneLineEach(a, headers)
+		return
+	}
+	for _, h := range headers {
+		a.add(h.Name, h.Value)
 	}
 }

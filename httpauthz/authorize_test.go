@@ -56,8 +56,7 @@ func TestOutcomeWrittenAsIs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(h)
-	t.Cleanup(ts.Close)
+	ts := serve(t, h)
 	a := exchange(t, ts.Listener.Addr().String(), request("GET", "/check",
 		"Host: corsauthz", "X-Original-Method: DELETE", "X-Original-Host: api.example.com", "X-Original-URI: /v1/o?id=7",
 		"Origin: https://app.example.com", "Cookie: s=1", "Cookie: t=2"))

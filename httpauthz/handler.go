@@ -62,8 +62,11 @@ func New(core *decision.Core, opts Options) (*Handler, error) {
 }
 
 // ServeHTTP implements http.Handler: read, decide, answer. Every step
-// that can fail answers with its status and a one-line text body.
+// that can fail answers with its status and a one-line text body. It is
+// the same protocol as Server's, for a Handler mounted in a net/http
+// server of one's own.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a := stdAnswer{w}
 	if r.ContentLength != 0 {
 		// The body is never read: the connection is closed after the
 		// answer, and reading from it fails at once, so that net/http does
@@ -71,14 +74,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Connection", "close")
 		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 	}
-	if h.isHealthProbe(r) {
-		h.health(w)
+	if isHealthProbe(r.Method, r.URL.Path, stdRequest{r}) {
+		h.health(a)
 		return
 	}
 	var req policy.Request
-	if err := readRequest(r, h.prefix, &req); err != nil {
+	if err := readRequest(stdRequest{r}, h.prefix, &req); err != nil {
 		h.core.Refused(r.Context(), decision.FrontEndHTTP, err.Message, slog.Int("status", err.Status))
-		writeText(w, err.Status, err.Message)
+		writeText(a, err.Status, err.Message)
 		return
 	}
 	ctx := r.Context()
@@ -86,23 +89,28 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ctx = tracing.FromHeader(ctx, r.Header) // traceparent from the gateway
 	}
 	out := h.core.Decide(ctx, decision.FrontEndHTTP, &req, &httpSource{r: r, req: &req})
-	writeOutcome(w, r, &out)
+	writeOutcome(a, stdRequest{r}, &out)
 }
 
-func (h *Handler) isHealthProbe(r *http.Request) bool {
-	return (r.Method == http.MethodGet || r.Method == http.MethodHead) &&
-		r.URL.Path == HealthPath &&
-		r.Header.Get(headerForwardedURI) == "" && r.Header.Get(headerOriginalURI) == ""
+// isHealthProbe reports whether a request is a probe of HealthPath: a
+// GET or HEAD of it that describes no request (see HealthPath).
+func isHealthProbe(method, path string, r checkRequest) bool {
+	if (method != http.MethodGet && method != http.MethodHead) || path != HealthPath {
+		return false
+	}
+	fwd, _ := r.get(hForwardedURI)
+	orig, _ := r.get(hOriginalURI)
+	return fwd == "" && orig == ""
 }
 
-func (h *Handler) health(w http.ResponseWriter) {
+func (h *Handler) health(a answer) {
 	if h.ready != nil {
 		if err := h.ready(); err != nil {
-			writeText(w, http.StatusServiceUnavailable, "not ready: "+err.Error())
+			writeText(a, http.StatusServiceUnavailable, "not ready: "+err.Error())
 			return
 		}
 	}
-	writeText(w, http.StatusOK, "ok")
+	writeText(a, http.StatusOK, "ok")
 }
 
 // unavailableMessage is the 503 body for a failure of the core.
@@ -113,37 +121,70 @@ func unavailableMessage(f *decision.Failure) string {
 	return f.Message
 }
 
-// setOneLineEach sets headers on out, one line per name: values of a name
-// given twice are joined, as a list-valued header may be (RFC 9110 §5.3),
-// except Set-Cookie (an authorizer's denial may carry several), which
-// keeps a line per cookie. It is linear in the number of headers, however
-// many an authorizer's answer carries.
-func setOneLineEach(out http.Header, headers []policy.Header) {
-	// One backing array for every value: one allocation per answer.
-	values := make([]string, len(headers))
-	var set map[string]bool // names set here, when there are many
+// answer is where the handler writes an answer: a net/http
+// ResponseWriter (stdAnswer) or Server's response (wireAnswer).
+type answer interface {
+	// add adds a header line; name is canonical.
+	add(name, value string)
+	// send sends the status, the headers added and body.
+	send(status int, body []byte)
+}
+
+// stdAnswer is a net/http answer.
+type stdAnswer struct{ w http.ResponseWriter }
+
+func (a stdAnswer) add(name, value string) {
+	h := a.w.Header()
+	h[name] = append(h[name], value)
+}
+
+func (a stdAnswer) send(status int, body []byte) {
+	if len(body) > 0 {
+		if h := a.w.Header(); h["Content-Type"] == nil {
+			h["Content-Type"] = nil // the authorizer's answer as it came: no sniffed type
+		}
+	}
+	a.w.WriteHeader(status)
+	if len(body) > 0 {
+		_, _ = a.w.Write(body)
+	}
+}
+
+// addOneLineEach adds headers to a, one line per name: values of a name
+// given twice are joined, as a list-valued header may be (RFC 9110
+// §5.3), except Set-Cookie (an authorizer's denial may carry several),
+// which keeps a line per cookie. It is linear in the number of headers,
+// however many an authorizer's answer carries.
+func addOneLineEach(a answer, headers []policy.Header) {
+	var buf [policy.MaxHeaders]policy.Header
+	lines := buf[:0]
+	var at map[string]int // index in lines by name, when there are many
 	if len(headers) > policy.MaxHeaders {
-		set = make(map[string]bool, len(headers))
+		at = make(map[string]int, len(headers))
 	}
 	for i, hd := range headers {
-		values[i] = hd.Value
 		key := http.CanonicalHeaderKey(hd.Name)
-		if key == "Set-Cookie" {
-			out[key] = append(out[key], hd.Value)
-			continue
+		if key != "Set-Cookie" {
+			j := -1
+			if at != nil {
+				if k, ok := at[key]; ok {
+					j = k
+				}
+			} else if slices.ContainsFunc(headers[:i], func(h policy.Header) bool { return strings.EqualFold(h.Name, hd.Name) }) {
+				j = slices.IndexFunc(lines, func(l policy.Header) bool { return l.Name == key })
+			}
+			if j >= 0 {
+				lines[j].Value += ", " + hd.Value
+				continue
+			}
+			if at != nil {
+				at[key] = len(lines)
+			}
 		}
-		seen := false
-		if set != nil {
-			seen = set[key]
-			set[key] = true
-		} else {
-			seen = slices.ContainsFunc(headers[:i], func(h policy.Header) bool { return strings.EqualFold(h.Name, hd.Name) })
-		}
-		if seen {
-			out[key][0] += ", " + hd.Value
-			continue
-		}
-		out[key] = values[i : i+1 : i+1]
+		lines = append(lines, policy.Header{Name: key, Value: hd.Value})
+	}
+	for _, l := range lines {
+		a.add(l.Name, l.Value)
 	}
 }
 
@@ -154,11 +195,7 @@ const maxMessageLen = 512
 // breaks and other control characters become spaces, and a message longer
 // than maxMessageLen is cut, so that nothing a client sent can shape the
 // answer.
-func writeText(w http.ResponseWriter, status int, msg string) {
-	h := w.Header()
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Cache-Control", "no-store")
+func writeText(a answer, status int, msg string) {
 	msg = strings.ToValidUTF8(msg, "\uFFFD")
 	if len(msg) > maxMessageLen {
 		msg = limits.Prefix(msg, maxMessageLen) + "…"
@@ -170,7 +207,9 @@ func writeText(w http.ResponseWriter, status int, msg string) {
 		}
 	}
 	line = append(line, '\n')
-	h.Set("Content-Length", strconv.Itoa(len(line)))
-	w.WriteHeader(status)
-	_, _ = w.Write(line)
+	a.add("Content-Type", "text/plain; charset=utf-8")
+	a.add("X-Content-Type-Options", "nosniff")
+	a.add("Cache-Control", "no-store")
+	a.add("Content-Length", strconv.Itoa(len(line)))
+	a.send(status, line)
 }

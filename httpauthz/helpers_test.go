@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -75,20 +74,41 @@ func loadEngine(tb testing.TB) *policy.Engine {
 }
 
 // startListener serves a Handler with opts on a loopback port, with the
-// listener's own http.Server settings, until the test ends.
+// listener's own server (Handler.Server), until the test ends.
 // Its core logs to the LogBuffer returned.
-func startListener(tb testing.TB, opts httpauthz.Options) (*httptest.Server, *th.LogBuffer) {
+func startListener(tb testing.TB, opts httpauthz.Options) (*testServer, *th.LogBuffer) {
 	tb.Helper()
 	logs := &th.LogBuffer{}
 	h, err := httpauthz.New(newCore(tb, loadEngine(tb), logs), opts)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ts := httptest.NewUnstartedServer(h)
-	ts.Config = httpauthz.NewServer(h, nil, nil)
-	ts.Start()
-	tb.Cleanup(ts.Close)
-	return ts, logs
+	return serve(tb, h), logs
+}
+
+// testServer is a Handler served on a loopback port.
+type testServer struct {
+	Listener net.Listener
+}
+
+// serve serves h with its Server on a loopback port until the test ends.
+func serve(tb testing.TB, h *httpauthz.Handler) *testServer {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv := h.Server(httpauthz.ServerOptions{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(l)
+	}()
+	tb.Cleanup(func() {
+		_ = srv.Close()
+		<-done
+	})
+	return &testServer{Listener: l}
 }
 
 // rawAnswer is what a gateway reads of an answer.

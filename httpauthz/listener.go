@@ -15,8 +15,11 @@ import (
 // gateway, and its connection is closed rather than held.
 const (
 	ReadHeaderTimeout = 3 * time.Second
-	ReadTimeout       = 5 * time.Second
-	// WriteTimeout runs from the end of the request's headers to the end
+	// ReadTimeout bounds reading a whole request in NewServer's server;
+	// Server reads no body, and bounds writing each answer with it,
+	// from the end of the handler.
+	ReadTimeout = 5 * time.Second
+	// WriteTimeout (NewServer's) runs from the end of the request's headers to the end
 	// of the answer, so it covers the authorizer's call: it is longer
 	// than the longest authorizer timeout a configuration may set, or an
 	// answer held up by a slow authorizer would be cut off (an EOF at the
@@ -29,9 +32,10 @@ const (
 	IdleTimeout = 2 * time.Minute
 )
 
-// NewServer returns the http.Server of the HTTP authorization listener:
-// h behind strict timeouts, headers bounded by limits.HTTPHeaderBytes (past which
-// net/http answers 431 itself), HTTP/1.1 only (the gateways that ask
+// NewServer returns a net/http server for h with the listener's limits,
+// for a Handler served by net/http (corsauthz serves it with Server):
+// h behind strict timeouts, headers bounded by limits.HTTPHeaderBytes
+// (past which net/http answers 431 itself), HTTP/1.1 only (the gateways that ask
 // over HTTP speak it; a single protocol keeps the limits simple), OPTIONS
 // * handed to h as any other request. tlsConfig, when not nil, serves
 // HTTPS (wrap the listener with tls.NewListener); errorLog receives

@@ -41,21 +41,97 @@ func tooLarge(format string, args ...any) *RequestError {
 	return &RequestError{Status: http.StatusRequestHeaderFieldsTooLarge, Message: fmt.Sprintf(format, args...)}
 }
 
+// The headers the handler reads, by index into readNames.
+const (
+	hForwardedMethod = iota
+	hOriginalMethod
+	hForwardedHost
+	hOriginalHost
+	hForwardedURI
+	hOriginalURI
+	hPolicy
+	hOrigin
+	hRequestMethod
+	hRequestHeaders
+	hRequestPrivateNetwork
+	hForwardedProto
+	nRead
+)
+
+// readNames are the names of the headers the handler reads, canonical.
+var readNames = [nRead]string{
+	hForwardedMethod:       headerForwardedMethod,
+	hOriginalMethod:        headerOriginalMethod,
+	hForwardedHost:         headerForwardedHost,
+	hOriginalHost:          headerOriginalHost,
+	hForwardedURI:          headerForwardedURI,
+	hOriginalURI:           headerOriginalURI,
+	hPolicy:                HeaderPolicy,
+	hOrigin:                policy.HeaderOrigin,
+	hRequestMethod:         policy.HeaderRequestMethod,
+	hRequestHeaders:        policy.HeaderRequestHeaders,
+	hRequestPrivateNetwork: policy.HeaderRequestPrivateNetwork,
+	hForwardedProto:        headerForwardedProto,
+}
+
+// checkRequest is a check request as the handler reads it, whichever
+// server parsed it: net/http (stdRequest) or the listener's own
+// (wireRequest).
+type checkRequest interface {
+	method() string
+	// requestURI is the request target as sent.
+	requestURI() string
+	// host is the Host header, or the authority of an absolute target.
+	host() string
+	// lineCount is the number of header lines.
+	lineCount() int
+	// get returns the first value of readNames[i] and how many lines
+	// carry it.
+	get(i int) (string, int)
+	// joined returns every line of readNames[i] joined with ",".
+	joined(i int) string
+	// sent reports whether a header is sent, name in any case.
+	sent(name string) bool
+}
+
+// stdRequest is a request net/http parsed.
+type stdRequest struct{ r *http.Request }
+
+func (s stdRequest) method() string     { return s.r.Method }
+func (s stdRequest) requestURI() string { return s.r.RequestURI }
+func (s stdRequest) host() string       { return s.r.Host }
+
+func (s stdRequest) lineCount() int {
+	n := 0
+	for _, vs := range s.r.Header {
+		n += len(vs)
+	}
+	return n
+}
+
+func (s stdRequest) get(i int) (string, int) {
+	vs := s.r.Header[readNames[i]]
+	if len(vs) == 0 {
+		return "", 0
+	}
+	return vs[0], len(vs)
+}
+
+func (s stdRequest) sent(name string) bool { return len(s.r.Header.Values(name)) > 0 }
+
+func (s stdRequest) joined(i int) string { return strings.Join(s.r.Header[readNames[i]], ",") }
+
 // readRequest fills dst from r, following the precedence of the package
 // documentation, or says why r cannot be decided. prefix is
 // Options.PathPrefix without its trailing "/".
-func readRequest(r *http.Request, prefix string, dst *policy.Request) *RequestError {
-	n := 0
-	for _, vs := range r.Header {
-		n += len(vs)
-	}
-	if n > limits.HeaderCount {
+func readRequest(r checkRequest, prefix string, dst *policy.Request) *RequestError {
+	if n := r.lineCount(); n > limits.HeaderCount {
 		return tooLarge("the request has %d header lines, more than the limit of %d", n, limits.HeaderCount)
 	}
 	var err *RequestError
-	pick := func(names ...string) string {
-		for _, name := range names {
-			v, e := single(r.Header, name)
+	pick := func(names ...int) string {
+		for _, i := range names {
+			v, e := single(r, i)
 			if e != nil && err == nil {
 				err = e
 			}
@@ -65,24 +141,25 @@ func readRequest(r *http.Request, prefix string, dst *policy.Request) *RequestEr
 		}
 		return ""
 	}
-	dst.Method = pick(headerForwardedMethod, headerOriginalMethod)
+	dst.Method = pick(hForwardedMethod, hOriginalMethod)
 	if dst.Method == "" {
-		dst.Method = r.Method
+		dst.Method = r.method()
 	}
-	dst.Host = pick(headerForwardedHost, headerOriginalHost)
+	dst.Host = pick(hForwardedHost, hOriginalHost)
 	if dst.Host == "" {
-		dst.Host = r.Host
+		dst.Host = r.host()
 	}
-	dst.Path = pick(headerForwardedURI, headerOriginalURI)
-	dst.Policy = pick(HeaderPolicy)
-	dst.Origin = pick(policy.HeaderOrigin)
+	dst.Path = pick(hForwardedURI, hOriginalURI)
+	dst.Policy = pick(hPolicy)
+	dst.Origin = pick(hOrigin)
 	// An empty Origin is still an Origin (docs/configuration-and-decisions.md): Envoy's
 	// http_service forwards one as it came; NGINX cannot send one.
-	_, dst.OriginPresent = r.Header[policy.HeaderOrigin]
-	dst.RequestMethod = pick(policy.HeaderRequestMethod)
-	dst.RequestPrivateNetwork = pick(policy.HeaderRequestPrivateNetwork)
+	_, origins := r.get(hOrigin)
+	dst.OriginPresent = origins > 0
+	dst.RequestMethod = pick(hRequestMethod)
+	dst.RequestPrivateNetwork = pick(hRequestPrivateNetwork)
 	// A list: lines of it are joined, as Envoy joins them.
-	dst.RequestHeaders = strings.Join(r.Header[policy.HeaderRequestHeaders], ",")
+	dst.RequestHeaders = r.joined(hRequestHeaders)
 	if err != nil {
 		return err
 	}
@@ -93,7 +170,7 @@ func readRequest(r *http.Request, prefix string, dst *policy.Request) *RequestEr
 			return badRequest("the original path (X-Forwarded-Uri or X-Original-URI) does not start with /")
 		}
 	default:
-		path, e := ownPath(r.RequestURI, prefix)
+		path, e := ownPath(r.requestURI(), prefix)
 		if e != nil {
 			return e
 		}
@@ -105,19 +182,16 @@ func readRequest(r *http.Request, prefix string, dst *policy.Request) *RequestEr
 	return checkValues(dst)
 }
 
-// single returns the value of the header name ("" when absent), or an
-// error when it is sent more than once: a repeated single-valued header
-// is not a gateway's, and no line of it is more to be trusted than the
-// others.
-func single(h http.Header, name string) (string, *RequestError) {
-	vs := h[name]
-	switch len(vs) {
-	case 0:
-		return "", nil
-	case 1:
-		return vs[0], nil
+// single returns the value of the header readNames[i] ("" when absent),
+// or an error when it is sent more than once: a repeated single-valued
+// header is not a gateway's, and no line of it is more to be trusted than
+// the others.
+func single(r checkRequest, i int) (string, *RequestError) {
+	v, n := r.get(i)
+	if n <= 1 {
+		return v, nil
 	}
-	return "", badRequest("the header %s is sent %d times: send it once", name, len(vs))
+	return "", badRequest("the header %s is sent %d times: send it once", readNames[i], n)
 }
 
 // ownPath is the request's own path and query with prefix removed.

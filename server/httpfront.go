@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
-	"log"
 	"log/slog"
 	"net"
 	"strings"
@@ -25,29 +24,20 @@ func (c *certReloader) httpTLSConfig() *tls.Config {
 	return &tls.Config{MinVersion: tls.VersionTLS12, GetConfigForClient: c.configForClient}
 }
 
-// netHTTPLog is the HTTP listener's net/http error log (TLS handshake
-// failures, malformed connections): each message a warning, cut
+// httpListenerLog is the HTTP listener's log of its own messages (TLS
+// handshake failures, errors accepting connections): each a warning, cut
 // (limits.Cut), within the request log's rate limit, since a client can
 // cause one per connection. A refused TLS handshake is also counted in
 // corsauthz_tls_handshake_failures_total, as the gRPC listener's are.
-func netHTTPLog(core *decision.Core, metrics *Metrics) *log.Logger {
-	return log.New(&limitedLogWriter{core: core, metrics: metrics}, "", 0)
-}
-
-type limitedLogWriter struct {
-	core    *decision.Core
-	metrics *Metrics
-}
-
-func (w *limitedLogWriter) Write(p []byte) (int, error) {
-	msg := strings.TrimSpace(string(p))
-	// net/http's wording, as of Go 1.26: "http: TLS handshake error from
-	// ADDR: ERR".
-	if strings.HasPrefix(msg, "http: TLS handshake error") {
-		w.metrics.tlsHandshakeFailed()
+func httpListenerLog(core *decision.Core, metrics *Metrics) func(string) {
+	return func(msg string) {
+		// httpauthz.Server words it as net/http does: "http: TLS
+		// handshake error from ADDR: ERR".
+		if strings.HasPrefix(msg, "http: TLS handshake error") {
+			metrics.tlsHandshakeFailed()
+		}
+		core.Log(context.Background(), slog.LevelWarn, "HTTP listener: "+limits.Cut(msg), slog.String("listener", "http"))
 	}
-	w.core.Log(context.Background(), slog.LevelWarn, "HTTP listener: "+limits.Cut(msg), slog.String("listener", "http"))
-	return len(p), nil
 }
 
 // limitHTTPConnections puts the cap on the HTTP listener's connections
@@ -55,9 +45,9 @@ func (w *limitedLogWriter) Write(p []byte) (int, error) {
 // corsauthz_http_connections, refused ones in
 // corsauthz_http_connections_refused_total and logged within the request
 // log's rate limit.
-func (s *Server) limitHTTPConnections(l net.Listener, max int) net.Listener {
+func (s *Server) limitHTTPConnections(l net.Listener, tlsConfig *tls.Config, max int) net.Listener {
 	max = cmp.Or(max, httpauthz.DefaultMaxConnections)
-	return httpauthz.LimitConnections(l, s.http.TLSConfig, httpauthz.ConnLimits{
+	return httpauthz.LimitConnections(l, tlsConfig, httpauthz.ConnLimits{
 		Max: max,
 		Refused: func() {
 			s.metrics.httpConnectionRefused()

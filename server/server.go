@@ -174,7 +174,7 @@ type Server struct {
 	admin    *http.Server
 	grpcLis  net.Listener
 	adminLis net.Listener
-	http     *http.Server // nil without an HTTP listener
+	http     *httpauthz.Server // nil without an HTTP listener
 	httpLis  net.Listener
 	started  atomic.Bool
 	draining atomic.Bool
@@ -384,13 +384,10 @@ func (s *Server) newHTTPListener(opts Options, certs *certReloader) error {
 	if certs != nil {
 		tlsConfig = certs.httpTLSConfig()
 	}
-	s.http = httpauthz.NewServer(h, tlsConfig, netHTTPLog(s.core, s.metrics))
-	if opts.HTTPIdleTimeout > 0 {
-		s.http.IdleTimeout = opts.HTTPIdleTimeout
-	}
+	s.http = h.Server(httpauthz.ServerOptions{IdleTimeout: opts.HTTPIdleTimeout, Log: httpListenerLog(s.core, s.metrics)})
 	// The cap counts TCP connections; TLS is served above it, so that
-	// net/http sees the *tls.Conn it needs (handshake, Request.TLS).
-	s.httpLis = s.limitHTTPConnections(s.httpLis, opts.HTTPMaxConnections)
+	// the server sees the *tls.Conn it makes the handshake on.
+	s.httpLis = s.limitHTTPConnections(s.httpLis, tlsConfig, opts.HTTPMaxConnections)
 	if tlsConfig != nil {
 		s.httpLis = tls.NewListener(s.httpLis, tlsConfig)
 	}
