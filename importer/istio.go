@@ -58,7 +58,7 @@ func decodeSpec(d *doc, spec any, message string) error {
 }
 
 func istioVirtualService(b *builder, d *doc, vs *istioVirtualServiceSpec) {
-	for i, route := range vs.HTTP {
+	for i, route := range vs.Http {
 		cp := route.CorsPolicy
 		if cp == nil {
 			continue
@@ -103,7 +103,7 @@ func istioVirtualService(b *builder, d *doc, vs *istioVirtualServiceSpec) {
 		}
 		for k, m := range route.Match {
 			mat := func(path ...any) Pos { return d.at(append([]any{"spec", "http", i, "match", k}, path...)...) }
-			u := m.URI
+			u := m.Uri
 			switch {
 			case u == nil || u.Exact == nil && u.Prefix == nil && u.Regex == nil:
 				r.anyPath = true

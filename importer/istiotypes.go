@@ -4,7 +4,8 @@ import "errors"
 
 // The Istio objects the importer reads, as the fields it reads of
 // istio.io/api's networking/v1alpha3 VirtualService and security/v1beta1
-// AuthorizationPolicy: the same names (pj: the JSON name, then the proto
+// AuthorizationPolicy: the same Go names (Http, Uri: as upstream spells
+// them), the same field names (pj: the JSON name, then the proto
 // name when it differs) and the same types, decoded by decodeProtoJSON as
 // protojson decodes them. TestUpstreamTypes decodes every test input into
 // both and compares what the importer reads.
@@ -17,7 +18,7 @@ const (
 
 type istioVirtualServiceSpec struct {
 	Hosts []string         `pj:"hosts"`
-	HTTP  []istioHTTPRoute `pj:"http"`
+	Http  []istioHTTPRoute `pj:"http"`
 }
 
 type istioHTTPRoute struct {
@@ -27,7 +28,7 @@ type istioHTTPRoute struct {
 }
 
 type istioHTTPMatchRequest struct {
-	URI            *istioStringMatch            `pj:"uri"`
+	Uri            *istioStringMatch            `pj:"uri"`
 	Method         *istioStringMatch            `pj:"method"`
 	Authority      *istioStringMatch            `pj:"authority"`
 	Headers        map[string]*istioStringMatch `pj:"headers"`
