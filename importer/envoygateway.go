@@ -5,8 +5,6 @@ import (
 	"strings"
 	"time"
 
-	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
-
 	"github.com/corsauthz/corsauthz/policy"
 )
 
@@ -49,7 +47,7 @@ type egCORS struct {
 
 type egRoute struct {
 	d    *doc
-	spec gwapiv1.HTTPRouteSpec
+	spec httpRouteSpec
 }
 
 func importEnvoyGateway(b *builder, docs []*doc) error {
@@ -59,7 +57,7 @@ func importEnvoyGateway(b *builder, docs []*doc) error {
 		group, _, _ := strings.Cut(d.apiVersion, "/")
 		switch {
 		case group == "gateway.networking.k8s.io" && d.kind == "HTTPRoute":
-			var route gwapiv1.HTTPRoute
+			var route httpRoute
 			if err := decodeNode(d.root, &route); err != nil {
 				return &ParseError{Pos: d.pos(nil), Message: fmt.Sprintf("%s does not decode as an HTTPRoute: %v", d.ref(), err)}
 			}

@@ -3,12 +3,10 @@ package importer
 import (
 	"fmt"
 	"strings"
-
-	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 // Gateway API: HTTPRoute rules with a CORS filter (GEP-1767, Standard
-// channel since v1.5), decoded with sigs.k8s.io/gateway-api's own types.
+// channel since v1.5), decoded as sigs.k8s.io/gateway-api's apis/v1 types (kube.go).
 // The GEP's origins are corsauthz's: exact origins and "scheme://*.domain"
 // patterns whose "*" stands for one or more labels; "*" alone is any
 // origin, echoed back when credentials are on.
@@ -19,7 +17,7 @@ func importGatewayAPI(b *builder, docs []*doc) error {
 			b.note(d.pos(nil), "skipped %s (%s): the gateway-api importer reads HTTPRoute", d.ref(), d.apiVersion)
 			continue
 		}
-		var route gwapiv1.HTTPRoute
+		var route httpRoute
 		if err := decodeNode(d.root, &route); err != nil {
 			return &ParseError{Pos: d.pos(nil), Message: fmt.Sprintf("%s does not decode as an HTTPRoute: %v", d.ref(), err)}
 		}
@@ -32,13 +30,13 @@ func importGatewayAPI(b *builder, docs []*doc) error {
 // is set (an Envoy Gateway SecurityPolicy targets the route), rules
 // without a CORS filter of their own get it: the route's filter takes
 // precedence over the SecurityPolicy's, as in Envoy Gateway.
-func importHTTPRoute(b *builder, d *doc, spec *gwapiv1.HTTPRouteSpec, override func(source string, rule int) *draft, namePrefix string) int {
+func importHTTPRoute(b *builder, d *doc, spec *httpRouteSpec, override func(source string, rule int) *draft, namePrefix string) int {
 	n := 0
 	for i, rule := range spec.Rules {
 		var dr *draft
 		var filterPath []any
 		for j, f := range rule.Filters {
-			if f.Type == gwapiv1.HTTPRouteFilterCORS && f.CORS != nil {
+			if f.Type == filterCORS && f.CORS != nil {
 				filterPath = []any{"spec", "rules", i, "filters", j, "cors"}
 				source := fmt.Sprintf("%s, rules[%d] CORS filter", d.ref(), i)
 				if rule.Name != nil {
@@ -49,7 +47,7 @@ func importHTTPRoute(b *builder, d *doc, spec *gwapiv1.HTTPRouteSpec, override f
 		}
 		for j, br := range rule.BackendRefs {
 			for k, f := range br.Filters {
-				if f.Type == gwapiv1.HTTPRouteFilterCORS {
+				if f.Type == filterCORS {
 					b.note(d.at("spec", "rules", i, "backendRefs", j, "filters", k), "%s: a CORS filter on a backendRef is not imported: move it to the rule", d.ref())
 				}
 			}
@@ -62,7 +60,7 @@ func importHTTPRoute(b *builder, d *doc, spec *gwapiv1.HTTPRouteSpec, override f
 		}
 		r := dr.routing()
 		for k, h := range spec.Hostnames {
-			r.host(d.at("spec", "hostnames", k), string(h))
+			r.host(d.at("spec", "hostnames", k), h)
 		}
 		if len(rule.Matches) == 0 {
 			r.anyPath = true
@@ -72,9 +70,9 @@ func importHTTPRoute(b *builder, d *doc, spec *gwapiv1.HTTPRouteSpec, override f
 			switch {
 			case m.Path == nil || m.Path.Value == nil:
 				r.anyPath = true
-			case m.Path.Type == nil || *m.Path.Type == gwapiv1.PathMatchPathPrefix:
+			case m.Path.Type == nil || *m.Path.Type == pathMatchPathPrefix:
 				r.prefix(mat("path", "value"), *m.Path.Value, true)
-			case *m.Path.Type == gwapiv1.PathMatchExact:
+			case *m.Path.Type == pathMatchExact:
 				r.exact(mat("path", "value"), *m.Path.Value)
 			default:
 				r.unsupported(mat("path"), fmt.Sprintf("the %s path match %q", *m.Path.Type, *m.Path.Value))
@@ -95,7 +93,7 @@ func importHTTPRoute(b *builder, d *doc, spec *gwapiv1.HTTPRouteSpec, override f
 		}
 		part := fmt.Sprintf("rule%d", i)
 		if rule.Name != nil {
-			part = string(*rule.Name)
+			part = *rule.Name
 		}
 		dr.emit(strings.Trim(namePrefix+"-"+b.nameParts(d, part, ""), "-"), r.match())
 		n++
@@ -104,31 +102,19 @@ func importHTTPRoute(b *builder, d *doc, spec *gwapiv1.HTTPRouteSpec, override f
 }
 
 // gatewayCORS reads one HTTPCORSFilter at path.
-func gatewayCORS(b *builder, d *doc, source string, path []any, c *gwapiv1.HTTPCORSFilter) *draft {
+func gatewayCORS(b *builder, d *doc, source string, path []any, c *httpCORSFilter) *draft {
 	at := func(p ...any) Pos { return d.at(append(append([]any{}, path...), p...)...) }
 	dr := b.draft(source, at(), c.AllowCredentials != nil && *c.AllowCredentials)
 	for j, o := range c.AllowOrigins {
-		s := string(o)
-		if s == "*" {
+		if o == "*" {
 			dr.anyOriginAllowed(at("allowOrigins", j), `allowOrigins "*"`, true)
 			continue
 		}
-		wildcardOrigin(dr, at("allowOrigins", j), s)
+		wildcardOrigin(dr, at("allowOrigins", j), o)
 	}
-	var methods []string
-	for _, m := range c.AllowMethods {
-		methods = append(methods, string(m))
-	}
-	dr.methodList(at("allowMethods"), methods)
-	var headers, expose []string
-	for _, h := range c.AllowHeaders {
-		headers = append(headers, string(h))
-	}
-	for _, h := range c.ExposeHeaders {
-		expose = append(expose, string(h))
-	}
-	dr.headerList(at("allowHeaders"), headers)
-	dr.exposeList(at("exposeHeaders"), expose)
+	dr.methodList(at("allowMethods"), c.AllowMethods)
+	dr.headerList(at("allowHeaders"), c.AllowHeaders)
+	dr.exposeList(at("exposeHeaders"), c.ExposeHeaders)
 	maxAge := int64(c.MaxAge)
 	if maxAge == 0 {
 		maxAge = 5 // the API's default

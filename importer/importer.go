@@ -5,10 +5,14 @@
 // cannot be expressed.
 //
 // It is pure: it reads bytes and returns a [Result]; the command line
-// (corsauthz import) prints it. Each format lives in its own file and
-// decodes with its project's own Go types where they are cheap to depend
-// on; positions come from the YAML node tree, so every finding points at
-// the line and column of the value it is about.
+// (corsauthz import) prints it. Each format lives in its own file. Envoy's
+// configuration decodes with go-control-plane's types, which corsauthz links
+// for xDS anyway; the Kubernetes, Gateway API and Istio objects decode into
+// small structs of the importer's own that mirror the upstream fields it
+// reads (kube.go, istiotypes.go), so that their modules, and the init
+// functions of their packages, stay out of the corsauthz binary. Positions
+// come from the YAML node tree, so every finding points at the line and
+// column of the value it is about.
 //
 // The migration guide, with every finding explained, is docs/import.md.
 package importer

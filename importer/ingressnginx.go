@@ -5,8 +5,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-
-	networkingv1 "k8s.io/api/networking/v1"
 )
 
 // ingress-nginx: the nginx.ingress.kubernetes.io/*cors* annotations of an
@@ -53,7 +51,7 @@ func importIngressNginx(b *builder, docs []*doc) error {
 			b.note(d.pos(nil), "skipped %s (%s): the ingress-nginx importer reads Ingress", d.ref(), d.apiVersion)
 			continue
 		}
-		var ing networkingv1.Ingress
+		var ing ingress
 		if err := decodeNode(d.root, &ing); err != nil {
 			return &ParseError{Pos: d.pos(nil), Message: fmt.Sprintf("%s does not decode as an Ingress: %v", d.ref(), err)}
 		}
@@ -62,7 +60,7 @@ func importIngressNginx(b *builder, docs []*doc) error {
 	return nil
 }
 
-func importIngress(b *builder, d *doc, ing *networkingv1.Ingress) {
+func importIngress(b *builder, d *doc, ing *ingress) {
 	ann := ing.Annotations
 	annAt := func(name string) Pos { return d.at("metadata", "annotations", nginxPrefix+name) }
 	get := func(name string) (string, bool) {
@@ -189,9 +187,9 @@ func importIngress(b *builder, d *doc, ing *networkingv1.Ingress) {
 				switch {
 				case regexPaths:
 					r.unsupported(pAt, fmt.Sprintf("the path %q, a regex (use-regex or rewrite-target)", p.Path))
-				case p.PathType != nil && *p.PathType == networkingv1.PathTypeExact:
+				case p.PathType != nil && *p.PathType == pathTypeExact:
 					r.exact(pAt, p.Path)
-				case p.PathType != nil && *p.PathType == networkingv1.PathTypePrefix:
+				case p.PathType != nil && *p.PathType == pathTypePrefix:
 					r.prefix(pAt, p.Path, true)
 				default: // ImplementationSpecific: an nginx prefix location
 					r.prefix(pAt, p.Path, false)

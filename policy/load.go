@@ -221,13 +221,30 @@ func locateSyntaxError(data []byte, msg string) (line, col int, message string) 
 }
 
 func (p *parser) parse(data []byte) *Config {
-	cfg := &Config{}
 	if n := estimateYAMLNodes(data); n > MaxYAMLNodes {
 		p.errs = append(p.errs, &FieldError{File: p.file, Line: 1, Column: 1, Message: limitProblem(
 			"too many YAML nodes for the parser (an upper bound counted from the ':', ',', '-', '?', '[' and '{' in the file, before parsing)", n, "policy.MaxYAMLNodes", MaxYAMLNodes)})
 		p.bad = append(p.bad, rootFields...)
-		return cfg
+		return &Config{}
 	}
+	// A file written the usual way is read one policy at a time
+	// (chunked.go): the YAML library's node tree of a whole file at the
+	// caps is about 16 MiB, against 2.4 MiB of YAML. Whatever that reading
+	// cannot be sure of (and every invalid file) is read whole, which
+	// reports the problems.
+	if chunks, ok := splitPolicies(data); ok {
+		if cfg, ok := p.parseChunked(chunks); ok {
+			return cfg
+		}
+		*p = parser{file: p.file, pos: map[string]position{}}
+	}
+	return p.parseDocument(data, nil)
+}
+
+// parseDocument reads data whole; with chunks (data is then chunks'
+// skeleton) the policies are read from chunks instead.
+func (p *parser) parseDocument(data []byte, chunks *policyChunks) *Config {
+	cfg := &Config{}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		fe := &FieldError{File: p.file}
@@ -258,6 +275,10 @@ func (p *parser) parse(data []byte) *Config {
 	p.mapping(root, "", rootFields, func(key string, v *yaml.Node, path string) {
 		switch key {
 		case "policies":
+			if chunks != nil {
+				p.chunkedPolicies(chunks, path, cfg)
+				return
+			}
 			p.policies(v, path, cfg)
 		case "default_policy":
 			cfg.DefaultPolicy, _ = p.str(v, path)
@@ -288,66 +309,71 @@ func (p *parser) policies(n *yaml.Node, path string, cfg *Config) {
 		return
 	}
 	for i, item := range n.Content {
-		item = resolve(item)
-		ip := fmt.Sprintf("%s[%d]", path, i)
-		p.pos[ip] = position{item.Line, item.Column}
-		var pol Policy
-		// allowed_origins written as a string holding "*": what to write
-		// instead depends on allow_credentials, read after it.
-		var starOrigins *yaml.Node
-		var starPath string
-		p.mapping(item, ip, policyFields, func(key string, v *yaml.Node, fp string) {
-			switch key {
-			case "name":
-				pol.Name, _ = p.str(v, fp)
-			case "match":
-				p.mapping(v, fp, matchFields, func(key string, v *yaml.Node, mp string) {
-					switch key {
-					case "hosts":
-						pol.Match.Hosts = p.strList(v, mp)
-					case "path_prefixes":
-						pol.Match.PathPrefixes = p.strList(v, mp)
-					}
-				})
-			case "allowed_origins":
-				if isString(v) && slices.Contains(splitList(v.Value), "*") {
-					starOrigins, starPath = v, fp
-					return
-				}
-				pol.AllowedOrigins = p.strList(v, fp)
-			case "allowed_methods":
-				pol.AllowedMethods = p.strList(v, fp)
-			case "allowed_headers":
-				pol.AllowedHeaders = p.strList(v, fp)
-			case "exposed_headers":
-				pol.ExposedHeaders = p.strList(v, fp)
-			case "allow_credentials":
-				pol.AllowCredentials = p.boolean(v, fp)
-			case "max_age_seconds":
-				pol.MaxAgeInSeconds = p.integer(v, fp)
-			case "allow_private_network":
-				pol.AllowPrivateNetwork = p.boolean(v, fp)
-			case "reject_disallowed_origins":
-				pol.RejectDisallowedOrigins = p.boolean(v, fp)
-			case "report_only":
-				pol.ReportOnly = p.boolean(v, fp)
-			case "authorizer":
-				pol.Authorizer, _ = p.str(v, fp)
-			}
-		})
-		if starOrigins != nil {
-			p.starOriginsString(starOrigins, starPath, pol.AllowCredentials)
-		}
-		cfg.Policies = append(cfg.Policies, pol)
+		p.policy(resolve(item), i, path, cfg)
 		// The policy's nodes are read: let them go, so that a large
 		// file's node tree and its configuration are not both held at
-		// once (its strings live on in pol). Not from a list with an
-		// anchor, which an alias may make another field read again; an
+		// once (its strings live on in the policy). Not from a list with
+		// an anchor, which an alias may make another field read again; an
 		// alias to the item itself keeps it.
 		if n.Anchor == "" {
 			n.Content[i] = nil
 		}
 	}
+}
+
+// policy reads item, the i-th item of the policies list at path, into a
+// policy appended to cfg.
+func (p *parser) policy(item *yaml.Node, i int, path string, cfg *Config) {
+	ip := fmt.Sprintf("%s[%d]", path, i)
+	p.pos[ip] = position{item.Line, item.Column}
+	var pol Policy
+	// allowed_origins written as a string holding "*": what to write
+	// instead depends on allow_credentials, read after it.
+	var starOrigins *yaml.Node
+	var starPath string
+	p.mapping(item, ip, policyFields, func(key string, v *yaml.Node, fp string) {
+		switch key {
+		case "name":
+			pol.Name, _ = p.str(v, fp)
+		case "match":
+			p.mapping(v, fp, matchFields, func(key string, v *yaml.Node, mp string) {
+				switch key {
+				case "hosts":
+					pol.Match.Hosts = p.strList(v, mp)
+				case "path_prefixes":
+					pol.Match.PathPrefixes = p.strList(v, mp)
+				}
+			})
+		case "allowed_origins":
+			if isString(v) && slices.Contains(splitList(v.Value), "*") {
+				starOrigins, starPath = v, fp
+				return
+			}
+			pol.AllowedOrigins = p.strList(v, fp)
+		case "allowed_methods":
+			pol.AllowedMethods = p.strList(v, fp)
+		case "allowed_headers":
+			pol.AllowedHeaders = p.strList(v, fp)
+		case "exposed_headers":
+			pol.ExposedHeaders = p.strList(v, fp)
+		case "allow_credentials":
+			pol.AllowCredentials = p.boolean(v, fp)
+		case "max_age_seconds":
+			pol.MaxAgeInSeconds = p.integer(v, fp)
+		case "allow_private_network":
+			pol.AllowPrivateNetwork = p.boolean(v, fp)
+		case "reject_disallowed_origins":
+			pol.RejectDisallowedOrigins = p.boolean(v, fp)
+		case "report_only":
+			pol.ReportOnly = p.boolean(v, fp)
+		case "authorizer":
+			pol.Authorizer, _ = p.str(v, fp)
+		}
+	})
+	if starOrigins != nil {
+		p.starOriginsString(starOrigins, starPath, pol.AllowCredentials)
+	}
+	cfg.Policies = append(cfg.Policies, pol)
 }
 
 // starOriginsString reports allowed_origins written as a string holding

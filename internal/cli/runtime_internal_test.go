@@ -113,9 +113,10 @@ func TestGCPercentFor(t *testing.T) {
 	}{
 		{desc: "nothing live", live: 0, want: servingGCPercent},
 		{desc: "a usual configuration, a few MiB", live: 3 << 20, want: servingGCPercent},
-		{desc: "8 MiB: 16 MiB of growth is 200%", live: 8 << 20, want: 200},
-		{desc: "12 MiB (1,000 policies, 50,000 origins, served)", live: 12 << 20, want: 133},
-		{desc: "32 MiB: 16 MiB of growth", live: 32 << 20, want: 50},
+		{desc: "6 MiB: 12 MiB of growth is 200%", live: 6 << 20, want: 200},
+		{desc: "8 MiB: 12 MiB of growth is 150%", live: 8 << 20, want: 150},
+		{desc: "12 MiB (1,000 policies, 50,000 origins, served)", live: 12 << 20, want: 100},
+		{desc: "32 MiB: 12 MiB of growth", live: 32 << 20, want: 37},
 		{desc: "1 GiB: never below the loading target", live: 1 << 30, want: loadingGCPercent},
 	} {
 		if got := gcPercentFor(tc.live); got != tc.want {
@@ -156,7 +157,7 @@ func TestServeMemoryPolicy(t *testing.T) {
 		{desc: "defaults, a small configuration", config: "testdata/valid.yaml", wantLimit: noLimit,
 			wantGOGC: func(v float64) bool { return v == servingGCPercent }, wantGOGCText: "200"},
 		{desc: "a configuration at the caps: a lower target", config: caps, wantLimit: noLimit,
-			wantGOGC: func(v float64) bool { return v >= loadingGCPercent && v < servingGCPercent }, wantGOGCText: "50 to 199"},
+			wantGOGC: func(v float64) bool { return v >= loadingGCPercent && v < servingGCPercent }, wantGOGCText: "25 to 199"},
 		{desc: "GOGC and GOMEMLIMIT from the environment win (less the binary's headroom)", config: caps, env: []string{"GOGC=150", "GOMEMLIMIT=300MiB"},
 			wantGOGC: func(v float64) bool { return v == 150 }, wantGOGCText: "150", wantLimit: 300<<20 - 24<<20},
 	} {

@@ -1,0 +1,33 @@
+package main_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// notLinked are module paths whose packages must stay out of the corsauthz
+// binary: their init functions (the Kubernetes scheme, klog, Istio's
+// protobuf registry) run in every process and cost about 7 MiB of memory
+// at start (docs/performance.md, "Memory at the caps"). The importer reads
+// those objects into structs of its own; only its tests link the upstream
+// types.
+var notLinked = []string{"k8s.io/", "sigs.k8s.io/gateway-api", "istio.io/"}
+
+func TestLinkedPackages(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	pkgs := strings.Fields(string(out))
+	if len(pkgs) < 100 {
+		t.Fatalf("go list -deps listed %d packages", len(pkgs))
+	}
+	for _, p := range pkgs {
+		for _, bad := range notLinked {
+			if strings.HasPrefix(p, bad) {
+				t.Errorf("corsauthz links %s", p)
+			}
+		}
+	}
+}
