@@ -36,10 +36,26 @@ type sharedCache struct {
 
 // sharedVersion is a published version: its encoded resource, and the
 // returned-resources map every response of it carries (read-only).
+//
+// The resource is encoded when a stream first needs it, and dropped when no
+// stream is open (release): a service no gateway subscribes to keeps no
+// copy of its configuration for them (about 2.5 MiB at the documented
+// caps), only what encodes it (the engine in force, which it keeps anyway).
 type sharedVersion struct {
 	id       string
-	res      *anypb.Any
 	returned map[string]string
+	encode   func() ([]byte, error) // the encoded Configuration
+
+	mu  sync.Mutex
+	res *anypb.Any // nil until a stream needs it, and after release
+}
+
+func newSharedVersion(id string, encode func() ([]byte, error)) *sharedVersion {
+	return &sharedVersion{
+		id:       id,
+		encode:   encode,
+		returned: map[string]string{ResourceName: id},
+	}
 }
 
 // sharedWatch is a stream waiting for a version it has not been sent.
@@ -55,22 +71,42 @@ func newSharedCache() *sharedCache {
 	return &sharedCache{watches: map[*sharedWatch]struct{}{}}
 }
 
-func newSharedVersion(id string, value []byte) *sharedVersion {
-	return &sharedVersion{
-		id:       id,
-		res:      &anypb.Any{TypeUrl: TypeURL, Value: value},
-		returned: map[string]string{ResourceName: id},
+// resource is the encoded resource, encoded now if it is not yet.
+func (v *sharedVersion) resource() (*anypb.Any, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.res == nil {
+		value, err := v.encode()
+		if err != nil {
+			return nil, err
+		}
+		v.res = &anypb.Any{TypeUrl: TypeURL, Value: value}
 	}
+	return v.res, nil
+}
+
+// release drops the encoded resource; the responses already made keep
+// theirs, and the next stream to need it encodes it again.
+func (v *sharedVersion) release() {
+	v.mu.Lock()
+	v.res = nil
+	v.mu.Unlock()
 }
 
 // response is v's response to req: a DiscoveryResponse of its own (the
-// server writes the stream's nonce into it) around the shared resource.
+// server writes the stream's nonce into it) around the shared resource;
+// nil when the resource cannot be encoded (the stream then waits for the
+// next version, as it would for one not published).
 func (v *sharedVersion) response(req *discoveryv3.DiscoveryRequest) cachev3.Response {
+	res, err := v.resource()
+	if err != nil {
+		return nil
+	}
 	return &cachev3.PassthroughResponse{
 		Request: req,
 		DiscoveryResponse: &discoveryv3.DiscoveryResponse{
 			VersionInfo: v.id,
-			Resources:   []*anypb.Any{v.res},
+			Resources:   []*anypb.Any{res},
 			TypeUrl:     TypeURL,
 		},
 		ReturnedResources: v.returned,
@@ -86,13 +122,15 @@ func (c *sharedCache) CreateWatch(req *discoveryv3.DiscoveryRequest, sub cachev3
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if v := c.current; v != nil && v.id != sent {
-		select {
-		case ch <- v.response(req):
-		default:
-			// The server gives each watch a new channel with room for
-			// one response: never full here.
+		if r := v.response(req); r != nil {
+			select {
+			case ch <- r:
+			default:
+				// The server gives each watch a new channel with room for
+				// one response: never full here.
+			}
+			return func() {}, nil
 		}
-		return func() {}, nil
 	}
 	w := &sharedWatch{req: req, ch: ch, sent: sent}
 	c.watches[w] = struct{}{}
@@ -117,16 +155,33 @@ func (c *sharedCache) CreateDeltaWatch(*discoveryv3.DeltaDiscoveryRequest, cache
 func (c *sharedCache) set(v *sharedVersion) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.current != nil {
+		c.current.release()
+	}
 	c.current = v
 	for w := range c.watches {
 		if w.sent == v.id {
 			continue
 		}
+		r := v.response(w.req)
+		if r == nil {
+			return
+		}
 		select {
-		case w.ch <- v.response(w.req):
+		case w.ch <- r:
 			delete(c.watches, w)
 		default:
 		}
+	}
+}
+
+// release drops the current version's encoded resource: no stream is
+// open.
+func (c *sharedCache) release() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.current != nil {
+		c.current.release()
 	}
 }
 

@@ -3,7 +3,9 @@ package xdsconfig
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -18,11 +20,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/corsauthz/corsauthz/internal/limits"
 	"github.com/corsauthz/corsauthz/policy"
-	corsauthzv1 "github.com/corsauthz/corsauthz/proto/gen/corsauthz/v1"
 )
 
 // Publisher serves the configuration in force over xDS (ADS, state of the
@@ -186,40 +187,76 @@ func peerAddr(ctx context.Context) string {
 // subscribed gateway. What is published is e's canonical form
 // (policy.Engine.Canonical: no comments, no file path, no secret value),
 // versioned by its SHA-256, which is the hash the gateway's engine has.
+//
+// The form is hashed here as it is written (policy.Engine.WriteCanonical)
+// and encoded only when a gateway needs it, straight into the resource
+// (encodeConfiguration): no copy of it is kept while no gateway is
+// subscribed.
 func (p *Publisher) Publish(ctx context.Context, e *policy.Engine) {
 	if e == nil {
 		return
 	}
-	content, err := e.Canonical()
+	h := sha256.New()
+	n, err := e.WriteCanonical(h)
 	if err != nil {
 		p.logger.LogAttrs(ctx, slog.LevelError, "xDS: the configuration cannot be written in canonical form; gateways keep the one before", slog.String("error", err.Error()))
 		return
 	}
-	sum := sha256.Sum256(content)
-	if err := p.publish(ctx, hex.EncodeToString(sum[:]), PublishedSource, content); err != nil {
-		p.logger.LogAttrs(ctx, slog.LevelError, "xDS: publishing the configuration failed", slog.String("error", err.Error()))
-	}
+	version := hex.EncodeToString(h.Sum(nil))
+	p.publish(version, func() ([]byte, error) {
+		return encodeConfiguration(version, PublishedSource, e, n)
+	})
 }
 
 // PublishedSource is the source name of every published configuration:
 // the file's path stays on the service.
 const PublishedSource = "corsauthz-xds"
 
-func (p *Publisher) publish(_ context.Context, version, source string, content []byte) error {
+// encodeConfiguration is the encoded corsauthzv1.Configuration{version,
+// source, e's canonical form} (size bytes long), as proto.Marshal writes
+// it (fields in number order), with the form written into it directly
+// rather than built and then copied.
+func encodeConfiguration(version, source string, e *policy.Engine, size int) ([]byte, error) {
+	b := make([]byte, 0, 3*binary.MaxVarintLen64+len(version)+len(source)+size)
+	if version != "" {
+		b = protowire.AppendTag(b, 1, protowire.BytesType)
+		b = protowire.AppendString(b, version)
+	}
+	if source != "" {
+		b = protowire.AppendTag(b, 2, protowire.BytesType)
+		b = protowire.AppendString(b, source)
+	}
+	if size == 0 {
+		return b, nil
+	}
+	b = protowire.AppendTag(b, 3, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(size))
+	w := appender{b}
+	if n, err := e.WriteCanonical(&w); err != nil || n != size {
+		return nil, fmt.Errorf("writing the canonical form again: %d bytes (want %d), %v", n, size, err)
+	}
+	return w.b, nil
+}
+
+// appender is an io.Writer appending to b.
+type appender struct{ b []byte }
+
+func (a *appender) Write(p []byte) (int, error) {
+	a.b = append(a.b, p...)
+	return len(p), nil
+}
+
+// publish makes version, encoded by encode when a stream needs it, the
+// one served.
+func (p *Publisher) publish(version string, encode func() ([]byte, error)) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.version == version {
-		return nil
+		return
 	}
-	// Encoded once, here, for every stream.
-	value, err := proto.MarshalOptions{Deterministic: true}.Marshal(&corsauthzv1.Configuration{Version: version, Source: source, Content: content})
-	if err != nil {
-		return err
-	}
-	p.cache.set(newSharedVersion(version, value))
+	p.cache.set(newSharedVersion(version, encode))
 	p.version = version
 	p.metrics.version(version)
-	return nil
 }
 
 func (p *Publisher) streamOpened(_ context.Context, id int64, _ string) error {
@@ -230,11 +267,17 @@ func (p *Publisher) streamOpened(_ context.Context, id int64, _ string) error {
 	return nil
 }
 
+// streamClosed drops the encoded configuration when the last stream
+// closes (sharedVersion).
 func (p *Publisher) streamClosed(id int64, _ *corev3.Node) {
 	p.streamsMu.Lock()
 	delete(p.streams, id)
+	none := len(p.streams) == 0
 	p.streamsMu.Unlock()
 	p.metrics.streams.Dec()
+	if none {
+		p.cache.release()
+	}
 }
 
 // streamRequest refuses other resource types (this server has only the
