@@ -1,27 +1,19 @@
 package importer
 
 import (
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
-	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
-	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"go.yaml.in/yaml/v3"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/corsauthz/corsauthz/importer/internal/regexorigin"
 )
 
 // Envoy: virtual hosts and routes anywhere in the input (a bootstrap's
-// static listeners, a RouteConfiguration, an xDS dump), decoded with
-// go-control-plane's own types. The CORS policy of a route is resolved as
+// static listeners, a RouteConfiguration, an xDS dump), decoded into the
+// structs of envoytypes.go as protojson decodes go-control-plane's types.
+// The CORS policy of a route is resolved as
 // Envoy's CORS filter resolves it: the typed_per_filter_config
 // envoy.extensions.filters.http.cors.v3.CorsPolicy of the route, then of
 // its virtual host, then of its route configuration, each field taken from
@@ -30,25 +22,9 @@ import (
 // enabled comes from the first policy alone. Any matcher that matches the
 // string "*" allows every origin, which Envoy echoes back.
 
-// envoyCors is what both CorsPolicy messages (the route's deprecated one
-// and the CORS filter's) have.
-type envoyCors interface {
-	proto.Message
-	GetAllowOriginStringMatch() []*matcherv3.StringMatcher
-	GetAllowMethods() string
-	GetAllowHeaders() string
-	GetExposeHeaders() string
-	GetMaxAge() string
-	GetAllowCredentials() *wrapperspb.BoolValue
-	GetFilterEnabled() *corev3.RuntimeFractionalPercent
-	GetShadowEnabled() *corev3.RuntimeFractionalPercent
-	GetAllowPrivateNetworkAccess() *wrapperspb.BoolValue
-	GetForwardNotMatchingPreflights() *wrapperspb.BoolValue
-}
-
 // envoyPolicy is one CorsPolicy and where it is written.
 type envoyPolicy struct {
-	cors envoyCors
+	cors *envoyCorsPolicy
 	node *yaml.Node
 }
 
@@ -127,41 +103,19 @@ func (w *envoyWalk) walk(n *yaml.Node, h *hcm, depthGuard []bool) error {
 	return nil
 }
 
-// decodeEnvoy decodes n into m with protojson, leaving out the Any-typed
-// fields (typed_config, typed_per_filter_config), whose types the importer
-// need not know; the CORS ones are read on their own.
-func (w *envoyWalk) decodeEnvoy(n *yaml.Node, m proto.Message, what string) error {
+// decodeEnvoy decodes n into m (a struct of envoytypes.go) as protojson
+// decodes message, leaving out the fields m does not hold: among them the
+// Any-typed ones (typed_config, typed_per_filter_config), whose types the
+// importer need not know; the CORS ones are read on their own.
+func (w *envoyWalk) decodeEnvoy(n *yaml.Node, m any, what, message string) error {
 	var raw any
 	if err := n.Decode(&raw); err != nil {
 		return &ParseError{Pos: w.d.pos(n), Message: fmt.Sprintf("%s: %v", what, err)}
 	}
-	raw = stripAny(jsonable(raw))
-	js, err := json.Marshal(raw)
-	if err != nil {
-		return &ParseError{Pos: w.d.pos(n), Message: fmt.Sprintf("%s: %v", what, err)}
-	}
-	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(js, m); err != nil {
-		return &ParseError{Pos: w.d.pos(n), Message: fmt.Sprintf("%s does not decode as %s: %v", what, m.ProtoReflect().Descriptor().FullName(), err)}
+	if err := decodeProtoJSON(jsonable(raw), m); err != nil {
+		return &ParseError{Pos: w.d.pos(n), Message: fmt.Sprintf("%s does not decode as %s: %v", what, message, err)}
 	}
 	return nil
-}
-
-func stripAny(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		for k, e := range t {
-			if keyEq(k, "typed_config") || keyEq(k, "typed_per_filter_config") || k == "@type" {
-				delete(t, k)
-				continue
-			}
-			t[k] = stripAny(e)
-		}
-	case []any:
-		for i, e := range t {
-			t[i] = stripAny(e)
-		}
-	}
-	return v
 }
 
 // typedCors returns the CORS filter's per-route config in a
@@ -181,8 +135,8 @@ func (w *envoyWalk) typedCors(owner *yaml.Node) (*envoyPolicy, error) {
 		if !strings.HasSuffix(typ, "/"+corsPolicyType) && typ != corsPolicyType {
 			continue
 		}
-		cp := &corsv3.CorsPolicy{}
-		if err := w.decodeEnvoy(v, cp, corsPolicyType); err != nil {
+		cp := &envoyCorsPolicy{}
+		if err := w.decodeEnvoy(v, cp, corsPolicyType, corsPolicyType); err != nil {
 			return nil, err
 		}
 		return &envoyPolicy{cors: cp, node: v}, nil
@@ -192,11 +146,11 @@ func (w *envoyWalk) typedCors(owner *yaml.Node) (*envoyPolicy, error) {
 
 func (w *envoyWalk) virtualHost(rc, vhn *yaml.Node, index int, h *hcm) error {
 	w.vhosts++
-	vh := &routev3.VirtualHost{}
-	if err := w.decodeEnvoy(vhn, vh, "virtual host"); err != nil {
+	vh := &envoyVirtualHost{}
+	if err := w.decodeEnvoy(vhn, vh, "virtual host", virtualHostName); err != nil {
 		return err
 	}
-	vhName := vh.GetName()
+	vhName := vh.Name
 	if vhName == "" {
 		vhName = fmt.Sprintf("virtual_hosts[%d]", index)
 	}
@@ -215,8 +169,8 @@ func (w *envoyWalk) virtualHost(rc, vhn *yaml.Node, index int, h *hcm) error {
 		routes   []int
 	}
 	var groups []*group
-	for i, route := range vh.GetRoutes() {
-		if route.GetRoute() == nil {
+	for i, route := range vh.Routes {
+		if route.Route == nil {
 			continue // redirects and direct responses never reach the CORS filter's answer
 		}
 		rn := child(routes, i)
@@ -232,10 +186,10 @@ func (w *envoyWalk) virtualHost(rc, vhn *yaml.Node, index int, h *hcm) error {
 		}
 		if len(list) == 0 {
 			// Only without any typed config are the deprecated fields read.
-			if c := route.GetRoute().GetCors(); c != nil {
+			if c := route.Route.Cors; c != nil {
 				list = append(list, envoyPolicy{cors: c, node: child(child(rn, "route"), "cors")})
 			}
-			if c := vh.GetCors(); c != nil {
+			if c := vh.Cors; c != nil {
 				list = append(list, envoyPolicy{cors: c, node: child(vhn, "cors")})
 			}
 		}
@@ -260,9 +214,9 @@ func (w *envoyWalk) virtualHost(rc, vhn *yaml.Node, index int, h *hcm) error {
 	}
 	for _, g := range groups {
 		source := fmt.Sprintf("virtual host %q", vhName)
-		if len(g.routes) == 1 && vh.GetRoutes()[g.routes[0]].GetName() != "" {
-			source += fmt.Sprintf(", route %q", vh.GetRoutes()[g.routes[0]].GetName())
-		} else if len(g.routes) < len(vh.GetRoutes()) {
+		if len(g.routes) == 1 && vh.Routes[g.routes[0]].Name != "" {
+			source += fmt.Sprintf(", route %q", vh.Routes[g.routes[0]].Name)
+		} else if len(g.routes) < len(vh.Routes) {
 			source += fmt.Sprintf(", routes %v", g.routes)
 		}
 		dr, ok := w.corsDraft(source, g.policies, w.d.pos(vhn))
@@ -273,37 +227,40 @@ func (w *envoyWalk) virtualHost(rc, vhn *yaml.Node, index int, h *hcm) error {
 			dr.find(w.d.pos(vhn), Changed, "the connection manager has no envoy.filters.http.cors in its http_filters, so Envoy ignores this CORS policy; corsauthz applies it")
 		}
 		r := dr.routing()
-		for k, dom := range vh.GetDomains() {
+		for k, dom := range vh.Domains {
 			r.host(w.d.pos(lookup(vhn, "domains", k)), dom)
 		}
 		for _, i := range g.routes {
-			route := vh.GetRoutes()[i]
+			route := vh.Routes[i]
 			rn := child(routes, i)
-			m := route.GetMatch()
+			m := route.Match
+			if m == nil {
+				m = &envoyRouteMatch{}
+			}
 			mat := func(path ...any) Pos { return w.d.pos(lookup(rn, append([]any{"match"}, path...)...)) }
 			switch {
-			case m.GetPathSeparatedPrefix() != "":
-				r.prefix(mat("path_separated_prefix"), m.GetPathSeparatedPrefix(), true)
-			case m.GetSafeRegex() != nil:
-				r.unsupported(mat("safe_regex"), fmt.Sprintf("the path regex %q", m.GetSafeRegex().GetRegex()))
-			case m.GetPath() != "":
-				r.exact(mat("path"), m.GetPath())
-			case m.GetPathMatchPolicy() != nil || m.GetConnectMatcher() != nil:
+			case deref(m.PathSeparatedPrefix) != "":
+				r.prefix(mat("path_separated_prefix"), *m.PathSeparatedPrefix, true)
+			case m.SafeRegex != nil:
+				r.unsupported(mat("safe_regex"), fmt.Sprintf("the path regex %q", m.SafeRegex.Regex))
+			case deref(m.Path) != "":
+				r.exact(mat("path"), *m.Path)
+			case m.PathMatchPolicy != nil || m.ConnectMatcher != nil:
 				r.unsupported(mat(), "a path_match_policy or connect_matcher route")
 			default:
-				r.prefix(mat("prefix"), m.GetPrefix(), false)
+				r.prefix(mat("prefix"), deref(m.Prefix), false)
 			}
 			var other []string
-			if len(m.GetHeaders()) > 0 {
+			if len(m.Headers) > 0 {
 				other = append(other, "headers")
 			}
-			if len(m.GetQueryParameters()) > 0 {
+			if len(m.QueryParameters) > 0 {
 				other = append(other, "query_parameters")
 			}
-			if m.GetGrpc() != nil {
+			if m.Grpc != nil {
 				other = append(other, "grpc")
 			}
-			if m.GetRuntimeFraction() != nil {
+			if m.RuntimeFraction != nil {
 				other = append(other, "runtime_fraction")
 			}
 			if len(other) > 0 {
@@ -324,10 +281,10 @@ func (w *envoyWalk) virtualHost(rc, vhn *yaml.Node, index int, h *hcm) error {
 func (w *envoyWalk) corsDraft(source string, list []envoyPolicy, at Pos) (*draft, bool) {
 	first := list[0]
 	pos := func(p envoyPolicy, field string) Pos { return w.d.pos(lookup(p.node, field)) }
-	enabled := fraction(first.cors.GetFilterEnabled())
+	enabled := fraction(first.cors.FilterEnabled)
 	shadow := 0.0
-	if first.cors.GetShadowEnabled() != nil {
-		shadow = fraction(first.cors.GetShadowEnabled())
+	if first.cors.ShadowEnabled != nil {
+		shadow = fraction(first.cors.ShadowEnabled)
 	}
 	switch {
 	case enabled == 0 && shadow == 0:
@@ -339,8 +296,8 @@ func (w *envoyWalk) corsDraft(source string, list []envoyPolicy, at Pos) (*draft
 
 	creds := false
 	for _, p := range list {
-		if v := p.cors.GetAllowCredentials(); v != nil {
-			creds = v.GetValue()
+		if v := p.cors.AllowCredentials; v != nil {
+			creds = *v
 			break
 		}
 	}
@@ -350,24 +307,24 @@ func (w *envoyWalk) corsDraft(source string, list []envoyPolicy, at Pos) (*draft
 		dr.find(pos(first, "shadow_enabled"), Changed, "the policy runs in shadow mode only (shadow_enabled, filter_enabled 0%%): imported with report_only: true, which decides and logs but changes nothing")
 	}
 	for _, p := range list {
-		ms := p.cors.GetAllowOriginStringMatch()
+		ms := p.cors.AllowOriginStringMatch
 		if len(ms) == 0 {
 			continue
 		}
 		for j, m := range ms {
 			mat := w.d.pos(lookup(p.node, "allow_origin_string_match", j))
-			fold := m.GetIgnoreCase()
-			switch t := m.GetMatchPattern().(type) {
-			case *matcherv3.StringMatcher_Exact:
-				dr.exact(mat, t.Exact, fold)
-			case *matcherv3.StringMatcher_Prefix:
-				dr.matcher(mat, "prefix", t.Prefix, fold)
-			case *matcherv3.StringMatcher_Suffix:
-				dr.matcher(mat, "suffix", t.Suffix, fold)
-			case *matcherv3.StringMatcher_Contains:
-				dr.matcher(mat, "contains", t.Contains, fold)
-			case *matcherv3.StringMatcher_SafeRegex:
-				dr.regex(mat, t.SafeRegex.GetRegex(), regexorigin.Options{Anchor: regexorigin.Full}, "safe_regex")
+			fold := m.IgnoreCase
+			switch {
+			case m.Exact != nil:
+				dr.exact(mat, *m.Exact, fold)
+			case m.Prefix != nil:
+				dr.matcher(mat, "prefix", *m.Prefix, fold)
+			case m.Suffix != nil:
+				dr.matcher(mat, "suffix", *m.Suffix, fold)
+			case m.Contains != nil:
+				dr.matcher(mat, "contains", *m.Contains, fold)
+			case m.SafeRegex != nil:
+				dr.regex(mat, m.SafeRegex.Regex, regexorigin.Options{Anchor: regexorigin.Full}, "safe_regex")
 			default:
 				dr.find(mat, Unsupported, "a custom string matcher cannot be read: list the origins exactly")
 			}
@@ -378,7 +335,7 @@ func (w *envoyWalk) corsDraft(source string, list []envoyPolicy, at Pos) (*draft
 		w.b.note(at, "%s: no allow_origin_string_match: Envoy allows no origin, nothing imported", source)
 		return nil, false
 	}
-	str := func(get func(envoyCors) string, field string) (string, Pos) {
+	str := func(get func(*envoyCorsPolicy) string, field string) (string, Pos) {
 		for _, p := range list {
 			if v := get(p.cors); v != "" {
 				return v, pos(p, field)
@@ -386,16 +343,16 @@ func (w *envoyWalk) corsDraft(source string, list []envoyPolicy, at Pos) (*draft
 		}
 		return "", at
 	}
-	if v, vAt := str(envoyCors.GetAllowMethods, "allow_methods"); v != "" {
+	if v, vAt := str(func(c *envoyCorsPolicy) string { return c.AllowMethods }, "allow_methods"); v != "" {
 		dr.methodList(vAt, strings.Split(v, ","))
 	}
-	if v, vAt := str(envoyCors.GetAllowHeaders, "allow_headers"); v != "" {
+	if v, vAt := str(func(c *envoyCorsPolicy) string { return c.AllowHeaders }, "allow_headers"); v != "" {
 		dr.headerList(vAt, strings.Split(v, ","))
 	}
-	if v, vAt := str(envoyCors.GetExposeHeaders, "expose_headers"); v != "" {
+	if v, vAt := str(func(c *envoyCorsPolicy) string { return c.ExposeHeaders }, "expose_headers"); v != "" {
 		dr.exposeList(vAt, strings.Split(v, ","))
 	}
-	if v, vAt := str(envoyCors.GetMaxAge, "max_age"); v != "" {
+	if v, vAt := str(func(c *envoyCorsPolicy) string { return c.MaxAge }, "max_age"); v != "" {
 		if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
 			dr.maxAgeSeconds(vAt, n)
 		} else {
@@ -403,15 +360,15 @@ func (w *envoyWalk) corsDraft(source string, list []envoyPolicy, at Pos) (*draft
 		}
 	}
 	for _, p := range list {
-		if v := p.cors.GetAllowPrivateNetworkAccess(); v != nil {
-			dr.privNet = v.GetValue()
+		if v := p.cors.AllowPrivateNetworkAccess; v != nil {
+			dr.privNet = *v
 			break
 		}
 	}
 	forward, fwdAt := true, w.d.pos(first.node)
 	for _, p := range list {
-		if v := p.cors.GetForwardNotMatchingPreflights(); v != nil {
-			forward, fwdAt = v.GetValue(), pos(p, "forward_not_matching_preflights")
+		if v := p.cors.ForwardNotMatchingPreflights; v != nil {
+			forward, fwdAt = *v, pos(p, "forward_not_matching_preflights")
 			break
 		}
 	}
@@ -423,7 +380,7 @@ func (w *envoyWalk) corsDraft(source string, list []envoyPolicy, at Pos) (*draft
 
 func hasOrigins(list []envoyPolicy) bool {
 	for _, p := range list {
-		if len(p.cors.GetAllowOriginStringMatch()) > 0 {
+		if len(p.cors.AllowOriginStringMatch) > 0 {
 			return true
 		}
 	}
@@ -432,21 +389,29 @@ func hasOrigins(list []envoyPolicy) bool {
 
 // fraction is the default share of requests a runtime fraction enables
 // (1 when unset: the filter's default is on).
-func fraction(f *corev3.RuntimeFractionalPercent) float64 {
-	if f == nil || f.GetDefaultValue() == nil {
+func fraction(f *envoyRuntimeFraction) float64 {
+	if f == nil || f.DefaultValue == nil {
 		return 1
 	}
-	v := f.GetDefaultValue()
+	v := f.DefaultValue
 	den := 100.0
-	switch v.GetDenominator() {
-	case typev3.FractionalPercent_TEN_THOUSAND:
+	switch v.Denominator {
+	case denominatorTenThousand:
 		den = 10000
-	case typev3.FractionalPercent_MILLION:
+	case denominatorMillion:
 		den = 1000000
 	}
-	r := float64(v.GetNumerator()) / den
+	r := float64(v.Numerator) / den
 	if r > 1 {
 		r = 1
 	}
 	return r
+}
+
+// deref is *p, or "" when p is nil.
+func deref(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
 }

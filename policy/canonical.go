@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -21,17 +22,46 @@ import (
 // where the call is made), never the value. Load(name, e.Canonical())
 // compiles to the same configuration.
 func (e *Engine) Canonical() ([]byte, error) {
+	size := 64
+	for i := range e.config.Policies {
+		size += policySize(&e.config.Policies[i])
+	}
+	b := make([]byte, 0, size)
+	b, err := e.appendCanonical(b, nil)
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// WriteCanonical writes what Canonical returns to w, a policy at a time,
+// and returns how many bytes it wrote. It holds a few KiB of its own where
+// Canonical holds the whole form (about 2.5 MiB at the documented caps):
+// the xDS publisher hashes the form with it for the version, and writes
+// it straight into the encoded resource when a gateway subscribes.
+func (e *Engine) WriteCanonical(w io.Writer) (int, error) {
+	n := 0
+	b, err := e.appendCanonical(make([]byte, 0, 16<<10), func(b []byte) error {
+		k, err := w.Write(b)
+		n += k
+		return err
+	})
+	if err != nil {
+		return n, err
+	}
+	k, err := w.Write(b)
+	return n + k, err
+}
+
+// appendCanonical appends the canonical form to b; when flush is not nil,
+// it is given what b holds whenever that passes 8 KiB, and b starts over.
+func (e *Engine) appendCanonical(b []byte, flush func([]byte) error) ([]byte, error) {
 	cfg := &e.config
 	// The policies are written here, one line at a time: the YAML
 	// library's encoder queues every event of a document until its end,
 	// and for the 50,000 origins of a configuration at the caps took more
 	// than 100 MiB to write 3 MB. The authorizers (a few) still go
 	// through it.
-	size := 64
-	for i := range cfg.Policies {
-		size += policySize(&cfg.Policies[i])
-	}
-	b := make([]byte, 0, size)
 	if len(cfg.Authorizers) > 0 {
 		auth, err := yaml.Marshal(yamlAuthorizers{cfg.Authorizers})
 		if err != nil {
@@ -47,6 +77,12 @@ func (e *Engine) Canonical() ([]byte, error) {
 	for i := range cfg.Policies {
 		if b, err = appendPolicy(b, &cfg.Policies[i]); err != nil {
 			return nil, err
+		}
+		if flush != nil && len(b) > 8<<10 {
+			if err := flush(b); err != nil {
+				return nil, err
+			}
+			b = b[:0]
 		}
 	}
 	if cfg.DefaultPolicy != "" {

@@ -191,3 +191,53 @@ func checkCanonical(t *testing.T, e *policy.Engine) {
 		t.Errorf("round trip changed the configuration:\n%#v\nwant:\n%#v\ncanonical form:\n%s", again.Config(), e.Config(), canon)
 	}
 }
+
+// TestWriteCanonical: WriteCanonical writes exactly Canonical's bytes,
+// whether the form fits in one flush or takes many, and stops at the
+// writer's first error.
+func TestWriteCanonical(t *testing.T) {
+	pki := testpki.New(t, "opa", "opa.internal")
+	var many strings.Builder
+	many.WriteString("policies:\n")
+	for i := range 300 {
+		fmt.Fprintf(&many, "  - name: p%d\n    match: {hosts: [h%d.example.com]}\n    allowed_origins: [https://a%d.example.com, https://b%d.example.com, \"https://*.c%d.example.com\"]\n", i, i, i, i, i)
+	}
+	for _, tc := range []struct {
+		desc, config string
+	}{
+		{desc: "every field", config: fmt.Sprintf(everyField, pki.CAFile, pki.ClientCertFile, pki.ClientKeyFile)},
+		{desc: "one policy", config: "policies:\n  - {name: a, allowed_origins: [\"*\"]}\n"},
+		{desc: "300 policies (many flushes)", config: many.String()},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			e, _, err := policy.Load("c.yaml", []byte(tc.config))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := e.Canonical()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got strings.Builder
+			n, err := e.WriteCanonical(&got)
+			if err != nil || n != len(want) || got.String() != string(want) {
+				t.Errorf("WriteCanonical = %d, %v, and wrote:\n%s\nwant %d bytes:\n%s", n, err, got.String(), len(want), want)
+			}
+			w := &failingWriter{room: len(want) / 2}
+			if _, err := e.WriteCanonical(w); err == nil && len(want) > w.room {
+				t.Errorf("WriteCanonical to a writer that fails after %d bytes: no error", w.room)
+			}
+		})
+	}
+}
+
+// failingWriter accepts room bytes, then fails.
+type failingWriter struct{ room, n int }
+
+func (w *failingWriter) Write(b []byte) (int, error) {
+	if w.n+len(b) > w.room {
+		return 0, fmt.Errorf("full after %d bytes", w.n)
+	}
+	w.n += len(b)
+	return len(b), nil
+}

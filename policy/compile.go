@@ -138,7 +138,6 @@ func (c *compiler) compilePolicy(path string, p Policy) (Policy, *compiledPolicy
 		reject:       p.RejectDisallowedOrigins,
 		credentials:  p.AllowCredentials,
 		allowPrivNet: p.AllowPrivateNetwork,
-		exactOrigins: make(map[string]struct{}, len(p.AllowedOrigins)),
 		headers:      make(map[string]struct{}, len(p.AllowedHeaders)),
 	}
 	switch {
@@ -304,6 +303,7 @@ func (c *compiler) compileOrigins(path string, p Policy, cp *compiledPolicy) []s
 		return []string{"*"}
 	}
 	out := make([]string, 0, len(p.AllowedOrigins))
+	cp.exactOrigins.reserve(len(p.AllowedOrigins))
 	seenPatterns := map[string]struct{}{} // a set: a policy may list thousands
 	for i, o := range p.AllowedOrigins {
 		// The field path is only written for a problem: building it for
@@ -369,12 +369,12 @@ func itemPath(path string, i int) string { return path + "[" + strconv.Itoa(i) +
 
 // addOrigin adds the exact origin o, item i of the list at path.
 func (c *compiler) addOrigin(path string, i int, o string, cp *compiledPolicy, out *[]string) {
-	if _, dup := cp.exactOrigins[o]; dup {
+	if cp.exactOrigins.has(*out, o) {
 		c.warnf(itemPath(path, i), "origin %q is listed twice", o)
 		return
 	}
-	cp.exactOrigins[o] = struct{}{}
 	*out = append(*out, o)
+	cp.exactOrigins.add(*out, len(*out)-1)
 }
 
 // Methods the Fetch standard forbids scripts to use.

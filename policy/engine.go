@@ -36,7 +36,7 @@ type compiledPolicy struct {
 	reject     bool
 
 	anyOrigin    bool
-	exactOrigins map[string]struct{}
+	exactOrigins originSet // indexes into originList
 	wildcards    origin.WildcardMatcher
 	// originList is the normalised allowed_origins, for Explain: the
 	// same slice as the configuration's (Engine.config), not a copy.
@@ -92,7 +92,9 @@ func (e *Engine) Hash() string { return e.hash }
 func (e *Engine) Source() string { return e.source }
 
 // Config returns a copy of the normalised configuration in force. The
-// lists in it are the engine's own: read them, never modify them.
+// lists in it are the engine's own: read them, never modify them (the
+// engine decides with allowed_origins itself, its exact origins indexed
+// by position).
 func (e *Engine) Config() Config {
 	c := e.config
 	c.Policies = append([]Policy(nil), c.Policies...)
@@ -237,7 +239,7 @@ func (p *compiledPolicy) matchOrigin(o string) (bool, Reason) {
 	if len(o) > origin.MaxLen {
 		return false, ReasonOriginTooLong
 	}
-	if _, ok := p.exactOrigins[o]; ok {
+	if p.exactOrigins.has(p.originList, o) {
 		return true, ReasonOriginAllowed
 	}
 	if p.wildcards.Match(o) {

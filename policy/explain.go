@@ -199,7 +199,7 @@ func (x *Explanation) explainOrigin(p *compiledPolicy, o string) {
 		x.Reasons = append(x.Reasons, "the Origin header is present but empty: a CORS request whose origin matches no listed origin or pattern")
 		return
 	}
-	if _, ok := p.exactOrigins[o]; ok {
+	if p.exactOrigins.has(p.originList, o) {
 		x.Reasons = append(x.Reasons, fmt.Sprintf("origin %q is listed in allowed_origins", limits.Cut(o)))
 		return
 	}

@@ -1,21 +1,17 @@
 package xdsconfig
 
 import (
-	"errors"
 	"sync"
 
-	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
-// sharedCache is the Publisher's configuration watcher (the part of
-// go-control-plane's snapshot cache the state-of-the-world server uses):
-// one resource, one version, encoded once when it is published and shared
-// by every stream.
+// sharedCache holds the version the Publisher serves, and the streams
+// waiting for a version they have not been sent: one resource, one
+// version, encoded once and shared by every stream.
 //
-// go-control-plane's snapshot cache builds a new cached resource for each
-// response, and so marshals the resource once per stream: 3,000 streams
+// go-control-plane's snapshot cache built a new cached resource for each
+// response, and so marshalled the resource once per stream: 3,000 streams
 // and a 1 MB configuration made 3 GB of garbage on every publish, and a
 // stream that did not read held its own copy. Here each response is a
 // small DiscoveryResponse pointing at the version's one encoded
@@ -34,99 +30,104 @@ type sharedCache struct {
 	watches map[*sharedWatch]struct{}
 }
 
-// sharedVersion is a published version: its encoded resource, and the
-// returned-resources map every response of it carries (read-only).
+// sharedVersion is a published version: its id and its encoded resource.
+//
+// The resource is encoded when a stream first sends it, and dropped when
+// no stream is open (release): a service no gateway subscribes to keeps no
+// copy of its configuration for them (about 2.5 MiB at the documented
+// caps), only what encodes it (the engine in force, which it keeps anyway).
 type sharedVersion struct {
-	id       string
-	res      *anypb.Any
-	returned map[string]string
+	id     string
+	encode func() ([]byte, error) // the encoded Configuration
+
+	mu  sync.Mutex
+	res *anypb.Any // nil until a stream needs it, and after release
 }
 
 // sharedWatch is a stream waiting for a version it has not been sent.
 type sharedWatch struct {
-	req  *discoveryv3.DiscoveryRequest
-	ch   chan cachev3.Response
+	ch   chan *sharedVersion
 	sent string // the version the stream was last sent ("" for none)
 }
-
-var _ cachev3.ConfigWatcher = (*sharedCache)(nil)
 
 func newSharedCache() *sharedCache {
 	return &sharedCache{watches: map[*sharedWatch]struct{}{}}
 }
 
-func newSharedVersion(id string, value []byte) *sharedVersion {
-	return &sharedVersion{
-		id:       id,
-		res:      &anypb.Any{TypeUrl: TypeURL, Value: value},
-		returned: map[string]string{ResourceName: id},
-	}
+func newSharedVersion(id string, encode func() ([]byte, error)) *sharedVersion {
+	return &sharedVersion{id: id, encode: encode}
 }
 
-// response is v's response to req: a DiscoveryResponse of its own (the
-// server writes the stream's nonce into it) around the shared resource.
-func (v *sharedVersion) response(req *discoveryv3.DiscoveryRequest) cachev3.Response {
-	return &cachev3.PassthroughResponse{
-		Request: req,
-		DiscoveryResponse: &discoveryv3.DiscoveryResponse{
-			VersionInfo: v.id,
-			Resources:   []*anypb.Any{v.res},
-			TypeUrl:     TypeURL,
-		},
-		ReturnedResources: v.returned,
+// resource is the encoded resource, encoded now if it is not yet.
+func (v *sharedVersion) resource() (*anypb.Any, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.res == nil {
+		value, err := v.encode()
+		if err != nil {
+			return nil, err
+		}
+		v.res = &anypb.Any{TypeUrl: TypeURL, Value: value}
 	}
+	return v.res, nil
 }
 
-// CreateWatch answers at once when the stream has not been sent the
-// current version, and otherwise waits for the next one. The resource
-// names of the request are not read: there is one resource, and the
-// Publisher refuses every other type.
-func (c *sharedCache) CreateWatch(req *discoveryv3.DiscoveryRequest, sub cachev3.Subscription, ch chan cachev3.Response) (func(), error) {
-	sent := sub.ReturnedResources()[ResourceName]
+// release drops the encoded resource; the responses already made keep
+// theirs, and the next stream to send it encodes it again.
+func (v *sharedVersion) release() {
+	v.mu.Lock()
+	v.res = nil
+	v.mu.Unlock()
+}
+
+// watch gives ch (which has room for one) the current version at once when
+// it is not sent, the version the stream was last sent, and otherwise the
+// next version published. cancel stops waiting.
+func (c *sharedCache) watch(sent string, ch chan *sharedVersion) (cancel func()) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if v := c.current; v != nil && v.id != sent {
-		select {
-		case ch <- v.response(req):
-		default:
-			// The server gives each watch a new channel with room for
-			// one response: never full here.
-		}
-		return func() {}, nil
+		ch <- v
+		return func() {}
 	}
-	w := &sharedWatch{req: req, ch: ch, sent: sent}
+	w := &sharedWatch{ch: ch, sent: sent}
 	c.watches[w] = struct{}{}
 	return func() {
 		c.mu.Lock()
 		delete(c.watches, w)
 		c.mu.Unlock()
-	}, nil
+	}
 }
 
-// errNoDelta refuses the incremental protocol, which the Publisher does
-// not serve.
-var errNoDelta = errors.New("corsauthz serves its configuration over state-of-the-world xDS only")
-
-func (c *sharedCache) CreateDeltaWatch(*discoveryv3.DeltaDiscoveryRequest, cachev3.Subscription, chan cachev3.DeltaResponse) (func(), error) {
-	return nil, errNoDelta
-}
-
-// set makes v the current version and answers every stream waiting for
+// set makes v the current version and hands it to every stream waiting for
 // it. It never waits for a stream: each watch's channel has room for its
-// one response.
+// one version.
 func (c *sharedCache) set(v *sharedVersion) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.current != nil {
+		c.current.release()
+	}
 	c.current = v
 	for w := range c.watches {
 		if w.sent == v.id {
 			continue
 		}
 		select {
-		case w.ch <- v.response(w.req):
+		case w.ch <- v:
 			delete(c.watches, w)
 		default:
 		}
+	}
+}
+
+// release drops the current version's encoded resource: no stream is
+// open.
+func (c *sharedCache) release() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.current != nil {
+		c.current.release()
 	}
 }
 

@@ -1,8 +1,8 @@
 // Package xdsconfig distributes the configuration in force in a corsauthz
-// to gateways that decide in process, over xDS: a [Publisher] serves it with
-// go-control-plane's state-of-the-world server on corsauthz's gRPC port,
-// from a watcher of its own that gives every stream the same encoded
-// resource, and a [Subscription] receives it with go-control-plane's ADS
+// to gateways that decide in process, over xDS: a [Publisher] serves it as
+// a state-of-the-world aggregated discovery service on corsauthz's gRPC
+// port (its own stream loop on the generated discovery types), giving every
+// stream the same encoded resource, and a [Subscription] receives it with go-control-plane's ADS
 // client (pkg/client/sotw/v3), compiles it with the policy package, ACKs it
 // or NACKs it, and keeps the last good one while corsauthz is away. Both
 // sides are bounded (streams, resends, log lines; a resource's size and

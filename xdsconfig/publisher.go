@@ -3,26 +3,26 @@ package xdsconfig
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	sotwv3 "github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
-	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/corsauthz/corsauthz/internal/limits"
 	"github.com/corsauthz/corsauthz/policy"
-	corsauthzv1 "github.com/corsauthz/corsauthz/proto/gen/corsauthz/v1"
 )
 
 // Publisher serves the configuration in force over xDS (ADS, state of the
@@ -42,7 +42,7 @@ import (
 // buys no resend.
 type Publisher struct {
 	cache   *sharedCache
-	sotw    sotwv3.Server
+	ctx     context.Context    // ends with Shutdown
 	stop    context.CancelFunc // ends every stream
 	logger  *slog.Logger
 	log     *limits.RequestLog // the lines clients cause
@@ -52,6 +52,7 @@ type Publisher struct {
 
 	maxStreams int64
 	open       atomic.Int64 // streams open, refused ones not counted
+	lastID     atomic.Int64 // the last stream's id
 
 	streamsMu sync.Mutex
 	streams   map[int64]*streamState
@@ -114,16 +115,8 @@ func NewPublisherWithOptions(opts PublisherOptions) *Publisher {
 		streams:    map[int64]*streamState{},
 	}
 	p.log = limits.NewRequestLog(logger, rate, p.metrics.logSuppressed).WithSummary("xDS log lines suppressed by the rate limit")
-	// The server's context ends its streams: go-control-plane's stream
-	// loop returns on it (not on a stream's own context).
-	ctx, stop := context.WithCancel(context.Background())
-	p.stop = stop
-	p.sotw = sotwv3.NewServer(ctx, p.cache, serverv3.CallbackFuncs{
-		StreamOpenFunc:     p.streamOpened,
-		StreamClosedFunc:   p.streamClosed,
-		StreamRequestFunc:  p.streamRequest,
-		StreamResponseFunc: p.streamResponse,
-	})
+	// The Publisher's context ends its streams (Shutdown).
+	p.ctx, p.stop = context.WithCancel(context.Background())
 	return p
 }
 
@@ -159,20 +152,101 @@ func (a ads) StreamAggregatedResources(st discoveryv3.AggregatedDiscoveryService
 		return status.Errorf(codes.ResourceExhausted, "corsauthz serves at most %d xDS streams at once (--max-xds-streams); retry later", p.maxStreams)
 	}
 	defer p.open.Add(-1)
-	return p.sotw.StreamHandler(sharedStream{st}, resourcev3.AnyType)
+	return p.serve(st)
 }
 
-// sharedStream sends each response in its wire form (wireForm), so that the
-// encoded resource is not copied for each stream.
-type sharedStream struct {
-	discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesServer
-}
+// serve is a state-of-the-world stream of the one resource type, as
+// go-control-plane's server (pkg/server/sotw/v3, which this replaces: it
+// linked every Envoy resource type into the binary) serves one: each
+// request that answers the last response (its nonce), or the first one,
+// asks for the version the stream has not been sent (sharedCache.watch);
+// a request naming an older nonce is skipped; each response gets the
+// stream's next nonce. A request without a type URL, or with another than
+// TypeURL, ends the stream with INVALID_ARGUMENT; Shutdown ends it with
+// OK.
+func (p *Publisher) serve(st discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesServer) error {
+	id := p.lastID.Add(1)
+	p.streamOpened(id)
+	defer p.streamClosed(id)
 
-func (s sharedStream) Send(r *discoveryv3.DiscoveryResponse) error {
-	if m := wireForm(r); m != nil {
-		return s.SendMsg(m)
+	// Requests are read here so that the loop below can wait for a
+	// request and a version at once.
+	reqs := make(chan *discoveryv3.DiscoveryRequest)
+	go func() {
+		defer close(reqs)
+		for {
+			req, err := st.Recv()
+			if err != nil {
+				return
+			}
+			select {
+			case reqs <- req:
+			case <-st.Context().Done():
+				return
+			case <-p.ctx.Done():
+				return
+			}
+		}
+	}()
+
+	var (
+		node   *corev3.Node
+		next   chan *sharedVersion // nil until the first request
+		cancel = func() {}
+		nonce  string // of the last response
+		sent   string // the version last sent
+		count  int64  // responses sent
+	)
+	defer func() { cancel() }()
+	for {
+		select {
+		case <-p.ctx.Done():
+			return nil
+		case v := <-next:
+			res, err := v.resource()
+			if err != nil {
+				p.logger.LogAttrs(st.Context(), slog.LevelError, "xDS: encoding the configuration failed", slog.String("error", err.Error()))
+				return status.Error(codes.Internal, "corsauthz could not encode its configuration")
+			}
+			count++
+			nonce, sent = strconv.FormatInt(count, 10), v.id
+			resp := &discoveryv3.DiscoveryResponse{VersionInfo: v.id, Resources: []*anypb.Any{res}, TypeUrl: TypeURL, Nonce: nonce}
+			p.streamResponse(id, resp)
+			if err := sendShared(st, resp); err != nil {
+				return err
+			}
+		case req, ok := <-reqs:
+			if !ok {
+				return nil
+			}
+			if req.GetNode() != nil {
+				node = req.GetNode()
+			} else {
+				req.Node = node
+			}
+			if req.GetTypeUrl() == "" {
+				return status.Error(codes.InvalidArgument, "type URL is required for ADS")
+			}
+			if err := p.streamRequest(id, req); err != nil {
+				return err
+			}
+			if nonce != "" && req.GetResponseNonce() != nonce {
+				continue // answers an older response: nothing to do
+			}
+			cancel()
+			next = make(chan *sharedVersion, 1)
+			cancel = p.cache.watch(sent, next)
+		}
 	}
-	return s.AggregatedDiscoveryService_StreamAggregatedResourcesServer.Send(r)
+}
+
+// sendShared sends r in its wire form (wireForm), so that the encoded
+// resource is not copied for each stream.
+func sendShared(st discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesServer, r *discoveryv3.DiscoveryResponse) error {
+	if m := wireForm(r); m != nil {
+		return st.SendMsg(m)
+	}
+	return st.Send(r)
 }
 
 func peerAddr(ctx context.Context) string {
@@ -186,55 +260,96 @@ func peerAddr(ctx context.Context) string {
 // subscribed gateway. What is published is e's canonical form
 // (policy.Engine.Canonical: no comments, no file path, no secret value),
 // versioned by its SHA-256, which is the hash the gateway's engine has.
+//
+// The form is hashed here as it is written (policy.Engine.WriteCanonical)
+// and encoded only when a gateway needs it, straight into the resource
+// (encodeConfiguration): no copy of it is kept while no gateway is
+// subscribed.
 func (p *Publisher) Publish(ctx context.Context, e *policy.Engine) {
 	if e == nil {
 		return
 	}
-	content, err := e.Canonical()
+	h := sha256.New()
+	n, err := e.WriteCanonical(h)
 	if err != nil {
 		p.logger.LogAttrs(ctx, slog.LevelError, "xDS: the configuration cannot be written in canonical form; gateways keep the one before", slog.String("error", err.Error()))
 		return
 	}
-	sum := sha256.Sum256(content)
-	if err := p.publish(ctx, hex.EncodeToString(sum[:]), PublishedSource, content); err != nil {
-		p.logger.LogAttrs(ctx, slog.LevelError, "xDS: publishing the configuration failed", slog.String("error", err.Error()))
-	}
+	version := hex.EncodeToString(h.Sum(nil))
+	p.publish(version, func() ([]byte, error) {
+		return encodeConfiguration(version, PublishedSource, e, n)
+	})
 }
 
 // PublishedSource is the source name of every published configuration:
 // the file's path stays on the service.
 const PublishedSource = "corsauthz-xds"
 
-func (p *Publisher) publish(_ context.Context, version, source string, content []byte) error {
+// encodeConfiguration is the encoded corsauthzv1.Configuration{version,
+// source, e's canonical form} (size bytes long), as proto.Marshal writes
+// it (fields in number order), with the form written into it directly
+// rather than built and then copied.
+func encodeConfiguration(version, source string, e *policy.Engine, size int) ([]byte, error) {
+	b := make([]byte, 0, 3*binary.MaxVarintLen64+len(version)+len(source)+size)
+	if version != "" {
+		b = protowire.AppendTag(b, 1, protowire.BytesType)
+		b = protowire.AppendString(b, version)
+	}
+	if source != "" {
+		b = protowire.AppendTag(b, 2, protowire.BytesType)
+		b = protowire.AppendString(b, source)
+	}
+	if size == 0 {
+		return b, nil
+	}
+	b = protowire.AppendTag(b, 3, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(size))
+	w := appender{b}
+	if n, err := e.WriteCanonical(&w); err != nil || n != size {
+		return nil, fmt.Errorf("writing the canonical form again: %d bytes (want %d), %v", n, size, err)
+	}
+	return w.b, nil
+}
+
+// appender is an io.Writer appending to b.
+type appender struct{ b []byte }
+
+func (a *appender) Write(p []byte) (int, error) {
+	a.b = append(a.b, p...)
+	return len(p), nil
+}
+
+// publish makes version, encoded by encode when a stream needs it, the
+// one served.
+func (p *Publisher) publish(version string, encode func() ([]byte, error)) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.version == version {
-		return nil
+		return
 	}
-	// Encoded once, here, for every stream.
-	value, err := proto.MarshalOptions{Deterministic: true}.Marshal(&corsauthzv1.Configuration{Version: version, Source: source, Content: content})
-	if err != nil {
-		return err
-	}
-	p.cache.set(newSharedVersion(version, value))
+	p.cache.set(newSharedVersion(version, encode))
 	p.version = version
 	p.metrics.version(version)
-	return nil
 }
 
-func (p *Publisher) streamOpened(_ context.Context, id int64, _ string) error {
+func (p *Publisher) streamOpened(id int64) {
 	p.streamsMu.Lock()
 	p.streams[id] = &streamState{}
 	p.streamsMu.Unlock()
 	p.metrics.streams.Inc()
-	return nil
 }
 
-func (p *Publisher) streamClosed(id int64, _ *corev3.Node) {
+// streamClosed drops the encoded configuration when the last stream
+// closes (sharedVersion).
+func (p *Publisher) streamClosed(id int64) {
 	p.streamsMu.Lock()
 	delete(p.streams, id)
+	none := len(p.streams) == 0
 	p.streamsMu.Unlock()
 	p.metrics.streams.Dec()
+	if none {
+		p.cache.release()
+	}
 }
 
 // streamRequest refuses other resource types (this server has only the
@@ -280,7 +395,7 @@ func (p *Publisher) streamRequest(id int64, req *discoveryv3.DiscoveryRequest) e
 	return nil
 }
 
-func (p *Publisher) streamResponse(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
+func (p *Publisher) streamResponse(id int64, resp *discoveryv3.DiscoveryResponse) {
 	p.streamsMu.Lock()
 	if st := p.streams[id]; st != nil {
 		st.nonce, st.version, st.answered = resp.GetNonce(), resp.GetVersionInfo(), false
