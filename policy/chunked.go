@@ -58,6 +58,7 @@ func splitPolicies(data []byte) (*policyChunks, bool) {
 	blockStart := -1 // the offset of the line after it
 	blockEnd := -1   // the offset of the first line after the list
 	inBlock := false
+	seenTop := false // a line of content was read
 	line := 0
 	for off := 0; off < len(data); line++ {
 		end := bytes.IndexByte(data[off:], '\n')
@@ -76,6 +77,15 @@ func splitPolicies(data []byte) (*policyChunks, bool) {
 		content := l[indent:]
 		blank := len(content) == 0 || content[0] == '#'
 		entry := len(content) > 0 && content[0] == '-' && (len(content) == 1 || content[1] == ' ')
+		if !blank && !seenTop {
+			// The document's top-level mapping must start at column 1:
+			// an indented first line sets another indentation, and a
+			// "policies:" at column 1 after it is not a top-level key.
+			if indent != 0 {
+				return nil, false
+			}
+			seenTop = true
+		}
 		switch {
 		case blank:
 		case inBlock && indent == 0 && !(c.indent <= 0 && entry):
