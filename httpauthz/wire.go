@@ -2,6 +2,7 @@ package httpauthz
 
 import (
 	"bytes"
+	"iter"
 	"net/http"
 	"strings"
 
@@ -37,18 +38,7 @@ type wireRequest struct {
 func (r *wireRequest) scan(ctx *fasthttp.RequestCtx) {
 	r.ctx = ctx
 	r.raw = string(ctx.Request.Header.RawHeaders())
-	for rest := r.raw; rest != ""; {
-		line, next, _ := strings.Cut(rest, "\n")
-		rest = next
-		line = strings.TrimSuffix(line, "\r")
-		if line == "" {
-			break
-		}
-		name, value, ok := strings.Cut(line, ":")
-		if !ok {
-			continue // fasthttp refuses such a line before the handler runs
-		}
-		value = strings.Trim(value, " \t")
+	for name, value := range headerLines(r.raw) {
 		i := readIndex(name)
 		if i == iHost {
 			continue // not a header line to net/http either: Request.Host
@@ -151,22 +141,12 @@ func (r *wireRequest) path() string {
 // (for trace context, and the authorizer's request).
 func (r *wireRequest) header() http.Header {
 	h := http.Header{}
-	for rest := r.raw; rest != ""; {
-		line, next, _ := strings.Cut(rest, "\n")
-		rest = next
-		line = strings.TrimSuffix(line, "\r")
-		if line == "" {
-			break
-		}
-		name, value, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
+	for name, value := range headerLines(r.raw) {
 		key := http.CanonicalHeaderKey(name)
 		if key == "Host" {
 			continue // net/http keeps it as Request.Host
 		}
-		h[key] = append(h[key], strings.Trim(value, " \t"))
+		h[key] = append(h[key], value)
 	}
 	return h
 }
@@ -177,18 +157,32 @@ func (r *wireRequest) sent(name string) bool {
 	if strings.EqualFold(name, "Host") {
 		return false
 	}
-	for rest := r.raw; rest != ""; {
-		line, next, _ := strings.Cut(rest, "\n")
-		rest = next
-		line = strings.TrimSuffix(line, "\r")
-		if line == "" {
-			break
-		}
-		if n, _, ok := strings.Cut(line, ":"); ok && strings.EqualFold(n, name) {
+	for n := range headerLines(r.raw) {
+		if strings.EqualFold(n, name) {
 			return true
 		}
 	}
 	return false
+}
+
+// headerLines yields the name and value (trimmed of spaces and tabs) of
+// each line of a raw header block, up to the blank line that ends it. A
+// line without a colon is skipped: fasthttp refuses such a line before the
+// handler runs.
+func headerLines(raw string) iter.Seq2[string, string] {
+	return func(yield func(name, value string) bool) {
+		for rest := raw; rest != ""; {
+			line, next, _ := strings.Cut(rest, "\n")
+			rest = next
+			line = strings.TrimSuffix(line, "\r")
+			if line == "" {
+				return
+			}
+			if name, value, ok := strings.Cut(line, ":"); ok && !yield(name, strings.Trim(value, " \t")) {
+				return
+			}
+		}
+	}
 }
 
 // wireSource is the request described by a wireRequest as an authorizer
