@@ -153,10 +153,7 @@ func (c *Core) decideRequest(ctx context.Context, fe FrontEnd, r *policy.Request
 		*out = Outcome{Action: Fail, Failure: c.mismatch(ctx, fe, e, err, start)}
 		return
 	}
-	out.Engine = e
-	if d.Direct() {
-		out.Action, out.Status = Respond, d.Status
-	}
+	out.plain(e)
 	name := e.AuthorizerFor(d)
 	if name == "" {
 		c.metrics.decision(fe, d, start)

@@ -60,11 +60,18 @@ type Outcome struct {
 // Plain returns the outcome of the CORS decision d alone, made by e: a
 // direct answer (not report-only) responds, anything else passes.
 func Plain(d policy.Decision, e *policy.Engine) Outcome {
-	out := Outcome{Decision: d, Engine: e}
-	if d.Direct() {
-		out.Action, out.Status = Respond, d.Status
-	}
+	out := Outcome{Decision: d}
+	out.plain(e)
 	return out
+}
+
+// plain makes o, holding its Decision, the outcome of that decision alone,
+// made by e.
+func (o *Outcome) plain(e *policy.Engine) {
+	o.Engine = e
+	if o.Decision.Direct() {
+		o.Action, o.Status = Respond, o.Decision.Status
+	}
 }
 
 // Plain reports whether the outcome is the CORS decision alone (no
