@@ -361,10 +361,8 @@ func removeAccessControl(h http.Header) (removed bool) {
 		case isAccessControl(name):
 			delete(h, name)
 			removed = true
-		case len(name) > len(http.TrailerPrefix) && name[0] == 'T':
-			if rest, ok := strings.CutPrefix(name, http.TrailerPrefix); ok && isAccessControl(rest) {
-				delete(h, name)
-			}
+		case isAccessControlTrailer(name):
+			delete(h, name)
 		case name == "Trailer":
 			trailer = true
 		}
@@ -380,6 +378,16 @@ func removeAccessControl(h http.Header) (removed bool) {
 func isAccessControl(name string) bool {
 	return len(name) > len(accessControlPrefix) && name[0]|0x20 == 'a' &&
 		strings.EqualFold(name[:len(accessControlPrefix)], accessControlPrefix)
+}
+
+// isAccessControlTrailer reports whether name sets an Access-Control-*
+// trailer (http.TrailerPrefix and the trailer's name).
+func isAccessControlTrailer(name string) bool {
+	if len(name) <= len(http.TrailerPrefix) || name[0] != 'T' {
+		return false
+	}
+	rest, ok := strings.CutPrefix(name, http.TrailerPrefix)
+	return ok && isAccessControl(rest)
 }
 
 const accessControlPrefix = "Access-Control-"

@@ -123,10 +123,8 @@ func (cw *corsWriter) serve(r *http.Request, next func(http.ResponseWriter, *htt
 	// trailers.)
 	if h := cw.w.Header(); len(h) != st.keys {
 		for name := range h {
-			if len(name) > len(http.TrailerPrefix) && name[0] == 'T' {
-				if rest, ok := strings.CutPrefix(name, http.TrailerPrefix); ok && isAccessControl(rest) {
-					delete(h, name)
-				}
+			if isAccessControlTrailer(name) {
+				delete(h, name)
 			}
 		}
 	}
