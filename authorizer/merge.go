@@ -394,6 +394,14 @@ func (o *Outcome) RequestHeadersFor(has func(name string) bool) []policy.Header 
 	return out
 }
 
+// OptionHeaders are Envoy header value options as headers: each option's
+// value (raw_value when set), Append for one that adds an entry. It is
+// how a front end that is handed a CheckResponse (the Go middleware in
+// remote mode) reads its headers as corsauthz reads an authorizer's.
+func OptionHeaders(os []*corev3.HeaderValueOption) []policy.Header {
+	return appendOptions(make([]policy.Header, 0, len(os)), os)
+}
+
 func appendOptions(dst []policy.Header, os []*corev3.HeaderValueOption) []policy.Header {
 	for _, o := range os {
 		dst = append(dst, policy.Header{Name: o.GetHeader().GetKey(), Value: optionValue(o), Append: appends(o)})
@@ -417,10 +425,7 @@ func deniedFromGRPC(resp *authv3.CheckResponse, a *Answer) {
 		a.Status = 403
 	}
 	if hs := d.GetHeaders(); len(hs) > 0 {
-		a.Headers = make([]policy.Header, 0, len(hs))
-		for _, o := range hs {
-			a.Headers = append(a.Headers, policy.Header{Name: o.GetHeader().GetKey(), Value: optionValue(o), Append: appends(o)})
-		}
+		a.Headers = OptionHeaders(hs)
 	}
 	if b := d.GetBody(); b != "" {
 		a.Body = []byte(b)

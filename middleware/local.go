@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"strings"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	"github.com/corsauthz/corsauthz/authorizer"
@@ -63,20 +62,17 @@ func (m *Middleware) serveLocal(w http.ResponseWriter, r *http.Request, next fun
 		respond(w, out.Status, out.AppendHeaders(buf[:0]), out.Body)
 		return nil
 	}
-	var extra []policy.Header
 	if up := out.Upstream(); up != nil {
 		// A gRPC authorizer's ok_response holds its edits with their
 		// exact actions and query parameters; otherwise the outcome's
 		// lists (an HTTP authorizer's upstream headers).
 		if up.OK != nil {
 			r = upstreamRequest(r, nil, nil, up.OK)
-			extra = responseHeaders(up.OK.GetResponseHeadersToAdd())
 		} else {
 			r = upstreamRequest(r, up.RequestHeaders, up.RemoveRequestHeaders, nil)
 		}
 	}
 	cw := localWriter(w, r, &out)
-	cw.st.extra = extra
 	if out.Decision.Policy == "" {
 		cw.st.noPolicy = m
 	}
@@ -146,30 +142,4 @@ func upstreamRequest(r *http.Request, set []policy.Header, remove []string, ok *
 		r2.RequestURI = u.RequestURI()
 	}
 	return r2
-}
-
-func headerOptionValue(h *corev3.HeaderValue) string {
-	if raw := h.GetRawValue(); len(raw) > 0 {
-		return string(raw)
-	}
-	return h.GetValue()
-}
-
-// appends reports whether a header option adds a value rather than
-// replacing the header (the deprecated append, when set, wins, as in Envoy).
-func appends(o *corev3.HeaderValueOption) bool {
-	if b := o.GetAppend(); b != nil {
-		return b.GetValue()
-	}
-	return o.GetAppendAction() == corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD
-}
-
-// responseHeaders are a gRPC authorizer's ok_response headers for the
-// response (the authorizer package dropped any Access-Control-*).
-func responseHeaders(opts []*corev3.HeaderValueOption) []policy.Header {
-	out := make([]policy.Header, 0, len(opts))
-	for _, o := range opts {
-		out = append(out, policy.Header{Name: o.GetHeader().GetKey(), Value: headerOptionValue(o.GetHeader()), Append: appends(o)})
-	}
-	return out
 }

@@ -9,6 +9,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc/codes"
 
+	"github.com/corsauthz/corsauthz/authorizer"
 	"github.com/corsauthz/corsauthz/policy"
 	corsauthzv1 "github.com/corsauthz/corsauthz/proto/gen/corsauthz/v1"
 )
@@ -91,13 +92,13 @@ func (m *Middleware) serveChecked(ctx context.Context, w http.ResponseWriter, r 
 		if status == 0 {
 			status = http.StatusForbidden // as Envoy answers a denial without a status
 		}
-		respond(w, status, responseHeaders(d.GetHeaders()), []byte(d.GetBody()))
+		respond(w, status, authorizer.OptionHeaders(d.GetHeaders()), []byte(d.GetBody()))
 		return nil
 	}
 	ok := resp.GetOkResponse()
 	r = upstreamRequest(r, nil, nil, ok)
 	cw := newWriter(w, r)
-	cw.st.extra = responseHeaders(ok.GetResponseHeadersToAdd())
+	cw.st.extra = authorizer.OptionHeaders(ok.GetResponseHeadersToAdd())
 	return cw.serve(r, next)
 }
 

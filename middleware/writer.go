@@ -52,9 +52,7 @@ type writerState struct {
 	// decision.Outcome.AppendHeaders says).
 	cors    policy.ResponseHeaders
 	allowed *authorizer.Outcome
-	// extra are headers applied first: in remote mode the ones Decide or
-	// Check gave (and then the only ones), in local mode a gRPC
-	// authorizer's response headers.
+	// extra are remote mode's headers, the ones Decide or Check gave.
 	extra []policy.Header
 	// noPolicy, set for a request no policy selected, warns (rate-limited)
 	// when the handler's own Access-Control-* headers are removed, so
@@ -143,6 +141,8 @@ func (st *writerState) finish() {
 	}
 	applyHeaders(h, st.extra)
 	if st.allowed != nil {
+		// The authorizer's own response headers, then corsauthz's.
+		applyHeaders(h, st.allowed.ResponseHeaders)
 		applyHeaders(h, st.allowed.Headers)
 	} else {
 		setCORS(h, &st.cors, st.r.Header)
