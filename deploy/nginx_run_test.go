@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
+	"github.com/corsauthz/corsauthz/internal/freeport"
 	"github.com/corsauthz/corsauthz/internal/nginxproc"
 	"github.com/corsauthz/corsauthz/policy"
 	"github.com/corsauthz/corsauthz/server"
@@ -78,7 +79,7 @@ type nginxRun struct {
 func runRecipe(t *testing.T, r nginxRecipe, config func(string) string, confVars map[string]string, edit func(d *debian)) *nginxRun {
 	t.Helper()
 	dir := newNginxDir(t, needNginx(t))
-	run := &nginxRun{listen: freeAddr(t)}
+	run := &nginxRun{listen: freeport.Addr(t)}
 	run.api = &recorder{next: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Access-Control-Allow-Origin", "*")
 		w.Header().Set("Access-Control-Allow-Methods", "GET, POST, PUT")

@@ -333,12 +333,6 @@ func selfSignedCert(t *testing.T, dir string) (cert, key string) {
 	return cert, key
 }
 
-// freeAddr returns a loopback address with a port free at the time of the call.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	return freeport.Addr(t)
-}
-
 func newNginxDir(t *testing.T, bin string) *nginxproc.Dir {
 	t.Helper()
 	dir, err := nginxproc.NewDir(bin)
@@ -358,7 +352,7 @@ func TestNginxConfigValid(t *testing.T) {
 		t.Run(r.desc, func(t *testing.T) {
 			t.Parallel()
 			dir := newNginxDir(t, bin)
-			d := installRecipe(t, dir, r, freeAddr(t), "127.0.0.1:2", "127.0.0.1:1")
+			d := installRecipe(t, dir, r, freeport.Addr(t), "127.0.0.1:2", "127.0.0.1:1")
 			out, err := dir.Test(t.Context(), d.conf)
 			if err != nil {
 				t.Fatal(err)

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/corsauthz/corsauthz/internal/freeport"
 )
 
 // prometheusEnv makes a missing prometheus or promtool a failure instead
@@ -314,7 +316,7 @@ scrape_configs:
 	if err := os.WriteFile(configPath, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	addr := freeport.Addr(t)
 	out := &syncBuffer{}
 	cmd := exec.Command(bin,
 		"--config.file="+configPath,

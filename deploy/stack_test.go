@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/corsauthz/corsauthz/internal/freeport"
 	"github.com/corsauthz/corsauthz/xdsconfig"
 )
 
@@ -202,7 +203,7 @@ func startStack(t *testing.T, opts stackOptions) *stack {
 	sub := xdsconfig.Subscribe(ctx, conn, xdsconfig.SubscribeOptions{
 		NodeID: "deploy-test-gateway", Registerer: reg, Address: s.grpcAddr,
 	})
-	deadAddr := freeAddr(t) // closed again: nothing listens there
+	deadAddr := freeport.Addr(t) // closed again: nothing listens there
 	deadConn, err := grpc.NewClient(deadAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

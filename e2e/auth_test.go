@@ -31,6 +31,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/corsauthz/corsauthz/internal/childproc"
+	"github.com/corsauthz/corsauthz/internal/freeport"
 	"github.com/corsauthz/corsauthz/policy"
 	"github.com/corsauthz/corsauthz/server"
 )
@@ -139,7 +140,7 @@ var oauth2ProxyTestOnly = []string{"--cookie-secure", "--skip-provider-button"}
 // /oauth2/auth's 202, X-Forwarded-* trusted from loopback only.
 func startOAuth2Proxy(t *testing.T, bin string, m *mockoidc.MockOIDC, publicURL string) *oauth2Proxy {
 	t.Helper()
-	p := &oauth2Proxy{addr: freeLoopbackAddr(t), done: make(chan struct{})}
+	p := &oauth2Proxy{addr: freeport.Addr(t), done: make(chan struct{})}
 	p.cmd = exec.Command(bin, oauth2ProxyArgs(p.addr, m.Config(), publicURL)...)
 	p.cmd.Stdout, p.cmd.Stderr = p, p
 	if err := childproc.Start(t, p.cmd); err != nil {

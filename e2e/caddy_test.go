@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/corsauthz/corsauthz/internal/childproc"
+	"github.com/corsauthz/corsauthz/internal/freeport"
 	"github.com/corsauthz/corsauthz/server"
 	"github.com/corsauthz/corsauthz/xdsconfig"
 )
@@ -69,7 +70,7 @@ func caddyBinary(t *testing.T) string {
 // configuration needs the number before it starts).
 func freePort(t *testing.T) string {
 	t.Helper()
-	_, p, _ := net.SplitHostPort(freeLoopbackAddr(t))
+	_, p, _ := net.SplitHostPort(freeport.Addr(t))
 	return p
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/oauth2-proxy/mockoidc"
 
+	"github.com/corsauthz/corsauthz/internal/freeport"
 	"github.com/corsauthz/corsauthz/internal/nginxproc"
 	"github.com/corsauthz/corsauthz/policy"
 	"github.com/corsauthz/corsauthz/server"
@@ -156,7 +157,7 @@ func TestOAuth2ProxyBehindNginx(t *testing.T) {
 	}))
 	t.Cleanup(up.Close)
 
-	listen := freeLoopbackAddr(t)
+	listen := freeport.Addr(t)
 	_, nginxPort, _ := net.SplitHostPort(listen)
 	api := "http://api.corsauthz.localhost:" + nginxPort
 	proxy := startOAuth2Proxy(t, proxyBin, m, api)

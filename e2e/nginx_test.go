@@ -122,7 +122,7 @@ func startNginxStack(t *testing.T, bin string) *stack {
 	if _, err := dir.InstallSnippets(filepath.Join("..", filepath.FromSlash(nginxproc.SnippetsDir))); err != nil {
 		t.Fatal(err)
 	}
-	listen := freeLoopbackAddr(t)
+	listen := freeport.Addr(t)
 	routes := nginxRoutes(t)
 	conf, err := dir.WriteFile("nginx.conf", nginxConf(dir, listen, srv.HTTPAddr().String(), s.upstream, routes))
 	if err != nil {
@@ -146,11 +146,6 @@ func startNginxStack(t *testing.T, bin string) *stack {
 
 	s.frontWithTap(t, &url.URL{Scheme: "http", Host: listen}, routes)
 	return s
-}
-
-func freeLoopbackAddr(t *testing.T) string {
-	t.Helper()
-	return freeport.Addr(t)
 }
 
 func lastBytes(b []byte, n int) string {

@@ -62,12 +62,6 @@ func startCorsauthzWith(tb testing.TB, addr, config string) (grpcAddr string, st
 	return srv.GRPCAddr().String(), stop
 }
 
-// freeAddr is a loopback address nothing listens on.
-func freeAddr(tb testing.TB) string {
-	tb.Helper()
-	return freeport.Addr(tb)
-}
-
 func get(h http.Handler, origin string) *httptest.ResponseRecorder {
 	r := httptest.NewRequest(http.MethodGet, "http://api.example.com/x", nil)
 	if origin != "" {
@@ -104,7 +98,7 @@ func TestNewRefusesBadOptions(t *testing.T) {
 // within the timeout, and the handler is not called.
 func TestRemoteFailsClosed(t *testing.T) {
 	t.Parallel()
-	m, err := middleware.New(context.Background(), middleware.Options{Address: freeAddr(t), Mode: middleware.ModeRemote, Timeout: 100 * time.Millisecond})
+	m, err := middleware.New(context.Background(), middleware.Options{Address: freeport.Addr(t), Mode: middleware.ModeRemote, Timeout: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +116,7 @@ func TestRemoteFailsClosed(t *testing.T) {
 // configuration keeps deciding.
 func TestLocalStartsAfterWaitAndFailsClosed(t *testing.T) {
 	t.Parallel()
-	addr := freeAddr(t)
+	addr := freeport.Addr(t)
 	start := time.Now()
 	m, err := middleware.New(context.Background(), middleware.Options{Address: addr, StartupWait: 200 * time.Millisecond})
 	if err != nil {
@@ -162,7 +156,7 @@ func TestNewWaitIsCancelledByContext(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	_, err := middleware.New(ctx, middleware.Options{Address: freeAddr(t), StartupWait: time.Minute})
+	_, err := middleware.New(ctx, middleware.Options{Address: freeport.Addr(t), StartupWait: time.Minute})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("New = %v, want the context's error", err)
 	}

@@ -576,7 +576,7 @@ func TestServeRefusesOneAddressTwice(t *testing.T) {
 
 func TestServeBuiltInExampleUntilCancelled(t *testing.T) {
 	t.Parallel()
-	grpcAddr, adminAddr := freeAddr(t), freeAddr(t)
+	grpcAddr, adminAddr := freeport.Addr(t), freeport.Addr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan result, 1)
 	go func() {
@@ -612,10 +612,4 @@ func TestServeBuiltInExampleUntilCancelled(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("serve did not return after cancellation")
 	}
-}
-
-// freeAddr returns a loopback address that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	return freeport.Addr(t)
 }

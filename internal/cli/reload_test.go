@@ -20,6 +20,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/corsauthz/corsauthz/internal/freeport"
 )
 
 // soak reports whether the long versions of the load tests were asked for
@@ -97,7 +99,7 @@ type serving struct {
 
 func serve(t *testing.T, args ...string) *serving {
 	t.Helper()
-	s := &serving{grpcAddr: freeAddr(t), adminAddr: freeAddr(t), done: make(chan result, 1)}
+	s := &serving{grpcAddr: freeport.Addr(t), adminAddr: freeport.Addr(t), done: make(chan result, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	t.Cleanup(cancel) // when the test fails before stop

@@ -163,7 +163,7 @@ func TestServeMemoryPolicy(t *testing.T) {
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			t.Parallel()
-			admin := freeAddr(t)
+			admin := freeport.Addr(t)
 			cmd := exec.Command(os.Args[0], "-test.run=^TestServeMemoryPolicy$")
 			// The test's own GOGC and GOMEMLIMIT, if any, are not the case's.
 			cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool {
@@ -204,11 +204,6 @@ func capsConfig() string {
 		}
 	}
 	return b.String()
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	return freeport.Addr(t)
 }
 
 // scrape reads the unlabelled gauges of a Prometheus text page, waiting up

@@ -190,12 +190,6 @@ func TestValidateExample(t *testing.T) {
 	}
 }
 
-// freeAddr returns a loopback address that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	return freeport.Addr(t)
-}
-
 // TestHealthzExample: serve, as the README starts it (on free ports
 // instead of the defaults), answers the health check shown.
 func TestHealthzExample(t *testing.T) {
@@ -213,12 +207,12 @@ func TestHealthzExample(t *testing.T) {
 	if err != nil || u.Host != "127.0.0.1:9002" {
 		t.Fatalf("%s: %q is not the default admin address", b, words[2])
 	}
-	admin := freeAddr(t)
+	admin := freeport.Addr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
 		var out, errOut bytes.Buffer
-		done <- cli.Main(ctx, []string{"serve", "--grpc-addr", freeAddr(t), "--admin-addr", admin, "--http-addr", freeAddr(t)},
+		done <- cli.Main(ctx, []string{"serve", "--grpc-addr", freeport.Addr(t), "--admin-addr", admin, "--http-addr", freeport.Addr(t)},
 			cli.IO{Stdout: &out, Stderr: &errOut, Env: func(string) (string, bool) { return "", false }})
 	}()
 	defer func() {

@@ -27,11 +27,6 @@ func needNginx(t *testing.T) string {
 	return bin
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	return freeport.Addr(t)
-}
-
 // TestStartStop runs NGINX in its own directory, asks it once, stops it,
 // and checks that it left nothing behind listening and wrote only there.
 func TestStartStop(t *testing.T) {
@@ -41,7 +36,7 @@ func TestStartStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer dir.Remove()
-	addr := freeAddr(t)
+	addr := freeport.Addr(t)
 	conf, err := dir.WriteFile("nginx.conf", "worker_processes 1;\n"+dir.MainLines()+
 		"events {}\nhttp {\n"+dir.HTTPLines()+"server { listen "+addr+"; location / { return 200 \"hello\\n\"; } }\n}\n")
 	if err != nil {
@@ -95,7 +90,7 @@ func TestBadConfig(t *testing.T) {
 	if _, err := dir.Test(t.Context(), conf); err == nil || !strings.Contains(err.Error(), "no_such_directive") {
 		t.Errorf("Test: %v, want NGINX's message", err)
 	}
-	if p, err := dir.Start(conf, freeAddr(t)); err == nil {
+	if p, err := dir.Start(conf, freeport.Addr(t)); err == nil {
 		p.Stop()
 		t.Error("Start accepted an invalid configuration")
 	}
