@@ -241,23 +241,38 @@ func (o *Outcome) OkHTTPResponse() *authv3.OkHttpResponse {
 		ok = proto.Clone(o.OK).(*authv3.OkHttpResponse)
 	} else {
 		// No ok_response: the edits are an HTTP authorizer's (or none).
-		ok = &authv3.OkHttpResponse{HeadersToRemove: append([]string(nil), o.RemoveRequestHeaders...)}
-		for _, h := range o.RequestHeaders {
-			ok.Headers = append(ok.Headers, headerOption(h))
-		}
+		ok = &authv3.OkHttpResponse{HeadersToRemove: append([]string(nil), o.RemoveRequestHeaders...), Headers: HeaderOptions(o.RequestHeaders)}
 	}
-	for _, h := range o.Headers {
-		ok.ResponseHeadersToAdd = append(ok.ResponseHeadersToAdd, headerOption(h))
-	}
+	ok.ResponseHeadersToAdd = append(ok.ResponseHeadersToAdd, HeaderOptions(o.Headers)...)
 	return ok
 }
 
-func headerOption(h policy.Header) *corev3.HeaderValueOption {
-	action := corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
-	if h.Append {
-		action = corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD
+// HeaderOptions are headers as Envoy header value options, the inverse of
+// OptionHeaders: a replacing header (Access-Control-*: a response never
+// carries two CORS answers) overwrites, an Append one (Vary: the
+// upstream's own survives) appends. nil for none; the options share two
+// allocations.
+func HeaderOptions(headers []policy.Header) []*corev3.HeaderValueOption {
+	if len(headers) == 0 {
+		return nil
 	}
-	return &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: h.Name, Value: h.Value}, AppendAction: action}
+	type option struct {
+		opt corev3.HeaderValueOption
+		val corev3.HeaderValue
+	}
+	hs := make([]option, len(headers))
+	out := make([]*corev3.HeaderValueOption, len(headers))
+	for i, h := range headers {
+		o := &hs[i]
+		o.val.Key, o.val.Value = h.Name, h.Value
+		o.opt.Header = &o.val
+		o.opt.AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+		if h.Append {
+			o.opt.AppendAction = corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD
+		}
+		out[i] = &o.opt
+	}
+	return out
 }
 
 // corsOwned returns, for a header of corsauthz's CORS answer, whether the

@@ -1,7 +1,6 @@
 package extauthz
 
 import (
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
@@ -78,15 +77,10 @@ type deniedMessages struct {
 	http   typev3.HttpStatus
 }
 
-type headerOption struct {
-	opt corev3.HeaderValueOption
-	val corev3.HeaderValue
-}
-
 func okResponse(headers []policy.Header) *authv3.CheckResponse {
 	m := &okMessages{}
 	m.status.Code = int32(codes.OK)
-	m.ok.ResponseHeadersToAdd = headerOptions(headers)
+	m.ok.ResponseHeadersToAdd = authorizer.HeaderOptions(headers)
 	m.oneof.OkResponse = &m.ok
 	m.resp.Status = &m.status
 	m.resp.HttpResponse = &m.oneof
@@ -98,33 +92,11 @@ func deniedResponse(httpStatus int, headers []policy.Header) *authv3.CheckRespon
 	m.status.Code = int32(codes.PermissionDenied)
 	m.http.Code = typev3.StatusCode(httpStatus)
 	m.denied.Status = &m.http
-	m.denied.Headers = headerOptions(headers)
+	m.denied.Headers = authorizer.HeaderOptions(headers)
 	m.oneof.DeniedResponse = &m.denied
 	m.resp.Status = &m.status
 	m.resp.HttpResponse = &m.oneof
 	return &m.resp
-}
-
-// headerOptions converts headers: Access-Control-* replace whatever the
-// upstream set, so a response never carries two CORS answers; Vary is
-// appended to, so the upstream's own Vary survives.
-func headerOptions(headers []policy.Header) []*corev3.HeaderValueOption {
-	if len(headers) == 0 {
-		return nil
-	}
-	hs := make([]headerOption, len(headers))
-	out := make([]*corev3.HeaderValueOption, len(headers))
-	for i, h := range headers {
-		o := &hs[i]
-		o.val.Key, o.val.Value = h.Name, h.Value
-		o.opt.Header = &o.val
-		o.opt.AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
-		if h.Append {
-			o.opt.AppendAction = corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD
-		}
-		out[i] = &o.opt
-	}
-	return out
 }
 
 // upstreamResponse is the answer to a request an authorizer allowed: its
