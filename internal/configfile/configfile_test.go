@@ -1,6 +1,8 @@
 package configfile_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -45,15 +47,24 @@ func TestRead(t *testing.T) {
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			t.Parallel()
+			// Sum agrees with Read: the hash of the same content, or the
+			// same error.
 			data, err := configfile.Read(tc.path, tc.maxBytes)
+			sum, sumErr := configfile.Sum(tc.path, tc.maxBytes)
 			if err == nil {
 				if string(data) != tc.want {
 					t.Errorf("Read = %q, want %q", data, tc.want)
+				}
+				if h := sha256.Sum256(data); sumErr != nil || sum != hex.EncodeToString(h[:]) {
+					t.Errorf("Sum = %q, %v; want the SHA-256 of Read's %q", sum, sumErr, data)
 				}
 				return
 			}
 			if !strings.Contains(err.Error(), tc.want) || errors.Is(err, configfile.ErrLimit) != tc.limit {
 				t.Errorf("Read: %v (a limit: %v), want %q (a limit: %v)", err, errors.Is(err, configfile.ErrLimit), tc.want, tc.limit)
+			}
+			if sumErr == nil || sumErr.Error() != err.Error() || sum != "" {
+				t.Errorf("Sum = %q, %v; want Read's error %v", sum, sumErr, err)
 			}
 		})
 	}
