@@ -43,11 +43,13 @@ const (
 	// half as often (about 15% less CPU per Check).
 	servingGCPercent = 200
 	loadingGCPercent = 25
-	// servingHeadroom: at the caps (about 12 MiB live) 12 MiB of growth
-	// kept the CPU per Check within the noise of 16 MiB's; 8 MiB kept the
-	// peak 7 MiB lower (54.6 against 61.5 MiB, one run) but cost 4-16%
-	// more CPU per Check (docs/performance.md).
-	servingHeadroom = 12 << 20
+	// servingHeadroom: at the caps (about 9 MiB live while serving) 8 MiB
+	// of growth keeps the peak resident size of the load benchmark under
+	// 48 MiB (45.1 and 45.5 MiB, against 49.1 and 49.2 MiB with 12) for
+	// about 4% more CPU per Check there; 6 MiB gained 2 MiB more for 8%
+	// (docs/performance.md, "Memory at the caps"). A usual configuration
+	// (1 MiB live) grows by servingGCPercent, well below it.
+	servingHeadroom = 8 << 20
 )
 
 // gcPercentFor is the collector's target while serving with live bytes of

@@ -113,10 +113,10 @@ func TestGCPercentFor(t *testing.T) {
 	}{
 		{desc: "nothing live", live: 0, want: servingGCPercent},
 		{desc: "a usual configuration, a few MiB", live: 3 << 20, want: servingGCPercent},
-		{desc: "6 MiB: 12 MiB of growth is 200%", live: 6 << 20, want: 200},
-		{desc: "8 MiB: 12 MiB of growth is 150%", live: 8 << 20, want: 150},
-		{desc: "12 MiB (1,000 policies, 50,000 origins, served)", live: 12 << 20, want: 100},
-		{desc: "32 MiB: 12 MiB of growth", live: 32 << 20, want: 37},
+		{desc: "4 MiB: 8 MiB of growth is 200%", live: 4 << 20, want: 200},
+		{desc: "8 MiB (1,000 policies, 50,000 origins, loaded): 8 MiB of growth", live: 8 << 20, want: 100},
+		{desc: "16 MiB: 8 MiB of growth is 50%", live: 16 << 20, want: 50},
+		{desc: "24 MiB: 8 MiB of growth", live: 24 << 20, want: 33},
 		{desc: "1 GiB: never below the loading target", live: 1 << 30, want: loadingGCPercent},
 	} {
 		if got := gcPercentFor(tc.live); got != tc.want {
