@@ -15,7 +15,9 @@ import (
 )
 
 // TestGRPCAuthorizerResponseHeaders: in both modes, a gRPC authorizer's
-// ok_response.response_headers_to_add reach the response, its own
+// ok_response.response_headers_to_add reach the response under their
+// canonical names (gRPC's are lower case), replacing the handler's header
+// of the same name as OVERWRITE_IF_EXISTS_OR_ADD says; its own
 // Access-Control-Allow-Origin never does (corsauthz's wins), and its
 // request edits reach the handler.
 func TestGRPCAuthorizerResponseHeaders(t *testing.T) {
@@ -33,6 +35,7 @@ func TestGRPCAuthorizerResponseHeaders(t *testing.T) {
 			h := m.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				user, token = r.Header.Get("X-User"), r.Header.Get("X-Token")
 				w.Header().Set("Access-Control-Allow-Origin", "https://handler.example")
+				w.Header().Set("X-Checked", "by the handler")
 				fmt.Fprint(w, "ok")
 			}))
 			r := httptest.NewRequest(http.MethodGet, "http://rpc.example.com/v1", nil)
@@ -44,9 +47,8 @@ func TestGRPCAuthorizerResponseHeaders(t *testing.T) {
 			if rec.Code != http.StatusOK || rec.Body.String() != "ok" {
 				t.Fatalf("answered %d %q, want the handler's 200", rec.Code, rec.Body)
 			}
-			// The name as the authorizer wrote it (gRPC's are lower case).
-			if got := rec.Header()["x-checked"]; !slices.Equal(got, []string{"yes"}) {
-				t.Errorf("x-checked %q, want the authorizer's response header; headers %v", got, rec.Header())
+			if got := rec.Header()["X-Checked"]; !slices.Equal(got, []string{"yes"}) || len(rec.Header()["x-checked"]) > 0 {
+				t.Errorf("headers %v, want X-Checked: yes alone (the authorizer's, replacing the handler's)", rec.Header())
 			}
 			if got := rec.Header().Values("Access-Control-Allow-Origin"); !slices.Equal(got, []string{"https://app.example.com"}) {
 				t.Errorf("Access-Control-Allow-Origin %q, want corsauthz's alone", got)

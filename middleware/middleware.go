@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/textproto"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -327,22 +328,26 @@ func respond(w http.ResponseWriter, status int, headers []policy.Header, body []
 
 // applyHeaders adds headers to h as Envoy applies response_headers_to_add:
 // Append ones (Vary) as one more entry, the others replacing every value.
-// The new values share one allocation.
+// Names are put in canonical form, as Header.Set does: a gRPC authorizer's
+// are lower case, and a lower-case key beside the handler's canonical one
+// would send both where Envoy's case-insensitive map replaces. The new
+// values share one allocation.
 func applyHeaders(h http.Header, headers []policy.Header) {
 	if len(headers) == 0 {
 		return
 	}
 	backing := make([]string, 0, len(headers))
 	for _, hd := range headers {
+		name := textproto.CanonicalMIMEHeaderKey(hd.Name) // no copy when already canonical
 		if hd.Append {
-			if old := h[hd.Name]; len(old) > 0 {
-				h[hd.Name] = append(old, hd.Value)
+			if old := h[name]; len(old) > 0 {
+				h[name] = append(old, hd.Value)
 				continue
 			}
 		}
 		i := len(backing)
 		backing = append(backing, hd.Value)
-		h[hd.Name] = backing[i : i+1 : i+1] // an append to it copies
+		h[name] = backing[i : i+1 : i+1] // an append to it copies
 	}
 }
 
