@@ -6,9 +6,9 @@ import (
 	"io"
 	"net"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/corsauthz/corsauthz/internal/connlimit"
 )
 
 // DefaultMaxConnections is the default of ConnLimits.Max (and of
@@ -64,95 +64,34 @@ func LimitConnections(l net.Listener, tlsConfig *tls.Config, lim ConnLimits) net
 	if lim.Max <= 0 {
 		lim.Max = DefaultMaxConnections
 	}
-	nop := func() {}
-	for _, f := range []*func(){&lim.Refused, &lim.Opened, &lim.Closed} {
-		if *f == nil {
-			*f = nop
-		}
-	}
-	return &limitListener{
-		Listener: l, lim: lim, tls: tlsConfig, answer: tooManyConnections(lim.Max),
-		freed: make(chan struct{}, 1), closed: make(chan struct{}),
-	}
+	answer := tooManyConnections(lim.Max)
+	return connlimit.Listen(l, connlimit.Limits{
+		Max:         lim.Max,
+		Refuse:      func(c net.Conn) { refuse(c, tlsConfig, answer) },
+		MaxRefusing: maxRefusing,
+		Refused:     lim.Refused,
+		Opened:      lim.Opened,
+		Closed:      lim.Closed,
+	})
 }
 
-type limitListener struct {
-	net.Listener
-	lim       ConnLimits
-	tls       *tls.Config
-	answer    []byte
-	open      atomic.Int64
-	refusing  atomic.Int64
-	freed     chan struct{} // a token when a connection closed
-	closed    chan struct{}
-	closeOnce sync.Once
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	for {
-		// Past both bounds, wait for a connection to close first.
-		for l.open.Load() >= int64(l.lim.Max) && l.refusing.Load() >= maxRefusing {
-			select {
-			case <-l.freed:
-			case <-l.closed:
-				return nil, net.ErrClosed
-			}
-		}
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		if l.open.Add(1) <= int64(l.lim.Max) {
-			l.lim.Opened()
-			return &limitedConn{Conn: c, release: func() {
-				l.open.Add(-1)
-				l.lim.Closed()
-				l.signal()
-			}}, nil
-		}
-		l.open.Add(-1)
-		l.lim.Refused()
-		// Only Accept adds to refusing, and it waited for room above.
-		l.refusing.Add(1)
-		go func() {
-			defer func() {
-				l.refusing.Add(-1)
-				l.signal()
-			}()
-			l.refuse(c)
-		}()
-	}
-}
-
-func (l *limitListener) signal() {
-	select {
-	case l.freed <- struct{}{}:
-	default:
-	}
-}
-
-func (l *limitListener) Close() error {
-	l.closeOnce.Do(func() { close(l.closed) })
-	return l.Listener.Close()
-}
-
-// refuse reads the header of c's request, answers it with l.answer and
+// refuse reads the header of c's request, answers it with answer and
 // closes c, all within refuseTimeout. Closing a socket with unread data
 // makes the kernel send a reset, which can overtake the answer: so the
 // writing side is shut first, and what else the client sent is read until
 // it closes or the time is up.
-func (l *limitListener) refuse(c net.Conn) {
+func refuse(c net.Conn, tlsConfig *tls.Config, answer []byte) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(refuseTimeout))
-	if l.tls != nil {
-		tc := tls.Server(c, l.tls)
+	if tlsConfig != nil {
+		tc := tls.Server(c, tlsConfig)
 		defer tc.Close()
 		c = tc
 	}
 	if !readHeader(c) {
 		return
 	}
-	if _, err := c.Write(l.answer); err != nil {
+	if _, err := c.Write(answer); err != nil {
 		return
 	}
 	if cw, ok := c.(interface{ CloseWrite() error }); ok {
@@ -183,20 +122,6 @@ func readHeader(r io.Reader) bool {
 		}
 	}
 	return false
-}
-
-// limitedConn gives its place back when closed (once, however often
-// net/http closes it).
-type limitedConn struct {
-	net.Conn
-	release func()
-	once    sync.Once
-}
-
-func (c *limitedConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.release)
-	return err
 }
 
 // tooManyConnections is the answer past the cap.

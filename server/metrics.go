@@ -27,6 +27,8 @@ type Metrics struct {
 	tlsReloads        *prometheus.CounterVec
 	tlsNotAfter       prometheus.Gauge
 	tlsHandshakeFails prometheus.Counter
+	grpcConns         prometheus.Gauge
+	grpcConnsRefused  prometheus.Counter
 	httpConns         prometheus.Gauge
 	httpConnsRefused  prometheus.Counter
 
@@ -73,6 +75,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		tlsHandshakeFails: f.NewCounter(prometheus.CounterOpts{
 			Name: "corsauthz_tls_handshake_failures_total",
 			Help: "TLS handshakes on the gRPC and HTTP listeners that failed or were refused (no or untrusted client certificate, wrong protocol, expired certificate).",
+		}),
+		grpcConns: f.NewGauge(prometheus.GaugeOpts{
+			Name: "corsauthz_grpc_connections",
+			Help: "Connections open on the gRPC listener, idle ones included.",
+		}),
+		grpcConnsRefused: f.NewCounter(prometheus.CounterOpts{
+			Name: "corsauthz_grpc_connections_refused_total",
+			Help: "Connections to the gRPC listener closed at once because --grpc-max-connections were open.",
 		}),
 		httpConns: f.NewGauge(prometheus.GaugeOpts{
 			Name: "corsauthz_http_connections",
@@ -194,6 +204,20 @@ func (m *Metrics) tlsHandshakeFailed() {
 		return
 	}
 	m.tlsHandshakeFails.Inc()
+}
+
+func (m *Metrics) grpcConnectionRefused() {
+	if m == nil {
+		return
+	}
+	m.grpcConnsRefused.Inc()
+}
+
+func (m *Metrics) grpcConnections(delta float64) {
+	if m == nil {
+		return
+	}
+	m.grpcConns.Add(delta)
 }
 
 func (m *Metrics) httpConnectionRefused() {

@@ -148,6 +148,10 @@ type Options struct {
 	// xdsconfig.DefaultMaxStreams); past it a stream is refused with
 	// RESOURCE_EXHAUSTED and counted.
 	MaxXDSStreams int
+	// GRPCMaxConnections bounds the gRPC listener's connections open at
+	// once, idle ones included (default DefaultGRPCMaxConnections); past
+	// it a connection is closed at once, and counted.
+	GRPCMaxConnections int
 	// HTTPMaxConnections bounds the HTTP listener's connections open at
 	// once, idle ones included (default httpauthz.DefaultMaxConnections);
 	// past it a connection is answered 503 and closed, and counted.
@@ -242,6 +246,7 @@ func New(engines *policy.Holder, opts Options) (*Server, error) {
 	if s.grpcLis, err = listen(grpcAddr, "gRPC"); err != nil {
 		return nil, err
 	}
+	s.grpcLis = s.limitGRPCConnections(s.grpcLis, opts.GRPCMaxConnections)
 	if s.adminLis, err = listen(adminAddr, "the admin HTTP server"); err != nil {
 		s.grpcLis.Close()
 		return nil, err

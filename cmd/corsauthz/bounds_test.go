@@ -35,6 +35,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/corsauthz/corsauthz/policy"
+	"github.com/corsauthz/corsauthz/server"
 	"github.com/corsauthz/corsauthz/xdsconfig"
 )
 
@@ -1077,4 +1078,62 @@ policies:
 			t.Errorf("%s: child CPU %s a call", fe.desc, cpu)
 		}
 	}
+}
+
+// TestGRPCConnectionsMemory: 3,000 gateways each open a gRPC connection
+// and ask one Check, then keep the connection open and idle, as Envoy's
+// connection pools do. With the default --grpc-max-connections the ones
+// past it are closed at once (the client's Check fails UNAVAILABLE and is
+// counted in corsauthz_grpc_connections_refused_total); the process
+// stays under the shipped limit, and health answers throughout.
+func TestGRPCConnectionsMemory(t *testing.T) {
+	needLoad(t)
+	const conns = 3000
+	s := serve(t, opsConfig("https://app.example.com"))
+	check := checkFor("api.example.com")
+	rss0, _ := s.memory()
+	health := s.watchHealth()
+	var res outcomes
+	var ccs []*grpc.ClientConn
+	for range conns {
+		// One connection each, never shared: a client of its own, no
+		// retries.
+		cc, err := grpc.NewClient(s.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDisableRetry())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ccs = append(ccs, cc)
+		t0 := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err = authv3.NewAuthorizationClient(cc).Check(ctx, check)
+		cancel()
+		switch {
+		case err == nil:
+			res.add("served", time.Since(t0))
+		case status.Code(err) == codes.Unavailable:
+			res.add("refused", time.Since(t0))
+			cc.Close() // as a gateway would retry elsewhere; no reconnection loop here
+		default:
+			res.add("error: "+err.Error(), time.Since(t0))
+		}
+	}
+	defer func() {
+		for _, cc := range ccs {
+			cc.Close()
+		}
+	}()
+	time.Sleep(time.Second) // the connections settle
+	rss, _ := s.memory()
+	health.end(t)
+	served := res.count["served"]
+	t.Logf("%d connections: %v; refused in %s; RSS %.1f → %.1f MiB, %.1f KiB per connection served; %s",
+		conns, res.count, res.spread("refused"), float64(rss0)/(1<<20), float64(rss)/(1<<20), float64(rss-rss0)/float64(max(served, 1))/1024, s.goMemory())
+	want := min(conns, server.DefaultGRPCMaxConnections-1) // the health watch holds one
+	if served != want || res.count["refused"] != conns-want {
+		t.Errorf("connections %v, want %d served and the rest refused", res.count, want)
+	}
+	if got := s.metric("corsauthz_grpc_connections_refused_total"); got != float64(conns-want) {
+		t.Errorf("corsauthz_grpc_connections_refused_total = %v, want %d", got, conns-want)
+	}
+	s.checkPeak(t, fmt.Sprintf("%d gRPC connections", conns))
 }

@@ -382,9 +382,10 @@ func TestServeFlagErrors(t *testing.T) {
 		{"client CA without certificate", []string{"--tls-client-ca-file", "ca.crt"}, "corsauthz serve: TLS needs both --tls-cert-file and --tls-key-file\n"},
 		{"no streams", []string{"--max-concurrent-streams", "0"}, "corsauthz serve: --max-concurrent-streams and --max-recv-msg-size must be positive, --decision-log-rate 0 or more\n"},
 		{"negative log rate", []string{"--decision-log-rate", "-1"}, "corsauthz serve: --max-concurrent-streams and --max-recv-msg-size must be positive, --decision-log-rate 0 or more\n"},
-		{"no xDS streams", []string{"--max-xds-streams", "0"}, "corsauthz serve: --max-xds-streams, --http-max-connections and --http-idle-timeout must be positive\n"},
-		{"no HTTP connections", []string{"--http-max-connections", "-1"}, "corsauthz serve: --max-xds-streams, --http-max-connections and --http-idle-timeout must be positive\n"},
-		{"no idle time", []string{"--http-idle-timeout", "0s"}, "corsauthz serve: --max-xds-streams, --http-max-connections and --http-idle-timeout must be positive\n"},
+		{"no xDS streams", []string{"--max-xds-streams", "0"}, "corsauthz serve: --max-xds-streams, --grpc-max-connections, --http-max-connections and --http-idle-timeout must be positive\n"},
+		{"no gRPC connections", []string{"--grpc-max-connections", "0"}, "corsauthz serve: --max-xds-streams, --grpc-max-connections, --http-max-connections and --http-idle-timeout must be positive\n"},
+		{"no HTTP connections", []string{"--http-max-connections", "-1"}, "corsauthz serve: --max-xds-streams, --grpc-max-connections, --http-max-connections and --http-idle-timeout must be positive\n"},
+		{"no idle time", []string{"--http-idle-timeout", "0s"}, "corsauthz serve: --max-xds-streams, --grpc-max-connections, --http-max-connections and --http-idle-timeout must be positive\n"},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			t.Parallel()
@@ -409,7 +410,7 @@ func TestServeBoundFlagsFromEnv(t *testing.T) {
 				value = "0s"
 			}
 			got := run(t, map[string]string{name: value}, "serve", "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
-			if want := "corsauthz serve: --max-xds-streams, --http-max-connections and --http-idle-timeout must be positive\n"; got.code != 2 || got.stderr != want {
+			if want := "corsauthz serve: --max-xds-streams, --grpc-max-connections, --http-max-connections and --http-idle-timeout must be positive\n"; got.code != 2 || got.stderr != want {
 				t.Errorf("%s=%s: exit %d, stderr %q; want 2, %q", name, value, got.code, got.stderr, want)
 			}
 		})

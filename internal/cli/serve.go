@@ -66,6 +66,7 @@ func runServe(ctx context.Context, args []string, io IO) int {
 	maxStreams := fs.Uint("max-concurrent-streams", server.DefaultMaxConcurrentStreams, "`CALLS` in flight allowed on one gRPC connection")
 	maxMsg := fs.Int("max-recv-msg-size", server.DefaultMaxRecvMsgSize, "largest gRPC request message accepted, in `BYTES`")
 	logRate := fs.Float64("decision-log-rate", server.DefaultDecisionLogRate, "decision log `LINES` per second, per level, before lines are dropped and counted (0: no limit)")
+	grpcMaxConns := fs.Int("grpc-max-connections", server.DefaultGRPCMaxConnections, "`CONNECTIONS` open at once on the gRPC listener, idle ones included; past it a connection is closed at once and the client retries")
 	maxXDSStreams := fs.Int("max-xds-streams", xdsconfig.DefaultMaxStreams, "xDS `STREAMS` (gateways in local mode) open at once; past it a stream is refused with RESOURCE_EXHAUSTED and the gateway retries")
 	httpMaxConns := fs.Int("http-max-connections", httpauthz.DefaultMaxConnections, "`CONNECTIONS` open at once on the HTTP authorization listener, idle ones included; past it a connection is answered 503 and closed")
 	httpIdle := fs.Duration("http-idle-timeout", httpauthz.IdleTimeout, "close HTTP authorization keep-alive connections idle this long (`DURATION`)")
@@ -104,8 +105,8 @@ func runServe(ctx context.Context, args []string, io IO) int {
 		fmt.Fprintln(io.Stderr, "corsauthz serve: --max-config-bytes must be positive")
 		return 2
 	}
-	if *maxXDSStreams <= 0 || *httpMaxConns <= 0 || *httpIdle <= 0 {
-		fmt.Fprintln(io.Stderr, "corsauthz serve: --max-xds-streams, --http-max-connections and --http-idle-timeout must be positive")
+	if *maxXDSStreams <= 0 || *grpcMaxConns <= 0 || *httpMaxConns <= 0 || *httpIdle <= 0 {
+		fmt.Fprintln(io.Stderr, "corsauthz serve: --max-xds-streams, --grpc-max-connections, --http-max-connections and --http-idle-timeout must be positive")
 		return 2
 	}
 
@@ -173,6 +174,7 @@ func runServe(ctx context.Context, args []string, io IO) int {
 		Version:               Version(),
 		TracerProvider:        tracerProvider,
 		MaxXDSStreams:         *maxXDSStreams,
+		GRPCMaxConnections:    *grpcMaxConns,
 		HTTPMaxConnections:    *httpMaxConns,
 		HTTPIdleTimeout:       *httpIdle,
 	})
