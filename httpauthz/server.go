@@ -204,10 +204,16 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	// Not ctx: it is done when the server shuts down, and the requests in
-	// flight are to finish then.
+	// flight are to finish then; done instead when the gateway hangs up
+	// (hangupContext).
 	dctx := context.Background()
 	if h.core.Tracing() {
 		dctx = tracing.FromHeader(dctx, r.header()) // traceparent from the gateway
+	}
+	if c != nil {
+		hc := newHangupContext(dctx, c.Conn)
+		defer hc.end()
+		dctx = hc
 	}
 	ck.src = wireSource{r: r, req: req, tls: c != nil && c.tls != nil}
 	out := h.core.Decide(dctx, decision.FrontEndHTTP, req, &ck.src)

@@ -118,3 +118,7 @@ func (c *conn) Close() error {
 	c.once.Do(c.release)
 	return err
 }
+
+// NetConn is the connection accepted, as tls.Conn.NetConn is (a server
+// that looks at the socket itself unwraps it).
+func (c *conn) NetConn() net.Conn { return c.Conn }
