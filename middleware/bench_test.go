@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -151,5 +152,108 @@ func BenchmarkMiddleware(b *testing.B) {
 				b.ReportMetric(float64(processCPU(b)-cpu)/float64(b.N), "cpu-ns/op")
 			})
 		}
+	}
+}
+
+// floorWriter is the least a middleware can do for a request without
+// Origin and still answer as corsauthz's must: remove the handler's own
+// Access-Control-* headers (one walk of the header map) and add Vary:
+// Origin, with a writer of its own per request. It decides nothing, keeps
+// no late-write guard and is no CORS implementation: BenchmarkNoOriginFloor
+// measures it beside jub0bs/cors, which adds Vary and removes nothing.
+type floorWriter struct {
+	w       http.ResponseWriter
+	written bool
+}
+
+var floorVary = []string{"Origin"}
+
+func (f *floorWriter) Header() http.Header { return f.w.Header() }
+
+func (f *floorWriter) finish() {
+	if f.written {
+		return
+	}
+	f.written = true
+	h := f.w.Header()
+	for name := range h {
+		if len(name) > len("Access-Control-") && strings.EqualFold(name[:len("Access-Control-")], "Access-Control-") {
+			delete(h, name)
+		}
+	}
+	if old := h["Vary"]; len(old) > 0 {
+		h["Vary"] = append(old, "Origin")
+	} else {
+		h["Vary"] = floorVary
+	}
+}
+
+func (f *floorWriter) Write(b []byte) (int, error) { f.finish(); return f.w.Write(b) }
+func (f *floorWriter) WriteHeader(code int)        { f.finish(); f.w.WriteHeader(code) }
+
+// BenchmarkNoOriginFloor: a request without Origin through no middleware,
+// the floor (floorWriter), jub0bs/cors and corsauthz's middleware in local
+// mode. The figure to compare is cpu-ns/op (docs/performance.md, "The Go
+// middleware").
+//
+//	go test ./middleware -run '^$' -bench NoOriginFloor -benchmem -count 6 -benchtime 200000x
+func BenchmarkNoOriginFloor(b *testing.B) {
+	e, _, err := policy.Load("bench.yaml", []byte(benchConfig))
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv, err := server.New(policy.NewHolder(e), server.Options{GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Registry: prometheus.NewRegistry()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		_ = srv.Serve(ctx)
+		close(done)
+	}()
+	defer func() { cancel(); <-done }()
+	local, err := middleware.New(ctx, middleware.Options{Address: srv.GRPCAddr().String()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer local.Close()
+	jub0bs, err := cors.NewMiddleware(benchJub0bsCors)
+	if err != nil {
+		b.Fatal(err)
+	}
+	floor := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f := &floorWriter{w: w}
+		benchUpstream.ServeHTTP(f, r)
+		f.finish()
+	})
+	for _, hd := range []struct {
+		name string
+		h    http.Handler
+	}{
+		{"none", benchUpstream},
+		{"floor", floor},
+		{"jub0bs-cors", jub0bs.Wrap(benchUpstream)},
+		{"corsauthz-local", local.Wrap(benchUpstream)},
+	} {
+		b.Run(hd.name, func(b *testing.B) {
+			r := httptest.NewRequest("GET", "http://api.example.com/v1/orders", nil)
+			r.RequestURI = "/v1/orders"
+			r.Header = http.Header{}
+			w := &discardWriter{h: http.Header{}}
+			hd.h.ServeHTTP(w, r) // local mode: the first configuration arrives
+			w.h["Access-Control-Allow-Origin"] = []string{"*"}
+			hd.h.ServeHTTP(w, r)
+			if hd.name != "none" && hd.name != "jub0bs-cors" && len(w.h["Access-Control-Allow-Origin"]) > 0 {
+				b.Fatalf("%s left the handler's Access-Control-Allow-Origin", hd.name)
+			}
+			b.ReportAllocs()
+			cpu := processCPU(b)
+			for b.Loop() {
+				clear(w.h)
+				hd.h.ServeHTTP(w, r)
+			}
+			b.ReportMetric(float64(processCPU(b)-cpu)/float64(b.N), "cpu-ns/op")
+		})
 	}
 }
