@@ -20,13 +20,16 @@ const hangupPoll = 100 * time.Millisecond
 // its answer has nowhere to go: it would hold its place in the
 // authorizer pool until its timeout. The connection is looked at only
 // once something waits on the context (Done: an authorizer call), every
-// hangupPoll, without reading from it (a peek at the socket: a request
-// the gateway sent after this one stays unread); a check that asks no
-// authorizer costs no goroutine and no system call.
+// hangupPoll, without reading from it (a request the gateway sent after
+// this one stays unread); a check that asks no authorizer costs no
+// goroutine and no system call. As with net/http, a gateway that shuts
+// only its writing side counts as gone.
 //
-// Over TLS a gateway that closes cleanly sends a close_notify record
-// first, which the peek sees as data: such a hang-up is not seen, and
-// the call ends at the authorizer's timeout as before.
+// On Linux the look is poll's POLLRDHUP, which sees the gateway's FIN
+// behind unread bytes (a TLS close_notify record, a next request). On
+// other systems it is a peek, which sees the FIN only when nothing is
+// unread: there a TLS gateway's clean close is not seen, and the call
+// ends at the authorizer's timeout.
 type hangupContext struct {
 	context.Context
 	conn     net.Conn
