@@ -147,20 +147,9 @@ func TestUpstreamEnvoyTypes(t *testing.T) {
 			}
 			for _, vh := range findEnvoy(v, "virtual_hosts") {
 				where := fmt.Sprintf("%s (%s): virtual host %v", in.name, spelling.name, vh.(map[string]any)["name"])
-				var mine envoyVirtualHost
-				var up routev3.VirtualHost
-				mineErr, upErr := decodeProtoJSON(vh, &mine), upstreamEnvoy(vh, &up)
 				compared++
-				if (mineErr == nil) != (upErr == nil) {
-					t.Errorf("%s: the importer's decoding: %v; upstream's: %v", where, mineErr, upErr)
-					continue
-				}
-				if mineErr != nil {
+				if decodedAlike(t, where, vh, viewVirtualHost, &routev3.VirtualHost{}, upViewVirtualHost) {
 					failed++
-					continue
-				}
-				if got, want := viewVirtualHost(&mine), upViewVirtualHost(&up); !reflect.DeepEqual(got, want) {
-					t.Errorf("%s:\n the importer read %+v\n upstream's types %+v", where, got, want)
 				}
 			}
 			for _, cp := range findEnvoy(v, "typed_per_filter_config") {
@@ -170,20 +159,9 @@ func TestUpstreamEnvoyTypes(t *testing.T) {
 						continue
 					}
 					where := fmt.Sprintf("%s (%s): a typed CORS policy", in.name, spelling.name)
-					var mine envoyCorsPolicy
-					var up corsv3.CorsPolicy
-					mineErr, upErr := decodeProtoJSON(m, &mine), upstreamEnvoy(m, &up)
 					compared++
-					if (mineErr == nil) != (upErr == nil) {
-						t.Errorf("%s: the importer's decoding: %v; upstream's: %v", where, mineErr, upErr)
-						continue
-					}
-					if mineErr != nil {
+					if decodedAlike(t, where, m, viewCors, &corsv3.CorsPolicy{}, upViewCors[*corsv3.CorsPolicy]) {
 						failed++
-						continue
-					}
-					if got, want := viewCors(&mine), upViewCors(&up); !reflect.DeepEqual(got, want) {
-						t.Errorf("%s:\n the importer read %+v\n upstream's types %+v", where, got, want)
 					}
 				}
 			}
@@ -193,6 +171,27 @@ func TestUpstreamEnvoyTypes(t *testing.T) {
 	if compared < 30 || failed < 10 {
 		t.Errorf("%d objects compared, %d refused by both: the inputs no longer cover what they did", compared, failed)
 	}
+}
+
+// decodedAlike decodes v with the importer's decoder into an M and with
+// upstream's into up, and requires both to refuse it, or what each read
+// (view, upView) to be the same: anything else is an error of t. It
+// reports whether both refused v.
+func decodedAlike[M any, U proto.Message, V any](t *testing.T, where string, v any, view func(*M) V, up U, upView func(U) V) (refused bool) {
+	t.Helper()
+	var mine M
+	mineErr, upErr := decodeProtoJSON(v, &mine), upstreamEnvoy(v, up)
+	switch {
+	case (mineErr == nil) != (upErr == nil):
+		t.Errorf("%s: the importer's decoding: %v; upstream's: %v", where, mineErr, upErr)
+	case mineErr != nil:
+		return true
+	default:
+		if got, want := view(&mine), upView(up); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s:\n the importer read %+v\n upstream's types %+v", where, got, want)
+		}
+	}
+	return false
 }
 
 // upstreamEnvoy decodes v into m as the importer did with go-control-plane's
