@@ -159,6 +159,38 @@ func exchange(tb testing.TB, addr, raw string) rawAnswer {
 	return a
 }
 
+// closingExchange sends raw on a new connection and reads the answer and
+// then one byte more: the answer (its body read), the error of that read
+// (io.EOF when the listener closed the connection after the answer,
+// reading nothing of what followed as another request), and how long the
+// answer and the close took.
+func closingExchange(tb testing.TB, addr, raw string) (resp *http.Response, body string, after error, took time.Duration) {
+	tb.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	if _, err := io.WriteString(conn, raw); err != nil {
+		tb.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		tb.Fatalf("read answer: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if c, err := br.ReadByte(); err == nil {
+		after = fmt.Errorf("read %q", c)
+	} else {
+		after = err
+	}
+	return resp, string(b), after, time.Since(start)
+}
+
 // request builds a raw HTTP/1.1 request line and headers ("Name: value"
 // each), closing the connection after it.
 func request(method, target string, headers ...string) string {
