@@ -41,6 +41,23 @@ func (c *keepAliveConn) ask(t *testing.T) (*http.Response, string, error) {
 	return resp, string(body), err
 }
 
+// listenerTransport is how a test reaches the HTTP listener: plain, or
+// over TLS with a test PKI.
+type listenerTransport struct {
+	desc   string
+	tls    *server.TLSOptions // the listener's
+	client *tls.Config        // the gateway's; nil for plain
+}
+
+func listenerTransports(t *testing.T) []listenerTransport {
+	pki := testpki.New(t, "corsauthz-test")
+	return []listenerTransport{
+		{desc: "plain"},
+		{desc: "TLS", tls: &server.TLSOptions{CertFile: pki.ServerCertFile, KeyFile: pki.ServerKeyFile},
+			client: &tls.Config{RootCAs: pki.Pool(), ServerName: "127.0.0.1"}},
+	}
+}
+
 func dialHTTP(t *testing.T, addr string, tlsConfig *tls.Config) *keepAliveConn {
 	t.Helper()
 	var c net.Conn
@@ -65,16 +82,7 @@ func dialHTTP(t *testing.T, addr string, tlsConfig *tls.Config) *keepAliveConn {
 // (Before: no cap; each idle connection held about 18 KiB for 2 min.)
 func TestHTTPConnectionCap(t *testing.T) {
 	t.Parallel()
-	pki := testpki.New(t, "corsauthz-test")
-	for _, tc := range []struct {
-		desc   string
-		tls    *server.TLSOptions
-		client *tls.Config
-	}{
-		{desc: "plain"},
-		{desc: "TLS", tls: &server.TLSOptions{CertFile: pki.ServerCertFile, KeyFile: pki.ServerKeyFile},
-			client: &tls.Config{RootCAs: pki.Pool(), ServerName: "127.0.0.1"}},
-	} {
+	for _, tc := range listenerTransports(t) {
 		t.Run(tc.desc, func(t *testing.T) {
 			t.Parallel()
 			const limit, idle = 3, 500 * time.Millisecond

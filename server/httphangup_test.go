@@ -1,17 +1,14 @@
 package server_test
 
 import (
-	"crypto/tls"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
 
 	th "github.com/corsauthz/corsauthz/internal/testharness"
-	"github.com/corsauthz/corsauthz/internal/testpki"
 	"github.com/corsauthz/corsauthz/policy"
 	"github.com/corsauthz/corsauthz/server"
 )
@@ -25,17 +22,8 @@ import (
 // not, even with its next request sent early.
 func TestHTTPHangupCancelsAuthorizerCall(t *testing.T) {
 	t.Parallel()
-	pki := testpki.New(t, "corsauthz-test")
 	const check = "GET /check HTTP/1.1\r\nHost: corsauthz\r\nX-Forwarded-Method: GET\r\nX-Forwarded-Host: web.example.com\r\nX-Forwarded-Uri: /v1\r\nOrigin: https://app.example.com\r\n\r\n"
-	for _, transport := range []struct {
-		desc   string
-		tls    *server.TLSOptions
-		client *tls.Config
-	}{
-		{desc: "plain"},
-		{desc: "TLS", tls: &server.TLSOptions{CertFile: pki.ServerCertFile, KeyFile: pki.ServerKeyFile},
-			client: &tls.Config{RootCAs: pki.Pool(), ServerName: "127.0.0.1"}},
-	} {
+	for _, transport := range listenerTransports(t) {
 		t.Run(transport.desc, func(t *testing.T) {
 			t.Parallel()
 			asked := make(chan time.Time, 4)
@@ -87,16 +75,7 @@ policies:
 				{desc: "the gateway waits"},
 				{desc: "the gateway sends its next request early and waits", then: check},
 			} {
-				var c net.Conn
-				var err error
-				if transport.client != nil {
-					c, err = tls.Dial("tcp", ts.Srv.HTTPAddr().String(), transport.client)
-				} else {
-					c, err = net.Dial("tcp", ts.Srv.HTTPAddr().String())
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
+				c := dialHTTP(t, ts.Srv.HTTPAddr().String(), transport.client)
 				if _, err := io.WriteString(c, check+tc.then); err != nil {
 					t.Fatal(err)
 				}
