@@ -9,12 +9,9 @@ import (
 	"time"
 
 	"github.com/jub0bs/cors"
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
 	"github.com/corsauthz/corsauthz/middleware"
-	"github.com/corsauthz/corsauthz/policy"
-	"github.com/corsauthz/corsauthz/server"
 )
 
 // benchConfig is one policy, as an API with a first-party app would have.
@@ -78,22 +75,8 @@ func processCPU(b *testing.B) time.Duration {
 //
 // The figure to compare on a shared machine is cpu-ns/op.
 func BenchmarkMiddleware(b *testing.B) {
-	e, _, err := policy.Load("bench.yaml", []byte(benchConfig))
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv, err := server.New(policy.NewHolder(e), server.Options{GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Registry: prometheus.NewRegistry()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		_ = srv.Serve(ctx)
-		close(done)
-	}()
-	defer func() { cancel(); <-done }()
-	addr := srv.GRPCAddr().String()
+	addr, _ := startCorsauthzWith(b, "127.0.0.1:0", benchConfig)
+	ctx := context.Background()
 	local, err := middleware.New(ctx, middleware.Options{Address: addr})
 	if err != nil {
 		b.Fatal(err)

@@ -10,10 +10,6 @@ import (
 	"net/textproto"
 	"slices"
 	"testing"
-
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/corsauthz/corsauthz/middleware"
 )
 
 // TestHandlerCORSHeadersReplaced: whatever the wrapped handler does with
@@ -24,11 +20,7 @@ import (
 func TestHandlerCORSHeadersReplaced(t *testing.T) {
 	t.Parallel()
 	addr, _ := startCorsauthz(t, "127.0.0.1:0")
-	m, err := middleware.New(context.Background(), middleware.Options{Address: addr, Registerer: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := localMiddleware(t, addr)
 	const app = "https://app.example.com"
 	tests := []struct {
 		desc    string

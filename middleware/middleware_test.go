@@ -62,6 +62,18 @@ func startCorsauthzWith(tb testing.TB, addr, config string) (grpcAddr string, st
 	return srv.GRPCAddr().String(), stop
 }
 
+// localMiddleware is a middleware in local mode on the corsauthz at addr,
+// closed when the test ends.
+func localMiddleware(tb testing.TB, addr string) *middleware.Middleware {
+	tb.Helper()
+	m, err := middleware.New(context.Background(), middleware.Options{Address: addr, Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = m.Close() })
+	return m
+}
+
 func get(h http.Handler, origin string) *httptest.ResponseRecorder {
 	r := httptest.NewRequest(http.MethodGet, "http://api.example.com/x", nil)
 	if origin != "" {

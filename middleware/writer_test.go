@@ -194,11 +194,7 @@ policies:
     allow_credentials: true
 default_policy: api
 `)
-	m, err := middleware.New(context.Background(), middleware.Options{Address: addr, Registerer: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := localMiddleware(t, addr)
 	h := m.Wrap(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprint(w, "ok")
 		// After the headers are written: changes nothing sent, and must
@@ -257,11 +253,7 @@ default_policy: api
 func TestLateCallsReachNoOtherResponse(t *testing.T) {
 	t.Parallel()
 	addr, _ := startCorsauthz(t, "127.0.0.1:0")
-	m, err := middleware.New(context.Background(), middleware.Options{Address: addr, Registerer: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := localMiddleware(t, addr)
 	var kept http.ResponseWriter
 	var second func()
 	h := m.Wrap(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
