@@ -14,8 +14,9 @@ import (
 // chained Check (its process only; the do-nothing server's share is
 // counted in its own direct runs) and the latency the extra hop adds.
 
-// chainedName is the chained server's name in the results; a
-// -variant-bin binary is chained too, under its name with chainedSuffix.
+// chainedName is the chained server's name in the results; every
+// -variant and -variant-bin is chained too, under its name with
+// chainedSuffix.
 const (
 	chainedName   = "corsauthz chained"
 	chainedSuffix = " chained"

@@ -298,10 +298,8 @@ func runLoad(ctx context.Context, o options, stdout io.Writer, logf func(string,
 			return err
 		}
 		chained := []variant{{name: chainedName, config: chainFile}}
-		for _, v := range o.variants {
-			if v.bin != "" { // another binary: chained too, to compare in the same rounds
-				chained = append(chained, variant{name: v.name + chainedSuffix, bin: v.bin, config: chainFile})
-			}
+		for _, v := range o.variants { // chained too, to compare in the same rounds
+			chained = append(chained, variant{name: v.name + chainedSuffix, bin: v.bin, env: v.env, config: chainFile})
 		}
 		o.variants = append(o.variants, chained...)
 	}
