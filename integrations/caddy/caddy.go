@@ -13,6 +13,7 @@
 //	    policy       orders          # optional: the policy (or group a,b) to use, as cors_policy
 //	    timeout      250ms           # remote mode: per Decide (default 250ms)
 //	    startup_wait 10s             # local mode: wait for the first configuration (default 10s)
+//	    max_config_bytes 4194304     # local mode: largest configuration received (default: corsauthz's --max-config-bytes default)
 //	}
 package corsauthzcaddy
 
@@ -66,6 +67,12 @@ type Handler struct {
 	// configuration in local mode (default 10s); past it requests are
 	// answered 503 until one arrives.
 	StartupWait caddy.Duration `json:"startup_wait,omitempty"`
+	// MaxConfigBytes bounds a configuration received in local mode
+	// (default policy.DefaultMaxConfigBytes, the default of corsauthz's
+	// --max-config-bytes): set it to corsauthz's --max-config-bytes when
+	// that is larger, or every configuration corsauthz sends is refused
+	// and requests are answered with the last one (503 before the first).
+	MaxConfigBytes int64 `json:"max_config_bytes,omitempty"`
 
 	mw *middleware.Middleware
 }
@@ -116,6 +123,13 @@ func checkTimeout(d caddy.Duration) error {
 	return nil
 }
 
+func checkMaxConfigBytes(n int64) error {
+	if n < 0 {
+		return fmt.Errorf("max_config_bytes %d: must be positive (bytes, as corsauthz's --max-config-bytes)", n)
+	}
+	return nil
+}
+
 func checkStartupWait(d caddy.Duration) error {
 	if d < 0 {
 		return fmt.Errorf("startup_wait %s: must be 0 or more", time.Duration(d))
@@ -135,7 +149,7 @@ func (h *Handler) Validate() error {
 	if h.Policy != "" {
 		errs = append(errs, checkPolicy(h.Policy))
 	}
-	errs = append(errs, checkTimeout(h.Timeout), checkStartupWait(h.StartupWait))
+	errs = append(errs, checkTimeout(h.Timeout), checkStartupWait(h.StartupWait), checkMaxConfigBytes(h.MaxConfigBytes))
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("corsauthz: %w", err)
 	}
@@ -170,14 +184,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	logger := ctx.Slogger()
 	mw, err := middleware.New(ctx, middleware.Options{
-		Address:     h.Address,
-		Mode:        middleware.Mode(h.Mode),
-		Policy:      h.Policy,
-		Timeout:     time.Duration(h.Timeout),
-		StartupWait: wait,
-		NodeID:      "caddy",
-		Logger:      logger,
-		Registerer:  ctx.GetMetricsRegistry(),
+		Address:        h.Address,
+		Mode:           middleware.Mode(h.Mode),
+		Policy:         h.Policy,
+		Timeout:        time.Duration(h.Timeout),
+		StartupWait:    wait,
+		NodeID:         "caddy",
+		Logger:         logger,
+		Registerer:     ctx.GetMetricsRegistry(),
+		MaxConfigBytes: h.MaxConfigBytes,
 	})
 	if err != nil {
 		return fmt.Errorf("corsauthz: %w", err)
@@ -270,6 +285,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 //	    policy  <name>
 //	    timeout <duration>
 //	    startup_wait <duration>
+//	    max_config_bytes <bytes>
 //	}
 //
 // Every problem in the directive is reported at once, each at its line.
@@ -294,9 +310,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			args = append(args, d.Val())
 		}
 		switch sub {
-		case "address", "mode", "policy", "timeout", "startup_wait":
+		case "address", "mode", "policy", "timeout", "startup_wait", "max_config_bytes":
 		default:
-			bad(fmt.Errorf("unknown subdirective %q: write address, mode, policy, timeout or startup_wait", sub))
+			bad(fmt.Errorf("unknown subdirective %q: write address, mode, policy, timeout, startup_wait or max_config_bytes", sub))
 			continue
 		}
 		if seen[sub] {
@@ -324,6 +340,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "policy":
 			h.Policy = val
 			bad(checkPolicy(val))
+		case "max_config_bytes":
+			n, err := strconv.ParseInt(val, 10, 64)
+			if err != nil || n <= 0 {
+				bad(fmt.Errorf("max_config_bytes %q: write a positive number of bytes, as corsauthz's --max-config-bytes (such as 8388608)", val))
+				continue
+			}
+			h.MaxConfigBytes = n
 		case "timeout", "startup_wait":
 			dur, err := caddy.ParseDuration(val)
 			if err != nil {

@@ -38,6 +38,10 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			want: Handler{Address: "127.0.0.1:9001", Mode: "local", Policy: "orders"}},
 		{desc: "remote with a timeout", input: "corsauthz {\n address corsauthz:9001\n mode remote\n timeout 100ms\n startup_wait 2s\n}",
 			want: Handler{Address: "corsauthz:9001", Mode: "remote", Timeout: caddy.Duration(100 * time.Millisecond), StartupWait: caddy.Duration(2 * time.Second)}},
+		{desc: "a larger configuration", input: "corsauthz {\n address 127.0.0.1:9001\n max_config_bytes 8388608\n}",
+			want: Handler{Address: "127.0.0.1:9001", MaxConfigBytes: 8 << 20}},
+		{desc: "max_config_bytes not a number", input: "corsauthz {\n address 127.0.0.1:9001\n max_config_bytes 8MiB\n}", wantErr: []string{`max_config_bytes "8MiB": write a positive number of bytes`}},
+		{desc: "max_config_bytes zero", input: "corsauthz {\n address 127.0.0.1:9001\n max_config_bytes 0\n}", wantErr: []string{`max_config_bytes "0"`}},
 		{desc: "an argument on the line", input: "corsauthz 127.0.0.1:9001", wantErr: []string{"takes no arguments"}},
 		{desc: "unknown subdirective", input: "corsauthz {\n adress 127.0.0.1:9001\n}", wantErr: []string{`unknown subdirective "adress"`}},
 		{desc: "missing value", input: "corsauthz {\n address\n}", wantErr: []string{"address needs a value"}},
@@ -95,6 +99,7 @@ func TestValidate(t *testing.T) {
 		{desc: "no address", h: Handler{}, want: []string{"address: required"}},
 		{desc: "address without a port", h: Handler{Address: "corsauthz"}, want: []string{`address "corsauthz": write host:port`}},
 		{desc: "port out of range", h: Handler{Address: "127.0.0.1:70000"}, want: []string{"write host:port"}},
+		{desc: "a negative max_config_bytes", h: Handler{Address: "127.0.0.1:9001", MaxConfigBytes: -1}, want: []string{"max_config_bytes -1: must be positive"}},
 		{desc: "every problem at once", h: Handler{Address: ":9001", Mode: "cached", Policy: "Orders", Timeout: -1},
 			want: []string{`address ":9001"`, `mode "cached": write local`, `policy "Orders"`, "timeout"}},
 	} {
@@ -204,6 +209,41 @@ func TestProvisionServeCleanup(t *testing.T) {
 	defer cancelCtx()
 	if err := bad.Provision(cctx); err == nil || !strings.Contains(err.Error(), `address "nowhere"`) {
 		t.Errorf("Provision with a bad address = %v, want a clear error", err)
+	}
+}
+
+// TestProvisionMaxConfigBytes: max_config_bytes reaches the xDS
+// subscription. Under a limit smaller than corsauthz's configuration every
+// version is refused and requests are answered 503; at the default the
+// same configuration is in force.
+func TestProvisionMaxConfigBytes(t *testing.T) {
+	t.Parallel()
+	srv := startCorsauthz(t, "test.yaml", []byte("policies:\n  - name: orders\n    allowed_origins: [https://app.example.com]\n"))
+	for _, tt := range []struct {
+		desc       string
+		max        int64
+		wantStatus int
+	}{
+		{desc: "a limit below the configuration's size", max: 16, wantStatus: http.StatusServiceUnavailable},
+		{desc: "the default", max: 0, wantStatus: http.StatusNoContent},
+	} {
+		t.Run(tt.desc, func(t *testing.T) {
+			h := &Handler{Address: srv.GRPCAddr().String(), Policy: "orders", MaxConfigBytes: tt.max, StartupWait: caddy.Duration(500 * time.Millisecond)}
+			cctx, cancelCtx := caddy.NewContext(caddy.Context{Context: context.Background()})
+			defer cancelCtx()
+			if err := h.Provision(cctx); err != nil {
+				t.Fatal(err)
+			}
+			defer h.Cleanup()
+			r := httptest.NewRequest(http.MethodOptions, "http://api.example.com/", nil)
+			r.Header.Set("Origin", "https://app.example.com")
+			r.Header.Set("Access-Control-Request-Method", "GET")
+			rec := httptest.NewRecorder()
+			_ = h.ServeHTTP(rec, r, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil }))
+			if rec.Code != tt.wantStatus {
+				t.Errorf("preflight answered %d, want %d", rec.Code, tt.wantStatus)
+			}
+		})
 	}
 }
 
