@@ -39,7 +39,7 @@
 // 50,000 allowed origins) instead, and the report adds their peak RSS and
 // RSS while serving against the do-nothing server's, and the time
 // policy.Load takes on the file (caps.go). With -chain (the default) each
-// -variant-bin binary is measured chained too.
+// -variant and -variant-bin is measured chained too.
 //
 // With -http it measures the HTTP authorization listener instead, directly
 // and through NGINX, with wrk (see http.go):
