@@ -17,11 +17,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/corsauthz/corsauthz/internal/racedetector"
-
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	"github.com/corsauthz/corsauthz/authorizer"
+	"github.com/corsauthz/corsauthz/internal/racedetector"
 	"github.com/corsauthz/corsauthz/policy"
 )
 

@@ -10,9 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/corsauthz/corsauthz/internal/racedetector"
-
 	"github.com/corsauthz/corsauthz/internal/childproc"
+	"github.com/corsauthz/corsauthz/internal/racedetector"
 	"github.com/corsauthz/corsauthz/policy"
 )
 

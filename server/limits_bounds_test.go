@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/corsauthz/corsauthz/internal/racedetector"
-
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
@@ -22,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/corsauthz/corsauthz/internal/racedetector"
 	th "github.com/corsauthz/corsauthz/internal/testharness"
 	"github.com/corsauthz/corsauthz/policy"
 	"github.com/corsauthz/corsauthz/server"
