@@ -37,6 +37,7 @@ import (
 	"github.com/corsauthz/corsauthz/decision"
 	"github.com/corsauthz/corsauthz/extauthz"
 	"github.com/corsauthz/corsauthz/httpauthz"
+	"github.com/corsauthz/corsauthz/internal/racedetector"
 	"github.com/corsauthz/corsauthz/policy"
 	corsauthzv1 "github.com/corsauthz/corsauthz/proto/gen/corsauthz/v1"
 	"github.com/corsauthz/corsauthz/server"
@@ -182,8 +183,11 @@ func (ts *Server) Get(tb testing.TB, path string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
+// CtxTimeout is a test's deadline for its calls: a guard against a call
+// that hangs, not a measure, so it is widened under the race detector,
+// which slows the hostile-input tests' megabyte messages tenfold.
 func CtxTimeout(tb testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second*racedetector.CPUFactor)
 	tb.Cleanup(cancel)
 	return ctx
 }
