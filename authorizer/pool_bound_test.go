@@ -198,9 +198,7 @@ func TestPoolMemoryUnderHangingAuthorizers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the memory measure takes a few seconds")
 	}
-	if racedetector.Enabled {
-		t.Skip("-race: the race detector's shadow memory counts in the resident size this bound is about; measured without -race")
-	}
+	racedetector.SkipMemoryMeasure(t)
 	t.Parallel()
 	var out []byte
 	for _, kind := range []string{"http", "grpc"} {

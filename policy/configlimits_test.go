@@ -136,9 +136,7 @@ func TestLoadMemoryBound(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: child processes")
 	}
-	if racedetector.Enabled {
-		t.Skip("-race: the race detector's shadow memory counts in the resident size this bound is about; measured without -race")
-	}
+	racedetector.SkipMemoryMeasure(t)
 	t.Parallel()
 	exe, err := os.Executable()
 	if err != nil {

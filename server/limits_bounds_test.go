@@ -34,9 +34,7 @@ import (
 // anything is copied: with an authorizer configured, each costs a small
 // part of its size. Not parallel: the measure is the process's.
 func TestRefusedCheckNotCopied(t *testing.T) {
-	if racedetector.Enabled {
-		t.Skip("-race: sync.Pool drops items under the race detector, so gRPC's pooled buffers are allocated again on every call; this allocation bound is measured without -race")
-	}
+	racedetector.SkipMemoryMeasure(t)
 	ta := th.StartTestAuthorizers(t)
 	holder := policy.NewHolder(th.LoadEngine(t, fmt.Sprintf(th.AuthorizerConfig, ta.HTTPURL, ta.GRPCAddr)))
 	ts := th.StartServer(t, holder, server.Options{})

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/corsauthz/corsauthz/decisionapi"
+	"github.com/corsauthz/corsauthz/internal/racedetector"
 	th "github.com/corsauthz/corsauthz/internal/testharness"
 
 	"google.golang.org/grpc"
@@ -191,6 +192,7 @@ func heapAllocs() uint64 {
 // multiple of the message's size. Not parallel: the measure is the
 // process's.
 func TestHostileMessagesCost(t *testing.T) {
+	racedetector.SkipMemoryMeasure(t)
 	holder := policy.NewHolder(th.LoadEngine(t, th.Config))
 	plain := th.StartServer(t, holder, server.Options{})
 	intercepted := th.StartServer(t, holder, server.Options{GRPCServerOptions: []grpc.ServerOption{
@@ -337,6 +339,7 @@ func heapInUse() uint64 {
 // (in an earlier release, 8 of them exceeded the Kubernetes example's 128 MiB limit).
 // Not parallel: the heap measured is the process's.
 func TestHostileMessagesConcurrent(t *testing.T) {
+	racedetector.SkipMemoryMeasure(t)
 	const concurrent = 32
 	ts := th.StartServer(t, policy.NewHolder(th.LoadEngine(t, th.Config)), server.Options{})
 	data := hostileMessages()[0].data // 80,000 tiny headers
