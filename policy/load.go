@@ -2,8 +2,6 @@ package policy
 
 import (
 	"cmp"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"regexp"
@@ -76,8 +74,7 @@ func LoadWithOptions(filename string, data []byte, opts LoadOptions) (*Engine, [
 		}
 		return nil, warnings, errors.Join(joined...)
 	}
-	sum := sha256.Sum256(data)
-	e.hash = hex.EncodeToString(sum[:])
+	e.hash = configfile.Hash(data)
 	e.source = filename
 	return e, warnings, nil
 }

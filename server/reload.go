@@ -2,11 +2,10 @@ package server
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"log/slog"
 	"strings"
 
+	"github.com/corsauthz/corsauthz/internal/configfile"
 	"github.com/corsauthz/corsauthz/internal/limits"
 	"github.com/corsauthz/corsauthz/policy"
 )
@@ -34,8 +33,7 @@ func (s *Server) Reload(ctx context.Context, source string, data []byte) error {
 	defer s.reloadMu.Unlock()
 
 	old := s.engines.Load()
-	sum := sha256.Sum256(data)
-	hash := hex.EncodeToString(sum[:])
+	hash := configfile.Hash(data)
 	if old != nil && old.Hash() == hash {
 		s.logger.LogAttrs(ctx, slog.LevelInfo, "configuration unchanged: nothing to reload",
 			slog.String("config", source), slog.String("config_hash", hash))

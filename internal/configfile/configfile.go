@@ -99,9 +99,17 @@ func Read(path string, maxBytes int64) ([]byte, error) {
 	return data, nil
 }
 
-// Sum is the hex SHA-256 of what Read would return, or Read's error,
-// computed through a small buffer: a watcher that only looks for a change
-// needs no copy of the file (at the caps, 2.4 MiB every few seconds).
+// Hash is the hex SHA-256 of a configuration's bytes: the hash a loaded
+// engine reports (policy.Engine.Hash), the watcher compares and Sum
+// computes for a file, written once so that they agree.
+func Hash(data []byte) string {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
+
+// Sum is Hash of what Read would return, or Read's error, computed
+// through a small buffer: a watcher that only looks for a change needs no
+// copy of the file (at the caps, 2.4 MiB every few seconds).
 func Sum(path string, maxBytes int64) (string, error) {
 	f, _, r, err := open(path, maxBytes)
 	if err != nil {

@@ -32,8 +32,6 @@ package configwatch
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -98,10 +96,7 @@ type Change struct {
 
 // Hash is the hex SHA-256 of data: the hash Watch compares, and the one
 // policy.Engine.Hash reports for a loaded file.
-func Hash(data []byte) string {
-	sum := sha256.Sum256(data)
-	return hex.EncodeToString(sum[:])
-}
+func Hash(data []byte) string { return configfile.Hash(data) }
 
 // Watch watches the file at path until ctx is done and calls reload, one
 // call at a time, whenever its content may have changed (see the package
