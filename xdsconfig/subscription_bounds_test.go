@@ -100,7 +100,9 @@ func TestHostileResourcesNACKed(t *testing.T) {
 		{desc: "alias bomb", content: aliasBomb(), wantErr: "policy.MaxYAMLNodes", compiled: true},
 	}
 	for _, tc := range tests {
+		const refusing = "xDS: refusing a configuration (NACK); the last good one stays"
 		nacked := metric(t, reg, "corsauthz_gateway_xds_updates_nacked_total")
+		logged := log.count(refusing)
 		compiles := metric(t, reg, "corsauthz_gateway_xds_compiles_total")
 		var ms runtime.MemStats
 		runtime.GC()
@@ -109,11 +111,13 @@ func TestHostileResourcesNACKed(t *testing.T) {
 		if err := srv.pub.PublishRaw(sha(tc.content), "hostile.yaml", []byte(tc.content)); err != nil {
 			t.Fatal(err)
 		}
+		// The subscription counts a NACK before it logs it: wait for both,
+		// or the last line read is the previous case's.
 		waitFor(t, 30*time.Second, tc.desc+": no NACK", func() bool {
-			return metric(t, reg, "corsauthz_gateway_xds_updates_nacked_total") == nacked+1
+			return metric(t, reg, "corsauthz_gateway_xds_updates_nacked_total") == nacked+1 && log.count(refusing) == logged+1
 		})
 		runtime.ReadMemStats(&ms)
-		lines := log.withMsg("xDS: refusing a configuration (NACK); the last good one stays")
+		lines := log.withMsg(refusing)
 		msg := fmt.Sprint(lines[len(lines)-1]["error"])
 		t.Logf("%s (%d bytes): NACK %q; heap in use %d → %d MiB (client and server)", tc.desc, len(tc.content), msg, heap0>>20, ms.HeapInuse>>20)
 		if !strings.Contains(msg, tc.wantErr) {
