@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"syscall"
@@ -13,6 +12,8 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/corsauthz/corsauthz/internal/freeport"
 )
 
 // process is a server under test, started by loadbench.
@@ -25,15 +26,10 @@ type process struct {
 }
 
 // freePort returns a loopback address with a port free at the time of the
-// call.
-func freePort() (string, error) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	addr := lis.Addr().String()
-	return addr, lis.Close()
-}
+// call, below the kernel's ephemeral range (internal/freeport): a port
+// found with 127.0.0.1:0 could be taken by any outgoing connection before
+// the server binds it.
+func freePort() (string, error) { return freeport.Find() }
 
 // start runs bin with args and env added to the environment, its output
 // going to logFile.
